@@ -1,0 +1,50 @@
+/* common/: CRC check values and protocol vectors, ll_error formatting. */
+#include "common/ll_crc.h"
+#include "common/ll_error.h"
+#include "ll_test.h"
+
+#include <errno.h>
+#include <string.h>
+
+static void test_crc16_modbus_check_value(void **state)
+{
+    (void)state;
+    assert_int_equal(ll_crc16_modbus((const uint8_t *)"123456789", 9), 0x4B37);
+    /* Modbus RTU read of 1 holding register at 1 from slave 1: 01 03 00 01 00 01 -> D5 CA */
+    const uint8_t frame[] = {0x01, 0x03, 0x00, 0x01, 0x00, 0x01};
+    assert_int_equal(ll_crc16_modbus(frame, sizeof(frame)), 0xCAD5);
+}
+
+static void test_crc16_ccitt_false_matches_spn1_examples(void **state)
+{
+    (void)state;
+    assert_int_equal(ll_crc16_ccitt_false((const uint8_t *)"123456789", 9), 0x29B1);
+    const char *body = "17 RCP 3 STAGE 1 500 1000 5"; /* hardware.md §2.3: *8DA8 */
+    assert_int_equal(ll_crc16_ccitt_false((const uint8_t *)body, strlen(body)), 0x8DA8);
+    const char *reply = "19 STATUS?";
+    assert_int_equal(ll_crc16_ccitt_false((const uint8_t *)reply, strlen(reply)), 0x07EC);
+}
+
+static void test_error_set_and_prefix(void **state)
+{
+    (void)state;
+    struct ll_error err;
+    ll_error_clear(&err);
+    assert_int_equal(ll_error_set(&err, -EINVAL, "column '%s': '%s' is not a number", "x", "abc"),
+                     -EINVAL);
+    ll_error_prefix(&err, "%s:%d", "obs.csv", 14);
+    assert_string_equal(err.msg, "obs.csv:14: column 'x': 'abc' is not a number");
+    assert_int_equal(err.code, -EINVAL);
+    assert_int_equal(ll_error_set(NULL, -EIO, "ignored"), -EIO);
+}
+
+int main(void)
+{
+    ll_test_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc16_modbus_check_value),
+        cmocka_unit_test(test_crc16_ccitt_false_matches_spn1_examples),
+        cmocka_unit_test(test_error_set_and_prefix),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
