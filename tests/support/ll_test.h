@@ -7,11 +7,14 @@
 #ifndef LL_TEST_H
 #define LL_TEST_H
 
-#include <cmocka.h>
-#include <setjmp.h> /* cmocka needs these before its header */
+/* cmocka.h needs these four before it */
+// clang-format off
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <cmocka.h>
+// clang-format on
 
 void ll_test_init(void);
 
