@@ -1,0 +1,1212 @@
+/* store — see store.h. Every SQL statement of labloopd lives in this file.
+ *
+ * A tiny binding helper (prep()) takes a type string — i int64, n int64 or NULL when 0,
+ * d double, s text or NULL, b text with explicit length — so that each operation is one
+ * statement and a handful of lines. SQLite result codes become negative errno values in
+ * map_rc() and nowhere else.
+ */
+#include "daemon/store.h"
+
+#include "common/ll_time.h"
+#include "daemon/sha256.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct store {
+    sqlite3 *db;
+    int tx_depth;
+};
+
+#define REJECTION_KEEP_BYTES (64 * 1024)
+
+static const char *const campaign_names[] = {
+    "running", "paused", "stopped", "completed", "aborted", "failed"};
+static const char *const experiment_names[] = {
+    "proposed", "awaiting_approval", "queued", "running", "measured", "failed", "abandoned"};
+static const char *const step_names[] = {
+    "pending", "started", "unknown", "done", "failed", "skipped"};
+
+/* allowed[from] is a bit set of the states `from` may become (tables in store.h) */
+#define B(x) (1u << (x))
+static const unsigned campaign_allowed[STORE_CAMPAIGN_N_STATES] = {
+    [STORE_CAMPAIGN_RUNNING] = B(STORE_CAMPAIGN_PAUSED) | B(STORE_CAMPAIGN_STOPPED) |
+                               B(STORE_CAMPAIGN_COMPLETED) | B(STORE_CAMPAIGN_ABORTED) |
+                               B(STORE_CAMPAIGN_FAILED),
+    [STORE_CAMPAIGN_PAUSED] =
+        B(STORE_CAMPAIGN_RUNNING) | B(STORE_CAMPAIGN_STOPPED) | B(STORE_CAMPAIGN_ABORTED),
+    [STORE_CAMPAIGN_STOPPED] = B(STORE_CAMPAIGN_RUNNING) | B(STORE_CAMPAIGN_ABORTED),
+};
+static const unsigned experiment_allowed[STORE_EXP_N_STATES] = {
+    [STORE_EXP_PROPOSED] =
+        B(STORE_EXP_AWAITING_APPROVAL) | B(STORE_EXP_QUEUED) | B(STORE_EXP_ABANDONED),
+    [STORE_EXP_AWAITING_APPROVAL] = B(STORE_EXP_QUEUED) | B(STORE_EXP_ABANDONED),
+    [STORE_EXP_QUEUED] = B(STORE_EXP_RUNNING) | B(STORE_EXP_ABANDONED),
+    [STORE_EXP_RUNNING] = B(STORE_EXP_MEASURED) | B(STORE_EXP_FAILED) | B(STORE_EXP_ABANDONED),
+};
+static const unsigned step_allowed[STORE_STEP_N_STATES] = {
+    [STORE_STEP_PENDING] = B(STORE_STEP_STARTED) | B(STORE_STEP_SKIPPED),
+    [STORE_STEP_STARTED] = B(STORE_STEP_DONE) | B(STORE_STEP_FAILED) | B(STORE_STEP_UNKNOWN),
+    [STORE_STEP_UNKNOWN] = B(STORE_STEP_DONE) | B(STORE_STEP_FAILED),
+};
+#undef B
+
+static const char *name_of(const char *const *names, int n, int state)
+{
+    return state >= 0 && state < n ? names[state] : NULL;
+}
+
+static int from_name(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; name != NULL && i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return -EINVAL;
+}
+
+const char *store_campaign_state_name(int state)
+{
+    return name_of(campaign_names, STORE_CAMPAIGN_N_STATES, state);
+}
+const char *store_experiment_state_name(int state)
+{
+    return name_of(experiment_names, STORE_EXP_N_STATES, state);
+}
+const char *store_step_state_name(int state)
+{
+    return name_of(step_names, STORE_STEP_N_STATES, state);
+}
+int store_campaign_state_from_name(const char *name)
+{
+    return from_name(campaign_names, STORE_CAMPAIGN_N_STATES, name);
+}
+int store_experiment_state_from_name(const char *name)
+{
+    return from_name(experiment_names, STORE_EXP_N_STATES, name);
+}
+int store_step_state_from_name(const char *name)
+{
+    return from_name(step_names, STORE_STEP_N_STATES, name);
+}
+
+static int transition_ok(const unsigned *allowed, int n, int from, int to)
+{
+    if (from < 0 || from >= n || to < 0 || to >= n)
+        return 0;
+    return (allowed[from] >> to) & 1u;
+}
+int store_campaign_transition_ok(int from, int to)
+{
+    return transition_ok(campaign_allowed, STORE_CAMPAIGN_N_STATES, from, to);
+}
+int store_experiment_transition_ok(int from, int to)
+{
+    return transition_ok(experiment_allowed, STORE_EXP_N_STATES, from, to);
+}
+int store_step_transition_ok(int from, int to)
+{
+    return transition_ok(step_allowed, STORE_STEP_N_STATES, from, to);
+}
+
+/* --- SQLite boundary ------------------------------------------------------------------ */
+
+static int map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return 0;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_CONSTRAINT:
+        return -EEXIST;
+    case SQLITE_FULL:
+        return -ENOSPC;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_READONLY:
+        return -EROFS;
+    case SQLITE_CANTOPEN:
+        return -ENOENT;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return -EBADMSG;
+    default:
+        return -EIO;
+    }
+}
+
+static int fail(struct store *s, int rc, struct ll_error *err, const char *what)
+{
+    return ll_error_set(err, map_rc(rc), "store: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+/* Prepares sql and binds the arguments described by types (see the file comment).
+ * Returns the statement or NULL (err filled). */
+static sqlite3_stmt *
+prep(struct store *s, struct ll_error *err, const char *sql, const char *types, ...)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        fail(s, rc, err, "prepare");
+        return NULL;
+    }
+    va_list ap;
+    va_start(ap, types);
+    for (int i = 0; types[i] != '\0' && rc == SQLITE_OK; i++) {
+        int col = i + 1;
+        switch (types[i]) {
+        case 'i':
+            rc = sqlite3_bind_int64(st, col, va_arg(ap, int64_t));
+            break;
+        case 'n': {
+            int64_t v = va_arg(ap, int64_t);
+            rc = v == 0 ? sqlite3_bind_null(st, col) : sqlite3_bind_int64(st, col, v);
+            break;
+        }
+        case 'd':
+            rc = sqlite3_bind_double(st, col, va_arg(ap, double));
+            break;
+        case 's': {
+            const char *v = va_arg(ap, const char *);
+            rc = v == NULL ? sqlite3_bind_null(st, col)
+                           : sqlite3_bind_text(st, col, v, -1, SQLITE_TRANSIENT);
+            break;
+        }
+        case 'b': {
+            const char *v = va_arg(ap, const char *);
+            size_t len = va_arg(ap, size_t);
+            rc = sqlite3_bind_text64(st, col, v, len, SQLITE_TRANSIENT, SQLITE_UTF8);
+            break;
+        }
+        default:
+            rc = SQLITE_MISUSE;
+        }
+    }
+    va_end(ap);
+    if (rc != SQLITE_OK) {
+        fail(s, rc, err, "bind");
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* Runs a statement that returns no rows and finalizes it. */
+static int run(struct store *s, sqlite3_stmt *st, struct ll_error *err, const char *what)
+{
+    if (st == NULL)
+        return err != NULL && err->code != 0 ? err->code : -EIO;
+    int rc = sqlite3_step(st);
+    int r = 0;
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        r = fail(s, rc, err, what);
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int exec(struct store *s, const char *sql, struct ll_error *err)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+    int r = 0;
+    if (rc != SQLITE_OK)
+        r = ll_error_set(err, map_rc(rc), "store: %s", msg != NULL ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return r;
+}
+
+/* Turns every row of st into an object (column name -> value) in a new array; finalizes st.
+ * Columns whose name ends in "_json" are parsed and stored without the suffix. */
+static json_t *rows_json(struct store *s, sqlite3_stmt *st, struct ll_error *err)
+{
+    if (st == NULL)
+        return NULL;
+    json_t *arr = json_array();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *obj = json_object();
+        int n = sqlite3_column_count(st);
+        for (int c = 0; c < n; c++) {
+            const char *name = sqlite3_column_name(st, c);
+            json_t *v;
+            size_t nl = strlen(name);
+            int is_json = nl > 5 && strcmp(name + nl - 5, "_json") == 0;
+            switch (sqlite3_column_type(st, c)) {
+            case SQLITE_INTEGER:
+                v = json_integer(sqlite3_column_int64(st, c));
+                break;
+            case SQLITE_FLOAT:
+                v = json_real(sqlite3_column_double(st, c));
+                break;
+            case SQLITE_NULL:
+                v = json_null();
+                break;
+            default:
+                if (is_json) {
+                    v = json_loads((const char *)sqlite3_column_text(st, c), 0, NULL);
+                    if (v == NULL)
+                        v = json_null();
+                } else {
+                    v = json_string((const char *)sqlite3_column_text(st, c));
+                }
+            }
+            if (is_json) {
+                char key[128];
+                snprintf(key, sizeof(key), "%.*s", (int)(nl - 5), name);
+                json_object_set_new(obj, key, v);
+            } else {
+                json_object_set_new(obj, name, v);
+            }
+        }
+        json_array_append_new(arr, obj);
+    }
+    if (rc != SQLITE_DONE) {
+        fail(s, rc, err, "query");
+        json_decref(arr);
+        arr = NULL;
+    }
+    sqlite3_finalize(st);
+    return arr;
+}
+
+/* Runs st expecting one row and returns its first column as int64 in *ret; -ENOENT when no
+ * row. Finalizes st. */
+static int one_int(struct store *s, sqlite3_stmt *st, int64_t *ret, struct ll_error *err)
+{
+    if (st == NULL)
+        return err != NULL && err->code != 0 ? err->code : -EIO;
+    int rc = sqlite3_step(st);
+    int r = 0;
+    if (rc == SQLITE_ROW)
+        *ret = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE)
+        r = -ENOENT;
+    else
+        r = fail(s, rc, err, "query");
+    sqlite3_finalize(st);
+    return r;
+}
+
+/* --- schema and migrations ------------------------------------------------------------- */
+
+/* migrations[v] brings the schema from version v to v+1; each runs in one transaction. */
+static const char *const migrations[] = {
+    /* 0 -> 1: the first schema */
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE campaigns ("
+    "  id INTEGER PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL,"
+    "  approval TEXT NOT NULL DEFAULT 'auto', file_text TEXT NOT NULL,"
+    "  reason TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE TABLE experiments ("
+    "  id INTEGER PRIMARY KEY, campaign_id INTEGER NOT NULL REFERENCES campaigns(id),"
+    "  idx INTEGER NOT NULL, round INTEGER NOT NULL, well INTEGER NOT NULL,"
+    "  sample TEXT UNIQUE, state TEXT NOT NULL, reason TEXT, params TEXT NOT NULL,"
+    "  acquisition REAL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    "  UNIQUE (campaign_id, idx));"
+    "CREATE TABLE steps ("
+    "  id INTEGER PRIMARY KEY, experiment_id INTEGER NOT NULL REFERENCES experiments(id),"
+    "  idx INTEGER NOT NULL, attempt INTEGER NOT NULL DEFAULT 1, instrument TEXT NOT NULL,"
+    "  action TEXT NOT NULL, params TEXT NOT NULL, state TEXT NOT NULL,"
+    "  expected_ms INTEGER NOT NULL, deadline_at INTEGER, started_at INTEGER,"
+    "  finished_at INTEGER, result TEXT, request TEXT UNIQUE,"
+    "  UNIQUE (experiment_id, idx, attempt));"
+    "CREATE TABLE measurements ("
+    "  id INTEGER PRIMARY KEY, station TEXT NOT NULL, seq INTEGER NOT NULL,"
+    "  request TEXT NOT NULL, kind TEXT NOT NULL, sample TEXT NOT NULL,"
+    "  experiment_id INTEGER REFERENCES experiments(id), step_id INTEGER REFERENCES steps(id),"
+    "  time TEXT, received_at INTEGER NOT NULL, raw TEXT NOT NULL, hash TEXT NOT NULL,"
+    "  UNIQUE (station, seq));"
+    "CREATE TABLE rejections ("
+    "  id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, station TEXT, seq INTEGER,"
+    "  reason TEXT NOT NULL, raw_len INTEGER NOT NULL, raw_head TEXT, hash TEXT NOT NULL);"
+    "CREATE TABLE derived ("
+    "  measurement_id INTEGER NOT NULL REFERENCES measurements(id), name TEXT NOT NULL,"
+    "  value REAL NOT NULL, analysis_version TEXT NOT NULL,"
+    "  PRIMARY KEY (measurement_id, name));"
+    "CREATE TABLE objectives ("
+    "  experiment_id INTEGER NOT NULL REFERENCES experiments(id), name TEXT NOT NULL,"
+    "  value REAL NOT NULL, measurement_id INTEGER REFERENCES measurements(id),"
+    "  analysis_version TEXT NOT NULL, PRIMARY KEY (experiment_id, name));"
+    "CREATE TABLE model_fits ("
+    "  id INTEGER PRIMARY KEY, campaign_id INTEGER NOT NULL REFERENCES campaigns(id),"
+    "  round INTEGER NOT NULL, created_at INTEGER NOT NULL, fit TEXT NOT NULL,"
+    "  UNIQUE (campaign_id, round));"
+    "CREATE TABLE approvals ("
+    "  campaign_id INTEGER NOT NULL REFERENCES campaigns(id), round INTEGER NOT NULL,"
+    "  state TEXT NOT NULL, note TEXT, created_at INTEGER NOT NULL, decided_at INTEGER,"
+    "  PRIMARY KEY (campaign_id, round));"
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, level INTEGER NOT NULL,"
+    "  campaign_id INTEGER, experiment_id INTEGER, step_id INTEGER, kind TEXT NOT NULL,"
+    "  message TEXT NOT NULL);"
+    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events"
+    "  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
+    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events"
+    "  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
+    "CREATE INDEX experiments_by_campaign ON experiments(campaign_id, state);"
+    "CREATE INDEX steps_by_experiment ON steps(experiment_id, idx);"
+    "CREATE INDEX steps_by_state ON steps(state);",
+};
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
+               "one migration per schema version");
+
+static int migrate(struct store *s, struct ll_error *err)
+{
+    int64_t version = 0;
+    int r = one_int(s, prep(s, err, "PRAGMA user_version", ""), &version, err);
+    if (r < 0)
+        return r;
+    if (version > STORE_SCHEMA_VERSION)
+        return ll_error_set(err,
+                            -EPROTO,
+                            "store: database schema version %lld is newer than this labloopd "
+                            "(%d); refusing to touch it",
+                            (long long)version,
+                            STORE_SCHEMA_VERSION);
+    for (int64_t v = version; v < STORE_SCHEMA_VERSION; v++) {
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%lld", (long long)(v + 1));
+        r = store_begin(s, err);
+        if (r == 0)
+            r = exec(s, migrations[v], err);
+        if (r == 0)
+            r = exec(s, pragma, err);
+        if (r == 0)
+            r = store_commit(s, err);
+        if (r < 0) {
+            store_rollback(s);
+            return ll_error_prefix(err, "migration %lld -> %lld", (long long)v, (long long)v + 1);
+        }
+    }
+    return 0;
+}
+
+static int check_quick(struct store *s, const char *pragma, struct ll_error *err)
+{
+    sqlite3_stmt *st = prep(s, err, pragma, "");
+    if (st == NULL)
+        return err != NULL ? err->code : -EIO;
+    int rc = sqlite3_step(st);
+    int r = 0;
+    if (rc != SQLITE_ROW)
+        r = fail(s, rc, err, pragma);
+    else if (strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0)
+        r = ll_error_set(
+            err, -EBADMSG, "store: %s: %s", pragma, (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return r;
+}
+
+int store_open(const char *path, struct store **ret_store, struct ll_error *reterr)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    int r = 0;
+    if (s == NULL)
+        return ll_error_set(reterr, -ENOMEM, "store: out of memory");
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        r = ll_error_set(reterr,
+                         map_rc(rc),
+                         "store: cannot open %s: %s",
+                         path,
+                         s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        goto out;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+    sqlite3_busy_timeout(s->db, 5000);
+    r = exec(
+        s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", reterr);
+    if (r == 0)
+        r = check_quick(s, "PRAGMA quick_check", reterr);
+    if (r == 0)
+        r = migrate(s, reterr);
+    if (r < 0)
+        ll_error_prefix(reterr, "%s", path);
+out:
+    if (r < 0)
+        store_close(&s);
+    *ret_store = s;
+    return r;
+}
+
+void store_close(struct store **s)
+{
+    if (s == NULL || *s == NULL)
+        return;
+    sqlite3_close_v2((*s)->db);
+    free(*s);
+    *s = NULL;
+}
+
+int store_begin(struct store *s, struct ll_error *reterr)
+{
+    if (s->tx_depth++ > 0)
+        return 0;
+    int r = exec(s, "BEGIN IMMEDIATE", reterr);
+    if (r < 0)
+        s->tx_depth = 0;
+    return r;
+}
+
+int store_commit(struct store *s, struct ll_error *reterr)
+{
+    if (s->tx_depth == 0)
+        return ll_error_set(reterr, -EINVAL, "store: commit without a transaction");
+    if (--s->tx_depth > 0)
+        return 0;
+    int r = exec(s, "COMMIT", reterr);
+    if (r < 0)
+        store_rollback(s);
+    return r;
+}
+
+void store_rollback(struct store *s)
+{
+    s->tx_depth = 0;
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int store_backup(struct store *s, const char *path, struct ll_error *reterr)
+{
+    sqlite3 *dst = NULL;
+    int r = 0;
+    FILE *probe = fopen(path, "r");
+    if (probe != NULL) {
+        fclose(probe);
+        return ll_error_set(reterr, -EEXIST, "backup: %s exists; choose a new file", path);
+    }
+    int rc = sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        r = ll_error_set(reterr, map_rc(rc), "backup: cannot create %s", path);
+        goto out;
+    }
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", s->db, "main");
+    if (b == NULL) {
+        r = ll_error_set(reterr, map_rc(sqlite3_errcode(dst)), "backup: %s", sqlite3_errmsg(dst));
+        goto out;
+    }
+    /* all pages in one step: the source connection is ours, so nothing else writes meanwhile */
+    rc = sqlite3_backup_step(b, -1);
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE)
+        r = ll_error_set(reterr, map_rc(rc), "backup to %s: %s", path, sqlite3_errstr(rc));
+out:
+    sqlite3_close_v2(dst);
+    return r;
+}
+
+int store_integrity_check(struct store *s, struct ll_error *reterr)
+{
+    return check_quick(s, "PRAGMA integrity_check", reterr);
+}
+
+/* --- meta and events --------------------------------------------------------------------- */
+
+int store_meta_set(struct store *s, const char *key, const char *value, struct ll_error *reterr)
+{
+    return run(s,
+               prep(s,
+                    reterr,
+                    "INSERT INTO meta(key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    "ss",
+                    key,
+                    value),
+               reterr,
+               "meta");
+}
+
+int store_meta_get(struct store *s, const char *key, char *buf, size_t n, struct ll_error *reterr)
+{
+    sqlite3_stmt *st = prep(s, reterr, "SELECT value FROM meta WHERE key = ?", "s", key);
+    if (st == NULL)
+        return reterr != NULL ? reterr->code : -EIO;
+    int rc = sqlite3_step(st);
+    int r = 0;
+    if (rc == SQLITE_ROW) {
+        snprintf(buf, n, "%s", (const char *)sqlite3_column_text(st, 0));
+        r = 1;
+    } else if (rc != SQLITE_DONE) {
+        r = fail(s, rc, reterr, "meta");
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+int store_event(struct store *s,
+                int64_t campaign_id,
+                int64_t experiment_id,
+                int64_t step_id,
+                int level,
+                const char *kind,
+                const char *message,
+                struct ll_error *reterr)
+{
+    return run(s,
+               prep(s,
+                    reterr,
+                    "INSERT INTO events(at, level, campaign_id, experiment_id, step_id, kind, "
+                    "message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "iinnnss",
+                    ll_wall_ms(),
+                    (int64_t)level,
+                    campaign_id,
+                    experiment_id,
+                    step_id,
+                    kind,
+                    message),
+               reterr,
+               "event");
+}
+
+json_t *store_events_json(struct store *s, int64_t campaign_id, int limit, struct ll_error *reterr)
+{
+    return rows_json(s,
+                     prep(s,
+                          reterr,
+                          "SELECT * FROM (SELECT id, at, level, campaign_id, experiment_id, "
+                          "step_id, kind, message FROM events WHERE (?1 = 0 OR campaign_id = ?1) "
+                          "ORDER BY id DESC LIMIT ?2) ORDER BY id",
+                          "ii",
+                          campaign_id,
+                          (int64_t)limit),
+                     reterr);
+}
+
+/* --- state changes --------------------------------------------------------------------- */
+
+/* Reads the state of row id in table (names: the state names) into *ret_state. */
+static int get_state(struct store *s,
+                     const char *table,
+                     const char *const *names,
+                     int n,
+                     int64_t id,
+                     struct ll_error *err)
+{
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SELECT state FROM %s WHERE id = ?", table);
+    sqlite3_stmt *st = prep(s, err, sql, "i", id);
+    if (st == NULL)
+        return err != NULL ? err->code : -EIO;
+    int rc = sqlite3_step(st);
+    int r;
+    if (rc == SQLITE_ROW)
+        r = from_name(names, n, (const char *)sqlite3_column_text(st, 0));
+    else if (rc == SQLITE_DONE)
+        r = ll_error_set(err, -ENOENT, "store: no row %lld in %s", (long long)id, table);
+    else
+        r = fail(s, rc, err, table);
+    sqlite3_finalize(st);
+    return r;
+}
+
+int store_campaign_get_state(struct store *s, int64_t id, struct ll_error *reterr)
+{
+    return get_state(s, "campaigns", campaign_names, STORE_CAMPAIGN_N_STATES, id, reterr);
+}
+int store_experiment_get_state(struct store *s, int64_t id, struct ll_error *reterr)
+{
+    return get_state(s, "experiments", experiment_names, STORE_EXP_N_STATES, id, reterr);
+}
+int store_step_get_state(struct store *s, int64_t id, struct ll_error *reterr)
+{
+    return get_state(s, "steps", step_names, STORE_STEP_N_STATES, id, reterr);
+}
+
+int store_campaign_create(struct store *s,
+                          const char *name,
+                          const char *file_text,
+                          const char *approval,
+                          int64_t *ret_id,
+                          struct ll_error *reterr)
+{
+    int64_t now = ll_wall_ms();
+    int r = run(s,
+                prep(s,
+                     reterr,
+                     "INSERT INTO campaigns(name, state, approval, file_text, created_at, "
+                     "updated_at) VALUES (?, 'running', ?, ?, ?, ?)",
+                     "sssii",
+                     name,
+                     approval,
+                     file_text,
+                     now,
+                     now),
+                reterr,
+                "campaign");
+    if (r == 0)
+        *ret_id = sqlite3_last_insert_rowid(s->db);
+    return r;
+}
+
+int store_campaign_set_state(
+    struct store *s, int64_t id, int to, const char *reason, struct ll_error *reterr)
+{
+    int from = store_campaign_get_state(s, id, reterr);
+    if (from < 0)
+        return from;
+    if (!store_campaign_transition_ok(from, to))
+        return ll_error_set(reterr,
+                            -EINVAL,
+                            "campaign %lld is %s; it cannot become %s",
+                            (long long)id,
+                            campaign_names[from],
+                            store_campaign_state_name(to) ? store_campaign_state_name(to) : "?");
+    int r = run(s,
+                prep(s,
+                     reterr,
+                     "UPDATE campaigns SET state = ?, reason = coalesce(?, reason), updated_at = ? "
+                     "WHERE id = ?",
+                     "ssii",
+                     campaign_names[to],
+                     reason,
+                     ll_wall_ms(),
+                     id),
+                reterr,
+                "campaign state");
+    if (r == 0) {
+        char msg[256];
+        snprintf(msg,
+                 sizeof(msg),
+                 "%s -> %s%s%s",
+                 campaign_names[from],
+                 campaign_names[to],
+                 reason ? ": " : "",
+                 reason ? reason : "");
+        r = store_event(s, id, 0, 0, 6, "campaign", msg, reterr);
+    }
+    return r;
+}
+
+json_t *store_campaigns_json(struct store *s, int all, struct ll_error *reterr)
+{
+    return rows_json(s,
+                     prep(s,
+                          reterr,
+                          "SELECT id, name, state, approval, created_at, updated_at, reason, "
+                          "file_text FROM campaigns WHERE ?1 OR state IN ('running', 'paused', "
+                          "'stopped') ORDER BY id",
+                          "i",
+                          (int64_t)(all != 0)),
+                     reterr);
+}
+
+int store_experiment_create(struct store *s,
+                            int64_t campaign_id,
+                            int idx,
+                            int round,
+                            int well,
+                            json_t *params,
+                            double acquisition,
+                            int64_t *ret_id,
+                            struct ll_error *reterr)
+{
+    char *text = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    if (text == NULL)
+        return ll_error_set(reterr, -ENOMEM, "store: cannot encode parameters");
+    int64_t now = ll_wall_ms();
+    int r = run(s,
+                prep(s,
+                     reterr,
+                     "INSERT INTO experiments(campaign_id, idx, round, well, state, params, "
+                     "acquisition, created_at, updated_at) VALUES (?, ?, ?, ?, 'proposed', ?, "
+                     "?, ?, ?)",
+                     "iiiisdii",
+                     campaign_id,
+                     (int64_t)idx,
+                     (int64_t)round,
+                     (int64_t)well,
+                     text,
+                     acquisition,
+                     now,
+                     now),
+                reterr,
+                "experiment");
+    free(text);
+    if (r < 0)
+        return r;
+    int64_t id = sqlite3_last_insert_rowid(s->db);
+    char sample[32];
+    snprintf(sample, sizeof(sample), "S%06lld", (long long)id);
+    r = run(s,
+            prep(s, reterr, "UPDATE experiments SET sample = ? WHERE id = ?", "si", sample, id),
+            reterr,
+            "experiment sample");
+    if (r == 0)
+        *ret_id = id;
+    return r;
+}
+
+int store_experiment_set_state(
+    struct store *s, int64_t id, int to, const char *reason, struct ll_error *reterr)
+{
+    int from = store_experiment_get_state(s, id, reterr);
+    if (from < 0)
+        return from;
+    if (!store_experiment_transition_ok(from, to))
+        return ll_error_set(reterr,
+                            -EINVAL,
+                            "experiment %lld is %s; it cannot become %s",
+                            (long long)id,
+                            experiment_names[from],
+                            store_experiment_state_name(to) ? store_experiment_state_name(to)
+                                                            : "?");
+    return run(s,
+               prep(s,
+                    reterr,
+                    "UPDATE experiments SET state = ?, reason = coalesce(?, reason), "
+                    "updated_at = ? WHERE id = ?",
+                    "ssii",
+                    experiment_names[to],
+                    reason,
+                    ll_wall_ms(),
+                    id),
+               reterr,
+               "experiment state");
+}
+
+int store_experiment_by_sample(struct store *s,
+                               const char *sample,
+                               int64_t *ret_id,
+                               struct ll_error *reterr)
+{
+    return one_int(s,
+                   prep(s, reterr, "SELECT id FROM experiments WHERE sample = ?", "s", sample),
+                   ret_id,
+                   reterr);
+}
+
+json_t *store_experiments_json(struct store *s, int64_t campaign_id, struct ll_error *reterr)
+{
+    return rows_json(
+        s,
+        prep(s,
+             reterr,
+             "SELECT e.id, e.campaign_id, e.idx, e.round, e.well, e.sample, e.state, e.reason, "
+             "e.params AS params_json, e.acquisition, "
+             "(SELECT json_group_object(o.name, o.value) FROM objectives o "
+             " WHERE o.experiment_id = e.id) AS objectives_json, e.created_at, e.updated_at "
+             "FROM experiments e WHERE (?1 = 0 OR e.campaign_id = ?1) ORDER BY e.id",
+             "i",
+             campaign_id),
+        reterr);
+}
+
+int store_experiment_counts(
+    struct store *s, int64_t campaign_id, int *ret_total, int *ret_final, struct ll_error *reterr)
+{
+    sqlite3_stmt *st = prep(s,
+                            reterr,
+                            "SELECT count(*), coalesce(sum(state IN ('measured', 'failed', "
+                            "'abandoned')), 0) FROM experiments WHERE campaign_id = ?",
+                            "i",
+                            campaign_id);
+    if (st == NULL)
+        return reterr != NULL ? reterr->code : -EIO;
+    int rc = sqlite3_step(st);
+    int r = 0;
+    if (rc == SQLITE_ROW) {
+        *ret_total = sqlite3_column_int(st, 0);
+        *ret_final = sqlite3_column_int(st, 1);
+    } else {
+        r = fail(s, rc, reterr, "experiment counts");
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+int store_step_create(struct store *s,
+                      int64_t experiment_id,
+                      int idx,
+                      const char *instrument,
+                      const char *action,
+                      json_t *params,
+                      int64_t expected_ms,
+                      const char *request,
+                      int64_t *ret_id,
+                      struct ll_error *reterr)
+{
+    char *text = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    if (text == NULL)
+        return ll_error_set(reterr, -ENOMEM, "store: cannot encode step parameters");
+    int r = run(s,
+                prep(s,
+                     reterr,
+                     "INSERT INTO steps(experiment_id, idx, instrument, action, params, state, "
+                     "expected_ms, request) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                     "iisssis",
+                     experiment_id,
+                     (int64_t)idx,
+                     instrument,
+                     action,
+                     text,
+                     expected_ms,
+                     request),
+                reterr,
+                "step");
+    free(text);
+    if (r == 0)
+        *ret_id = sqlite3_last_insert_rowid(s->db);
+    return r;
+}
+
+int store_step_set_state(struct store *s,
+                         int64_t id,
+                         int to,
+                         int64_t deadline_ms,
+                         const char *result,
+                         struct ll_error *reterr)
+{
+    int from = store_step_get_state(s, id, reterr);
+    if (from < 0)
+        return from;
+    if (!store_step_transition_ok(from, to))
+        return ll_error_set(reterr,
+                            -EINVAL,
+                            "step %lld is %s; it cannot become %s",
+                            (long long)id,
+                            step_names[from],
+                            store_step_state_name(to) ? store_step_state_name(to) : "?");
+    int64_t now = ll_wall_ms();
+    if (to == STORE_STEP_STARTED)
+        return run(s,
+                   prep(s,
+                        reterr,
+                        "UPDATE steps SET state = 'started', started_at = ?, deadline_at = ? "
+                        "WHERE id = ?",
+                        "iii",
+                        now,
+                        now + deadline_ms,
+                        id),
+                   reterr,
+                   "step state");
+    if (to == STORE_STEP_UNKNOWN)
+        return run(s,
+                   prep(s,
+                        reterr,
+                        "UPDATE steps SET state = 'unknown', result = ? WHERE id = ?",
+                        "si",
+                        result,
+                        id),
+                   reterr,
+                   "step state");
+    return run(s,
+               prep(s,
+                    reterr,
+                    "UPDATE steps SET state = ?, finished_at = ?, result = ? WHERE id = ?",
+                    "sisi",
+                    step_names[to],
+                    now,
+                    result,
+                    id),
+               reterr,
+               "step state");
+}
+
+static const char steps_columns[] =
+    "SELECT s.id, s.experiment_id, s.idx, s.attempt, s.instrument, s.action, "
+    "s.params AS params_json, s.state, s.expected_ms, s.deadline_at, s.started_at, "
+    "s.finished_at, s.result, s.request, e.sample, e.campaign_id, e.well "
+    "FROM steps s JOIN experiments e ON e.id = s.experiment_id ";
+
+json_t *store_steps_json(struct store *s,
+                         int64_t campaign_id,
+                         int64_t experiment_id,
+                         struct ll_error *reterr)
+{
+    char sql[1024];
+    snprintf(sql,
+             sizeof(sql),
+             "%s WHERE (?1 <> 0 AND s.experiment_id = ?1) OR (?1 = 0 AND e.campaign_id = ?2 AND "
+             "e.state NOT IN ('measured', 'failed', 'abandoned')) ORDER BY s.experiment_id, "
+             "s.idx, s.attempt",
+             steps_columns);
+    return rows_json(s, prep(s, reterr, sql, "ii", experiment_id, campaign_id), reterr);
+}
+
+json_t *store_questions_json(struct store *s, struct ll_error *reterr)
+{
+    char sql[1024];
+    snprintf(sql, sizeof(sql), "%s WHERE s.state = 'unknown' ORDER BY s.id", steps_columns);
+    return rows_json(s, prep(s, reterr, sql, ""), reterr);
+}
+
+int store_step_by_request(struct store *s,
+                          const char *request,
+                          int64_t *ret_step_id,
+                          int64_t *ret_experiment_id,
+                          struct ll_error *reterr)
+{
+    int r = one_int(s,
+                    prep(s, reterr, "SELECT id FROM steps WHERE request = ?", "s", request),
+                    ret_step_id,
+                    reterr);
+    if (r == 0)
+        r = one_int(
+            s,
+            prep(s, reterr, "SELECT experiment_id FROM steps WHERE id = ?", "i", *ret_step_id),
+            ret_experiment_id,
+            reterr);
+    return r;
+}
+
+/* --- measurements ------------------------------------------------------------------------ */
+
+int store_measurement_put(struct store *s,
+                          const char *station,
+                          int64_t seq,
+                          const char *request,
+                          const char *kind,
+                          const char *sample,
+                          int64_t experiment_id,
+                          int64_t step_id,
+                          const char *time,
+                          const char *raw,
+                          size_t len,
+                          int *ret_outcome,
+                          int64_t *ret_id,
+                          struct ll_error *reterr)
+{
+    char hash[SHA256_HEX_LEN];
+    sha256_hex(raw, len, hash);
+    sqlite3_stmt *st = prep(s,
+                            reterr,
+                            "SELECT id, hash FROM measurements WHERE station = ? AND seq = ?",
+                            "si",
+                            station,
+                            seq);
+    if (st == NULL)
+        return reterr != NULL ? reterr->code : -EIO;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ret_id = sqlite3_column_int64(st, 0);
+        *ret_outcome = strcmp((const char *)sqlite3_column_text(st, 1), hash) == 0
+                           ? STORE_MEAS_DUPLICATE
+                           : STORE_MEAS_CONFLICT;
+        sqlite3_finalize(st);
+        return 0;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return fail(s, rc, reterr, "measurement lookup");
+    int r = run(s,
+                prep(s,
+                     reterr,
+                     "INSERT INTO measurements(station, seq, request, kind, sample, experiment_id, "
+                     "step_id, time, received_at, raw, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                     "?, ?)",
+                     "sisssnnsibs",
+                     station,
+                     seq,
+                     request,
+                     kind,
+                     sample,
+                     experiment_id,
+                     step_id,
+                     time,
+                     ll_wall_ms(),
+                     raw,
+                     len,
+                     hash),
+                reterr,
+                "measurement");
+    if (r == 0) {
+        *ret_id = sqlite3_last_insert_rowid(s->db);
+        *ret_outcome = STORE_MEAS_STORED;
+    }
+    return r;
+}
+
+int store_rejection_put(struct store *s,
+                        const char *station,
+                        int64_t seq,
+                        const char *reason,
+                        const char *raw,
+                        size_t len,
+                        struct ll_error *reterr)
+{
+    char hash[SHA256_HEX_LEN];
+    sha256_hex(raw, len, hash);
+    size_t keep = len < REJECTION_KEEP_BYTES ? len : REJECTION_KEEP_BYTES;
+    /* raw_head is stored as a blob-safe text prefix; invalid UTF-8 is kept byte for byte */
+    return run(s,
+               prep(s,
+                    reterr,
+                    "INSERT INTO rejections(received_at, station, seq, reason, raw_len, raw_head, "
+                    "hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "isnsibs",
+                    ll_wall_ms(),
+                    station,
+                    seq,
+                    reason,
+                    (int64_t)len,
+                    raw,
+                    keep,
+                    hash),
+               reterr,
+               "rejection");
+}
+
+int store_derived_put(struct store *s,
+                      int64_t measurement_id,
+                      const char *name,
+                      double value,
+                      const char *analysis_version,
+                      struct ll_error *reterr)
+{
+    return run(s,
+               prep(s,
+                    reterr,
+                    "INSERT OR REPLACE INTO derived(measurement_id, name, value, analysis_version) "
+                    "VALUES (?, ?, ?, ?)",
+                    "isds",
+                    measurement_id,
+                    name,
+                    value,
+                    analysis_version),
+               reterr,
+               "derived");
+}
+
+int store_objective_put(struct store *s,
+                        int64_t experiment_id,
+                        const char *name,
+                        double value,
+                        int64_t measurement_id,
+                        const char *analysis_version,
+                        struct ll_error *reterr)
+{
+    return run(s,
+               prep(s,
+                    reterr,
+                    "INSERT OR REPLACE INTO objectives(experiment_id, name, value, "
+                    "measurement_id, analysis_version) VALUES (?, ?, ?, ?, ?)",
+                    "isdns",
+                    experiment_id,
+                    name,
+                    value,
+                    measurement_id,
+                    analysis_version),
+               reterr,
+               "objective");
+}
+
+int store_measurement_counts(struct store *s,
+                             int64_t *ret_stored,
+                             int64_t *ret_rejected,
+                             struct ll_error *reterr)
+{
+    int r =
+        one_int(s, prep(s, reterr, "SELECT count(*) FROM measurements", ""), ret_stored, reterr);
+    if (r == 0)
+        r = one_int(
+            s, prep(s, reterr, "SELECT count(*) FROM rejections", ""), ret_rejected, reterr);
+    return r;
+}
+
+int store_measurement_has(struct store *s,
+                          const char *station,
+                          int64_t seq,
+                          const char *hash_hex,
+                          struct ll_error *reterr)
+{
+    int64_t n = 0;
+    int r = one_int(s,
+                    prep(s,
+                         reterr,
+                         "SELECT count(*) FROM measurements WHERE station = ? AND seq = ? AND "
+                         "hash = ?",
+                         "sis",
+                         station,
+                         seq,
+                         hash_hex),
+                    &n,
+                    reterr);
+    return r < 0 ? r : n > 0;
+}
+
+/* --- model fits and approvals -------------------------------------------------------------- */
+
+int store_model_fit_put(
+    struct store *s, int64_t campaign_id, int round, json_t *fit, struct ll_error *reterr)
+{
+    char *text = json_dumps(fit, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (text == NULL)
+        return ll_error_set(reterr, -ENOMEM, "store: cannot encode the model fit");
+    int r = run(s,
+                prep(s,
+                     reterr,
+                     "INSERT INTO model_fits(campaign_id, round, created_at, fit) VALUES (?, ?, "
+                     "?, ?)",
+                     "iiis",
+                     campaign_id,
+                     (int64_t)round,
+                     ll_wall_ms(),
+                     text),
+                reterr,
+                "model fit");
+    free(text);
+    return r;
+}
+
+json_t *store_model_fits_json(struct store *s, int64_t campaign_id, struct ll_error *reterr)
+{
+    return rows_json(s,
+                     prep(s,
+                          reterr,
+                          "SELECT campaign_id, round, created_at, fit AS fit_json FROM model_fits "
+                          "WHERE campaign_id = ? ORDER BY round",
+                          "i",
+                          campaign_id),
+                     reterr);
+}
+
+int store_approval_put(struct store *s,
+                       int64_t campaign_id,
+                       int round,
+                       const char *state,
+                       const char *note,
+                       struct ll_error *reterr)
+{
+    int64_t now = ll_wall_ms();
+    return run(s,
+               prep(s,
+                    reterr,
+                    "INSERT INTO approvals(campaign_id, round, state, note, created_at) VALUES "
+                    "(?1, ?2, ?3, ?4, ?5) ON CONFLICT(campaign_id, round) DO UPDATE SET state = "
+                    "?3, note = coalesce(?4, note), decided_at = ?5",
+                    "iissi",
+                    campaign_id,
+                    (int64_t)round,
+                    state,
+                    note,
+                    now),
+               reterr,
+               "approval");
+}
+
+int store_approval_pending(struct store *s, int64_t campaign_id, struct ll_error *reterr)
+{
+    int64_t round = 0;
+    int r = one_int(s,
+                    prep(s,
+                         reterr,
+                         "SELECT round FROM approvals WHERE campaign_id = ? AND state = "
+                         "'pending' ORDER BY round LIMIT 1",
+                         "i",
+                         campaign_id),
+                    &round,
+                    reterr);
+    return r < 0 ? r : (int)round;
+}

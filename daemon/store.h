@@ -1,0 +1,319 @@
+/* store — labloopd's durable memory: one SQLite database holding every campaign, experiment,
+ * step attempt, raw measurement, derived number, model fit, approval and event.
+ *
+ * The idea. Nothing leaves the process (an instrument command, an ack to a station) before the
+ * intent or the result is committed here, so after kill -9 or power loss the daemon can rebuild
+ * everything it was doing from this file alone. The database runs in WAL mode with
+ * synchronous=FULL (a committed transaction survives power loss on honest storage —
+ * reliability.md §1), foreign_keys=ON, a 5 s busy timeout and SQLITE_DBCONFIG_DEFENSIVE.
+ * `PRAGMA quick_check` runs at open; a database that fails it is refused. The schema carries
+ * its version in `PRAGMA user_version` and is brought up to date by the migrations in store.c
+ * (each one a transaction). Backups use the online backup API (sqlite3_backup_*), never a
+ * file copy. Only one connection writes (labloopd's main thread); the CLI never opens it.
+ *
+ * Errors. SQLite's result codes are mapped to negative errno values here and nowhere else:
+ * BUSY/LOCKED -> -EBUSY, CONSTRAINT -> -EEXIST, FULL -> -ENOSPC, NOMEM -> -ENOMEM,
+ * READONLY -> -EROFS, CANTOPEN -> -ENOENT, CORRUPT/NOTADB -> -EBADMSG, anything else -> -EIO;
+ * the SQLite message goes into the struct ll_error.
+ *
+ * Listings for the control socket and export come back as jansson values (arrays of objects
+ * whose keys are column names) so that no SQL leaves this file.
+ *
+ * The raw payload hash is SHA-256 (daemon/sha256.h), stored as 64 hex digits.
+ * The full schema is documented in docs/daemon.md.
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include "common/ll_error.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+#define STORE_SCHEMA_VERSION 1
+
+struct store;
+
+/* Campaign states.
+ *
+ *   state       may become                                  meaning
+ *   running     paused stopped completed aborted failed     steps are scheduled
+ *   paused      running stopped aborted                     no new step starts; running ones finish
+ *   stopped     running aborted                             immediate stop: instruments commanded
+ * safe completed   (final)                                     budget or target reached, all ended
+ *   aborted     (final)                                     operator abort; open experiments
+ * abandoned failed      (final)                                     the campaign cannot go on
+ * (reason stored)
+ */
+enum store_campaign_state {
+    STORE_CAMPAIGN_RUNNING,
+    STORE_CAMPAIGN_PAUSED,
+    STORE_CAMPAIGN_STOPPED,
+    STORE_CAMPAIGN_COMPLETED,
+    STORE_CAMPAIGN_ABORTED,
+    STORE_CAMPAIGN_FAILED,
+    STORE_CAMPAIGN_N_STATES
+};
+
+/* Experiment states (one experiment = one sample made and measured).
+ *
+ *   state              may become                       meaning
+ *   proposed           awaiting_approval queued abandoned  written with its round's model fit
+ *   awaiting_approval  queued abandoned                 batch waits for `labloop approve/deny`
+ *   queued             running abandoned                approved (or policy auto); not started
+ *   running            measured failed abandoned        at least one step started
+ *   measured           (final)                          every objective derived and stored
+ *   failed             (final)                          an instrument or analysis said no (reason)
+ *   abandoned          (final)                          denied, aborted, or a step's fate unknown
+ */
+enum store_experiment_state {
+    STORE_EXP_PROPOSED,
+    STORE_EXP_AWAITING_APPROVAL,
+    STORE_EXP_QUEUED,
+    STORE_EXP_RUNNING,
+    STORE_EXP_MEASURED,
+    STORE_EXP_FAILED,
+    STORE_EXP_ABANDONED,
+    STORE_EXP_N_STATES
+};
+
+/* Step states (one row per attempt of one recipe step of one experiment).
+ *
+ *   state     may become                 meaning
+ *   pending   started skipped            planned, nothing sent
+ *   started   done failed unknown        intent committed; the action may have reached the
+ *                                        instrument (this is what recovery must settle)
+ *   unknown   done failed                fate not knowable after a restart: an operator
+ *                                        question, answered with `labloop resolve`
+ *   done      (final)                    the instrument (or station) confirmed it
+ *   failed    (final)                    the instrument said no, or the deadline ran out
+ *   skipped   (final)                    its experiment ended before it started
+ */
+enum store_step_state {
+    STORE_STEP_PENDING,
+    STORE_STEP_STARTED,
+    STORE_STEP_UNKNOWN,
+    STORE_STEP_DONE,
+    STORE_STEP_FAILED,
+    STORE_STEP_SKIPPED,
+    STORE_STEP_N_STATES
+};
+
+/* Names of the states as stored ("running", "awaiting_approval", ...); NULL when out of range.
+ * The *_from_name functions return the state or -EINVAL. */
+const char *store_campaign_state_name(int state);
+const char *store_experiment_state_name(int state);
+const char *store_step_state_name(int state);
+int store_campaign_state_from_name(const char *name);
+int store_experiment_state_from_name(const char *name);
+int store_step_state_from_name(const char *name);
+
+/* Whether the state tables above allow from -> to (1) or not (0). */
+int store_campaign_transition_ok(int from, int to);
+int store_experiment_transition_ok(int from, int to);
+int store_step_transition_ok(int from, int to);
+
+/* Opens (creating if needed) the database at path, applies the pragmas, migrates the schema to
+ * STORE_SCHEMA_VERSION, and runs PRAGMA quick_check. Returns 0 and a new store (free with
+ * store_close()), or a negative errno with a message (a database newer than this program or
+ * one failing quick_check is refused with -EBADMSG / -EPROTO). */
+int store_open(const char *path, struct store **ret_store, struct ll_error *reterr);
+
+/* Closes the database and sets *s to NULL. NULL and *s == NULL are no-ops. */
+void store_close(struct store **s);
+
+/* Transactions: store_begin starts BEGIN IMMEDIATE (nested calls only count depth);
+ * store_commit commits at the outermost level; store_rollback rolls back everything.
+ * Return 0 or a negative errno. */
+int store_begin(struct store *s, struct ll_error *reterr);
+int store_commit(struct store *s, struct ll_error *reterr);
+void store_rollback(struct store *s);
+
+/* Copies the live database into path with the online backup API (consistent snapshot while
+ * labloopd keeps writing). path must not exist. */
+int store_backup(struct store *s, const char *path, struct ll_error *reterr);
+
+/* Runs PRAGMA integrity_check (full, O(N log N)); 0 when "ok", -EBADMSG with the first
+ * complaint otherwise. */
+int store_integrity_check(struct store *s, struct ll_error *reterr);
+
+/* --- meta: small key/value settings that must survive restarts (e-stop latch ...) --- */
+int store_meta_set(struct store *s, const char *key, const char *value, struct ll_error *reterr);
+/* Copies the value into buf (size n); returns 1 when found, 0 when absent, or negative errno. */
+int store_meta_get(struct store *s, const char *key, char *buf, size_t n, struct ll_error *reterr);
+
+/* --- events: the append-only log (UPDATE and DELETE are refused by triggers) --- */
+/* Appends an event. campaign/experiment/step are 0 when not applicable; level is a syslog
+ * priority (3 error, 4 warning, 6 info). */
+int store_event(struct store *s,
+                int64_t campaign_id,
+                int64_t experiment_id,
+                int64_t step_id,
+                int level,
+                const char *kind,
+                const char *message,
+                struct ll_error *reterr);
+
+/* --- campaigns --- */
+/* Inserts a running campaign; file_text is the campaign file as given (kept for good). */
+int store_campaign_create(struct store *s,
+                          const char *name,
+                          const char *file_text,
+                          const char *approval,
+                          int64_t *ret_id,
+                          struct ll_error *reterr);
+/* Moves a campaign to state `to` after checking the transition; reason may be NULL. Records an
+ * event. -EINVAL for a forbidden transition, -ENOENT for an unknown campaign. */
+int store_campaign_set_state(
+    struct store *s, int64_t id, int to, const char *reason, struct ll_error *reterr);
+int store_campaign_get_state(struct store *s, int64_t id, struct ll_error *reterr);
+/* Returns a new array (caller json_decref()s) of campaigns whose state is not final, or all
+ * campaigns when all != 0; objects: id name state approval created_at reason file_text. */
+json_t *store_campaigns_json(struct store *s, int all, struct ll_error *reterr);
+
+/* --- experiments --- */
+/* Inserts a proposed experiment; params is a JSON object (borrowed); sample ids are made
+ * from the id ("S%06d"). Returns its id. */
+int store_experiment_create(struct store *s,
+                            int64_t campaign_id,
+                            int idx,
+                            int round,
+                            int well,
+                            json_t *params,
+                            double acquisition,
+                            int64_t *ret_id,
+                            struct ll_error *reterr);
+int store_experiment_set_state(
+    struct store *s, int64_t id, int to, const char *reason, struct ll_error *reterr);
+int store_experiment_get_state(struct store *s, int64_t id, struct ll_error *reterr);
+/* Experiment id for a sample id, or -ENOENT. */
+int store_experiment_by_sample(struct store *s,
+                               const char *sample,
+                               int64_t *ret_id,
+                               struct ll_error *reterr);
+/* Array of experiments of a campaign (campaign_id 0: all), ordered by id; objects: id
+ * campaign_id idx round well sample state reason params (object) acquisition objectives
+ * (object name -> value) created_at updated_at. */
+json_t *store_experiments_json(struct store *s, int64_t campaign_id, struct ll_error *reterr);
+/* Count of a campaign's experiments (all states) and of those in a final state. */
+int store_experiment_counts(
+    struct store *s, int64_t campaign_id, int *ret_total, int *ret_final, struct ll_error *reterr);
+
+/* --- steps --- */
+/* Inserts a pending step attempt; params is a JSON object (borrowed); request is the station
+ * request id for measure steps (NULL otherwise). */
+int store_step_create(struct store *s,
+                      int64_t experiment_id,
+                      int idx,
+                      const char *instrument,
+                      const char *action,
+                      json_t *params,
+                      int64_t expected_ms,
+                      const char *request,
+                      int64_t *ret_id,
+                      struct ll_error *reterr);
+/* Moves a step to `to` (transition checked). Entering `started` records started_at and
+ * deadline_at = now + deadline_ms; final states record finished_at and result (may be NULL). */
+int store_step_set_state(struct store *s,
+                         int64_t id,
+                         int to,
+                         int64_t deadline_ms,
+                         const char *result,
+                         struct ll_error *reterr);
+int store_step_get_state(struct store *s, int64_t id, struct ll_error *reterr);
+/* Steps of one experiment (or of every non-final experiment of a campaign when experiment_id
+ * is 0 and campaign_id is set), ordered by experiment then idx; objects: id experiment_id idx
+ * instrument action params state expected_ms deadline_at started_at finished_at result request
+ * sample. */
+json_t *store_steps_json(struct store *s,
+                         int64_t campaign_id,
+                         int64_t experiment_id,
+                         struct ll_error *reterr);
+/* Steps in state `unknown` (operator questions), all campaigns. */
+json_t *store_questions_json(struct store *s, struct ll_error *reterr);
+/* Step id for a measure request id, or -ENOENT. */
+int store_step_by_request(struct store *s,
+                          const char *request,
+                          int64_t *ret_step_id,
+                          int64_t *ret_experiment_id,
+                          struct ll_error *reterr);
+
+/* --- measurements --- */
+/* The outcome of offering one station message to the store. */
+enum store_measurement_outcome {
+    STORE_MEAS_STORED,    /* new (station, seq): inserted */
+    STORE_MEAS_DUPLICATE, /* same (station, seq) and same hash: nothing changed */
+    STORE_MEAS_CONFLICT,  /* same (station, seq), different hash: nothing changed, reject */
+};
+/* Inserts a raw measurement unless (station, seq) exists. raw is stored exactly as received
+ * (len bytes) with its SHA-256. ret_outcome says what happened; ret_id is the stored row id
+ * (of the existing row for a duplicate). */
+int store_measurement_put(struct store *s,
+                          const char *station,
+                          int64_t seq,
+                          const char *request,
+                          const char *kind,
+                          const char *sample,
+                          int64_t experiment_id,
+                          int64_t step_id,
+                          const char *time,
+                          const char *raw,
+                          size_t len,
+                          int *ret_outcome,
+                          int64_t *ret_id,
+                          struct ll_error *reterr);
+/* Records a rejected message: station/seq may be NULL/0; keeps the first 64 KiB of raw, its
+ * full length and its SHA-256. */
+int store_rejection_put(struct store *s,
+                        const char *station,
+                        int64_t seq,
+                        const char *reason,
+                        const char *raw,
+                        size_t len,
+                        struct ll_error *reterr);
+/* One derived number of a measurement, with the analysis version that produced it. */
+int store_derived_put(struct store *s,
+                      int64_t measurement_id,
+                      const char *name,
+                      double value,
+                      const char *analysis_version,
+                      struct ll_error *reterr);
+/* One objective value of an experiment (from a measurement's derived number). */
+int store_objective_put(struct store *s,
+                        int64_t experiment_id,
+                        const char *name,
+                        double value,
+                        int64_t measurement_id,
+                        const char *analysis_version,
+                        struct ll_error *reterr);
+/* Count of stored measurements and of rejections. */
+int store_measurement_counts(struct store *s,
+                             int64_t *ret_stored,
+                             int64_t *ret_rejected,
+                             struct ll_error *reterr);
+/* Whether (station, seq) is stored with the given hash: 1 yes, 0 no, negative errno. */
+int store_measurement_has(struct store *s,
+                          const char *station,
+                          int64_t seq,
+                          const char *hash_hex,
+                          struct ll_error *reterr);
+
+/* --- model fits and approvals --- */
+/* Stores a round's fit description (a JSON object, borrowed). -EEXIST if the round exists. */
+int store_model_fit_put(
+    struct store *s, int64_t campaign_id, int round, json_t *fit, struct ll_error *reterr);
+json_t *store_model_fits_json(struct store *s, int64_t campaign_id, struct ll_error *reterr);
+/* Approval of one batch: state "pending", "approved" or "denied". */
+int store_approval_put(struct store *s,
+                       int64_t campaign_id,
+                       int round,
+                       const char *state,
+                       const char *note,
+                       struct ll_error *reterr);
+/* Returns the pending round of a campaign (>= 0), or -ENOENT when none is pending. */
+int store_approval_pending(struct store *s, int64_t campaign_id, struct ll_error *reterr);
+
+/* Last `limit` events (newest last), optionally of one campaign. */
+json_t *store_events_json(struct store *s, int64_t campaign_id, int limit, struct ll_error *reterr);
+
+#endif

@@ -1,0 +1,320 @@
+/* store: schema and migrations, transactions, state machines, de-duplication, append-only
+ * events, integrity check, online backup; and the SHA-256 used for raw payload hashes. */
+#include "daemon/sha256.h"
+#include "daemon/store.h"
+#include "ll_test.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+static char db_path[512];
+
+static struct store *open_fresh(void)
+{
+    snprintf(db_path, sizeof(db_path), "%s/labloop.db", ll_test_tmpdir());
+    struct store *s = NULL;
+    struct ll_error err;
+    ll_error_clear(&err);
+    int r = store_open(db_path, &s, &err);
+    if (r != 0)
+        fail_msg("store_open: %s", err.msg);
+    return s;
+}
+
+static int64_t user_version(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    sqlite3_open(path, &db);
+    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void test_sha256_matches_fips_vectors(void **state)
+{
+    (void)state;
+    char hex[SHA256_HEX_LEN];
+    sha256_hex("abc", 3, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    sha256_hex("", 0, hex);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    sha256_hex(m, strlen(m), hex);
+    assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    static char million[1000000];
+    memset(million, 'a', sizeof(million));
+    sha256_hex(million, sizeof(million), hex);
+    assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    /* 55 and 56 bytes straddle the one-block / two-block padding boundary */
+    sha256_hex(million, 55, hex);
+    assert_string_equal(hex, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
+    sha256_hex(million, 56, hex);
+    assert_string_equal(hex, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a");
+}
+
+static void test_store_open_migrates_and_reopens(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    store_close(&s);
+    assert_null(s);
+    assert_int_equal(user_version(db_path), STORE_SCHEMA_VERSION);
+    struct ll_error err;
+    assert_int_equal(store_open(db_path, &s, &err), 0);
+    store_close(&s);
+}
+
+static void test_store_refuses_newer_schema_and_garbage(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    store_close(&s);
+    sqlite3 *db = NULL;
+    sqlite3_open(db_path, &db);
+    sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL, NULL);
+    sqlite3_close(db);
+    struct ll_error err;
+    ll_error_clear(&err);
+    assert_int_equal(store_open(db_path, &s, &err), -EPROTO);
+    assert_null(s);
+    assert_non_null(strstr(err.msg, "newer"));
+
+    char garbage[512];
+    snprintf(garbage, sizeof(garbage), "%s/garbage.db", ll_test_tmpdir());
+    FILE *f = fopen(garbage, "w");
+    for (int i = 0; i < 2000; i++)
+        fputs("not a database ", f);
+    fclose(f);
+    ll_error_clear(&err);
+    assert_true(store_open(garbage, &s, &err) < 0);
+    assert_null(s);
+    assert_true(strlen(err.msg) > 0);
+}
+
+static void test_store_state_tables(void **state)
+{
+    (void)state;
+    assert_true(store_experiment_transition_ok(STORE_EXP_PROPOSED, STORE_EXP_QUEUED));
+    assert_true(store_experiment_transition_ok(STORE_EXP_RUNNING, STORE_EXP_MEASURED));
+    assert_false(store_experiment_transition_ok(STORE_EXP_MEASURED, STORE_EXP_RUNNING));
+    assert_false(store_experiment_transition_ok(STORE_EXP_QUEUED, STORE_EXP_MEASURED));
+    assert_false(store_experiment_transition_ok(STORE_EXP_ABANDONED, STORE_EXP_QUEUED));
+    assert_true(store_step_transition_ok(STORE_STEP_STARTED, STORE_STEP_UNKNOWN));
+    assert_true(store_step_transition_ok(STORE_STEP_UNKNOWN, STORE_STEP_DONE));
+    assert_false(store_step_transition_ok(STORE_STEP_PENDING, STORE_STEP_DONE));
+    assert_false(store_step_transition_ok(STORE_STEP_DONE, STORE_STEP_STARTED));
+    assert_true(store_campaign_transition_ok(STORE_CAMPAIGN_PAUSED, STORE_CAMPAIGN_RUNNING));
+    assert_false(store_campaign_transition_ok(STORE_CAMPAIGN_COMPLETED, STORE_CAMPAIGN_RUNNING));
+    assert_false(store_campaign_transition_ok(-1, 0));
+    for (int i = 0; i < STORE_EXP_N_STATES; i++)
+        assert_int_equal(store_experiment_state_from_name(store_experiment_state_name(i)), i);
+    for (int i = 0; i < STORE_STEP_N_STATES; i++)
+        assert_int_equal(store_step_state_from_name(store_step_state_name(i)), i);
+    assert_int_equal(store_campaign_state_from_name("nonsense"), -EINVAL);
+}
+
+static int64_t make_experiment(struct store *s, int64_t *ret_campaign)
+{
+    struct ll_error err;
+    int64_t c = 0, e = 0;
+    assert_int_equal(store_campaign_create(s, "t", "campaign: {};", "auto", &c, &err), 0);
+    json_t *p = json_pack("{s:f,s:f}", "fa", 0.5, "cs", 0.1);
+    assert_int_equal(store_experiment_create(s, c, 0, 0, 0, p, 0.0, &e, &err), 0);
+    json_decref(p);
+    *ret_campaign = c;
+    return e;
+}
+
+static void test_store_transitions_are_checked_in_the_database(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    struct ll_error err;
+    int64_t c;
+    int64_t e = make_experiment(s, &c);
+    assert_int_equal(store_experiment_get_state(s, e, &err), STORE_EXP_PROPOSED);
+    assert_int_equal(store_experiment_set_state(s, e, STORE_EXP_MEASURED, NULL, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "proposed"));
+    assert_int_equal(store_experiment_set_state(s, e, STORE_EXP_QUEUED, NULL, &err), 0);
+    assert_int_equal(store_experiment_set_state(s, e, STORE_EXP_RUNNING, NULL, &err), 0);
+    int64_t st = 0;
+    json_t *p = json_object();
+    assert_int_equal(store_step_create(s, e, 0, "robot", "dispense", p, 1000, NULL, &st, &err), 0);
+    json_decref(p);
+    assert_int_equal(store_step_set_state(s, st, STORE_STEP_DONE, 0, "x", &err), -EINVAL);
+    assert_int_equal(store_step_set_state(s, st, STORE_STEP_STARTED, 5000, NULL, &err), 0);
+    assert_int_equal(store_step_set_state(s, st, STORE_STEP_UNKNOWN, 0, "lost", &err), 0);
+    json_t *q = store_questions_json(s, &err);
+    assert_int_equal(json_array_size(q), 1);
+    json_decref(q);
+    assert_int_equal(store_step_set_state(s, st, STORE_STEP_DONE, 0, "operator", &err), 0);
+    assert_int_equal(store_step_get_state(s, st, &err), STORE_STEP_DONE);
+    assert_int_equal(store_campaign_set_state(s, c, STORE_CAMPAIGN_PAUSED, "op", &err), 0);
+    assert_int_equal(store_campaign_set_state(s, c, STORE_CAMPAIGN_COMPLETED, NULL, &err), -EINVAL);
+    assert_int_equal(store_campaign_get_state(s, 999, &err), -ENOENT);
+    store_close(&s);
+}
+
+static void test_store_rollback_discards_everything(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    struct ll_error err;
+    int64_t c;
+    make_experiment(s, &c);
+    assert_int_equal(store_begin(s, &err), 0);
+    assert_int_equal(store_begin(s, &err), 0); /* nested: counts only */
+    assert_int_equal(store_event(s, c, 0, 0, 6, "t", "inside", &err), 0);
+    assert_int_equal(store_commit(s, &err), 0); /* inner commit: still open */
+    store_rollback(s);
+    json_t *ev = store_events_json(s, c, 100, &err);
+    for (size_t i = 0; i < json_array_size(ev); i++)
+        assert_string_not_equal(
+            json_string_value(json_object_get(json_array_get(ev, i), "message")), "inside");
+    json_decref(ev);
+    assert_int_equal(store_commit(s, &err), -EINVAL);
+    store_close(&s);
+}
+
+static void test_store_measurement_dedup_and_conflict(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    struct ll_error err;
+    int64_t c;
+    int64_t e = make_experiment(s, &c);
+    const char *raw = "{\"v\":1}";
+    int outcome = -1;
+    int64_t id1 = 0, id2 = 0;
+    assert_int_equal(
+        store_measurement_put(
+            s, "jv-1", 7, "r-1", "jv", "S1", e, 0, "t", raw, strlen(raw), &outcome, &id1, &err),
+        0);
+    assert_int_equal(outcome, STORE_MEAS_STORED);
+    assert_int_equal(
+        store_measurement_put(
+            s, "jv-1", 7, "r-1", "jv", "S1", e, 0, "t", raw, strlen(raw), &outcome, &id2, &err),
+        0);
+    assert_int_equal(outcome, STORE_MEAS_DUPLICATE);
+    assert_int_equal(id1, id2);
+    assert_int_equal(store_measurement_put(
+                         s, "jv-1", 7, "r-1", "jv", "S1", e, 0, "t", "{}", 2, &outcome, &id2, &err),
+                     0);
+    assert_int_equal(outcome, STORE_MEAS_CONFLICT);
+    /* the same seq from another station is a different measurement */
+    assert_int_equal(
+        store_measurement_put(
+            s, "jv-2", 7, "r-1", "jv", "S1", e, 0, "t", raw, strlen(raw), &outcome, &id2, &err),
+        0);
+    assert_int_equal(outcome, STORE_MEAS_STORED);
+    char hex[SHA256_HEX_LEN];
+    sha256_hex(raw, strlen(raw), hex);
+    assert_int_equal(store_measurement_has(s, "jv-1", 7, hex, &err), 1);
+    assert_int_equal(store_measurement_has(s, "jv-1", 8, hex, &err), 0);
+    assert_int_equal(store_rejection_put(s, NULL, 0, "malformed JSON", "\xff\xfe", 2, &err), 0);
+    int64_t n_stored = 0, n_rej = 0;
+    assert_int_equal(store_measurement_counts(s, &n_stored, &n_rej, &err), 0);
+    assert_int_equal(n_stored, 2);
+    assert_int_equal(n_rej, 1);
+    assert_int_equal(store_derived_put(s, id1, "pce_pct", 17.5, "jv-1", &err), 0);
+    assert_int_equal(store_objective_put(s, e, "pce_pct", 17.5, id1, "jv-1", &err), 0);
+    json_t *ex = store_experiments_json(s, c, &err);
+    json_t *obj = json_object_get(json_array_get(ex, 0), "objectives");
+    ll_assert_close(json_number_value(json_object_get(obj, "pce_pct")), 17.5, 0, 1e-12);
+    ll_assert_close(
+        json_number_value(json_object_get(json_object_get(json_array_get(ex, 0), "params"), "fa")),
+        0.5,
+        0,
+        1e-15);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ex, 0), "sample")),
+                        "S000001");
+    json_decref(ex);
+    store_close(&s);
+}
+
+static void test_store_events_are_append_only(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    struct ll_error err;
+    assert_int_equal(store_event(s, 0, 0, 0, 6, "t", "one", &err), 0);
+    store_close(&s);
+    sqlite3 *db = NULL;
+    sqlite3_open(db_path, &db);
+    assert_int_not_equal(sqlite3_exec(db, "UPDATE events SET message='x'", NULL, NULL, NULL),
+                         SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM events", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void test_store_backup_is_a_consistent_copy(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    struct ll_error err;
+    int64_t c;
+    make_experiment(s, &c);
+    assert_int_equal(store_meta_set(s, "estop", "1", &err), 0);
+    char copy[600];
+    snprintf(copy, sizeof(copy), "%s.bak", db_path);
+    assert_int_equal(store_backup(s, copy, &err), 0);
+    assert_int_equal(store_backup(s, copy, &err), -EEXIST);
+    assert_int_equal(store_integrity_check(s, &err), 0);
+    store_close(&s);
+    struct store *b = NULL;
+    assert_int_equal(store_open(copy, &b, &err), 0);
+    char v[16];
+    assert_int_equal(store_meta_get(b, "estop", v, sizeof(v), &err), 1);
+    assert_string_equal(v, "1");
+    assert_int_equal(store_meta_get(b, "absent", v, sizeof(v), &err), 0);
+    json_t *ex = store_experiments_json(b, 0, &err);
+    assert_int_equal(json_array_size(ex), 1);
+    json_decref(ex);
+    store_close(&b);
+}
+
+static void test_store_approvals_survive_reopen(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    struct ll_error err;
+    int64_t c;
+    make_experiment(s, &c);
+    assert_int_equal(store_approval_pending(s, c, &err), -ENOENT);
+    assert_int_equal(store_approval_put(s, c, 2, "pending", NULL, &err), 0);
+    store_close(&s);
+    assert_int_equal(store_open(db_path, &s, &err), 0);
+    assert_int_equal(store_approval_pending(s, c, &err), 2);
+    assert_int_equal(store_approval_put(s, c, 2, "approved", "ok", &err), 0);
+    assert_int_equal(store_approval_pending(s, c, &err), -ENOENT);
+    json_t *fit = json_pack("{s:i}", "seed", 1);
+    assert_int_equal(store_model_fit_put(s, c, 1, fit, &err), 0);
+    assert_int_equal(store_model_fit_put(s, c, 1, fit, &err), -EEXIST);
+    json_decref(fit);
+    store_close(&s);
+}
+
+int main(void)
+{
+    ll_test_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sha256_matches_fips_vectors),
+        cmocka_unit_test(test_store_open_migrates_and_reopens),
+        cmocka_unit_test(test_store_refuses_newer_schema_and_garbage),
+        cmocka_unit_test(test_store_state_tables),
+        cmocka_unit_test(test_store_transitions_are_checked_in_the_database),
+        cmocka_unit_test(test_store_rollback_discards_everything),
+        cmocka_unit_test(test_store_measurement_dedup_and_conflict),
+        cmocka_unit_test(test_store_events_are_append_only),
+        cmocka_unit_test(test_store_backup_is_a_consistent_copy),
+        cmocka_unit_test(test_store_approvals_survive_reopen),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
