@@ -1,0 +1,346 @@
+/* analysis — see analysis.h. Each kind has one function here that calls its numeric
+ * module (jv.h, eis.h, stability.h), then records the campaign-level numbers, flags,
+ * warnings and a jansson "details" object with everything per sweep / spectrum / fit.
+ */
+#include "models/analysis.h"
+
+#include "models/jv.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ANALYSIS_VERSION "1.0"
+#define MAX_VALUES 32
+#define MAX_FLAGS 8
+#define MAX_WARNINGS 16
+#define NAME_LEN 40
+#define WARNING_LEN 256
+
+struct named_value {
+    char name[NAME_LEN];
+    double value;
+};
+
+struct named_flag {
+    char name[NAME_LEN];
+    bool value;
+};
+
+struct analysis {
+    enum measurement_kind kind;
+    char station[MEASUREMENT_NAME_MAX + 1];
+    char sample[MEASUREMENT_NAME_MAX + 1];
+    char request[MEASUREMENT_NAME_MAX + 1];
+    int64_t seq;
+    size_t n_values;
+    struct named_value values[MAX_VALUES];
+    size_t n_flags;
+    struct named_flag flags[MAX_FLAGS];
+    size_t n_warnings;
+    size_t n_warnings_dropped;
+    char warnings[MAX_WARNINGS][WARNING_LEN];
+    json_t *details; /* object */
+};
+
+const char *analysis_version(void)
+{
+    return ANALYSIS_VERSION;
+}
+
+/* Records a campaign-level number (a non-finite value is left out: absent, not NaN). */
+static void put_value(struct analysis *a, const char *name, double value)
+{
+    if (!isfinite(value) || a->n_values >= MAX_VALUES)
+        return;
+    snprintf(a->values[a->n_values].name, NAME_LEN, "%s", name);
+    a->values[a->n_values].value = value;
+    a->n_values++;
+}
+
+__attribute__((unused)) static void put_flag(struct analysis *a, const char *name, bool value)
+{
+    if (a->n_flags >= MAX_FLAGS)
+        return;
+    snprintf(a->flags[a->n_flags].name, NAME_LEN, "%s", name);
+    a->flags[a->n_flags].value = value;
+    a->n_flags++;
+}
+
+static void put_warning(struct analysis *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void put_warning(struct analysis *a, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (a->n_warnings >= MAX_WARNINGS) {
+        a->n_warnings_dropped++;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(a->warnings[a->n_warnings], WARNING_LEN, fmt, ap);
+    va_end(ap);
+    a->n_warnings++;
+}
+
+/* Sets key to a JSON number, or null when x is not finite (JSON has no NaN). */
+static int set_number(json_t *obj, const char *key, double x)
+{
+    return json_object_set_new(obj, key, isfinite(x) ? json_real(x) : json_null());
+}
+
+/* ---- jv ------------------------------------------------------------------------------ */
+
+static int analyse_jv(const struct measurement *m, struct analysis *a, struct ll_error *err)
+{
+    const struct measurement_jv *jv = &m->jv;
+    struct jv_figures fig[MEASUREMENT_JV_MAX_SWEEPS];
+    json_t *sweeps = json_array();
+    size_t reported = 0;
+    double pce_fwd = (double)NAN, pce_rev = (double)NAN;
+    int r;
+
+    if (sweeps == NULL || json_object_set_new(a->details, "sweeps", sweeps) < 0)
+        return ll_error_set(err, -ENOMEM, "out of memory");
+    for (size_t i = 0; i < jv->n_sweeps; i++) {
+        const struct measurement_jv_sweep *s = &jv->sweeps[i];
+        json_t *o = json_object();
+
+        r = jv_figures(
+            s->voltage_v, s->current_ma_cm2, s->n_points, jv->irradiance_mw_cm2, &fig[i], err);
+        if (r < 0) {
+            json_decref(o);
+            return ll_error_prefix(err, "data.sweeps[%zu]", i);
+        }
+        if (o == NULL || json_array_append_new(sweeps, o) < 0)
+            return ll_error_set(err, -ENOMEM, "out of memory");
+        json_object_set_new(o, "direction", json_string(measurement_direction_name(s->direction)));
+        set_number(o, "pce_pct", fig[i].pce_pct);
+        set_number(o, "voc_v", fig[i].voc_v);
+        set_number(o, "jsc_ma_cm2", fig[i].jsc_ma_cm2);
+        set_number(o, "ff", fig[i].ff);
+        set_number(o, "pmax_mw_cm2", fig[i].pmax_mw_cm2);
+        set_number(o, "vmp_v", fig[i].vmp_v);
+        set_number(o, "jmp_ma_cm2", fig[i].jmp_ma_cm2);
+        json_object_set_new(o, "load_convention", json_boolean(fig[i].load_convention));
+        if (s->direction == MEASUREMENT_DIRECTION_REVERSE) {
+            reported = i;
+            pce_rev = fig[i].pce_pct;
+        } else {
+            pce_fwd = fig[i].pce_pct;
+        }
+        if (fig[i].ff > 0.9 || fig[i].ff < 0.25)
+            put_warning(a,
+                        "data.sweeps[%zu]: implausible fill factor %.3f (check sign convention "
+                        "and units)",
+                        i,
+                        fig[i].ff);
+    }
+    json_object_set_new(a->details,
+                        "reported_sweep",
+                        json_string(measurement_direction_name(jv->sweeps[reported].direction)));
+    put_value(a, "pce_pct", fig[reported].pce_pct);
+    put_value(a, "voc_v", fig[reported].voc_v);
+    put_value(a, "jsc_ma_cm2", fig[reported].jsc_ma_cm2);
+    put_value(a, "ff", fig[reported].ff);
+    put_value(a, "pmax_mw_cm2", fig[reported].pmax_mw_cm2);
+    put_value(a, "vmp_v", fig[reported].vmp_v);
+    put_value(a, "jmp_ma_cm2", fig[reported].jmp_ma_cm2);
+    if (isfinite(pce_fwd) && isfinite(pce_rev)) {
+        put_value(a, "pce_fwd_pct", pce_fwd);
+        put_value(a, "pce_rev_pct", pce_rev);
+        put_value(a, "hysteresis_index", jv_hysteresis_index(pce_rev, pce_fwd));
+    }
+    return 0;
+}
+
+/* ---- eis ----------------------------------------------------------------------------- */
+
+static int analyse_eis(const struct measurement *m, struct analysis *a, struct ll_error *err)
+{
+    (void)m;
+    (void)a;
+    return ll_error_set(err, -ENOSYS, "kind: eis analysis is not available in this build yet");
+}
+
+/* ---- stability ----------------------------------------------------------------------- */
+
+static int analyse_stability(const struct measurement *m, struct analysis *a, struct ll_error *err)
+{
+    (void)m;
+    (void)a;
+    return ll_error_set(
+        err, -ENOSYS, "kind: stability analysis is not available in this build yet");
+}
+
+/* ---- public -------------------------------------------------------------------------- */
+
+int analysis_run(const struct measurement *m, struct analysis **ret, struct ll_error *reterr)
+{
+    struct analysis *a = NULL;
+    int r;
+
+    *ret = NULL;
+    if (m == NULL || m->type != MEASUREMENT_TYPE_MEASUREMENT)
+        return ll_error_set(reterr, -EINVAL, "type: only measurement messages can be analysed");
+    a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return ll_error_set(reterr, -ENOMEM, "out of memory");
+    a->details = json_object();
+    if (a->details == NULL) {
+        r = ll_error_set(reterr, -ENOMEM, "out of memory");
+        goto out;
+    }
+    a->kind = m->kind;
+    a->seq = m->seq;
+    memcpy(a->station, m->station, sizeof(a->station));
+    memcpy(a->sample, m->sample, sizeof(a->sample));
+    memcpy(a->request, m->request, sizeof(a->request));
+    switch (m->kind) {
+    case MEASUREMENT_KIND_JV:
+        r = analyse_jv(m, a, reterr);
+        break;
+    case MEASUREMENT_KIND_EIS:
+        r = analyse_eis(m, a, reterr);
+        break;
+    case MEASUREMENT_KIND_STABILITY:
+        r = analyse_stability(m, a, reterr);
+        break;
+    case MEASUREMENT_KIND_NONE:
+    default:
+        r = ll_error_set(reterr, -EINVAL, "kind: nothing to analyse");
+        break;
+    }
+    if (r < 0)
+        goto out;
+    *ret = a;
+    a = NULL;
+out:
+    analysis_free(&a);
+    return r;
+}
+
+/* Strips "kind." from name when it names this analysis' kind; NULL when it names another. */
+static const char *strip_kind(const struct analysis *a, const char *name)
+{
+    const char *dot = strchr(name, '.');
+    const char *kind = measurement_kind_name(a->kind);
+    size_t len;
+
+    if (dot == NULL)
+        return name;
+    len = (size_t)(dot - name);
+    if (strlen(kind) != len || strncmp(name, kind, len) != 0)
+        return NULL;
+    return dot + 1;
+}
+
+int analysis_get(const struct analysis *a, const char *name, double *ret_value)
+{
+    const char *key = strip_kind(a, name);
+
+    if (key == NULL)
+        return -ENOENT;
+    for (size_t i = 0; i < a->n_values; i++) {
+        if (strcmp(a->values[i].name, key) == 0) {
+            *ret_value = a->values[i].value;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+int analysis_get_flag(const struct analysis *a, const char *name, bool *ret_value)
+{
+    const char *key = strip_kind(a, name);
+
+    if (key == NULL)
+        return -ENOENT;
+    for (size_t i = 0; i < a->n_flags; i++) {
+        if (strcmp(a->flags[i].name, key) == 0) {
+            *ret_value = a->flags[i].value;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+enum measurement_kind analysis_kind(const struct analysis *a)
+{
+    return a->kind;
+}
+
+size_t analysis_n_values(const struct analysis *a)
+{
+    return a->n_values;
+}
+
+const char *analysis_value_name(const struct analysis *a, size_t i)
+{
+    return i < a->n_values ? a->values[i].name : NULL;
+}
+
+double analysis_value(const struct analysis *a, size_t i)
+{
+    return i < a->n_values ? a->values[i].value : (double)NAN;
+}
+
+size_t analysis_n_warnings(const struct analysis *a)
+{
+    return a->n_warnings;
+}
+
+const char *analysis_warning(const struct analysis *a, size_t i)
+{
+    return i < a->n_warnings ? a->warnings[i] : NULL;
+}
+
+char *analysis_to_json(const struct analysis *a)
+{
+    json_t *o = json_object(), *w = json_array();
+    char *text = NULL;
+    int bad = 0;
+
+    if (o == NULL || w == NULL)
+        goto out;
+    bad |= json_object_set_new(o, "analysis_version", json_string(ANALYSIS_VERSION));
+    bad |= json_object_set_new(o, "kind", json_string(measurement_kind_name(a->kind)));
+    bad |= json_object_set_new(o, "station", json_string(a->station));
+    bad |= json_object_set_new(o, "sample", json_string(a->sample));
+    bad |= json_object_set_new(o, "request", json_string(a->request));
+    bad |= json_object_set_new(o, "seq", json_integer((json_int_t)a->seq));
+    for (size_t i = 0; i < a->n_values; i++)
+        bad |= set_number(o, a->values[i].name, a->values[i].value);
+    for (size_t i = 0; i < a->n_flags; i++)
+        bad |= json_object_set_new(o, a->flags[i].name, json_boolean(a->flags[i].value));
+    for (size_t i = 0; i < a->n_warnings; i++)
+        bad |= json_array_append_new(w, json_string(a->warnings[i]));
+    if (a->n_warnings_dropped > 0) {
+        char more[64];
+        snprintf(more, sizeof(more), "... and %zu more warnings", a->n_warnings_dropped);
+        bad |= json_array_append_new(w, json_string(more));
+    }
+    bad |= json_object_set(o, "warnings", w);
+    bad |= json_object_set(o, "details", a->details);
+    if (bad)
+        goto out;
+    text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+out:
+    json_decref(w);
+    json_decref(o);
+    return text;
+}
+
+void analysis_free(struct analysis **pa)
+{
+    if (pa == NULL || *pa == NULL)
+        return;
+    json_decref((*pa)->details);
+    free(*pa);
+    *pa = NULL;
+}
