@@ -33,6 +33,8 @@ static int fail(struct ll_error *err, const char *path, const char *fmt, ...)
 
 static const char *json_type_name(const json_t *v)
 {
+    if (v == NULL)
+        return "nothing";
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         return "an object";
@@ -55,10 +57,14 @@ static const char *json_type_name(const json_t *v)
 /* Joins parent and key into out ("data" + "area_cm2" -> "data.area_cm2"). */
 static void path_join(char *out, const char *parent, const char *key)
 {
+    int k;
+
     if (parent[0] == '\0')
-        snprintf(out, PATH_MAX_LEN, "%s", key);
+        k = snprintf(out, PATH_MAX_LEN, "%s", key);
     else
-        snprintf(out, PATH_MAX_LEN, "%s.%s", parent, key);
+        k = snprintf(out, PATH_MAX_LEN, "%s.%s", parent, key);
+    if (k < 0 || k >= PATH_MAX_LEN) /* paths are short by construction; truncation is safe */
+        out[PATH_MAX_LEN - 1] = '\0';
 }
 
 /* Looks up a required member of obj; fails naming the path when it is missing. */
