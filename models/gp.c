@@ -1,0 +1,854 @@
+/* gp — Gaussian-process regression (Matérn 5/2 ARD, constant mean, Gaussian noise).
+ *
+ * The idea and references are in gp.h. Implementation notes:
+ *
+ * - Everything inside works on the standardised scale ys = (y - y_mean) / y_std; gp_predict
+ *   converts back. The kernel's derivative is written through g(r^2) = dk/d(r^2) =
+ *   -5/6 s_f^2 (1 + sqrt5 r) exp(-sqrt5 r), which has no singularity at r = 0.
+ * - Marginal likelihood (Rasmussen & Williams eq. 2.30, 5.9): with K = s_f^2 R + s_n^2 I,
+ *   alpha = K^-1 (ys - c),
+ *       lml = -1/2 (ys - c)^T alpha - sum_i log L_ii - n/2 log 2pi,
+ *       d lml / d theta = 1/2 tr((alpha alpha^T - K^-1) dK/dtheta),   d lml / dc = sum_i alpha_i.
+ *   K^-1 comes from gsl_linalg_cholesky_invert; the trace is a sum over pairs.
+ * - Fitting maximises lml + log prior over an unconstrained vector u: log l_j = a + (b - a)
+ *   sigmoid(u_j) with [e^a, e^b] = [GP_LENGTH_SCALE_MIN, GP_LENGTH_SCALE_MAX]; log s_f^2;
+ *   s_n^2 = min_noise_var + exp(u_n); c. The priors are those of BoTorch's default single-task
+ *   GP (Gamma(3, 6) on each length scale, Gamma(2, 0.15) on s_f^2, Gamma(1.1, 0.05) on s_n^2)
+ *   plus N(0, 1) on c; they keep a handful of noisy points from producing absurd fits.
+ *   The first start is the prior's centre, the others are drawn from a gsl_rng seeded with
+ *   opt->seed, so a fit is deterministic per seed. For many observations the restarts run on a
+ *   deterministic subset of GP_FIT_SUBSET_N points and only the best is polished on all of
+ *   them (each likelihood evaluation is O(n^3)).
+ * - Cholesky: gsl_linalg_cholesky_decomp1; if K is not numerically positive definite a jitter
+ *   of 1e-10, 1e-9, ... 1e-4 times (s_f^2 + s_n^2) is added to the diagonal.
+ * - The factor L is stored row-major with a row stride `cap` > n, so that gp_add_observation
+ *   can append a row (O(n^2): one triangular solve) without refactorising.
+ */
+#include "models/gp.h"
+
+#include <errno.h>
+#include <gsl/gsl_blas.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_linalg.h>
+#include <gsl/gsl_multimin.h>
+#include <gsl/gsl_rng.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SQRT5 2.23606797749978969641
+#define LOG_2PI 1.83787706640934548356
+
+/* restarts run on at most this many observations; the best is then polished on all */
+#define GP_FIT_SUBSET_N 120
+#define GP_FIT_MAX_ITER 100
+#define GP_FIT_POLISH_ITER 25
+#define GP_SPARE_ROWS 16
+
+/* priors (see the file comment) */
+#define PRIOR_LS_SHAPE 3.0
+#define PRIOR_LS_RATE 6.0
+#define PRIOR_SF_SHAPE 2.0
+#define PRIOR_SF_RATE 0.15
+#define PRIOR_SN_SHAPE 1.1
+#define PRIOR_SN_RATE 0.05
+
+struct gp {
+    size_t n, d, cap;
+    double *x;     /* cap rows of d */
+    double *ys;    /* standardised outputs, cap */
+    double *L;     /* lower Cholesky factor of K, row stride cap */
+    double *alpha; /* K^-1 (ys - c), cap */
+    double diag;   /* s_n^2 + jitter: what the diagonal of K carries beyond s_f^2 */
+    double inv_ls2[GP_MAX_DIM];
+    struct gp_hyper h;
+};
+
+void gp_options_default(struct gp_options *ret_opt)
+{
+    ret_opt->seed = 1;
+    ret_opt->n_restarts = 5;
+    ret_opt->min_noise_var = 1e-6;
+}
+
+/* Matérn 5/2 value and g = dk/d(r^2) for a squared scaled distance r2. */
+static inline double matern52(double r2, double sf2, double *ret_g)
+{
+    double r = sqrt(r2);
+    double e = exp(-SQRT5 * r);
+    if (ret_g)
+        *ret_g = -5.0 / 6.0 * sf2 * (1.0 + SQRT5 * r) * e;
+    return sf2 * (1.0 + SQRT5 * r + 5.0 / 3.0 * r2) * e;
+}
+
+static inline double scaled_dist2(const double *a, const double *b, const double *inv_ls2, size_t d)
+{
+    double r2 = 0.0;
+    for (size_t j = 0; j < d; j++) {
+        double t = a[j] - b[j];
+        r2 += t * t * inv_ls2[j];
+    }
+    return r2;
+}
+
+static int check_data(const double *x, const double *y, size_t n, size_t d, struct ll_error *reterr)
+{
+    if (!x || !y)
+        return ll_error_set(reterr, -EINVAL, "gp: x and y must not be NULL");
+    if (n == 0)
+        return ll_error_set(reterr, -EINVAL, "gp: no observations (n = 0)");
+    if (d == 0 || d > GP_MAX_DIM)
+        return ll_error_set(
+            reterr, -EINVAL, "gp: dimension %zu is outside 1..%d", d, (int)GP_MAX_DIM);
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(y[i]))
+            return ll_error_set(reterr, -EINVAL, "gp: y[%zu] is not finite", i);
+        for (size_t j = 0; j < d; j++)
+            if (!isfinite(x[i * d + j]))
+                return ll_error_set(reterr, -EINVAL, "gp: x[%zu][%zu] is not finite", i, j);
+    }
+    return 0;
+}
+
+static int check_hyper(const struct gp_hyper *h, size_t d, struct ll_error *reterr)
+{
+    if (!h || h->d != d)
+        return ll_error_set(reterr, -EINVAL, "gp: hyperparameters missing or of wrong dimension");
+    for (size_t j = 0; j < d; j++)
+        if (!(h->length_scale[j] > 0.0) || !isfinite(h->length_scale[j]))
+            return ll_error_set(reterr, -EINVAL, "gp: length scale %zu is not positive", j);
+    if (!(h->signal_var > 0.0) || !isfinite(h->signal_var) || !(h->noise_var >= 0.0) ||
+        !isfinite(h->noise_var) || !isfinite(h->const_mean) || !(h->y_std > 0.0) ||
+        !isfinite(h->y_std) || !isfinite(h->y_mean))
+        return ll_error_set(reterr, -EINVAL, "gp: a hyperparameter is not finite or not positive");
+    return 0;
+}
+
+/* ---- likelihood workspace ------------------------------------------------------------- */
+
+struct lml_work {
+    size_t n, d;
+    const double *x;  /* n rows of d */
+    const double *ys; /* standardised outputs */
+    gsl_matrix *K;    /* kernel matrix, then its Cholesky factor */
+    gsl_matrix *W;    /* K^-1, then alpha alpha^T - K^-1 */
+    gsl_matrix *G;    /* g(r^2) per pair (lower triangle) */
+    gsl_vector *r;    /* ys - c, then alpha */
+    double jitter;    /* jitter used by the last factorisation */
+};
+
+static void lml_work_free(struct lml_work *w)
+{
+    gsl_matrix_free(w->K);
+    gsl_matrix_free(w->W);
+    gsl_matrix_free(w->G);
+    gsl_vector_free(w->r);
+    memset(w, 0, sizeof(*w));
+}
+
+static int lml_work_init(struct lml_work *w, const double *x, const double *ys, size_t n, size_t d)
+{
+    memset(w, 0, sizeof(*w));
+    w->n = n;
+    w->d = d;
+    w->x = x;
+    w->ys = ys;
+    w->K = gsl_matrix_alloc(n, n);
+    w->W = gsl_matrix_alloc(n, n);
+    w->G = gsl_matrix_alloc(n, n);
+    w->r = gsl_vector_alloc(n);
+    if (!w->K || !w->W || !w->G || !w->r) {
+        lml_work_free(w);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* Fills the lower triangle of out with s_f^2 R (+ diag on the diagonal) and, if G is not NULL,
+ * G's lower triangle with g(r^2) and its strict upper triangle with k(x_a, x_b). */
+static void build_kernel(const double *x,
+                         size_t n,
+                         size_t d,
+                         const double *inv_ls2,
+                         double sf2,
+                         double diag,
+                         gsl_matrix *out,
+                         gsl_matrix *G)
+{
+    for (size_t a = 0; a < n; a++) {
+        double *row = gsl_matrix_ptr(out, a, 0);
+        double *grow = G ? gsl_matrix_ptr(G, a, 0) : NULL;
+        for (size_t b = 0; b < a; b++) {
+            double g;
+            row[b] = matern52(scaled_dist2(x + a * d, x + b * d, inv_ls2, d), sf2, &g);
+            if (grow) {
+                grow[b] = g;
+                gsl_matrix_set(G, b, a, row[b]); /* k itself in the upper triangle */
+            }
+        }
+        row[a] = sf2 + diag;
+        if (grow)
+            grow[a] = -5.0 / 6.0 * sf2;
+    }
+}
+
+/* Builds K = s_f^2 R + s_n^2 I (and G) and factorises it with gsl_linalg_cholesky_decomp1,
+ * adding a jitter of 1e-10, 1e-9, ... 1e-4 times (s_f^2 + s_n^2) to the diagonal while it is not
+ * numerically positive definite. On success K's lower triangle holds L and *ret_jitter the
+ * jitter used; -EDOM if even the largest jitter fails. */
+static int factorise(const double *x,
+                     size_t n,
+                     size_t d,
+                     const double *inv_ls2,
+                     double sf2,
+                     double sn2,
+                     gsl_matrix *K,
+                     gsl_matrix *G,
+                     double *ret_jitter)
+{
+    double jitter = 0.0;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        if (attempt > 0)
+            jitter = (sf2 + sn2) * pow(10.0, -11 + attempt);
+        build_kernel(x, n, d, inv_ls2, sf2, sn2 + jitter, K, attempt == 0 ? G : NULL);
+        if (gsl_linalg_cholesky_decomp1(K) == GSL_SUCCESS) {
+            *ret_jitter = jitter;
+            return 0;
+        }
+    }
+    return -EDOM;
+}
+
+/* Log marginal likelihood of w's data under (ls, sf2, sn2, c) and, if ret_grad is not NULL, its
+ * gradient with respect to (log l_1..log l_d, log sf2, log sn2, c). Leaves alpha in w->r and
+ * the factor in w->K. */
+static int lml_eval(struct lml_work *w,
+                    const double *ls,
+                    double sf2,
+                    double sn2,
+                    double c,
+                    double *ret_lml,
+                    double *ret_grad)
+{
+    size_t n = w->n, d = w->d;
+    double inv_ls2[GP_MAX_DIM];
+    for (size_t j = 0; j < d; j++)
+        inv_ls2[j] = 1.0 / (ls[j] * ls[j]);
+    int ret = factorise(w->x, n, d, inv_ls2, sf2, sn2, w->K, ret_grad ? w->G : NULL, &w->jitter);
+    if (ret < 0)
+        return ret;
+    for (size_t a = 0; a < n; a++)
+        gsl_vector_set(w->r, a, w->ys[a] - c);
+    gsl_linalg_cholesky_svx(w->K, w->r);
+    double quad = 0.0, half_logdet = 0.0, sum_alpha = 0.0;
+    for (size_t a = 0; a < n; a++) {
+        double al = gsl_vector_get(w->r, a);
+        quad += (w->ys[a] - c) * al;
+        sum_alpha += al;
+        half_logdet += log(gsl_matrix_get(w->K, a, a));
+    }
+    *ret_lml = -0.5 * quad - half_logdet - 0.5 * (double)n * LOG_2PI;
+    if (!ret_grad)
+        return 0;
+
+    gsl_matrix_memcpy(w->W, w->K);
+    gsl_linalg_cholesky_invert(w->W);
+    const double *alpha = w->r->data;
+    double acc[GP_MAX_DIM] = {0};
+    double acc_sf = 0.0, trace_w = 0.0;
+    for (size_t a = 0; a < n; a++) {
+        const double *wrow = gsl_matrix_const_ptr(w->W, a, 0);
+        const double *grow = gsl_matrix_const_ptr(w->G, a, 0);
+        const double *xa = w->x + a * d;
+        trace_w += alpha[a] * alpha[a] - wrow[a];
+        for (size_t b = 0; b < a; b++) {
+            double wab = alpha[a] * alpha[b] - wrow[b];
+            double wg = wab * grow[b];
+            const double *xb = w->x + b * d;
+            for (size_t j = 0; j < d; j++) {
+                double t = xa[j] - xb[j];
+                acc[j] += wg * t * t;
+            }
+            acc_sf += wab * gsl_matrix_get(w->G, b, a);
+        }
+    }
+    /* d lml/d theta = 1/2 sum_ab W_ab dK_ab; off-diagonal pairs counted once above, so x2 */
+    for (size_t j = 0; j < d; j++)
+        ret_grad[j] = -2.0 * inv_ls2[j] * acc[j];
+    ret_grad[d] = 0.5 * sf2 * trace_w + acc_sf;
+    ret_grad[d + 1] = 0.5 * sn2 * trace_w;
+    ret_grad[d + 2] = sum_alpha;
+    return 0;
+}
+
+int gp_log_marginal_likelihood(const double *x,
+                               const double *y,
+                               size_t n,
+                               size_t d,
+                               const struct gp_hyper *hyper,
+                               double *ret_lml,
+                               double *ret_grad)
+{
+    if (!ret_lml || check_data(x, y, n, d, NULL) < 0 || check_hyper(hyper, d, NULL) < 0)
+        return -EINVAL;
+    double *ys = malloc(n * sizeof(*ys));
+    if (!ys)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        ys[i] = (y[i] - hyper->y_mean) / hyper->y_std;
+    struct lml_work w;
+    int ret = lml_work_init(&w, x, ys, n, d);
+    if (ret < 0)
+        goto out;
+    ret = lml_eval(&w,
+                   hyper->length_scale,
+                   hyper->signal_var,
+                   hyper->noise_var,
+                   hyper->const_mean,
+                   ret_lml,
+                   ret_grad);
+    lml_work_free(&w);
+out:
+    free(ys);
+    return ret;
+}
+
+/* ---- hyperparameter search --------------------------------------------------------------- */
+
+#define LOG_LS_MIN (-4.60517018598809136804) /* log 0.01 */
+#define LOG_LS_MAX (2.30258509299404568402)  /* log 10 */
+
+struct fit_params {
+    struct lml_work *w;
+    double min_noise_var;
+};
+
+struct natural {
+    double ls[GP_MAX_DIM];
+    double dlogls_du[GP_MAX_DIM];
+    double sf2, sn2, dsn2_du, c;
+};
+
+static void to_natural(const gsl_vector *u, size_t d, double min_noise_var, struct natural *ret)
+{
+    for (size_t j = 0; j < d; j++) {
+        double s = 1.0 / (1.0 + exp(-gsl_vector_get(u, j)));
+        ret->ls[j] = exp(LOG_LS_MIN + (LOG_LS_MAX - LOG_LS_MIN) * s);
+        ret->dlogls_du[j] = (LOG_LS_MAX - LOG_LS_MIN) * s * (1.0 - s);
+    }
+    ret->sf2 = exp(gsl_vector_get(u, d));
+    ret->dsn2_du = exp(gsl_vector_get(u, d + 1));
+    ret->sn2 = min_noise_var + ret->dsn2_du;
+    ret->c = gsl_vector_get(u, d + 2);
+}
+
+static double logit(double p)
+{
+    return log(p / (1.0 - p));
+}
+
+static void from_natural(const double *ls,
+                         double sf2,
+                         double sn2,
+                         double c,
+                         size_t d,
+                         double min_noise_var,
+                         gsl_vector *ret_u)
+{
+    for (size_t j = 0; j < d; j++) {
+        double s = (log(ls[j]) - LOG_LS_MIN) / (LOG_LS_MAX - LOG_LS_MIN);
+        s = fmin(fmax(s, 1e-6), 1.0 - 1e-6);
+        gsl_vector_set(ret_u, j, logit(s));
+    }
+    gsl_vector_set(ret_u, d, log(sf2));
+    gsl_vector_set(ret_u, d + 1, log(fmax(sn2 - min_noise_var, 1e-12)));
+    gsl_vector_set(ret_u, d + 2, c);
+}
+
+/* Negative log posterior (up to a constant) and its gradient with respect to u. */
+static double neg_log_post(const gsl_vector *u, void *params, gsl_vector *ret_grad)
+{
+    const struct fit_params *p = params;
+    size_t d = p->w->d;
+    struct natural nat;
+    to_natural(u, d, p->min_noise_var, &nat);
+    double lml, g[GP_MAX_DIM + 3];
+    if (lml_eval(p->w, nat.ls, nat.sf2, nat.sn2, nat.c, &lml, ret_grad ? g : NULL) < 0 ||
+        !isfinite(lml)) {
+        if (ret_grad)
+            gsl_vector_set_zero(ret_grad);
+        return 1e30;
+    }
+    double lp = lml;
+    for (size_t j = 0; j < d; j++)
+        lp += (PRIOR_LS_SHAPE - 1.0) * log(nat.ls[j]) - PRIOR_LS_RATE * nat.ls[j];
+    lp += (PRIOR_SF_SHAPE - 1.0) * log(nat.sf2) - PRIOR_SF_RATE * nat.sf2;
+    lp += (PRIOR_SN_SHAPE - 1.0) * log(nat.sn2) - PRIOR_SN_RATE * nat.sn2;
+    lp += -0.5 * nat.c * nat.c;
+    if (ret_grad) {
+        for (size_t j = 0; j < d; j++) {
+            double gl = g[j] + (PRIOR_LS_SHAPE - 1.0) - PRIOR_LS_RATE * nat.ls[j];
+            gsl_vector_set(ret_grad, j, -gl * nat.dlogls_du[j]);
+        }
+        gsl_vector_set(ret_grad, d, -(g[d] + (PRIOR_SF_SHAPE - 1.0) - PRIOR_SF_RATE * nat.sf2));
+        double gsn = g[d + 1] / nat.sn2 + (PRIOR_SN_SHAPE - 1.0) / nat.sn2 - PRIOR_SN_RATE;
+        gsl_vector_set(ret_grad, d + 1, -gsn * nat.dsn2_du);
+        gsl_vector_set(ret_grad, d + 2, -(g[d + 2] - nat.c));
+    }
+    return -lp;
+}
+
+static double nlp_f(const gsl_vector *u, void *params)
+{
+    return neg_log_post(u, params, NULL);
+}
+
+static void nlp_df(const gsl_vector *u, void *params, gsl_vector *ret_grad)
+{
+    neg_log_post(u, params, ret_grad);
+}
+
+static void nlp_fdf(const gsl_vector *u, void *params, double *ret_f, gsl_vector *ret_grad)
+{
+    *ret_f = neg_log_post(u, params, ret_grad);
+}
+
+/* Runs BFGS from u (updated in place to the best point found); returns the objective there. */
+static double
+minimise(gsl_multimin_fdfminimizer *s, gsl_multimin_function_fdf *fn, gsl_vector *u, int max_iter)
+{
+    if (gsl_multimin_fdfminimizer_set(s, fn, u, 0.1, 0.1) != GSL_SUCCESS)
+        return nlp_f(u, fn->params);
+    for (int it = 0; it < max_iter; it++) {
+        int status = gsl_multimin_fdfminimizer_iterate(s);
+        if (status != GSL_SUCCESS)
+            break;
+        if (gsl_multimin_test_gradient(gsl_multimin_fdfminimizer_gradient(s), 1e-4) == GSL_SUCCESS)
+            break;
+    }
+    double f = gsl_multimin_fdfminimizer_minimum(s);
+    if (!isfinite(f))
+        return 1e30;
+    gsl_vector_memcpy(u, gsl_multimin_fdfminimizer_x(s));
+    return f;
+}
+
+/* ---- the fitted model ----------------------------------------------------------------------- */
+
+static struct gp *gp_alloc(size_t n, size_t d, size_t cap)
+{
+    struct gp *gp = calloc(1, sizeof(*gp));
+    if (!gp)
+        return NULL;
+    gp->n = n;
+    gp->d = d;
+    gp->cap = cap;
+    gp->x = malloc(cap * d * sizeof(double));
+    gp->ys = malloc(cap * sizeof(double));
+    gp->L = calloc(cap * cap, sizeof(double));
+    gp->alpha = malloc(cap * sizeof(double));
+    if (!gp->x || !gp->ys || !gp->L || !gp->alpha)
+        gp_free(&gp);
+    return gp;
+}
+
+/* alpha = K^-1 (ys - c) by two triangular solves with the stored factor; and the lml. */
+static void gp_update_alpha(struct gp *gp)
+{
+    size_t n = gp->n;
+    for (size_t i = 0; i < n; i++)
+        gp->alpha[i] = gp->ys[i] - gp->h.const_mean;
+    gsl_matrix_view L = gsl_matrix_view_array_with_tda(gp->L, n, n, gp->cap);
+    gsl_vector_view a = gsl_vector_view_array(gp->alpha, n);
+    gsl_blas_dtrsv(CblasLower, CblasNoTrans, CblasNonUnit, &L.matrix, &a.vector);
+    double quad = 0.0, half_logdet = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        quad += gp->alpha[i] * gp->alpha[i];
+        half_logdet += log(gp->L[i * gp->cap + i]);
+    }
+    gsl_blas_dtrsv(CblasLower, CblasTrans, CblasNonUnit, &L.matrix, &a.vector);
+    gp->h.log_marginal_likelihood = -0.5 * quad - half_logdet - 0.5 * (double)n * LOG_2PI;
+}
+
+/* Builds the model for standardised outputs ys and hyperparameters h (copied). */
+static int gp_build(const double *x,
+                    const double *ys,
+                    size_t n,
+                    size_t d,
+                    const struct gp_hyper *h,
+                    struct gp **ret_gp,
+                    struct ll_error *reterr)
+{
+    struct gp *gp = gp_alloc(n, d, n + GP_SPARE_ROWS);
+    if (!gp)
+        return ll_error_set(reterr, -ENOMEM, "gp: out of memory for %zu observations", n);
+    memcpy(gp->x, x, n * d * sizeof(double));
+    memcpy(gp->ys, ys, n * sizeof(double));
+    gp->h = *h;
+    gp->h.d = d;
+    for (size_t j = 0; j < d; j++)
+        gp->inv_ls2[j] = 1.0 / (h->length_scale[j] * h->length_scale[j]);
+    gsl_matrix_view L = gsl_matrix_view_array_with_tda(gp->L, n, n, gp->cap);
+    double jitter;
+    if (factorise(x, n, d, gp->inv_ls2, h->signal_var, h->noise_var, &L.matrix, NULL, &jitter) <
+        0) {
+        gp_free(&gp);
+        return ll_error_set(reterr,
+                            -EDOM,
+                            "gp: the covariance of %zu observations is not positive definite "
+                            "even with jitter (duplicate inputs without noise?)",
+                            n);
+    }
+    gp->diag = h->noise_var + jitter;
+    gp_update_alpha(gp);
+    *ret_gp = gp;
+    return 0;
+}
+
+static void standardise(const double *y, size_t n, double *ret_mean, double *ret_std)
+{
+    double mean = 0.0, ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        mean += y[i];
+    mean /= (double)n;
+    for (size_t i = 0; i < n; i++)
+        ss += (y[i] - mean) * (y[i] - mean);
+    double sd = n > 1 ? sqrt(ss / (double)(n - 1)) : 0.0;
+    *ret_mean = mean;
+    *ret_std = (sd > 1e-12 * fmax(1.0, fabs(mean)) && isfinite(sd)) ? sd : 1.0;
+}
+
+int gp_fit_fixed(const double *x,
+                 const double *y,
+                 size_t n,
+                 size_t d,
+                 const struct gp_hyper *hyper,
+                 struct gp **ret_gp,
+                 struct ll_error *reterr)
+{
+    if (!ret_gp)
+        return ll_error_set(reterr, -EINVAL, "gp: ret_gp must not be NULL");
+    *ret_gp = NULL;
+    int ret = check_data(x, y, n, d, reterr);
+    if (ret < 0)
+        return ret;
+    ret = check_hyper(hyper, d, reterr);
+    if (ret < 0)
+        return ret;
+    double *ys = malloc(n * sizeof(*ys));
+    if (!ys)
+        return ll_error_set(reterr, -ENOMEM, "gp: out of memory");
+    for (size_t i = 0; i < n; i++)
+        ys[i] = (y[i] - hyper->y_mean) / hyper->y_std;
+    ret = gp_build(x, ys, n, d, hyper, ret_gp, reterr);
+    free(ys);
+    return ret;
+}
+
+/* Draws a random start for a restart (the first start is the prior's centre). */
+static void random_start(gsl_rng *rng, size_t d, int restart, struct gp_hyper *ret)
+{
+    for (size_t j = 0; j < d; j++)
+        ret->length_scale[j] =
+            restart == 0 ? 0.5 : exp(log(0.05) + gsl_rng_uniform(rng) * log(40.0));
+    ret->signal_var = restart == 0 ? 1.0 : exp(log(0.2) + gsl_rng_uniform(rng) * log(25.0));
+    ret->noise_var = restart == 0 ? 1e-2 : exp(log(1e-5) + gsl_rng_uniform(rng) * log(3e4));
+    ret->const_mean = restart == 0 ? 0.0 : gsl_rng_uniform(rng) - 0.5;
+}
+
+/* Maximises the log posterior of the hyperparameters: restarts on (a subset of) the data, the
+ * best polished on all of it. Writes the result to h (length scales, variances, mean). */
+static int search_hyper(const double *x,
+                        const double *ys,
+                        size_t n,
+                        size_t d,
+                        const struct gp_options *opt,
+                        struct gp_hyper *h)
+{
+    int ret = 0;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    size_t ns = n > GP_FIT_SUBSET_N ? GP_FIT_SUBSET_N : n;
+    double *xs = malloc(ns * d * sizeof(double));
+    double *yss = malloc(ns * sizeof(double));
+    size_t np = d + 3;
+    gsl_vector *u = gsl_vector_alloc(np), *best = gsl_vector_alloc(np);
+    gsl_multimin_fdfminimizer *s =
+        gsl_multimin_fdfminimizer_alloc(gsl_multimin_fdfminimizer_vector_bfgs2, np);
+    struct lml_work w = {0};
+    if (!rng || !xs || !yss || !u || !best || !s) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    gsl_rng_set(rng, opt->seed);
+    /* subset: a seeded random choice of ns distinct rows, in their original order */
+    for (size_t i = 0, k = 0; i < n && k < ns; i++) {
+        if (gsl_rng_uniform(rng) * (double)(n - i) < (double)(ns - k)) {
+            memcpy(xs + k * d, x + i * d, d * sizeof(double));
+            yss[k++] = ys[i];
+        }
+    }
+    ret = lml_work_init(&w, xs, yss, ns, d);
+    if (ret < 0)
+        goto out;
+    struct fit_params fp = {.w = &w, .min_noise_var = opt->min_noise_var};
+    gsl_multimin_function_fdf fn = {
+        .f = nlp_f, .df = nlp_df, .fdf = nlp_fdf, .n = np, .params = &fp};
+    double best_f = HUGE_VAL;
+    int n_restarts = opt->n_restarts < 1 ? 1 : opt->n_restarts;
+    for (int r = 0; r < n_restarts; r++) {
+        struct gp_hyper start;
+        random_start(rng, d, r, &start);
+        from_natural(start.length_scale,
+                     start.signal_var,
+                     start.noise_var + opt->min_noise_var,
+                     start.const_mean,
+                     d,
+                     opt->min_noise_var,
+                     u);
+        double f = minimise(s, &fn, u, GP_FIT_MAX_ITER);
+        if (f < best_f) {
+            best_f = f;
+            gsl_vector_memcpy(best, u);
+        }
+    }
+    if (ns < n) {
+        lml_work_free(&w);
+        ret = lml_work_init(&w, x, ys, n, d);
+        if (ret < 0)
+            goto out;
+        minimise(s, &fn, best, GP_FIT_POLISH_ITER);
+    }
+    struct natural nat;
+    to_natural(best, d, opt->min_noise_var, &nat);
+    for (size_t j = 0; j < d; j++)
+        h->length_scale[j] = nat.ls[j];
+    h->signal_var = nat.sf2;
+    h->noise_var = nat.sn2;
+    h->const_mean = nat.c;
+out:
+    lml_work_free(&w);
+    gsl_multimin_fdfminimizer_free(s);
+    gsl_vector_free(u);
+    gsl_vector_free(best);
+    free(xs);
+    free(yss);
+    gsl_rng_free(rng);
+    return ret;
+}
+
+int gp_fit(const double *x,
+           const double *y,
+           size_t n,
+           size_t d,
+           const struct gp_options *opt,
+           struct gp **ret_gp,
+           struct ll_error *reterr)
+{
+    if (!ret_gp)
+        return ll_error_set(reterr, -EINVAL, "gp: ret_gp must not be NULL");
+    *ret_gp = NULL;
+    int ret = check_data(x, y, n, d, reterr);
+    if (ret < 0)
+        return ret;
+    struct gp_options defaults;
+    gp_options_default(&defaults);
+    if (!opt)
+        opt = &defaults;
+    if (!(opt->min_noise_var >= 0.0) || !isfinite(opt->min_noise_var))
+        return ll_error_set(reterr, -EINVAL, "gp: min_noise_var must be finite and >= 0");
+    struct gp_hyper h = {.d = d};
+    standardise(y, n, &h.y_mean, &h.y_std);
+    double *ys = malloc(n * sizeof(*ys));
+    if (!ys)
+        return ll_error_set(reterr, -ENOMEM, "gp: out of memory");
+    for (size_t i = 0; i < n; i++)
+        ys[i] = (y[i] - h.y_mean) / h.y_std;
+    ret = search_hyper(x, ys, n, d, opt, &h);
+    if (ret < 0) {
+        ll_error_set(reterr, ret, "gp: out of memory while fitting %zu observations", n);
+        goto out;
+    }
+    ret = gp_build(x, ys, n, d, &h, ret_gp, reterr);
+out:
+    free(ys);
+    return ret;
+}
+
+int gp_predict(const struct gp *gp,
+               const double *x,
+               double *ret_mean,
+               double *ret_var,
+               double *ret_dmean,
+               double *ret_dvar)
+{
+    if (!gp || !x)
+        return -EINVAL;
+    size_t n = gp->n, d = gp->d;
+    double stack[3 * GP_PREDICT_STACK_N];
+    double *buf = stack;
+    if (n > GP_PREDICT_STACK_N) {
+        buf = malloc(3 * n * sizeof(double));
+        if (!buf)
+            return -ENOMEM;
+    }
+    double *k = buf, *g = buf + n, *v = buf + 2 * n;
+    double sf2 = gp->h.signal_var;
+    double mean = gp->h.const_mean;
+    for (size_t i = 0; i < n; i++) {
+        k[i] = matern52(scaled_dist2(x, gp->x + i * d, gp->inv_ls2, d), sf2, &g[i]);
+        mean += k[i] * gp->alpha[i];
+    }
+    double ystd = gp->h.y_std;
+    if (ret_mean)
+        *ret_mean = gp->h.y_mean + ystd * mean;
+    if (ret_dmean) {
+        for (size_t j = 0; j < d; j++)
+            ret_dmean[j] = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            double ag = 2.0 * gp->alpha[i] * g[i];
+            const double *xi = gp->x + i * d;
+            for (size_t j = 0; j < d; j++)
+                ret_dmean[j] += ag * (x[j] - xi[j]);
+        }
+        for (size_t j = 0; j < d; j++)
+            ret_dmean[j] *= gp->inv_ls2[j] * ystd;
+    }
+    if (ret_var || ret_dvar) {
+        memcpy(v, k, n * sizeof(double));
+        gsl_matrix_const_view L = gsl_matrix_const_view_array_with_tda(gp->L, n, n, gp->cap);
+        gsl_vector_view vv = gsl_vector_view_array(v, n);
+        gsl_blas_dtrsv(CblasLower, CblasNoTrans, CblasNonUnit, &L.matrix, &vv.vector);
+        double var = sf2;
+        for (size_t i = 0; i < n; i++)
+            var -= v[i] * v[i];
+        int clamped = !(var > 0.0);
+        if (ret_var)
+            *ret_var = clamped ? 0.0 : var * ystd * ystd;
+        if (ret_dvar) {
+            for (size_t j = 0; j < d; j++)
+                ret_dvar[j] = 0.0;
+            if (!clamped) {
+                /* d var / dx = -2 k^T K^-1 dk/dx; v becomes K^-1 k */
+                gsl_blas_dtrsv(CblasLower, CblasTrans, CblasNonUnit, &L.matrix, &vv.vector);
+                for (size_t i = 0; i < n; i++) {
+                    double wg = -4.0 * v[i] * g[i];
+                    const double *xi = gp->x + i * d;
+                    for (size_t j = 0; j < d; j++)
+                        ret_dvar[j] += wg * (x[j] - xi[j]);
+                }
+                for (size_t j = 0; j < d; j++)
+                    ret_dvar[j] *= gp->inv_ls2[j] * ystd * ystd;
+            }
+        }
+    }
+    if (buf != stack)
+        free(buf);
+    return 0;
+}
+
+/* Grows the row capacity to at least want, copying the factor to the new stride. */
+static int gp_reserve(struct gp *gp, size_t want)
+{
+    if (want <= gp->cap)
+        return 0;
+    size_t cap = want + want / 2 + GP_SPARE_ROWS, n = gp->n, d = gp->d;
+    double *x = realloc(gp->x, cap * d * sizeof(double));
+    if (!x)
+        return -ENOMEM;
+    gp->x = x;
+    double *ys = realloc(gp->ys, cap * sizeof(double));
+    if (!ys)
+        return -ENOMEM;
+    gp->ys = ys;
+    double *alpha = realloc(gp->alpha, cap * sizeof(double));
+    if (!alpha)
+        return -ENOMEM;
+    gp->alpha = alpha;
+    double *L = calloc(cap * cap, sizeof(double));
+    if (!L)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        memcpy(L + i * cap, gp->L + i * gp->cap, (i + 1) * sizeof(double));
+    free(gp->L);
+    gp->L = L;
+    gp->cap = cap;
+    return 0;
+}
+
+int gp_add_observation(struct gp *gp, const double *x, double y)
+{
+    if (!gp || !x || !isfinite(y))
+        return -EINVAL;
+    size_t n = gp->n, d = gp->d;
+    for (size_t j = 0; j < d; j++)
+        if (!isfinite(x[j]))
+            return -EINVAL;
+    int ret = gp_reserve(gp, n + 1);
+    if (ret < 0)
+        return ret;
+    /* the new row of L: solve L l = k(X, x), then l_nn = sqrt(k(x,x) + diag - l^T l) */
+    double *row = gp->L + n * gp->cap;
+    for (size_t i = 0; i < n; i++)
+        row[i] = matern52(scaled_dist2(x, gp->x + i * d, gp->inv_ls2, d), gp->h.signal_var, NULL);
+    if (n > 0) {
+        gsl_matrix_view L = gsl_matrix_view_array_with_tda(gp->L, n, n, gp->cap);
+        gsl_vector_view l = gsl_vector_view_array(row, n);
+        gsl_blas_dtrsv(CblasLower, CblasNoTrans, CblasNonUnit, &L.matrix, &l.vector);
+    }
+    double dd = gp->h.signal_var + gp->diag;
+    for (size_t i = 0; i < n; i++)
+        dd -= row[i] * row[i];
+    if (!(dd > 1e-12 * (gp->h.signal_var + gp->diag)) || !isfinite(dd))
+        return -EDOM;
+    row[n] = sqrt(dd);
+    memcpy(gp->x + n * d, x, d * sizeof(double));
+    gp->ys[n] = (y - gp->h.y_mean) / gp->h.y_std;
+    gp->n = n + 1;
+    gp_update_alpha(gp);
+    return 0;
+}
+
+struct gp *gp_clone(const struct gp *gp)
+{
+    if (!gp)
+        return NULL;
+    struct gp *c = gp_alloc(gp->n, gp->d, gp->cap);
+    if (!c)
+        return NULL;
+    memcpy(c->x, gp->x, gp->n * gp->d * sizeof(double));
+    memcpy(c->ys, gp->ys, gp->n * sizeof(double));
+    memcpy(c->alpha, gp->alpha, gp->n * sizeof(double));
+    memcpy(c->L, gp->L, gp->cap * gp->cap * sizeof(double));
+    c->diag = gp->diag;
+    memcpy(c->inv_ls2, gp->inv_ls2, sizeof(c->inv_ls2));
+    c->h = gp->h;
+    return c;
+}
+
+void gp_free(struct gp **gp)
+{
+    if (!gp || !*gp)
+        return;
+    free((*gp)->x);
+    free((*gp)->ys);
+    free((*gp)->L);
+    free((*gp)->alpha);
+    free(*gp);
+    *gp = NULL;
+}
+
+size_t gp_n_obs(const struct gp *gp)
+{
+    return gp ? gp->n : 0;
+}
+
+size_t gp_dim(const struct gp *gp)
+{
+    return gp ? gp->d : 0;
+}
+
+void gp_get_hyper(const struct gp *gp, struct gp_hyper *ret_hyper)
+{
+    if (gp && ret_hyper)
+        *ret_hyper = gp->h;
+}

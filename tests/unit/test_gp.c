@@ -1,0 +1,334 @@
+/* test_gp — Gaussian-process regression (models/gp.h).
+ *
+ * Checks: interpolation of noise-free data; a 2-point posterior against a hand computation of
+ * the Matérn 5/2 formulas (independent of gp.c); predictive gradients and the log-marginal-
+ * likelihood gradient against central finite differences; bounds on the fit of a few noisy
+ * points; determinism per seed; gp_add_observation against a fixed-hyperparameter refit;
+ * clone; bad input.
+ */
+#include "ll_test.h"
+#include "models/gp.h"
+
+#include <errno.h>
+#include <gsl/gsl_rng.h>
+#include <math.h>
+#include <string.h>
+
+static double smooth_fn(const double *x)
+{
+    return sin(3.0 * x[0]) + cos(2.0 * x[1]) + 0.5 * x[0] * x[1];
+}
+
+/* n random points in [0,1]^d and outputs f + noise_sd * N(0,1) */
+static void make_data(unsigned long seed, size_t n, size_t d, double noise_sd, double *x, double *y)
+{
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, seed);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < d; j++)
+            x[i * d + j] = gsl_rng_uniform(rng);
+        double xx[2] = {x[i * d], d > 1 ? x[i * d + 1] : 0.3};
+        y[i] = 10.0 + 4.0 * smooth_fn(xx);
+        /* Box-Muller keeps the test independent of gsl_randist */
+        double u1 = gsl_rng_uniform_pos(rng), u2 = gsl_rng_uniform(rng);
+        y[i] += noise_sd * sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+    }
+    gsl_rng_free(rng);
+}
+
+static void test_gp_interpolates_noise_free_data(void **state)
+{
+    (void)state;
+    enum { N = 20, D = 2 };
+    double x[N * D], y[N];
+    make_data(7, N, D, 0.0, x, y);
+    struct gp *gp = NULL;
+    struct ll_error err;
+    assert_int_equal(gp_fit(x, y, N, D, NULL, &gp, &err), 0);
+    assert_int_equal(gp_n_obs(gp), N);
+    assert_int_equal(gp_dim(gp), D);
+    struct gp_hyper h;
+    gp_get_hyper(gp, &h);
+    for (size_t i = 0; i < N; i++) {
+        double m, v;
+        assert_int_equal(gp_predict(gp, x + i * D, &m, &v, NULL, NULL), 0);
+        /* the data vary by ~4 units; interpolation to 1 % of the output scale */
+        ll_assert_close(m, y[i], 0.0, 0.01 * h.y_std);
+        assert_true(v >= 0.0 && v < 1e-3 * h.y_std * h.y_std);
+    }
+    /* away from the data the mean is still close (smooth function, 20 points in 2-D) */
+    double xq[2] = {0.5, 0.5};
+    double m, v;
+    gp_predict(gp, xq, &m, &v, NULL, NULL);
+    ll_assert_close(m, 10.0 + 4.0 * smooth_fn(xq), 0.0, 0.3);
+    gp_free(&gp);
+    assert_null(gp);
+}
+
+/* Matérn 5/2, written out again independently of gp.c */
+static double k52(double r, double sf2)
+{
+    return sf2 * (1.0 + sqrt(5.0) * r + 5.0 / 3.0 * r * r) * exp(-sqrt(5.0) * r);
+}
+
+static void test_gp_two_point_posterior_matches_hand_computation(void **state)
+{
+    (void)state;
+    const double x[2] = {0.0, 0.5}, y[2] = {1.0, 3.0}, xq = 0.3;
+    struct gp_hyper h = {.d = 1,
+                         .length_scale = {0.4},
+                         .signal_var = 1.5,
+                         .noise_var = 0.1,
+                         .const_mean = 0.2,
+                         .y_mean = 1.0,
+                         .y_std = 2.0};
+    struct gp *gp = NULL;
+    assert_int_equal(gp_fit_fixed(x, y, 2, 1, &h, &gp, NULL), 0);
+    /* standardised data and the 2x2 system solved by hand */
+    double ys0 = (y[0] - 1.0) / 2.0 - 0.2, ys1 = (y[1] - 1.0) / 2.0 - 0.2;
+    double k01 = k52(0.5 / 0.4, 1.5), kd = 1.5 + 0.1;
+    double det = kd * kd - k01 * k01;
+    double a0 = (kd * ys0 - k01 * ys1) / det, a1 = (-k01 * ys0 + kd * ys1) / det;
+    double kq0 = k52(0.3 / 0.4, 1.5), kq1 = k52(0.2 / 0.4, 1.5);
+    double mean_s = 0.2 + kq0 * a0 + kq1 * a1;
+    double quad = (kd * kq0 * kq0 - 2.0 * k01 * kq0 * kq1 + kd * kq1 * kq1) / det;
+    double var_s = 1.5 - quad;
+    double m, v;
+    assert_int_equal(gp_predict(gp, &xq, &m, &v, NULL, NULL), 0);
+    ll_assert_close(m, 1.0 + 2.0 * mean_s, 1e-12, 1e-12);
+    ll_assert_close(v, 4.0 * var_s, 1e-12, 1e-12);
+    /* log marginal likelihood of the standardised data */
+    double want_lml = -0.5 * (ys0 * a0 + ys1 * a1) - 0.5 * log(det) - log(2.0 * M_PI);
+    struct gp_hyper got;
+    gp_get_hyper(gp, &got);
+    ll_assert_close(got.log_marginal_likelihood, want_lml, 1e-12, 1e-12);
+    double lml;
+    assert_int_equal(gp_log_marginal_likelihood(x, y, 2, 1, &h, &lml, NULL), 0);
+    ll_assert_close(lml, want_lml, 1e-12, 1e-12);
+    gp_free(&gp);
+}
+
+static void test_gp_predictive_gradients_match_finite_differences(void **state)
+{
+    (void)state;
+    enum { N = 25, D = 3 };
+    double x[N * D], y[N];
+    make_data(11, N, D, 0.05, x, y);
+    struct gp *gp = NULL;
+    assert_int_equal(gp_fit(x, y, N, D, NULL, &gp, NULL), 0);
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, 3);
+    for (int trial = 0; trial < 10; trial++) {
+        double xq[D], dm[D], dv[D], m, v;
+        for (size_t j = 0; j < D; j++)
+            xq[j] = 0.05 + 0.9 * gsl_rng_uniform(rng);
+        assert_int_equal(gp_predict(gp, xq, &m, &v, dm, dv), 0);
+        double scale_m = 0.0, scale_v = 0.0;
+        for (size_t j = 0; j < D; j++) {
+            scale_m = fmax(scale_m, fabs(dm[j]));
+            scale_v = fmax(scale_v, fabs(dv[j]));
+        }
+        for (size_t j = 0; j < D; j++) {
+            const double step = 1e-5;
+            double xp[D], xm[D], mp, vp, mm, vm;
+            memcpy(xp, xq, sizeof(xp));
+            memcpy(xm, xq, sizeof(xm));
+            xp[j] += step;
+            xm[j] -= step;
+            gp_predict(gp, xp, &mp, &vp, NULL, NULL);
+            gp_predict(gp, xm, &mm, &vm, NULL, NULL);
+            /* relative 1e-4 of the gradient's largest component */
+            ll_assert_close(dm[j], (mp - mm) / (2.0 * step), 0.0, 1e-4 * scale_m + 1e-9);
+            ll_assert_close(dv[j], (vp - vm) / (2.0 * step), 0.0, 1e-4 * scale_v + 1e-9);
+        }
+    }
+    gsl_rng_free(rng);
+    gp_free(&gp);
+}
+
+static void test_gp_lml_gradient_matches_finite_differences(void **state)
+{
+    (void)state;
+    enum { N = 15, D = 3 };
+    double x[N * D], y[N];
+    make_data(5, N, D, 0.2, x, y);
+    struct gp_hyper h = {
+        .d = D,
+        .length_scale = {0.3, 0.7, 1.4},
+        .signal_var = 0.8,
+        .noise_var = 0.05,
+        .const_mean = 0.1,
+        .y_mean = 10.0,
+        .y_std = 3.0
+    };
+    double lml, grad[D + 3];
+    assert_int_equal(gp_log_marginal_likelihood(x, y, N, D, &h, &lml, grad), 0);
+    for (size_t p = 0; p < D + 3; p++) {
+        const double step = 1e-6;
+        double f[2];
+        for (int s = 0; s < 2; s++) {
+            struct gp_hyper hp = h;
+            double delta = s == 0 ? step : -step;
+            if (p < D)
+                hp.length_scale[p] *= exp(delta);
+            else if (p == D)
+                hp.signal_var *= exp(delta);
+            else if (p == D + 1)
+                hp.noise_var *= exp(delta);
+            else
+                hp.const_mean += delta;
+            assert_int_equal(gp_log_marginal_likelihood(x, y, N, D, &hp, &f[s], NULL), 0);
+        }
+        ll_assert_close(grad[p], (f[0] - f[1]) / (2.0 * step), 1e-4, 1e-6);
+    }
+}
+
+static void test_gp_few_noisy_points_give_bounded_length_scales(void **state)
+{
+    (void)state;
+    enum { N = 10, D = 4 };
+    for (unsigned long seed = 1; seed <= 5; seed++) {
+        double x[N * D], y[N];
+        make_data(seed, N, D, 2.0, x, y);
+        struct gp *gp = NULL;
+        struct gp_options opt;
+        gp_options_default(&opt);
+        opt.seed = seed;
+        assert_int_equal(gp_fit(x, y, N, D, &opt, &gp, NULL), 0);
+        struct gp_hyper h;
+        gp_get_hyper(gp, &h);
+        for (size_t j = 0; j < D; j++) {
+            assert_true(h.length_scale[j] >= GP_LENGTH_SCALE_MIN * (1 - 1e-12));
+            assert_true(h.length_scale[j] <= GP_LENGTH_SCALE_MAX * (1 + 1e-12));
+        }
+        assert_true(h.noise_var >= opt.min_noise_var && isfinite(h.noise_var));
+        assert_true(h.signal_var > 0.0 && h.signal_var < 100.0);
+        assert_true(isfinite(h.log_marginal_likelihood));
+        gp_free(&gp);
+    }
+}
+
+static void test_gp_fit_is_deterministic_per_seed(void **state)
+{
+    (void)state;
+    enum { N = 30, D = 3 };
+    double x[N * D], y[N];
+    make_data(9, N, D, 0.1, x, y);
+    struct gp_options opt;
+    gp_options_default(&opt);
+    opt.seed = 42;
+    struct gp *a = NULL, *b = NULL;
+    assert_int_equal(gp_fit(x, y, N, D, &opt, &a, NULL), 0);
+    assert_int_equal(gp_fit(x, y, N, D, &opt, &b, NULL), 0);
+    struct gp_hyper ha, hb;
+    gp_get_hyper(a, &ha);
+    gp_get_hyper(b, &hb);
+    assert_memory_equal(&ha, &hb, sizeof(ha));
+    gp_free(&a);
+    gp_free(&b);
+}
+
+static void test_gp_add_observation_equals_fixed_refit(void **state)
+{
+    (void)state;
+    enum { N = 12, D = 2 };
+    double x[(N + 3) * D], y[N + 3];
+    make_data(13, N + 3, D, 0.1, x, y);
+    struct gp *gp = NULL, *ref = NULL;
+    assert_int_equal(gp_fit(x, y, N, D, NULL, &gp, NULL), 0);
+    struct gp_hyper h;
+    gp_get_hyper(gp, &h);
+    struct gp *copy = gp_clone(gp);
+    assert_non_null(copy);
+    for (size_t k = 0; k < 3; k++)
+        assert_int_equal(gp_add_observation(gp, x + (N + k) * D, y[N + k]), 0);
+    assert_int_equal(gp_n_obs(gp), N + 3);
+    assert_int_equal(gp_n_obs(copy), N);
+    assert_int_equal(gp_fit_fixed(x, y, N + 3, D, &h, &ref, NULL), 0);
+    struct gp_hyper h1, h2;
+    gp_get_hyper(gp, &h1);
+    gp_get_hyper(ref, &h2);
+    ll_assert_close(h1.log_marginal_likelihood, h2.log_marginal_likelihood, 1e-9, 1e-9);
+    for (int i = 0; i < 5; i++) {
+        double xq[D] = {0.1 + 0.2 * i, 0.9 - 0.15 * i}, m1, v1, m2, v2;
+        gp_predict(gp, xq, &m1, &v1, NULL, NULL);
+        gp_predict(ref, xq, &m2, &v2, NULL, NULL);
+        ll_assert_close(m1, m2, 1e-9, 1e-9);
+        ll_assert_close(v1, v2, 1e-9, 1e-12);
+    }
+    /* the clone is untouched and predicts like a fixed fit on the first N points */
+    gp_free(&ref);
+    assert_int_equal(gp_fit_fixed(x, y, N, D, &h, &ref, NULL), 0);
+    double xq[D] = {0.4, 0.6}, m1, m2, v1, v2;
+    gp_predict(copy, xq, &m1, &v1, NULL, NULL);
+    gp_predict(ref, xq, &m2, &v2, NULL, NULL);
+    ll_assert_close(m1, m2, 1e-12, 1e-12);
+    ll_assert_close(v1, v2, 1e-12, 1e-12);
+    /* many fantasies grow the storage beyond its spare rows */
+    for (int i = 0; i < 40; i++) {
+        double xn[D] = {fmod(0.37 * i, 1.0), fmod(0.61 * i + 0.05, 1.0)};
+        double mn;
+        gp_predict(copy, xn, &mn, NULL, NULL, NULL);
+        assert_int_equal(gp_add_observation(copy, xn, mn), 0);
+    }
+    assert_int_equal(gp_n_obs(copy), N + 40);
+    double vq;
+    gp_predict(copy, xq, NULL, &vq, NULL, NULL);
+    assert_true(vq <= v1);
+    gp_free(&gp);
+    gp_free(&copy);
+    gp_free(&ref);
+}
+
+static void test_gp_rejects_bad_input(void **state)
+{
+    (void)state;
+    double x[4] = {0.1, 0.2, 0.3, 0.4}, y[2] = {1.0, 2.0};
+    struct gp *gp = NULL;
+    struct ll_error err;
+    ll_error_clear(&err);
+    assert_int_equal(gp_fit(x, y, 0, 2, NULL, &gp, &err), -EINVAL);
+    assert_true(strlen(err.msg) > 0);
+    assert_null(gp);
+    ll_error_clear(&err);
+    assert_int_equal(gp_fit(x, y, 2, 0, NULL, &gp, &err), -EINVAL);
+    assert_true(strlen(err.msg) > 0);
+    assert_int_equal(gp_fit(x, y, 1, GP_MAX_DIM + 1, NULL, &gp, &err), -EINVAL);
+    y[1] = (double)NAN;
+    ll_error_clear(&err);
+    assert_int_equal(gp_fit(x, y, 2, 2, NULL, &gp, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "y[1]"));
+    y[1] = 2.0;
+    x[2] = HUGE_VAL;
+    assert_int_equal(gp_fit(x, y, 2, 2, NULL, &gp, &err), -EINVAL);
+    assert_null(gp);
+    assert_int_equal(gp_fit(NULL, y, 2, 2, NULL, &gp, &err), -EINVAL);
+    x[2] = 0.3;
+    /* one observation is allowed */
+    assert_int_equal(gp_fit(x, y, 1, 2, NULL, &gp, &err), 0);
+    double m, v;
+    assert_int_equal(gp_predict(gp, x, &m, &v, NULL, NULL), 0);
+    assert_true(isfinite(m) && isfinite(v));
+    double bad[2] = {(double)NAN, 0.5};
+    assert_int_equal(gp_add_observation(gp, bad, 1.0), -EINVAL);
+    assert_int_equal(gp_predict(NULL, x, &m, &v, NULL, NULL), -EINVAL);
+    gp_free(&gp);
+    gp_free(&gp);
+    gp_free(NULL);
+}
+
+int main(void)
+{
+    ll_test_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gp_interpolates_noise_free_data),
+        cmocka_unit_test(test_gp_two_point_posterior_matches_hand_computation),
+        cmocka_unit_test(test_gp_predictive_gradients_match_finite_differences),
+        cmocka_unit_test(test_gp_lml_gradient_matches_finite_differences),
+        cmocka_unit_test(test_gp_few_noisy_points_give_bounded_length_scales),
+        cmocka_unit_test(test_gp_fit_is_deterministic_per_seed),
+        cmocka_unit_test(test_gp_add_observation_equals_fixed_refit),
+        cmocka_unit_test(test_gp_rejects_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
