@@ -1,0 +1,507 @@
+/* ingest — see ingest.h. */
+#include "daemon/ingest.h"
+
+#include "common/ll_time.h"
+#include "daemon/log.h"
+#include "models/analysis.h"
+#include "models/measurement.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#define IDENTITY_MAX 255
+#define STATION_OFFLINE_MS 15000
+#define SOCKET_CEILING_BYTES (64LL * 1024 * 1024)
+
+struct station_info {
+    char name[MEASUREMENT_NAME_MAX + 1];
+    unsigned kinds; /* bit set of (1u << enum measurement_kind) */
+    int64_t last_seen_ms;
+    int64_t stored, duplicates, rejected;
+};
+
+/* One received message waiting for the batch commit, and its ack once processed. */
+struct pending {
+    uint8_t identity[IDENTITY_MAX];
+    size_t identity_len;
+    zmq_msg_t body;
+    int n_frames; /* frames after the identity */
+    char *ack;    /* JSON text to send after the commit, or NULL (hello/heartbeat) */
+};
+
+struct ingest {
+    void *sock;
+    struct store *store;
+    struct ingest_options opt;
+    struct station_info stations[INGEST_MAX_STATIONS];
+    int n_stations;
+    int64_t n_stored, n_duplicate, n_rejected;
+    struct pending batch[INGEST_BATCH_MAX];
+};
+
+static struct station_info *station_get(struct ingest *ing, const char *name)
+{
+    for (int i = 0; i < ing->n_stations; i++)
+        if (strcmp(ing->stations[i].name, name) == 0)
+            return &ing->stations[i];
+    if (ing->n_stations == INGEST_MAX_STATIONS)
+        return NULL;
+    struct station_info *s = &ing->stations[ing->n_stations++];
+    memset(s, 0, sizeof(*s));
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    return s;
+}
+
+static int zmq_err(struct ll_error *err, const char *what)
+{
+    int e = errno;
+    return ll_error_set(err, -e, "%s: %s", what, zmq_strerror(e));
+}
+
+int ingest_new(void *zctx,
+               struct store *store,
+               const struct ingest_options *opt,
+               struct ingest **ret,
+               struct ll_error *reterr)
+{
+    struct ingest *ing = calloc(1, sizeof(*ing));
+    int r = 0;
+    if (ing == NULL)
+        return ll_error_set(reterr, -ENOMEM, "ingest: out of memory");
+    ing->store = store;
+    ing->opt = *opt;
+    if (ing->opt.group_commit_ms < 0)
+        ing->opt.group_commit_ms = 0;
+    ing->sock = zmq_socket(zctx, ZMQ_ROUTER);
+    if (ing->sock == NULL) {
+        r = zmq_err(reterr, "ingest: zmq_socket");
+        goto out;
+    }
+    int one = 1, zero = 0, hwm = 10000, hb_ivl = 5000, hb_timeout = 15000;
+    int64_t ceiling = SOCKET_CEILING_BYTES;
+    if (zmq_setsockopt(ing->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof(one)) != 0 ||
+        zmq_setsockopt(ing->sock, ZMQ_ROUTER_HANDOVER, &one, sizeof(one)) != 0 ||
+        zmq_setsockopt(ing->sock, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
+        zmq_setsockopt(ing->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm)) != 0 ||
+        zmq_setsockopt(ing->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm)) != 0 ||
+        zmq_setsockopt(ing->sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof(hb_ivl)) != 0 ||
+        zmq_setsockopt(ing->sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof(hb_timeout)) != 0 ||
+        zmq_setsockopt(ing->sock, ZMQ_HEARTBEAT_TTL, &hb_timeout, sizeof(hb_timeout)) != 0 ||
+        zmq_setsockopt(ing->sock, ZMQ_MAXMSGSIZE, &ceiling, sizeof(ceiling)) != 0) {
+        r = zmq_err(reterr, "ingest: zmq_setsockopt");
+        goto out;
+    }
+    if (zmq_bind(ing->sock, opt->endpoint) != 0) {
+        int e = errno;
+        r = ll_error_set(reterr, -e, "ingest: cannot bind %s: %s", opt->endpoint, zmq_strerror(e));
+        goto out;
+    }
+out:
+    if (r < 0)
+        ingest_free(&ing);
+    *ret = ing;
+    return r;
+}
+
+void ingest_free(struct ingest **ing)
+{
+    if (ing == NULL || *ing == NULL)
+        return;
+    if ((*ing)->sock != NULL)
+        zmq_close((*ing)->sock);
+    free(*ing);
+    *ing = NULL;
+}
+
+void *ingest_socket(struct ingest *ing)
+{
+    return ing->sock;
+}
+
+static char *ack_text(int64_t seq, const char *status, const char *reason)
+{
+    json_t *o = json_pack(
+        "{s:i,s:s,s:I,s:s}", "v", 1, "type", "ack", "seq", (json_int_t)seq, "status", status);
+    if (o != NULL && reason != NULL)
+        json_object_set_new(o, "reason", json_string(reason));
+    char *t = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return t;
+}
+
+/* Records a rejection in the store (inside the batch transaction) and prepares its ack. */
+static int reject(struct ingest *ing,
+                  struct pending *p,
+                  const char *station,
+                  int64_t seq,
+                  const char *reason,
+                  struct ll_error *err)
+{
+    const char *raw = zmq_msg_data(&p->body);
+    size_t len = zmq_msg_size(&p->body);
+    int r = store_rejection_put(ing->store, station, seq, reason, raw, len, err);
+    if (r < 0)
+        return r;
+    log_line(LOG_LVL_WARNING,
+             "ingest: rejected station=%s seq=%lld bytes=%zu reason=\"%s\"",
+             station != NULL ? station : "?",
+             (long long)seq,
+             len,
+             reason);
+    if (station != NULL) {
+        struct station_info *si = station_get(ing, station);
+        if (si != NULL)
+            si->rejected++;
+    }
+    ing->n_rejected++;
+    p->ack = ack_text(seq, "rejected", reason);
+    return 0;
+}
+
+/* Checks the request against the store and stores the measurement; fills p->ack. */
+static int handle_measurement(struct ingest *ing,
+                              struct pending *p,
+                              const struct measurement *m,
+                              struct ll_error *err)
+{
+    const char *station = measurement_station(m);
+    int64_t seq = measurement_seq(m);
+    const char *raw = zmq_msg_data(&p->body);
+    size_t len = zmq_msg_size(&p->body);
+    char reason[LL_ERROR_MSG_MAX + 64];
+    int64_t step_id = 0, exp_id = 0;
+    struct ll_error lookup;
+    ll_error_clear(&lookup);
+    int r = store_step_by_request(ing->store, measurement_request(m), &step_id, &exp_id, &lookup);
+    if (r == -ENOENT) {
+        snprintf(reason, sizeof(reason), "request: unknown request '%s'", measurement_request(m));
+        return reject(ing, p, station, seq, reason, err);
+    }
+    if (r < 0)
+        return ll_error_set(err, r, "%s", lookup.msg);
+    json_t *steps = store_steps_json(ing->store, 0, exp_id, err);
+    if (steps == NULL)
+        return err != NULL ? err->code : -EIO;
+    const char *want_sample = NULL, *want_kind = NULL;
+    size_t i;
+    json_t *st;
+    json_array_foreach(steps, i, st)
+    {
+        if (json_integer_value(json_object_get(st, "id")) == step_id) {
+            want_sample = json_string_value(json_object_get(st, "sample"));
+            want_kind = json_string_value(json_object_get(json_object_get(st, "params"), "kind"));
+        }
+    }
+    const char *kind = measurement_kind_name(measurement_kind(m));
+    int bad = 0;
+    if (want_sample == NULL || strcmp(want_sample, measurement_sample(m)) != 0) {
+        snprintf(reason,
+                 sizeof(reason),
+                 "sample: '%s' is not the sample of request '%s'",
+                 measurement_sample(m),
+                 measurement_request(m));
+        bad = 1;
+    } else if (want_kind != NULL && strcmp(want_kind, kind) != 0) {
+        snprintf(reason,
+                 sizeof(reason),
+                 "kind: request '%s' asked for '%s', not '%s'",
+                 measurement_request(m),
+                 want_kind,
+                 kind);
+        bad = 1;
+    }
+    json_decref(steps);
+    if (bad)
+        return reject(ing, p, station, seq, reason, err);
+
+    int outcome = 0;
+    int64_t meas_id = 0;
+    r = store_measurement_put(ing->store,
+                              station,
+                              seq,
+                              measurement_request(m),
+                              kind,
+                              measurement_sample(m),
+                              exp_id,
+                              step_id,
+                              measurement_time(m),
+                              raw,
+                              len,
+                              &outcome,
+                              &meas_id,
+                              err);
+    if (r < 0)
+        return r;
+    struct station_info *si = station_get(ing, station);
+    if (outcome == STORE_MEAS_DUPLICATE) {
+        if (si != NULL)
+            si->duplicates++;
+        ing->n_duplicate++;
+        p->ack = ack_text(seq, "duplicate", NULL);
+        return 0;
+    }
+    if (outcome == STORE_MEAS_CONFLICT) {
+        snprintf(reason,
+                 sizeof(reason),
+                 "seq: conflict: seq %lld of station '%s' was stored with a different payload",
+                 (long long)seq,
+                 station);
+        r = store_event(ing->store, 0, exp_id, step_id, 3, "ingest.conflict", reason, err);
+        if (r < 0)
+            return r;
+        return reject(ing, p, station, seq, reason, err);
+    }
+    /* stored: analyse and keep every derived number */
+    struct analysis *a = NULL;
+    struct ll_error aerr;
+    ll_error_clear(&aerr);
+    int ar = analysis_run(m, &a, &aerr);
+    if (ar == 0) {
+        for (size_t k = 0; k < analysis_n_values(a) && r == 0; k++)
+            r = store_derived_put(ing->store,
+                                  meas_id,
+                                  analysis_value_name(a, k),
+                                  analysis_value(a, k),
+                                  analysis_version(),
+                                  err);
+    } else {
+        log_line(LOG_LVL_WARNING,
+                 "ingest: analysis failed station=%s seq=%lld exp=%lld reason=\"%s\"",
+                 station,
+                 (long long)seq,
+                 (long long)exp_id,
+                 aerr.msg);
+    }
+    if (r == 0 && ing->opt.on_measured != NULL)
+        r = ing->opt.on_measured(
+            ing->opt.ctx, exp_id, step_id, meas_id, m, ar == 0 ? a : NULL, aerr.msg, err);
+    analysis_free(&a);
+    if (r < 0)
+        return r;
+    if (si != NULL)
+        si->stored++;
+    ing->n_stored++;
+    p->ack = ack_text(seq, "stored", NULL);
+    return 0;
+}
+
+/* Processes one received message inside the batch transaction. */
+static int handle(struct ingest *ing, struct pending *p, struct ll_error *err)
+{
+    const char *raw = zmq_msg_data(&p->body);
+    size_t len = zmq_msg_size(&p->body);
+    char identity[IDENTITY_MAX + 1];
+    memcpy(identity, p->identity, p->identity_len);
+    identity[p->identity_len] = '\0';
+    const char *who = strlen(identity) == p->identity_len ? identity : NULL;
+    if (p->n_frames != 1)
+        return reject(ing, p, who, 0, "message: a station message is exactly one frame", err);
+    struct measurement *m = NULL;
+    struct ll_error perr;
+    ll_error_clear(&perr);
+    int r = measurement_parse(raw, len, &m, &perr);
+    if (r < 0) {
+        if (r == -ENOMEM)
+            return ll_error_set(err, r, "ingest: out of memory");
+        return reject(ing,
+                      p,
+                      who,
+                      len > MEASUREMENT_MAX_BYTES ? 0 : measurement_seq_hint(raw, len),
+                      perr.msg,
+                      err);
+    }
+    if (who == NULL || strcmp(measurement_station(m), who) != 0) {
+        char reason[256];
+        snprintf(reason,
+                 sizeof(reason),
+                 "station: '%s' is not the connection's routing id",
+                 measurement_station(m));
+        r = reject(ing, p, who, measurement_seq(m), reason, err);
+        measurement_free(&m);
+        return r;
+    }
+    struct station_info *si = station_get(ing, who);
+    if (si != NULL)
+        si->last_seen_ms = ll_monotonic_ms();
+    switch (measurement_type(m)) {
+    case MEASUREMENT_TYPE_HELLO:
+        if (si != NULL)
+            si->kinds = m->hello_kinds;
+        log_line(LOG_LVL_INFO, "ingest: hello station=%s", who);
+        r = 0;
+        break;
+    case MEASUREMENT_TYPE_HEARTBEAT:
+        r = 0;
+        break;
+    default:
+        r = handle_measurement(ing, p, m, err);
+    }
+    measurement_free(&m);
+    return r;
+}
+
+/* Receives one whole message (identity + frames) without blocking. 1 received, 0 none. */
+static int receive_one(struct ingest *ing, struct pending *p)
+{
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    if (zmq_msg_recv(&frame, ing->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&frame);
+        return 0;
+    }
+    p->identity_len = zmq_msg_size(&frame) < IDENTITY_MAX ? zmq_msg_size(&frame) : IDENTITY_MAX;
+    memcpy(p->identity, zmq_msg_data(&frame), p->identity_len);
+    p->n_frames = 0;
+    p->ack = NULL;
+    zmq_msg_init(&p->body);
+    while (zmq_msg_more(&frame)) {
+        zmq_msg_close(&frame);
+        zmq_msg_init(&frame);
+        if (zmq_msg_recv(&frame, ing->sock, 0) < 0)
+            break;
+        if (p->n_frames++ == 0)
+            zmq_msg_copy(&p->body, &frame);
+    }
+    zmq_msg_close(&frame);
+    return 1;
+}
+
+static void send_ack(struct ingest *ing, struct pending *p)
+{
+    if (p->ack == NULL)
+        return;
+    if (zmq_send(ing->sock, p->identity, p->identity_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(ing->sock, p->ack, strlen(p->ack), ZMQ_DONTWAIT) < 0)
+        /* the station is gone or its queue is full; it resends and gets `duplicate` */
+        log_line(LOG_LVL_DEBUG, "ingest: ack not delivered: %s", zmq_strerror(errno));
+}
+
+int ingest_process(struct ingest *ing, struct ll_error *reterr)
+{
+    int n = 0;
+    while (n < INGEST_BATCH_MAX && receive_one(ing, &ing->batch[n]))
+        n++;
+    if (n == 0)
+        return 0;
+    if (n < INGEST_BATCH_MAX && ing->opt.group_commit_ms > 0) {
+        /* group commit: give the stations a moment to fill the batch */
+        zmq_pollitem_t item = {.socket = ing->sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&item, 1, ing->opt.group_commit_ms) > 0)
+            while (n < INGEST_BATCH_MAX && receive_one(ing, &ing->batch[n]))
+                n++;
+    }
+    int64_t before[3] = {ing->n_stored, ing->n_duplicate, ing->n_rejected};
+    int r = store_begin(ing->store, reterr);
+    for (int i = 0; i < n && r == 0; i++)
+        r = handle(ing, &ing->batch[i], reterr);
+    if (r == 0)
+        r = store_commit(ing->store, reterr);
+    else
+        store_rollback(ing->store);
+    if (r < 0) {
+        ing->n_stored = before[0];
+        ing->n_duplicate = before[1];
+        ing->n_rejected = before[2];
+    }
+    for (int i = 0; i < n; i++) {
+        if (r == 0)
+            send_ack(ing, &ing->batch[i]);
+        free(ing->batch[i].ack);
+        ing->batch[i].ack = NULL;
+        zmq_msg_close(&ing->batch[i].body);
+    }
+    return r < 0 ? r : n;
+}
+
+int ingest_send_measure(struct ingest *ing,
+                        const char *station,
+                        const char *request,
+                        int64_t experiment_id,
+                        const char *sample,
+                        const char *kind,
+                        json_t *protocol,
+                        struct ll_error *reterr)
+{
+    json_t *o = json_pack("{s:i,s:s,s:s,s:I,s:s,s:s}",
+                          "v",
+                          1,
+                          "type",
+                          "measure",
+                          "request",
+                          request,
+                          "experiment",
+                          (json_int_t)experiment_id,
+                          "sample",
+                          sample,
+                          "kind",
+                          kind);
+    if (o == NULL)
+        return ll_error_set(reterr, -ENOMEM, "ingest: out of memory");
+    json_object_set(o, "protocol", protocol != NULL ? protocol : json_object());
+    if (protocol == NULL)
+        json_decref(json_object_get(o, "protocol"));
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (text == NULL)
+        return ll_error_set(reterr, -ENOMEM, "ingest: out of memory");
+    int r = 0;
+    if (zmq_send(ing->sock, station, strlen(station), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(ing->sock, text, strlen(text), ZMQ_DONTWAIT) < 0) {
+        int e = errno;
+        r = ll_error_set(reterr, -e, "measure to station '%s': %s", station, zmq_strerror(e));
+    }
+    free(text);
+    return r;
+}
+
+int ingest_station_online(const struct ingest *ing, const char *station)
+{
+    for (int i = 0; i < ing->n_stations; i++)
+        if (strcmp(ing->stations[i].name, station) == 0)
+            return ing->stations[i].last_seen_ms != 0 &&
+                   ll_monotonic_ms() - ing->stations[i].last_seen_ms < STATION_OFFLINE_MS;
+    return 0;
+}
+
+json_t *ingest_stations_json(const struct ingest *ing)
+{
+    json_t *arr = json_array();
+    int64_t now = ll_monotonic_ms();
+    for (int i = 0; i < ing->n_stations; i++) {
+        const struct station_info *s = &ing->stations[i];
+        json_t *kinds = json_array();
+        for (int k = MEASUREMENT_KIND_JV; k <= MEASUREMENT_KIND_STABILITY; k++)
+            if (s->kinds & (1u << k))
+                json_array_append_new(kinds, json_string(measurement_kind_name(k)));
+        json_array_append_new(arr,
+                              json_pack("{s:s,s:o,s:b,s:I,s:I,s:I,s:I}",
+                                        "name",
+                                        s->name,
+                                        "kinds",
+                                        kinds,
+                                        "online",
+                                        ingest_station_online(ing, s->name),
+                                        "last_seen_ms_ago",
+                                        (json_int_t)(s->last_seen_ms ? now - s->last_seen_ms : -1),
+                                        "stored",
+                                        (json_int_t)s->stored,
+                                        "duplicates",
+                                        (json_int_t)s->duplicates,
+                                        "rejected",
+                                        (json_int_t)s->rejected));
+    }
+    return arr;
+}
+
+void ingest_counts(const struct ingest *ing,
+                   int64_t *ret_stored,
+                   int64_t *ret_duplicate,
+                   int64_t *ret_rejected)
+{
+    *ret_stored = ing->n_stored;
+    *ret_duplicate = ing->n_duplicate;
+    *ret_rejected = ing->n_rejected;
+}

@@ -1,0 +1,101 @@
+/* ingest — the stations' side of labloopd: one ZeroMQ ROUTER socket (docs/protocol.md).
+ *
+ * The idea. Stations connect DEALERs whose routing id is their name and send hello,
+ * heartbeat and measurement messages; labloopd sends them `measure` requests and an `ack`
+ * for every measurement. An ack means "durably committed": ingest drains every waiting
+ * message (up to INGEST_BATCH_MAX), waits a few milliseconds for more (group commit,
+ * reliability.md §0.1), processes the whole batch inside one store transaction, commits, and
+ * only then sends the acks. If the commit fails no ack is sent, and the stations resend.
+ *
+ * Per measurement, inside the transaction: parse with measurement_parse() (which enforces the
+ * 4 MiB limit: the socket's own ceiling, ZMQ_MAXMSGSIZE, is 64 MiB so that an oversize message
+ * still reaches us and can be answered `rejected: oversize`); the `station` field must equal
+ * the routing id; the request must be a measure step we sent, for that sample and kind;
+ * (station, seq) already stored with the same SHA-256 -> `duplicate`, with another hash ->
+ * `rejected` (conflict; an event is logged); otherwise the raw text is stored, analysed with
+ * analysis_run(), every derived number stored with analysis_version(), and the hook is
+ * called (the campaign engine turns numbers into objectives and moves the step on). Anything
+ * wrong is stored in `rejections` with its reason and answered `rejected`; nothing stops the
+ * daemon.
+ *
+ * Socket options: ZMQ_ROUTER_MANDATORY=1 (an unroutable send fails instead of vanishing),
+ * ZMQ_ROUTER_HANDOVER=1 (a restarted station takes over its name), ZMTP heartbeats
+ * 5 s / 15 s, high-water marks 10000, ZMQ_LINGER 0.
+ */
+#ifndef INGEST_H
+#define INGEST_H
+
+#include "common/ll_error.h"
+#include "daemon/store.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+#define INGEST_BATCH_MAX 64
+#define INGEST_MAX_STATIONS 64
+
+struct ingest;
+struct measurement;
+struct analysis;
+
+/* Called inside the batch transaction for every newly stored measurement of a known measure
+ * step. a is NULL when the analysis failed (why is in analysis_error). A negative return
+ * rolls the whole batch back (no acks are sent). */
+typedef int (*ingest_measured_fn)(void *ctx,
+                                  int64_t experiment_id,
+                                  int64_t step_id,
+                                  int64_t measurement_id,
+                                  const struct measurement *m,
+                                  const struct analysis *a,
+                                  const char *analysis_error,
+                                  struct ll_error *reterr);
+
+struct ingest_options {
+    const char *endpoint; /* e.g. "tcp://127.0.0.1:5555" */
+    int group_commit_ms;  /* how long to wait for more messages before a commit (default 2) */
+    ingest_measured_fn on_measured;
+    void *ctx;
+};
+
+/* Binds the ROUTER socket in zmq context zctx. Returns 0 and a new ingest (free with
+ * ingest_free()), or a negative errno with the endpoint in the message. */
+int ingest_new(void *zctx,
+               struct store *store,
+               const struct ingest_options *opt,
+               struct ingest **ret,
+               struct ll_error *reterr);
+void ingest_free(struct ingest **ing);
+
+/* The ZeroMQ socket, for zmq_poll (ZMQ_POLLIN). */
+void *ingest_socket(struct ingest *ing);
+
+/* Processes every waiting message as described above. Returns the number of messages
+ * handled (0 when none was waiting) or a negative errno when the store failed (nothing was
+ * acked; the daemon logs it and carries on). */
+int ingest_process(struct ingest *ing, struct ll_error *reterr);
+
+/* Sends a `measure` request to station. protocol may be NULL (an empty object is sent).
+ * -EHOSTUNREACH when the station is not connected, -EAGAIN when its queue is full. */
+int ingest_send_measure(struct ingest *ing,
+                        const char *station,
+                        const char *request,
+                        int64_t experiment_id,
+                        const char *sample,
+                        const char *kind,
+                        json_t *protocol,
+                        struct ll_error *reterr);
+
+/* 1 when a hello or any message came from station within the last 15 s, else 0. */
+int ingest_station_online(const struct ingest *ing, const char *station);
+
+/* Stations seen so far: array of {name, kinds, online, last_seen_ms_ago, stored, duplicates,
+ * rejected}. Caller json_decref()s. */
+json_t *ingest_stations_json(const struct ingest *ing);
+
+/* Totals since start: messages acked stored / duplicate / rejected. */
+void ingest_counts(const struct ingest *ing,
+                   int64_t *ret_stored,
+                   int64_t *ret_duplicate,
+                   int64_t *ret_rejected);
+
+#endif

@@ -1,0 +1,331 @@
+/* ingest: a station DEALER (in this process, over ipc) sends good, duplicate, conflicting and
+ * bad messages; each gets the documented ack and only good ones change the store. */
+#include "daemon/ingest.h"
+#include "daemon/store.h"
+#include "ll_test.h"
+#include "models/analysis.h"
+#include "models/measurement.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+struct fixture {
+    void *zctx;
+    struct store *store;
+    struct ingest *ing;
+    void *dealer;
+    int64_t exp_id, step_id;
+    int hook_calls;
+    double last_pce;
+};
+
+static int on_measured(void *ctx,
+                       int64_t experiment_id,
+                       int64_t step_id,
+                       int64_t measurement_id,
+                       const struct measurement *m,
+                       const struct analysis *a,
+                       const char *analysis_error,
+                       struct ll_error *reterr)
+{
+    (void)experiment_id, (void)step_id, (void)measurement_id, (void)m, (void)reterr;
+    (void)analysis_error;
+    struct fixture *f = ctx;
+    f->hook_calls++;
+    if (a != NULL)
+        analysis_get(a, "jv.pce_pct", &f->last_pce);
+    return 0;
+}
+
+static char *jv_message(int64_t seq, const char *request, const char *sample, double jsc)
+{
+    json_t *v_rev = json_array(), *j_rev = json_array(), *v_fwd = json_array(),
+           *j_fwd = json_array();
+    for (int i = 0; i <= 130; i++) {
+        double v = -0.1 + 0.01 * i;
+        double j = jsc - 1e-12 * (exp(v / (1.5 * 0.025852)) - 1.0);
+        json_array_append_new(v_fwd, json_real(v));
+        json_array_append_new(j_fwd, json_real(j));
+        json_array_insert_new(v_rev, 0, json_real(v));
+        json_array_insert_new(j_rev, 0, json_real(j));
+    }
+    json_t *msg =
+        json_pack("{s:i,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:{s:f,s:f,s:[{s:s,s:o,s:o},{s:s,s:o,s:o}]}}",
+                  "v",
+                  1,
+                  "type",
+                  "measurement",
+                  "station",
+                  "jv-1",
+                  "seq",
+                  (json_int_t)seq,
+                  "request",
+                  request,
+                  "kind",
+                  "jv",
+                  "sample",
+                  sample,
+                  "time",
+                  "2026-11-25T17:40:03.120Z",
+                  "data",
+                  "irradiance_mw_cm2",
+                  100.0,
+                  "area_cm2",
+                  0.09,
+                  "sweeps",
+                  "direction",
+                  "reverse",
+                  "voltage_v",
+                  v_rev,
+                  "current_ma_cm2",
+                  j_rev,
+                  "direction",
+                  "forward",
+                  "voltage_v",
+                  v_fwd,
+                  "current_ma_cm2",
+                  j_fwd);
+    assert_non_null(msg);
+    char *t = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    return t;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    const char *dir = ll_test_tmpdir();
+    char path[600], ep[600];
+    snprintf(path, sizeof(path), "%s/ingest.db", dir);
+    struct ll_error err;
+    ll_error_clear(&err);
+    assert_int_equal(store_open(path, &f->store, &err), 0);
+    int64_t c = 0;
+    assert_int_equal(store_campaign_create(f->store, "t", "x", "auto", &c, &err), 0);
+    json_t *p = json_object();
+    assert_int_equal(store_experiment_create(f->store, c, 0, 0, 0, p, 0, &f->exp_id, &err), 0);
+    json_t *sp = json_pack("{s:s}", "kind", "jv");
+    assert_int_equal(
+        store_step_create(
+            f->store, f->exp_id, 0, "jv-1", "measure", sp, 20000, "r-1", &f->step_id, &err),
+        0);
+    json_decref(sp);
+    json_decref(p);
+    f->zctx = zmq_ctx_new();
+    snprintf(ep, sizeof(ep), "ipc://%s/stations", dir);
+    struct ingest_options opt = {
+        .endpoint = ep, .group_commit_ms = 2, .on_measured = on_measured, .ctx = f};
+    if (ingest_new(f->zctx, f->store, &opt, &f->ing, &err) != 0)
+        fail_msg("ingest_new: %s", err.msg);
+    f->dealer = zmq_socket(f->zctx, ZMQ_DEALER);
+    int zero = 0, timeout = 5000;
+    zmq_setsockopt(f->dealer, ZMQ_ROUTING_ID, "jv-1", 4);
+    zmq_setsockopt(f->dealer, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(f->dealer, ZMQ_RCVTIMEO, &timeout, sizeof(timeout));
+    assert_int_equal(zmq_connect(f->dealer, ep), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    zmq_close(f->dealer);
+    ingest_free(&f->ing);
+    zmq_ctx_term(f->zctx);
+    store_close(&f->store);
+    free(f);
+    return 0;
+}
+
+/* Sends one frame, runs ingest until it has handled it, and returns the parsed ack (or NULL
+ * when expect_ack is 0 and nothing came). */
+static json_t *exchange(struct fixture *f, const void *data, size_t len, int expect_ack)
+{
+    assert_true(zmq_send(f->dealer, data, len, 0) >= 0);
+    struct ll_error err;
+    int handled = 0;
+    for (int tries = 0; tries < 500 && handled == 0; tries++) {
+        zmq_pollitem_t it = {.socket = ingest_socket(f->ing), .events = ZMQ_POLLIN};
+        zmq_poll(&it, 1, 10);
+        handled = ingest_process(f->ing, &err);
+        assert_true(handled >= 0);
+    }
+    assert_int_equal(handled, 1);
+    if (!expect_ack) {
+        zmq_pollitem_t it = {.socket = f->dealer, .events = ZMQ_POLLIN};
+        assert_int_equal(zmq_poll(&it, 1, 50), 0);
+        return NULL;
+    }
+    char buf[4096];
+    int n = zmq_recv(f->dealer, buf, sizeof(buf) - 1, 0);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    json_t *ack = json_loads(buf, 0, NULL);
+    assert_non_null(ack);
+    assert_string_equal(json_string_value(json_object_get(ack, "type")), "ack");
+    return ack;
+}
+
+static const char *status_of(json_t *ack)
+{
+    return json_string_value(json_object_get(ack, "status"));
+}
+
+static void counts(struct fixture *f, int64_t *stored, int64_t *rejected)
+{
+    struct ll_error err;
+    assert_int_equal(store_measurement_counts(f->store, stored, rejected, &err), 0);
+}
+
+static void test_ingest_stores_once_and_answers_duplicate(void **state)
+{
+    struct fixture *f = *state;
+    const char *hello = "{\"v\":1,\"type\":\"hello\",\"station\":\"jv-1\",\"kinds\":[\"jv\"]}";
+    exchange(f, hello, strlen(hello), 0);
+    char *msg = jv_message(1, "r-1", "S000001", 22.0);
+    json_t *ack = exchange(f, msg, strlen(msg), 1);
+    assert_string_equal(status_of(ack), "stored");
+    assert_int_equal(json_integer_value(json_object_get(ack, "seq")), 1);
+    json_decref(ack);
+    assert_int_equal(f->hook_calls, 1);
+    assert_true(f->last_pce > 10.0 && f->last_pce < 30.0);
+    ack = exchange(f, msg, strlen(msg), 1);
+    assert_string_equal(status_of(ack), "duplicate");
+    json_decref(ack);
+    assert_int_equal(f->hook_calls, 1);
+    free(msg);
+    /* same seq, different payload: conflict, rejected, nothing replaced */
+    msg = jv_message(1, "r-1", "S000001", 18.0);
+    ack = exchange(f, msg, strlen(msg), 1);
+    assert_string_equal(status_of(ack), "rejected");
+    assert_non_null(strstr(json_string_value(json_object_get(ack, "reason")), "conflict"));
+    json_decref(ack);
+    free(msg);
+    int64_t stored, rejected;
+    counts(f, &stored, &rejected);
+    assert_int_equal(stored, 1);
+    assert_int_equal(rejected, 1);
+    struct ll_error err;
+    json_t *ex = store_experiments_json(f->store, 0, &err);
+    json_t *st = ingest_stations_json(f->ing);
+    assert_int_equal(json_array_size(st), 1);
+    assert_true(json_is_true(json_object_get(json_array_get(st, 0), "online")));
+    json_decref(st);
+    json_decref(ex);
+}
+
+static void test_ingest_rejects_bad_input_and_changes_nothing_else(void **state)
+{
+    struct fixture *f = *state;
+    struct {
+        const char *what;
+        const char *text;
+        const char *reason_part;
+        int64_t seq;
+    } cases[] = {
+        {"garbage",            "\x01\x02not json{{",                                    "",                0},
+        {"wrong version",      "{\"v\":2,\"type\":\"heartbeat\",\"station\":\"jv-1\"}", "v",               0},
+        {"NaN text",           NULL,                                                    "",                5},
+        {"unknown request",    NULL,                                                    "unknown request", 6},
+        {"wrong sample",       NULL,                                                    "sample",          7},
+        {"other station name", NULL,                                                    "station",         8},
+    };
+    char *generated[4];
+    generated[0] = jv_message(5, "r-1", "S000001", 22.0);
+    char *nan_at = strstr(generated[0], "\"current_ma_cm2\":[") + strlen("\"current_ma_cm2\":[");
+    char *comma = strchr(nan_at, ',');
+    size_t head = (size_t)(nan_at - generated[0]);
+    char *with_nan = malloc(strlen(generated[0]) + 8);
+    memcpy(with_nan, generated[0], head);
+    strcpy(with_nan + head, "\"NaN\"");
+    strcat(with_nan, comma);
+    free(generated[0]);
+    generated[0] = with_nan;
+    cases[2].text = generated[0];
+    generated[1] = jv_message(6, "r-999", "S000001", 22.0);
+    cases[3].text = generated[1];
+    generated[2] = jv_message(7, "r-1", "S999999", 22.0);
+    cases[4].text = generated[2];
+    char *other = jv_message(8, "r-1", "S000001", 22.0);
+    char *pos = strstr(other, "\"jv-1\"");
+    memcpy(pos, "\"jv-9\"", 6);
+    generated[3] = other;
+    cases[5].text = other;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *ack = exchange(f, cases[i].text, strlen(cases[i].text), 1);
+        if (strcmp(status_of(ack), "rejected") != 0)
+            fail_msg("%s: got %s", cases[i].what, status_of(ack));
+        const char *reason = json_string_value(json_object_get(ack, "reason"));
+        assert_non_null(reason);
+        if (strstr(reason, cases[i].reason_part) == NULL)
+            fail_msg("%s: reason '%s'", cases[i].what, reason);
+        assert_int_equal(json_integer_value(json_object_get(ack, "seq")), cases[i].seq);
+        json_decref(ack);
+    }
+    for (int i = 0; i < 4; i++)
+        free(generated[i]);
+    /* oversize: 5 MiB of spaces around a valid message */
+    size_t big = 5u * 1024 * 1024;
+    char *huge = malloc(big);
+    memset(huge, ' ', big);
+    memcpy(huge, "{\"v\":1,", 7);
+    huge[big - 1] = '}';
+    json_t *ack = exchange(f, huge, big, 1);
+    assert_string_equal(status_of(ack), "rejected");
+    assert_string_equal(json_string_value(json_object_get(ack, "reason")), "oversize");
+    json_decref(ack);
+    free(huge);
+    /* a two-frame message */
+    zmq_send(f->dealer, "{}", 2, ZMQ_SNDMORE);
+    ack = exchange(f, "{}", 2, 1);
+    assert_string_equal(status_of(ack), "rejected");
+    json_decref(ack);
+    int64_t stored, rejected;
+    counts(f, &stored, &rejected);
+    assert_int_equal(stored, 0);
+    assert_int_equal(rejected, 8);
+    assert_int_equal(f->hook_calls, 0);
+    struct ll_error err;
+    assert_int_equal(store_step_get_state(f->store, f->step_id, &err), STORE_STEP_PENDING);
+}
+
+static void test_ingest_sends_measure_and_refuses_unknown_station(void **state)
+{
+    struct fixture *f = *state;
+    const char *hb = "{\"v\":1,\"type\":\"heartbeat\",\"station\":\"jv-1\"}";
+    exchange(f, hb, strlen(hb), 0);
+    struct ll_error err;
+    assert_int_equal(
+        ingest_send_measure(f->ing, "jv-1", "r-1", f->exp_id, "S000001", "jv", NULL, &err), 0);
+    char buf[1024];
+    int n = zmq_recv(f->dealer, buf, sizeof(buf) - 1, 0);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    json_t *m = json_loads(buf, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(m, "type")), "measure");
+    assert_string_equal(json_string_value(json_object_get(m, "request")), "r-1");
+    assert_true(json_is_object(json_object_get(m, "protocol")));
+    json_decref(m);
+    assert_int_equal(
+        ingest_send_measure(f->ing, "nobody", "r-2", f->exp_id, "S000001", "jv", NULL, &err),
+        -EHOSTUNREACH);
+}
+
+int main(void)
+{
+    ll_test_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_ingest_stores_once_and_answers_duplicate, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_ingest_rejects_bad_input_and_changes_nothing_else, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_ingest_sends_measure_and_refuses_unknown_station, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
