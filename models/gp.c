@@ -15,10 +15,11 @@
  *   s_n^2 = min_noise_var + exp(u_n); c. The priors are those of BoTorch's default single-task
  *   GP (Gamma(3, 6) on each length scale, Gamma(2, 0.15) on s_f^2, Gamma(1.1, 0.05) on s_n^2)
  *   plus N(0, 1) on c; they keep a handful of noisy points from producing absurd fits.
- *   The first start is the prior's centre, the others are drawn from a gsl_rng seeded with
- *   opt->seed, so a fit is deterministic per seed. For many observations the restarts run on a
- *   deterministic subset of GP_FIT_SUBSET_N points and only the best is polished on all of
- *   them (each likelihood evaluation is O(n^3)).
+ *   The first start is the prior's centre (or the caller's start, gp_fit_from), the others are
+ *   drawn from a gsl_rng seeded with opt->seed, so a fit is deterministic per seed. Each
+ *   likelihood evaluation costs O(n^3) with GSL's reference BLAS, so the restarts are short
+ *   runs on a seeded subset of at most GP_FIT_RESTART_N points, and only the best is continued
+ *   on all points (on a subset of GP_FIT_POLISH_N above that size). Figures: docs/bench-math.md.
  * - Cholesky: gsl_linalg_cholesky_decomp1; if K is not numerically positive definite a jitter
  *   of 1e-10, 1e-9, ... 1e-4 times (s_f^2 + s_n^2) is added to the diagonal.
  * - The factor L is stored row-major with a row stride `cap` > n, so that gp_add_observation
@@ -39,10 +40,16 @@
 #define SQRT5 2.23606797749978969641
 #define LOG_2PI 1.83787706640934548356
 
-/* restarts run on at most this many observations; the best is then polished on all */
-#define GP_FIT_SUBSET_N 120
-#define GP_FIT_MAX_ITER 100
-#define GP_FIT_POLISH_ITER 25
+/* The search in stages (see search_hyper): restarts on at most GP_FIT_RESTART_N observations,
+ * each run for at most GP_FIT_RESTART_ITER BFGS iterations; the best continued for at most
+ * GP_FIT_POLISH_ITER iterations on at most GP_FIT_POLISH_N observations. A run also stops when
+ * the objective improved by less than GP_FIT_FTOL over GP_FIT_STALL iterations. */
+#define GP_FIT_RESTART_N 40
+#define GP_FIT_RESTART_ITER 15
+#define GP_FIT_POLISH_N 200
+#define GP_FIT_POLISH_ITER 40
+#define GP_FIT_FTOL 0.02
+#define GP_FIT_STALL 2
 #define GP_SPARE_ROWS 16
 
 /* priors (see the file comment) */
@@ -318,9 +325,13 @@ out:
 #define LOG_LS_MIN (-4.60517018598809136804) /* log 0.01 */
 #define LOG_LS_MAX (2.30258509299404568402)  /* log 10 */
 
+/* The optimiser asks for f and df at the same point separately; the last point's values are
+ * kept so that a repeated request costs nothing. */
 struct fit_params {
     struct lml_work *w;
     double min_noise_var;
+    int cached; /* 0: nothing, 1: f at cache_u, 2: f and gradient at cache_u */
+    double cache_u[GP_MAX_DIM + 3], cache_f, cache_grad[GP_MAX_DIM + 3];
 };
 
 struct natural {
@@ -366,9 +377,8 @@ static void from_natural(const double *ls,
 }
 
 /* Negative log posterior (up to a constant) and its gradient with respect to u. */
-static double neg_log_post(const gsl_vector *u, void *params, gsl_vector *ret_grad)
+static double neg_log_post_eval(const gsl_vector *u, struct fit_params *p, gsl_vector *ret_grad)
 {
-    const struct fit_params *p = params;
     size_t d = p->w->d;
     struct natural nat;
     to_natural(u, d, p->min_noise_var, &nat);
@@ -398,6 +408,30 @@ static double neg_log_post(const gsl_vector *u, void *params, gsl_vector *ret_gr
     return -lp;
 }
 
+static double neg_log_post(const gsl_vector *u, void *params, gsl_vector *ret_grad)
+{
+    struct fit_params *p = params;
+    size_t np = p->w->d + 3;
+    int same = p->cached > 0;
+    for (size_t i = 0; same && i < np; i++)
+        same = gsl_vector_get(u, i) == p->cache_u[i];
+    if (same && (!ret_grad || p->cached == 2)) {
+        if (ret_grad)
+            for (size_t i = 0; i < np; i++)
+                gsl_vector_set(ret_grad, i, p->cache_grad[i]);
+        return p->cache_f;
+    }
+    double f = neg_log_post_eval(u, p, ret_grad);
+    p->cached = ret_grad ? 2 : 1;
+    if (ret_grad)
+        for (size_t i = 0; i < np; i++)
+            p->cache_grad[i] = gsl_vector_get(ret_grad, i);
+    for (size_t i = 0; i < np; i++)
+        p->cache_u[i] = gsl_vector_get(u, i);
+    p->cache_f = f;
+    return f;
+}
+
 static double nlp_f(const gsl_vector *u, void *params)
 {
     return neg_log_post(u, params, NULL);
@@ -413,18 +447,29 @@ static void nlp_fdf(const gsl_vector *u, void *params, double *ret_f, gsl_vector
     *ret_f = neg_log_post(u, params, ret_grad);
 }
 
-/* Runs BFGS from u (updated in place to the best point found); returns the objective there. */
+/* Runs BFGS from u (updated in place to the best point found); returns the objective there.
+ * Stops after max_iter iterations, when the gradient is small, when the line search makes no
+ * progress, or when the objective (a negative log posterior: differences of 0.01 are immaterial)
+ * improved by less than GP_FIT_FTOL over the last GP_FIT_STALL iterations. */
 static double
 minimise(gsl_multimin_fdfminimizer *s, gsl_multimin_function_fdf *fn, gsl_vector *u, int max_iter)
 {
     if (gsl_multimin_fdfminimizer_set(s, fn, u, 0.1, 0.1) != GSL_SUCCESS)
         return nlp_f(u, fn->params);
+    double hist[GP_FIT_STALL + 1];
+    hist[0] = gsl_multimin_fdfminimizer_minimum(s);
     for (int it = 0; it < max_iter; it++) {
-        int status = gsl_multimin_fdfminimizer_iterate(s);
-        if (status != GSL_SUCCESS)
+        if (gsl_multimin_fdfminimizer_iterate(s) != GSL_SUCCESS)
             break;
         if (gsl_multimin_test_gradient(gsl_multimin_fdfminimizer_gradient(s), 1e-4) == GSL_SUCCESS)
             break;
+        /* hist[k % (GP_FIT_STALL + 1)] is the objective after k iterations */
+        int count = it + 1;
+        double f = gsl_multimin_fdfminimizer_minimum(s);
+        if (count >= GP_FIT_STALL &&
+            hist[(count - GP_FIT_STALL) % (GP_FIT_STALL + 1)] - f < GP_FIT_FTOL)
+            break;
+        hist[count % (GP_FIT_STALL + 1)] = f;
     }
     double f = gsl_multimin_fdfminimizer_minimum(s);
     if (!isfinite(f))
@@ -545,9 +590,17 @@ int gp_fit_fixed(const double *x,
     return ret;
 }
 
-/* Draws a random start for a restart (the first start is the prior's centre). */
-static void random_start(gsl_rng *rng, size_t d, int restart, struct gp_hyper *ret)
+/* Draws a random start for a restart (the first start is the prior's centre, or `start`). */
+static void random_start(
+    gsl_rng *rng, size_t d, int restart, const struct gp_hyper *start, struct gp_hyper *ret)
 {
+    if (restart == 0 && start) {
+        *ret = *start;
+        for (size_t j = 0; j < d; j++)
+            ret->length_scale[j] =
+                fmin(fmax(ret->length_scale[j], GP_LENGTH_SCALE_MIN), GP_LENGTH_SCALE_MAX);
+        return;
+    }
     for (size_t j = 0; j < d; j++)
         ret->length_scale[j] =
             restart == 0 ? 0.5 : exp(log(0.05) + gsl_rng_uniform(rng) * log(40.0));
@@ -556,21 +609,45 @@ static void random_start(gsl_rng *rng, size_t d, int restart, struct gp_hyper *r
     ret->const_mean = restart == 0 ? 0.0 : gsl_rng_uniform(rng) - 0.5;
 }
 
-/* Maximises the log posterior of the hyperparameters: restarts on (a subset of) the data, the
- * best polished on all of it. Writes the result to h (length scales, variances, mean). */
+/* Copies a seeded random choice of ns of the n rows (in their original order) to xs, yss. */
+static void choose_subset(gsl_rng *rng,
+                          const double *x,
+                          const double *ys,
+                          size_t n,
+                          size_t d,
+                          size_t ns,
+                          double *xs,
+                          double *yss)
+{
+    for (size_t i = 0, k = 0; i < n && k < ns; i++) {
+        if (gsl_rng_uniform(rng) * (double)(n - i) < (double)(ns - k)) {
+            memcpy(xs + k * d, x + i * d, d * sizeof(double));
+            yss[k++] = ys[i];
+        }
+    }
+}
+
+/* Maximises the log posterior of the hyperparameters and writes the result (length scales,
+ * variances, mean) to h. Each likelihood evaluation costs O(n^3), so the search runs in stages:
+ * n_restarts short BFGS runs on a seeded random subset of at most GP_FIT_RESTART_N observations
+ * choose the basin, and the best is continued on at most GP_FIT_POLISH_N observations (all of
+ * them up to that size; a larger random subset above it — the subset-of-data estimate of the
+ * hyperparameters; the model itself is then built on all observations). */
 static int search_hyper(const double *x,
                         const double *ys,
                         size_t n,
                         size_t d,
                         const struct gp_options *opt,
+                        const struct gp_hyper *start,
                         struct gp_hyper *h)
 {
     int ret = 0;
-    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    size_t ns = n > GP_FIT_SUBSET_N ? GP_FIT_SUBSET_N : n;
-    double *xs = malloc(ns * d * sizeof(double));
-    double *yss = malloc(ns * sizeof(double));
     size_t np = d + 3;
+    size_t n_restart = n < GP_FIT_RESTART_N ? n : GP_FIT_RESTART_N;
+    size_t n_polish = n < GP_FIT_POLISH_N ? n : GP_FIT_POLISH_N;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    double *xs = malloc(n_polish * d * sizeof(double));
+    double *yss = malloc(n_polish * sizeof(double));
     gsl_vector *u = gsl_vector_alloc(np), *best = gsl_vector_alloc(np);
     gsl_multimin_fdfminimizer *s =
         gsl_multimin_fdfminimizer_alloc(gsl_multimin_fdfminimizer_vector_bfgs2, np);
@@ -580,42 +657,44 @@ static int search_hyper(const double *x,
         goto out;
     }
     gsl_rng_set(rng, opt->seed);
-    /* subset: a seeded random choice of ns distinct rows, in their original order */
-    for (size_t i = 0, k = 0; i < n && k < ns; i++) {
-        if (gsl_rng_uniform(rng) * (double)(n - i) < (double)(ns - k)) {
-            memcpy(xs + k * d, x + i * d, d * sizeof(double));
-            yss[k++] = ys[i];
-        }
-    }
-    ret = lml_work_init(&w, xs, yss, ns, d);
+    choose_subset(rng, x, ys, n, d, n_restart, xs, yss);
+    ret = lml_work_init(&w, xs, yss, n_restart, d);
     if (ret < 0)
         goto out;
-    struct fit_params fp = {.w = &w, .min_noise_var = opt->min_noise_var};
+    struct fit_params fp = {.w = &w, .min_noise_var = opt->min_noise_var, .cached = 0};
     gsl_multimin_function_fdf fn = {
         .f = nlp_f, .df = nlp_df, .fdf = nlp_fdf, .n = np, .params = &fp};
     double best_f = HUGE_VAL;
     int n_restarts = opt->n_restarts < 1 ? 1 : opt->n_restarts;
+    int restart_iter =
+        n_restart < n ? GP_FIT_RESTART_ITER : GP_FIT_RESTART_ITER + GP_FIT_POLISH_ITER;
     for (int r = 0; r < n_restarts; r++) {
-        struct gp_hyper start;
-        random_start(rng, d, r, &start);
-        from_natural(start.length_scale,
-                     start.signal_var,
-                     start.noise_var + opt->min_noise_var,
-                     start.const_mean,
+        struct gp_hyper st;
+        random_start(rng, d, r, start, &st);
+        from_natural(st.length_scale,
+                     st.signal_var,
+                     r == 0 && start ? st.noise_var : st.noise_var + opt->min_noise_var,
+                     st.const_mean,
                      d,
                      opt->min_noise_var,
                      u);
-        double f = minimise(s, &fn, u, GP_FIT_MAX_ITER);
+        double f = minimise(s, &fn, u, restart_iter);
         if (f < best_f) {
             best_f = f;
             gsl_vector_memcpy(best, u);
         }
     }
-    if (ns < n) {
+    if (n_restart < n) {
         lml_work_free(&w);
-        ret = lml_work_init(&w, x, ys, n, d);
+        if (n_polish == n) {
+            ret = lml_work_init(&w, x, ys, n, d);
+        } else {
+            choose_subset(rng, x, ys, n, d, n_polish, xs, yss);
+            ret = lml_work_init(&w, xs, yss, n_polish, d);
+        }
         if (ret < 0)
             goto out;
+        fp.cached = 0;
         minimise(s, &fn, best, GP_FIT_POLISH_ITER);
     }
     struct natural nat;
@@ -636,13 +715,14 @@ out:
     return ret;
 }
 
-int gp_fit(const double *x,
-           const double *y,
-           size_t n,
-           size_t d,
-           const struct gp_options *opt,
-           struct gp **ret_gp,
-           struct ll_error *reterr)
+int gp_fit_from(const double *x,
+                const double *y,
+                size_t n,
+                size_t d,
+                const struct gp_options *opt,
+                const struct gp_hyper *start,
+                struct gp **ret_gp,
+                struct ll_error *reterr)
 {
     if (!ret_gp)
         return ll_error_set(reterr, -EINVAL, "gp: ret_gp must not be NULL");
@@ -650,6 +730,8 @@ int gp_fit(const double *x,
     int ret = check_data(x, y, n, d, reterr);
     if (ret < 0)
         return ret;
+    if (start && check_hyper(start, d, reterr) < 0)
+        return -EINVAL;
     struct gp_options defaults;
     gp_options_default(&defaults);
     if (!opt)
@@ -663,7 +745,7 @@ int gp_fit(const double *x,
         return ll_error_set(reterr, -ENOMEM, "gp: out of memory");
     for (size_t i = 0; i < n; i++)
         ys[i] = (y[i] - h.y_mean) / h.y_std;
-    ret = search_hyper(x, ys, n, d, opt, &h);
+    ret = search_hyper(x, ys, n, d, opt, start, &h);
     if (ret < 0) {
         ll_error_set(reterr, ret, "gp: out of memory while fitting %zu observations", n);
         goto out;
@@ -672,6 +754,17 @@ int gp_fit(const double *x,
 out:
     free(ys);
     return ret;
+}
+
+int gp_fit(const double *x,
+           const double *y,
+           size_t n,
+           size_t d,
+           const struct gp_options *opt,
+           struct gp **ret_gp,
+           struct ll_error *reterr)
+{
+    return gp_fit_from(x, y, n, d, opt, NULL, ret_gp, reterr);
 }
 
 int gp_predict(const struct gp *gp,

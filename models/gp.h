@@ -8,8 +8,11 @@
  * likelihood plus weak log-normal priors on the length scales and variances (a MAP estimate),
  * with analytic gradients, by GSL's BFGS in log space from several seeded random starts; the
  * length scales are kept inside [GP_LENGTH_SCALE_MIN, GP_LENGTH_SCALE_MAX] so that a handful of
- * noisy points cannot give absurd ones. The Cholesky factor of K + s_n^2 I (GSL, with jitter
- * escalation) and alpha = (K + s_n^2 I)^-1 (y - c) are kept for prediction.
+ * noisy points cannot give absurd ones. The restarts run on a subset of at most 40
+ * observations, the best is continued on all of them (on a random subset of 200 when there are
+ * more: then the hyperparameters are a subset-of-data estimate; the model uses all points). The
+ * Cholesky factor of K + s_n^2 I (GSL, with jitter escalation) and alpha = (K + s_n^2 I)^-1 (y - c)
+ * are kept for prediction.
  *
  * Reference: C. E. Rasmussen, C. K. I. Williams, "Gaussian Processes for Machine Learning",
  * MIT Press 2006, ch. 2 (prediction, alg. 2.1), ch. 4 (Matérn class), ch. 5 (marginal
@@ -62,6 +65,19 @@ struct gp_hyper {
     double y_mean, y_std;                     /* standardisation */
     double log_marginal_likelihood;
 };
+
+/* Like gp_fit, but the first restart starts from start's length scales, variances and constant
+ * mean (e.g. the previous round's fit, from gp_get_hyper; its y_mean/y_std are ignored, the
+ * data are standardised afresh). With opt->n_restarts == 1 this is a pure warm start and
+ * costs about half of a default gp_fit. start == NULL is gp_fit. */
+int gp_fit_from(const double *x,
+                const double *y,
+                size_t n,
+                size_t d,
+                const struct gp_options *opt,
+                const struct gp_hyper *start,
+                struct gp **ret_gp,
+                struct ll_error *reterr);
 
 /* Like gp_fit but with fixed hyperparameters: hyper->d must equal d; hyper->y_mean and
  * hyper->y_std (> 0) are used as given for the standardisation, and log_marginal_likelihood is

@@ -228,6 +228,29 @@ static void test_gp_fit_is_deterministic_per_seed(void **state)
     gp_free(&b);
 }
 
+static void test_gp_warm_start_stays_at_the_optimum(void **state)
+{
+    (void)state;
+    enum { N = 60, D = 3 };
+    double x[N * D], y[N];
+    make_data(21, N, D, 0.05, x, y);
+    struct gp *a = NULL, *b = NULL;
+    assert_int_equal(gp_fit(x, y, N, D, NULL, &a, NULL), 0);
+    struct gp_hyper ha, hb;
+    gp_get_hyper(a, &ha);
+    struct gp_options opt;
+    gp_options_default(&opt);
+    opt.n_restarts = 1;
+    assert_int_equal(gp_fit_from(x, y, N, D, &opt, &ha, &b, NULL), 0);
+    gp_get_hyper(b, &hb);
+    /* started at the optimum, BFGS stays near it: likelihood within 0.5 nats */
+    ll_assert_close(hb.log_marginal_likelihood, ha.log_marginal_likelihood, 0.0, 0.5);
+    for (size_t j = 0; j < D; j++)
+        ll_assert_close(hb.length_scale[j], ha.length_scale[j], 0.2, 0.0);
+    gp_free(&a);
+    gp_free(&b);
+}
+
 static void test_gp_add_observation_equals_fixed_refit(void **state)
 {
     (void)state;
@@ -327,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_gp_lml_gradient_matches_finite_differences),
         cmocka_unit_test(test_gp_few_noisy_points_give_bounded_length_scales),
         cmocka_unit_test(test_gp_fit_is_deterministic_per_seed),
+        cmocka_unit_test(test_gp_warm_start_stays_at_the_optimum),
         cmocka_unit_test(test_gp_add_observation_equals_fixed_refit),
         cmocka_unit_test(test_gp_rejects_bad_input),
     };
