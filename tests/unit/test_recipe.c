@@ -1,0 +1,184 @@
+/* recipe: the expression evaluator (table-driven), loading the campaign's daemon keys with
+ * line-numbered errors, and expanding config/perovskite.conf into steps whose dispense
+ * volumes recover the composition. */
+#include "daemon/recipe.h"
+#include "ll_test.h"
+#include "planner/campaign.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const names[] = {"a", "b", "long_name"};
+static const double values[] = {2.0, 0.5, 10.0};
+
+static void test_recipe_expr_values(void **state)
+{
+    (void)state;
+    struct {
+        const char *text;
+        double want;
+    } cases[] = {
+        {"1",                  1.0  },
+        {"1 + 2 * 3",          7.0  },
+        {"(1 + 2) * 3",        9.0  },
+        {"10 / 4",             2.5  },
+        {"10 - 4 - 3",         3.0  },
+        {"100 / 10 / 5",       2.0  },
+        {"-${a}",              -2.0 },
+        {"--3",                3.0  },
+        {"${a} * (1 - ${b})",  1.0  },
+        {"=${long_name}/${a}", 5.0  },
+        {"1.5e2 + .5",         150.5},
+        {"  ( ( ${a} ) )  ",   2.0  },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        double v = -1.0;
+        struct ll_error err;
+        ll_error_clear(&err);
+        if (recipe_expr_eval(cases[i].text, names, values, 3, &v, &err) != 0)
+            fail_msg("'%s': %s", cases[i].text, err.msg);
+        ll_assert_close(v, cases[i].want, 1e-15, 0.0);
+    }
+}
+
+static void test_recipe_expr_errors_name_the_column(void **state)
+{
+    (void)state;
+    struct {
+        const char *text;
+        const char *msg_part;
+    } cases[] = {
+        {"1 +",            "unexpected end"          },
+        {"${nope} + 1",    "unknown parameter 'nope'"},
+        {"(1 + 2",         "expected ')'"            },
+        {"1 / (${a} - 2)", "division by zero"        },
+        {"1 2",            "unexpected text"         },
+        {"${a",            "missing '}'"             },
+        {"$a",             "expected '{'"            },
+        {"abc",            "column 1"                },
+        {"",               "unexpected end"          },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        double v = 0;
+        struct ll_error err;
+        ll_error_clear(&err);
+        assert_int_equal(recipe_expr_eval(cases[i].text, names, values, 3, &v, &err), -EINVAL);
+        if (strstr(err.msg, cases[i].msg_part) == NULL)
+            fail_msg("'%s': message '%s' lacks '%s'", cases[i].text, err.msg, cases[i].msg_part);
+    }
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *t = malloc((size_t)n + 1);
+    assert_int_equal(fread(t, 1, (size_t)n, f), (size_t)n);
+    t[n] = '\0';
+    fclose(f);
+    return t;
+}
+
+static void test_recipe_perovskite_expands_to_the_composition(void **state)
+{
+    (void)state;
+    const char *path = ll_test_source_path("config/perovskite.conf");
+    struct campaign c;
+    struct ll_error err;
+    ll_error_clear(&err);
+    if (campaign_load_file(path, &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_true(c.has_recipe);
+    char *text = read_all(path);
+    struct recipe *r = NULL;
+    if (recipe_parse(text, path, &c, &r, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(recipe_n_steps(r), 10);
+    assert_string_equal(recipe_approval(r), "auto");
+    double x[6] = {0.7, 0.1, 0.8, 120.0, 10.0, 4000};
+    json_t *steps = NULL;
+    assert_int_equal(recipe_expand(r, &c, x, &steps, &err), 0);
+    json_t *vols =
+        json_object_get(json_object_get(json_array_get(steps, 0), "params"), "volumes_ul");
+    double v[6];
+    for (int i = 0; i < 6; i++)
+        v[i] = json_number_value(json_array_get(vols, (size_t)i));
+    double fa_ = v[0] + v[3], ma = v[1] + v[4], cs = v[2] + v[5], iod = v[0] + v[1] + v[2];
+    ll_assert_close(fa_ / (fa_ + ma), 0.7, 1e-12, 0);
+    ll_assert_close(cs / (fa_ + ma + cs), 0.1, 1e-12, 0);
+    ll_assert_close(iod / (fa_ + ma + cs), 0.8, 1e-12, 0);
+    ll_assert_close(fa_ + ma + cs, 200.0, 1e-12, 0);
+    json_t *spin = json_array_get(steps, 2);
+    assert_string_equal(json_string_value(json_object_get(spin, "instrument")), "coater");
+    json_t *stage2 = json_array_get(json_object_get(json_object_get(spin, "params"), "stages"), 1);
+    ll_assert_close(json_number_value(json_object_get(stage2, "rpm")), 4000, 0, 0);
+    json_t *anneal = json_array_get(steps, 4);
+    assert_int_equal(json_integer_value(json_object_get(anneal, "expected_ms")),
+                     (json_int_t)llround(((120.0 - 25) / 30 * 60 + 10 * 60 + 60) * 1000));
+    json_t *meas = json_array_get(steps, 6);
+    assert_string_equal(json_string_value(json_object_get(meas, "action")), "measure");
+    assert_string_equal(json_string_value(json_object_get(meas, "instrument")), "");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(meas, "params"), "kind")),
+                        "jv");
+    json_decref(steps);
+    recipe_free(&r);
+    free(text);
+}
+
+static void test_recipe_errors_carry_file_and_line(void **state)
+{
+    (void)state;
+    struct campaign c;
+    struct ll_error err;
+    const char *head = "campaign: {\n"
+                       "  name = \"t\"; batch = 1; initial = 1; budget = 2; seed = 1;\n"
+                       "  acquisition = \"random\";\n"
+                       "  parameters = ( { name = \"x\"; low = 0.0; high = 1.0; } );\n"
+                       "  objectives = ( { name = \"y\"; goal = \"max\"; ref = 0.0; } );\n"
+                       "  ";
+    struct {
+        const char *body;
+        const char *msg_part;
+    } cases[] = {
+        {"recipe = ( { instrument = \"robot\"; action = \"move\"; } );",
+         "t.conf:6: recipe step 'move': 'expected_s'"                                                                                         },
+        {"recipe = ( { instrument = \"robot\"; action = \"fly\"; expected_s = 1; } );",
+         "t.conf:6: recipe step: unknown action"                                                                                              },
+        {"recipe = ( { instrument = \"furnace\"; action = \"anneal\"; expected_s = 1;\n setpoint_c "
+         "= \"${z} * 2\"; } );",                                                     "t.conf:6: recipe step 1: expression '${z} * 2'"},
+        {"approval = \"sometimes\"; recipe = ( { action = \"measure\"; expected_s = 1; } );",
+         "t.conf:6: campaign: approval"                                                                                                       },
+        {"target = { nope = 1.0; }; recipe = ( { action = \"measure\"; expected_s = 1; } );",
+         "target 'nope'"                                                                                                                      },
+        {"",                                                                                  "'recipe' is missing"                           },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[2048];
+        snprintf(text, sizeof(text), "%s%s\n};\n", head, cases[i].body);
+        ll_error_clear(&err);
+        assert_int_equal(campaign_load_string(text, "t.conf", &c, &err), 0);
+        struct recipe *r = NULL;
+        assert_int_equal(recipe_parse(text, "t.conf", &c, &r, &err), -EINVAL);
+        assert_null(r);
+        if (strstr(err.msg, cases[i].msg_part) == NULL)
+            fail_msg("case %zu: message '%s' lacks '%s'", i, err.msg, cases[i].msg_part);
+    }
+}
+
+int main(void)
+{
+    ll_test_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_recipe_expr_values),
+        cmocka_unit_test(test_recipe_expr_errors_name_the_column),
+        cmocka_unit_test(test_recipe_perovskite_expands_to_the_composition),
+        cmocka_unit_test(test_recipe_errors_carry_file_and_line),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
