@@ -8,12 +8,15 @@
  * dimension sweep of Fonseca, Paquete, López-Ibáñez (2006) — points in order of the third
  * objective, the 2-D front of the slice kept sorted, the area updated per insertion — here with
  * a sorted array (O(n^2) worst case, fast for the front sizes of a planner); 4-5 objectives by
- * the WFG recursion (While, Bradstreet, Barone 2012: exclusive hypervolumes of points taken in
- * order, each limited set reduced to its non-dominated part), bottoming out in the 3-D sweep.
+ * slicing along the last objective (HSO: While, Hingston, Barone, Huband 2006), bottoming out
+ * in the 3-D sweep; the improvement of one point as its exclusive volume, vol(p, r) minus the
+ * hypervolume of the set limited by p (the step of WFG, While, Bradstreet, Barone 2012).
  *
  * References: C. M. Fonseca, L. Paquete, M. López-Ibáñez, "An improved dimension-sweep
- * algorithm for the hypervolume indicator", IEEE CEC 2006; L. While, L. Bradstreet, L. Barone,
- * "A fast way of calculating exact hypervolumes", IEEE TEVC 16(1), 2012.
+ * algorithm for the hypervolume indicator", IEEE CEC 2006; L. While, P. Hingston, L. Barone,
+ * S. Huband, "A faster algorithm for calculating hypervolume", IEEE TEVC 10(1), 2006;
+ * L. While, L. Bradstreet, L. Barone, "A fast way of calculating exact hypervolumes",
+ * IEEE TEVC 16(1), 2012.
  *
  * Memory: the hv_compute* functions allocate work arrays with malloc and free them before they
  * return; they return NaN if an allocation fails. No global state; thread-safe.
@@ -32,8 +35,9 @@ size_t hv_nondominated(double *points, size_t n, size_t m);
 
 /* Hypervolume dominated by the points and bounded by ref (minimisation). Points that do not
  * strictly dominate ref in every objective contribute nothing. m = 1..5; 2-D exact
- * O(n log n), 3-D exact by dimension sweep, 4-5 by the WFG recursion. Returns NaN for m out of
- * range, NULL pointers with n > 0, non-finite values, or allocation failure; 0 for n == 0. */
+ * O(n log n), 3-D exact by dimension sweep, 4-5 by slicing (HSO) down to the sweep. Returns NaN for
+ * m out of range, NULL pointers with n > 0, non-finite values, or allocation failure; 0 for n == 0.
+ */
 double hv_compute(const double *points, size_t n, size_t m, const double *ref);
 double hv_compute_2d(const double *points, size_t n, const double *ref);
 double hv_compute_3d(const double *points, size_t n, const double *ref);
