@@ -19,6 +19,9 @@
  * parameter, objective or constraint is an error, as are missing or inverted bounds,
  * duplicate names, unknown goals or acquisitions and out-of-range counts. Every error
  * message starts with "FILE:LINE: ".
+ *
+ * Known limitation: libconfig 1.5 leaks 64 bytes when a string token causes a syntax error
+ * (its scanner's string buffer); harmless for a CLI, noted for a long-running daemon.
  */
 #ifndef LL_CAMPAIGN_H
 #define LL_CAMPAIGN_H
