@@ -1,5 +1,21 @@
 /* labsim — the simulated lab.
  *
+ *   labsim [--lab FILE] --runtime-dir DIR [--speed N] [--seed S] [--faults SPEC]
+ *          [--world perovskite|electrolyte] [--stations-endpoint EP] [--verbose]
+ *
+ * serves every instrument and station of a lab definition from one process: the robot as a
+ * Modbus TCP server (libmodbus), the furnace as a Modbus RTU slave and the spin coater as an
+ * SPN/1 device on two pseudo-terminals, and the measurement stations as ZeroMQ DEALERs that
+ * connect to the daemon. A world model turns what was really done to each sample into the
+ * stations' raw data. Time runs N times faster than real time (--speed); faults come by
+ * rate or script from a seed (--faults). DIR receives lab.conf (the lab with the real pty
+ * paths and ports), labsim.pid and, last, `ready`; ipc://DIR/control answers JSON requests
+ * for tests (counts, samples, fault, set, status, shutdown). Contract: docs/instruments.md.
+ *
+ * One thread, one poll() loop: the Modbus listener and clients, the two pty masters, the
+ * ZeroMQ sockets (ZMQ_FD is edge-triggered, so every socket is drained after every wake-up)
+ * and a 50 ms physics tick; idle, it wakes 20 times a second and does almost nothing.
+ *
  *   labsim world perovskite [--seed S] [--noise-free] < PARAMS.csv > RESULTS.csv
  *
  * evaluates the perovskite world (world.h) for each row of a CSV whose header names the
@@ -7,15 +23,40 @@
  * pce_pct and log10_t80_h, with the default measurement noise of perovskite.md (0.3 %
  * absolute on PCE, 0.05 on log10 T80) unless --noise-free. Exit 2 on bad input.
  */
+#include "common/ll_time.h"
+#include "drivers/labconf.h"
+#include "simulators/sim_coater.h"
+#include "simulators/sim_fault.h"
+#include "simulators/sim_furnace.h"
+#include "simulators/sim_lab.h"
+#include "simulators/sim_log.h"
+#include "simulators/sim_measure.h"
+#include "simulators/sim_robot.h"
+#include "simulators/sim_station.h"
 #include "simulators/world.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
+#include <jansson.h>
+#include <limits.h>
 #include <math.h>
+#include <modbus.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <termios.h>
+#include <unistd.h>
+#include <zmq.h>
 
 static const char *const perovskite_names[WORLD_PEROVSKITE_N_INPUTS] = {
     "fa", "cs", "iodide", "anneal_c", "anneal_min", "spin_rpm"};
@@ -106,9 +147,986 @@ out:
     return rc;
 }
 
+#define MAX_CLIENTS 16
+#define MAX_STATIONS LABCONF_MAX_STATIONS
+#define TICK_MS 50
+#define FURNACE_STEP_S 0.5
+#define FURNACE_MAX_STEPS 2000
+
+struct labsim_options {
+    const char *lab_path;
+    const char *runtime_dir;
+    const char *faults;
+    const char *endpoint;
+    double speed;
+    unsigned long seed;
+    enum sim_world world;
+};
+
+struct labsim {
+    struct labsim_options opt;
+    struct labconf *lab;
+    int robot_i, furnace_i, coater_i; /* instrument indexes, -1 = none */
+    struct sim_faults faults;
+    struct sim_lab slab;
+    gsl_rng *rng;
+    uint64_t noise_rng;
+    /* robot */
+    struct sim_robot robot;
+    modbus_t *mb;
+    modbus_mapping_t *map;
+    int listen_fd;
+    int clients[MAX_CLIENTS];
+    int n_clients;
+    int robot_port;
+    /* furnace */
+    struct sim_furnace furnace;
+    int fur_master, fur_slave;
+    char fur_path[PATH_MAX];
+    int64_t fur_last_rx_ms;
+    /* coater */
+    struct sim_coater coater;
+    int coat_master, coat_slave;
+    char coat_path[PATH_MAX];
+    char line[SIM_COATER_LINE_MAX + 1];
+    size_t n_line;
+    int discarding;
+    /* stations and control */
+    void *zctx;
+    void *control;
+    struct sim_station stations[MAX_STATIONS];
+    int n_stations;
+    struct sim_station_env env;
+    /* time */
+    double sim_s;
+    int64_t last_ms, start_ms;
+    int sigfd;
+    int stop;
+};
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            sim_log(SIM_LOG_WARNING, "event=write_failed fd=%d error=\"%s\"", fd, strerror(errno));
+            return;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+}
+
+/* ---- robot (Modbus TCP) ------------------------------------------------------------- */
+
+static int robot_open(struct labsim *ls, struct ll_error *err)
+{
+    struct labconf_instrument *inst = &ls->lab->instruments[ls->robot_i];
+    const char *host = inst->host[0] ? inst->host : "127.0.0.1";
+    ls->mb = modbus_new_tcp(host, inst->port);
+    if (ls->mb == NULL)
+        return ll_error_set(err, -ENOMEM, "robot: modbus_new_tcp: %s", modbus_strerror(errno));
+    modbus_set_byte_timeout(ls->mb, 0, 200000);
+    ls->listen_fd = modbus_tcp_listen(ls->mb, 8);
+    if (ls->listen_fd < 0)
+        return ll_error_set(
+            err, -errno, "robot: listen on %s:%d: %s", host, inst->port, modbus_strerror(errno));
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    if (getsockname(ls->listen_fd, (struct sockaddr *)&sa, &sl) != 0)
+        return ll_error_set(err, -errno, "robot: getsockname: %s", strerror(errno));
+    ls->robot_port = ntohs(sa.sin_port);
+    inst->port = ls->robot_port;
+    ls->map = modbus_mapping_new_start_address((unsigned)inst->base,
+                                               SIM_ROBOT_N_COILS,
+                                               (unsigned)inst->base,
+                                               SIM_ROBOT_N_DISCRETE,
+                                               (unsigned)inst->base,
+                                               SIM_ROBOT_N_HOLDING,
+                                               (unsigned)inst->base,
+                                               SIM_ROBOT_N_INPUT);
+    if (ls->map == NULL)
+        return ll_error_set(err, -ENOMEM, "robot: modbus mapping: %s", modbus_strerror(errno));
+    sim_log(SIM_LOG_INFO,
+            "instrument=robot event=listening host=%s port=%d base=%d",
+            host,
+            ls->robot_port,
+            inst->base);
+    return 0;
+}
+
+static void robot_refresh_map(struct labsim *ls)
+{
+    memcpy(ls->map->tab_registers, ls->robot.holding, sizeof(ls->robot.holding));
+    sim_robot_inputs(&ls->robot, ll_monotonic_ms() - ls->start_ms, ls->map->tab_input_registers);
+    memset(ls->map->tab_bits, 0, SIM_ROBOT_N_COILS);
+    sim_robot_discrete(&ls->robot, ls->map->tab_input_bits);
+}
+
+static void robot_close_client(struct labsim *ls, int i)
+{
+    close(ls->clients[i]);
+    ls->clients[i] = ls->clients[--ls->n_clients];
+}
+
+/* The job id of a START in this request ("" when it is none), for @job fault scripts. */
+static void request_job(
+    const struct labsim *ls, const uint8_t *req, int hl, int len, int base, char *out, size_t cap)
+{
+    out[0] = '\0';
+    uint8_t fc = req[hl];
+    int rel = ((req[hl + 1] << 8) | req[hl + 2]) - base;
+    uint16_t block[SIM_ROBOT_N_HOLDING];
+    memcpy(block, ls->robot.holding, sizeof(block));
+    int start = 0;
+    if (fc == 16 && len >= hl + 6) {
+        int qty = (req[hl + 3] << 8) | req[hl + 4];
+        if (rel < 0 || qty < 1 || rel + qty > SIM_ROBOT_N_HOLDING || len < hl + 6 + 2 * qty)
+            return;
+        for (int i = 0; i < qty; i++)
+            block[rel + i] = (uint16_t)((req[hl + 6 + 2 * i] << 8) | req[hl + 7 + 2 * i]);
+        start = rel + qty > SIM_ROBOT_REG_COMMAND && block[SIM_ROBOT_REG_COMMAND] == 1;
+    } else if (fc == 6 && rel == SIM_ROBOT_REG_COMMAND) {
+        start = ((req[hl + 3] << 8) | req[hl + 4]) == 1;
+    } else if (fc == 5 && rel == 0) {
+        start = req[hl + 3] == 0xFF;
+    }
+    if (start)
+        snprintf(out, cap, "%u", ((unsigned)block[0] << 16) | block[1]);
+}
+
+static void robot_request(struct labsim *ls, int i)
+{
+    int fd = ls->clients[i];
+    int base = ls->lab->instruments[ls->robot_i].base;
+    uint8_t req[MODBUS_TCP_MAX_ADU_LENGTH];
+    modbus_set_socket(ls->mb, fd);
+    int len = modbus_receive(ls->mb, req);
+    if (len < 0) {
+        sim_log(SIM_LOG_DEBUG,
+                "instrument=robot event=client_closed fd=%d reason=\"%s\"",
+                fd,
+                modbus_strerror(errno));
+        robot_close_client(ls, i);
+        return;
+    }
+    if (len == 0)
+        return;
+    int hl = modbus_get_header_length(ls->mb);
+    if (len < hl + 1)
+        return;
+    modbus_set_slave(ls->mb, req[hl - 1]);
+    char job[16];
+    request_job(ls, req, hl, len, base, job, sizeof(job));
+    const char *jobp = job[0] ? job : NULL;
+    if (sim_fault_check(&ls->faults, "robot.disconnect", jobp)) {
+        sim_log(
+            SIM_LOG_WARNING, "fault=robot.disconnect fc=%d job=%s", req[hl], job[0] ? job : "-");
+        robot_close_client(ls, i);
+        return;
+    }
+    if (sim_fault_check(&ls->faults, "robot.garbage", jobp)) {
+        uint8_t g[20];
+        size_t n = 7 + (size_t)(sim_fault_uniform(&ls->faults, "robot.garbage") * 13);
+        for (size_t k = 0; k < n; k++)
+            g[k] = (uint8_t)(splitmix64(&ls->noise_rng) & 0xFF);
+        sim_log(SIM_LOG_WARNING,
+                "fault=robot.garbage fc=%d job=%s bytes=%zu",
+                req[hl],
+                job[0] ? job : "-",
+                n);
+        write_all(fd, g, n);
+        return;
+    }
+    if (sim_fault_check(&ls->faults, "robot.exception", jobp)) {
+        sim_log(SIM_LOG_WARNING,
+                "fault=robot.exception fc=%d job=%s code=4",
+                req[hl],
+                job[0] ? job : "-");
+        modbus_reply_exception(ls->mb, req, MODBUS_EXCEPTION_SLAVE_OR_SERVER_FAILURE);
+        return;
+    }
+    int no_reply = sim_fault_check(&ls->faults, "robot.no_reply", jobp);
+    if (no_reply)
+        sim_log(SIM_LOG_WARNING, "fault=robot.no_reply fc=%d job=%s", req[hl], job[0] ? job : "-");
+
+    uint8_t fc = req[hl];
+    int rel = len >= hl + 3 ? ((req[hl + 1] << 8) | req[hl + 2]) - base : -1;
+    int exc = 0;
+    robot_refresh_map(ls);
+    switch (fc) {
+    case 1:
+    case 2:
+    case 3:
+    case 4:
+        break;
+    case 5: {
+        int value = len >= hl + 5 ? (req[hl + 3] << 8) | req[hl + 4] : -1;
+        if (rel >= 0 && rel < SIM_ROBOT_N_COILS && (value == 0xFF00 || value == 0))
+            exc = sim_robot_write_coil(&ls->robot, rel, value == 0xFF00);
+        break;
+    }
+    case 15: {
+        int qty = len >= hl + 5 ? (req[hl + 3] << 8) | req[hl + 4] : 0;
+        if (rel >= 0 && qty >= 1 && rel + qty <= SIM_ROBOT_N_COILS && len >= hl + 7 &&
+            req[hl + 5] == (qty + 7) / 8)
+            for (int k = 0; k < qty && exc == 0; k++)
+                exc =
+                    sim_robot_write_coil(&ls->robot, rel + k, (req[hl + 6 + k / 8] >> (k % 8)) & 1);
+        break;
+    }
+    case 6:
+        if (rel >= 0 && rel < SIM_ROBOT_N_HOLDING && len >= hl + 5) {
+            uint16_t v = (uint16_t)((req[hl + 3] << 8) | req[hl + 4]);
+            exc = sim_robot_write_registers(&ls->robot, rel, &v, 1);
+        }
+        break;
+    case 16: {
+        int qty = len >= hl + 5 ? (req[hl + 3] << 8) | req[hl + 4] : 0;
+        if (rel >= 0 && qty >= 1 && qty <= 123 && rel + qty <= SIM_ROBOT_N_HOLDING &&
+            len >= hl + 6 + 2 * qty && req[hl + 5] == 2 * qty) {
+            uint16_t v[SIM_ROBOT_N_HOLDING];
+            for (int k = 0; k < qty; k++)
+                v[k] = (uint16_t)((req[hl + 6 + 2 * k] << 8) | req[hl + 7 + 2 * k]);
+            exc = sim_robot_write_registers(&ls->robot, rel, v, qty);
+        }
+        break;
+    }
+    default:
+        exc = MODBUS_EXCEPTION_ILLEGAL_FUNCTION;
+        break;
+    }
+    sim_log(SIM_LOG_DEBUG,
+            "instrument=robot fc=%d addr=%d exception=%d state=%d",
+            fc,
+            rel,
+            exc,
+            ls->robot.state);
+    if (exc == 0 && (fc == 5 || fc == 6 || fc == 15 || fc == 16) && job[0])
+        sim_log(SIM_LOG_INFO,
+                "instrument=robot job=%s event=start accepted_job=%u state=%d",
+                job,
+                ls->robot.accepted_job,
+                ls->robot.state);
+    if (no_reply)
+        return;
+    if (exc != 0) {
+        modbus_reply_exception(ls->mb, req, (unsigned)exc);
+        return;
+    }
+    /* reads, and writes already applied: libmodbus builds the normal reply (and the
+     * exceptions 02/03 for bad addresses and quantities); the map is refreshed before every
+     * request, so what it writes into the mapping does not matter */
+    modbus_reply(ls->mb, req, len, ls->map);
+    robot_refresh_map(ls);
+}
+
+static void robot_accept(struct labsim *ls)
+{
+    int fd = accept4(ls->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (ls->n_clients == MAX_CLIENTS) {
+        sim_log(SIM_LOG_WARNING, "instrument=robot event=too_many_clients");
+        close(fd);
+        return;
+    }
+    ls->clients[ls->n_clients++] = fd;
+    sim_log(SIM_LOG_DEBUG, "instrument=robot event=client fd=%d", fd);
+}
+
+/* ---- pseudo-terminals -------------------------------------------------------------- */
+
+static int open_pty(char *path, size_t cap, int *ret_slave, struct ll_error *err)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0)
+        return ll_error_set(err, -errno, "posix_openpt: %s", strerror(errno));
+    if (grantpt(m) != 0 || unlockpt(m) != 0 || ptsname_r(m, path, cap) != 0) {
+        int e = errno;
+        close(m);
+        return ll_error_set(err, -e, "pseudo-terminal: %s", strerror(e));
+    }
+    /* keep the slave open ourselves, so the master never sees a hang-up between clients */
+    int s = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) {
+        int e = errno;
+        close(m);
+        return ll_error_set(err, -e, "%s: %s", path, strerror(e));
+    }
+    struct termios t;
+    if (tcgetattr(s, &t) == 0) {
+        cfmakeraw(&t);
+        tcsetattr(s, TCSANOW, &t);
+    }
+    fcntl(m, F_SETFL, fcntl(m, F_GETFL) | O_NONBLOCK);
+    *ret_slave = s;
+    return m;
+}
+
+static void furnace_readable(struct labsim *ls)
+{
+    uint8_t buf[512], out[2048];
+    ssize_t n = read(ls->fur_master, buf, sizeof(buf));
+    if (n <= 0)
+        return;
+    ls->fur_last_rx_ms = ll_monotonic_ms();
+    size_t r = sim_furnace_feed(&ls->furnace, buf, (size_t)n, out, sizeof(out));
+    if (r > 0)
+        write_all(ls->fur_master, out, r);
+}
+
+static void coater_readable(struct labsim *ls)
+{
+    char buf[512], out[512];
+    ssize_t n = read(ls->coat_master, buf, sizeof(buf));
+    if (n <= 0)
+        return;
+    int64_t now = ll_monotonic_ms();
+    for (ssize_t i = 0; i < n; i++) {
+        char ch = buf[i];
+        if (ch == '\n') {
+            if (!ls->discarding) {
+                size_t len = ls->n_line;
+                if (len > 0 && ls->line[len - 1] == '\r')
+                    len--;
+                ls->line[len] = '\0';
+                size_t r = sim_coater_line(&ls->coater, ls->line, len, now, out, sizeof(out));
+                sim_log(SIM_LOG_DEBUG,
+                        "instrument=coater rx=\"%.*s\" reply_bytes=%zu",
+                        (int)len,
+                        ls->line,
+                        r);
+                if (r > 0)
+                    write_all(ls->coat_master, out, r);
+            }
+            ls->n_line = 0;
+            ls->discarding = 0;
+        } else if (!ls->discarding) {
+            if (ls->n_line >= SIM_COATER_LINE_MAX - 1) {
+                ls->discarding = 1; /* over 128 bytes with its terminator: drop the line */
+                ls->n_line = 0;
+            } else {
+                ls->line[ls->n_line++] = ch;
+            }
+        }
+    }
+}
+
+/* ---- control socket ---------------------------------------------------------------- */
+
+static json_t *counts_object(const struct sim_count *c, int n)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < n; i++)
+        json_object_set_new(o, c[i].key, json_integer(c[i].n));
+    return o;
+}
+
+static json_t *control_counts(struct labsim *ls)
+{
+    json_t *coater = json_object();
+    for (int i = 0; i < ls->coater.n_runs; i++)
+        json_object_set_new(coater, ls->coater.runs[i].job, json_integer(ls->coater.runs[i].n));
+    json_t *faults = json_object();
+    for (int i = 0; i < ls->faults.n_names; i++)
+        if (ls->faults.names[i].hits > 0)
+            json_object_set_new(
+                faults, ls->faults.names[i].name, json_integer(ls->faults.names[i].hits));
+    return json_pack("{s:b,s:o,s:o,s:I,s:I,s:o,s:o,s:f}",
+                     "ok",
+                     1,
+                     "robot_jobs",
+                     counts_object(ls->robot.jobs, ls->robot.n_jobs),
+                     "coater_runs",
+                     coater,
+                     "furnace_programs",
+                     (json_int_t)ls->furnace.programs_run,
+                     "furnace_eeprom_writes",
+                     (json_int_t)ls->furnace.eeprom_writes,
+                     "measurements",
+                     counts_object(ls->env.measurements, ls->env.n_measurements),
+                     "faults",
+                     faults,
+                     "sim_time_s",
+                     ls->sim_s);
+}
+
+static json_t *control_samples(struct labsim *ls)
+{
+    json_t *arr = json_array();
+    for (int w = 0; w < SIM_LAB_WELLS; w++) {
+        const struct sim_sample *s = ls->slab.samples[w];
+        if (s == NULL)
+            continue;
+        json_t *vol = json_array();
+        for (int i = 0; i < ls->slab.n_reservoirs; i++)
+            json_array_append_new(vol, json_real(s->vol_ul[i]));
+        double ac, am;
+        sim_sample_anneal(s, &ac, &am);
+        json_t *truth = sim_measure_truth(&ls->slab, s);
+        json_array_append_new(arr,
+                              json_pack("{s:i,s:s,s:i,s:o,s:f,s:i,s:f,s:f,s:i,s:o}",
+                                        "well",
+                                        w,
+                                        "place",
+                                        sim_lab_slot_name(&ls->slab, s->slot),
+                                        "slot",
+                                        s->slot,
+                                        "vol_ul",
+                                        vol,
+                                        "spin_rpm",
+                                        s->spin_rpm,
+                                        "spins",
+                                        s->n_spins,
+                                        "anneal_c",
+                                        ac,
+                                        "anneal_min",
+                                        am,
+                                        "measurements",
+                                        s->n_measurements,
+                                        "truth",
+                                        truth ? truth : json_null()));
+    }
+    return json_pack("{s:b,s:o}", "ok", 1, "samples", arr);
+}
+
+static json_t *control_status(struct labsim *ls)
+{
+    return json_pack("{s:b,s:i,s:s,s:s,s:f,s:f,s:i,s:f,s:f,s:i,s:s}",
+                     "ok",
+                     1,
+                     "robot_port",
+                     ls->robot_port,
+                     "furnace_device",
+                     ls->fur_path,
+                     "coater_device",
+                     ls->coat_path,
+                     "sim_time_s",
+                     ls->sim_s,
+                     "speed",
+                     ls->opt.speed,
+                     "robot_state",
+                     (int)ls->robot.state,
+                     "furnace_pv_c",
+                     ls->furnace.pv_c,
+                     "furnace_sp_work_c",
+                     ls->furnace.sp_work_c,
+                     "furnace_program",
+                     (int)ls->furnace.program,
+                     "coater_state",
+                     sim_coater_state_name(ls->coater.state));
+}
+
+static json_t *control_error(const char *msg)
+{
+    return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+}
+
+static json_t *control_handle(struct labsim *ls, const char *data, size_t len)
+{
+    json_t *req = json_loadb(data, len, 0, NULL);
+    const char *cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
+    json_t *rep = NULL;
+    if (cmd == NULL) {
+        rep = control_error("expected a JSON object with \"cmd\"");
+    } else if (strcmp(cmd, "counts") == 0) {
+        rep = control_counts(ls);
+    } else if (strcmp(cmd, "samples") == 0) {
+        rep = control_samples(ls);
+    } else if (strcmp(cmd, "status") == 0) {
+        rep = control_status(ls);
+    } else if (strcmp(cmd, "fault") == 0) {
+        const char *name = json_string_value(json_object_get(req, "name"));
+        json_t *jc = json_object_get(req, "count");
+        long count = json_is_integer(jc) ? (long)json_integer_value(jc) : 1;
+        if (name == NULL || sim_fault_arm(&ls->faults, name, count) != 0)
+            rep = control_error("fault: unknown \"name\"");
+        else
+            rep = json_pack("{s:b}", "ok", 1);
+    } else if (strcmp(cmd, "set") == 0) {
+        const char *what = json_string_value(json_object_get(req, "what"));
+        int value = (int)json_integer_value(json_object_get(req, "value"));
+        rep = json_pack("{s:b}", "ok", 1);
+        if (what != NULL && strcmp(what, "lid") == 0) {
+            ls->coater.lid_open = value != 0;
+            if (value &&
+                (ls->coater.state == SIM_COATER_RUNNING || ls->coater.state == SIM_COATER_ARMED)) {
+                ls->coater.err = 5;
+                snprintf(ls->coater.last_result, sizeof(ls->coater.last_result), "E05");
+                ls->coater.state =
+                    ls->coater.state == SIM_COATER_RUNNING ? SIM_COATER_STOPPING : SIM_COATER_ERROR;
+            }
+        } else if (what != NULL && strcmp(what, "vacuum") == 0) {
+            ls->coater.vac_on = value != 0;
+        } else if (what != NULL && strcmp(what, "door") == 0) {
+            ls->robot.interlocks = value ? ls->robot.interlocks & ~1 : ls->robot.interlocks | 1;
+        } else if (what != NULL && strcmp(what, "estop") == 0) {
+            if (value) {
+                ls->robot.state = SIM_ROBOT_ESTOP;
+                ls->robot.interlocks &= ~2;
+            } else {
+                ls->robot.state = SIM_ROBOT_IDLE;
+                ls->robot.interlocks |= 2;
+            }
+        } else {
+            json_decref(rep);
+            rep = control_error("set: \"what\" must be lid, vacuum, door or estop");
+        }
+    } else if (strcmp(cmd, "shutdown") == 0) {
+        ls->stop = 1;
+        rep = json_pack("{s:b}", "ok", 1);
+    } else {
+        rep = control_error("unknown cmd");
+    }
+    json_decref(req);
+    return rep;
+}
+
+static void control_drain(struct labsim *ls)
+{
+    for (;;) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, ls->control, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&msg);
+            return;
+        }
+        json_t *rep = control_handle(ls, zmq_msg_data(&msg), zmq_msg_size(&msg));
+        zmq_msg_close(&msg);
+        char *text = rep ? json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+        json_decref(rep);
+        const char *t = text ? text : "{\"ok\":false,\"error\":\"out of memory\"}";
+        zmq_send(ls->control, t, strlen(t), 0);
+        free(text);
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------------------ */
+
+static void tick(struct labsim *ls)
+{
+    int64_t now = ll_monotonic_ms();
+    double dt = (double)(now - ls->last_ms) / 1000.0 * ls->opt.speed;
+    ls->last_ms = now;
+    if (dt <= 0.0)
+        return;
+    ls->sim_s += dt;
+    if (ls->robot_i >= 0) {
+        int before = ls->robot.state;
+        sim_robot_advance(&ls->robot, dt);
+        if (before != (int)ls->robot.state && ls->robot.state != SIM_ROBOT_BUSY)
+            sim_log(SIM_LOG_INFO,
+                    "instrument=robot job=%u event=job_end result=%d",
+                    ls->robot.last_done_job,
+                    ls->robot.last_result);
+    }
+    if (ls->coater_i >= 0) {
+        sim_coater_advance(&ls->coater, dt, now);
+        if (ls->coater.run_finished) {
+            ls->coater.run_finished = 0;
+            struct sim_sample *s = sim_lab_at(&ls->slab, ls->slab.coater_slot);
+            sim_log(SIM_LOG_INFO,
+                    "instrument=coater job=%s event=run_end result=%s peak_rpm=%.0f well=%d",
+                    ls->coater.job,
+                    ls->coater.last_result[0] ? ls->coater.last_result : "OK",
+                    ls->coater.peak_rpm,
+                    s ? s->well : -1);
+            sim_lab_spun(&ls->slab, ls->coater.peak_rpm);
+        }
+    }
+    if (ls->furnace_i >= 0) {
+        int steps = (int)ceil(dt / FURNACE_STEP_S);
+        if (steps > FURNACE_MAX_STEPS)
+            steps = FURNACE_MAX_STEPS;
+        double h = dt / steps;
+        for (int i = 0; i < steps; i++) {
+            sim_furnace_step(&ls->furnace, h);
+            sim_lab_furnace_step(&ls->slab, ls->furnace.temp_c, ls->furnace.sp_work_c, h);
+        }
+        if (ls->furnace.n_rx > 0 && now - ls->fur_last_rx_ms > 50)
+            sim_furnace_flush_partial(&ls->furnace);
+    }
+    for (int i = 0; i < ls->n_stations; i++)
+        sim_station_tick(&ls->stations[i], &ls->env, dt, now);
+}
+
+static void drain_zmq(struct labsim *ls)
+{
+    int64_t now = ll_monotonic_ms();
+    control_drain(ls);
+    for (int i = 0; i < ls->n_stations; i++)
+        sim_station_drain(&ls->stations[i], &ls->env, now);
+}
+
+static int run_loop(struct labsim *ls)
+{
+    struct pollfd pfd[8 + MAX_CLIENTS + 2 * MAX_STATIONS];
+    while (!ls->stop) {
+        int n = 0;
+        int i_sig = -1, i_listen = -1, i_fur = -1, i_coat = -1, i_clients = -1;
+        pfd[n] = (struct pollfd){.fd = ls->sigfd, .events = POLLIN};
+        i_sig = n++;
+        if (ls->robot_i >= 0) {
+            pfd[n] = (struct pollfd){.fd = ls->listen_fd, .events = POLLIN};
+            i_listen = n++;
+            i_clients = n;
+            for (int c = 0; c < ls->n_clients; c++)
+                pfd[n++] = (struct pollfd){.fd = ls->clients[c], .events = POLLIN};
+        }
+        if (ls->furnace_i >= 0) {
+            pfd[n] = (struct pollfd){.fd = ls->fur_master, .events = POLLIN};
+            i_fur = n++;
+        }
+        if (ls->coater_i >= 0) {
+            pfd[n] = (struct pollfd){.fd = ls->coat_master, .events = POLLIN};
+            i_coat = n++;
+        }
+        int zfd = -1;
+        size_t sz = sizeof(zfd);
+        if (zmq_getsockopt(ls->control, ZMQ_FD, &zfd, &sz) == 0)
+            pfd[n++] = (struct pollfd){.fd = zfd, .events = POLLIN};
+        for (int s = 0; s < ls->n_stations; s++) {
+            int fds[2];
+            sim_station_fds(&ls->stations[s], fds);
+            for (int k = 0; k < 2; k++)
+                if (fds[k] >= 0)
+                    pfd[n++] = (struct pollfd){.fd = fds[k], .events = POLLIN};
+        }
+        int64_t wait = TICK_MS - (ll_monotonic_ms() - ls->last_ms);
+        int rc = poll(pfd, (nfds_t)n, wait < 0 ? 0 : (int)wait);
+        if (rc < 0 && errno != EINTR) {
+            sim_log(SIM_LOG_ERR, "event=poll_failed error=\"%s\"", strerror(errno));
+            return -errno;
+        }
+        if (rc > 0) {
+            if (pfd[i_sig].revents & POLLIN) {
+                struct signalfd_siginfo si;
+                if (read(ls->sigfd, &si, sizeof(si)) > 0)
+                    sim_log(SIM_LOG_INFO, "event=signal signo=%u", si.ssi_signo);
+                ls->stop = 1;
+            }
+            if (i_clients >= 0) {
+                /* clients from the back, so closing one does not skip another */
+                for (int c = ls->n_clients - 1; c >= 0; c--) {
+                    short re = pfd[i_clients + c].revents;
+                    if (re & (POLLIN | POLLHUP | POLLERR))
+                        robot_request(ls, c);
+                }
+            }
+            if (i_listen >= 0 && (pfd[i_listen].revents & POLLIN))
+                robot_accept(ls);
+            if (i_fur >= 0 && (pfd[i_fur].revents & POLLIN))
+                furnace_readable(ls);
+            if (i_coat >= 0 && (pfd[i_coat].revents & POLLIN))
+                coater_readable(ls);
+        }
+        drain_zmq(ls);
+        if (ll_monotonic_ms() - ls->last_ms >= TICK_MS)
+            tick(ls);
+    }
+    return 0;
+}
+
+/* ---- setup ------------------------------------------------------------------------- */
+
+static int write_text(const char *dir, const char *name, const char *text)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 8];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return -errno;
+    fputs(text, f);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        fclose(f);
+        return -EIO;
+    }
+    fclose(f);
+    return rename(tmp, path) == 0 ? 0 : -errno;
+}
+
+static int setup(struct labsim *ls, struct ll_error *err)
+{
+    int rc;
+    if (ls->opt.lab_path != NULL)
+        rc = labconf_load_file(ls->opt.lab_path, &ls->lab, err);
+    else
+        rc = labconf_load_default(&ls->lab, err);
+    if (rc != 0)
+        return rc;
+    rc = sim_faults_init(&ls->faults, ls->opt.faults, ls->opt.seed, err);
+    if (rc != 0)
+        return rc;
+    ls->rng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (ls->rng == NULL)
+        return ll_error_set(err, -ENOMEM, "out of memory");
+    gsl_rng_set(ls->rng, ls->opt.seed);
+    ls->noise_rng = ls->opt.seed ^ 0x5A5A5A5A12345678ull;
+    ls->robot_i = ls->furnace_i = ls->coater_i = -1;
+    for (int i = 0; i < ls->lab->n_instruments; i++) {
+        enum labconf_driver d = ls->lab->instruments[i].driver;
+        if (d == LABCONF_DRIVER_ROBOT_MODBUS_TCP && ls->robot_i < 0)
+            ls->robot_i = i;
+        else if (d == LABCONF_DRIVER_FURNACE_MODBUS_RTU && ls->furnace_i < 0)
+            ls->furnace_i = i;
+        else if (d == LABCONF_DRIVER_COATER_SPN1 && ls->coater_i < 0)
+            ls->coater_i = i;
+        else
+            sim_log(SIM_LOG_WARNING,
+                    "instrument=%s event=not_simulated reason=\"only one instrument of each kind\"",
+                    ls->lab->instruments[i].name);
+    }
+    if (ls->robot_i < 0)
+        return ll_error_set(err,
+                            -EINVAL,
+                            "%s: the lab has no robot (modbus_tcp_robot): samples cannot be made",
+                            ls->lab->source);
+    const struct labconf_instrument *robot = &ls->lab->instruments[ls->robot_i];
+    sim_lab_init(&ls->slab, ls->opt.world, robot);
+    sim_robot_init(&ls->robot,
+                   robot->limits.max_volume_ul,
+                   robot->limits.max_total_volume_ul,
+                   &ls->slab,
+                   &ls->faults);
+    rc = robot_open(ls, err);
+    if (rc != 0)
+        return rc;
+    if (ls->furnace_i >= 0) {
+        struct labconf_instrument *inst = &ls->lab->instruments[ls->furnace_i];
+        sim_furnace_init(&ls->furnace, inst, ls->opt.seed, &ls->faults);
+        ls->fur_master = open_pty(ls->fur_path, sizeof(ls->fur_path), &ls->fur_slave, err);
+        if (ls->fur_master < 0)
+            return ls->fur_master;
+        snprintf(inst->device, sizeof(inst->device), "%s", ls->fur_path);
+        sim_log(SIM_LOG_INFO,
+                "instrument=%s event=listening device=%s map=%s slave=%d",
+                inst->name,
+                ls->fur_path,
+                inst->map.name,
+                inst->slave);
+    }
+    if (ls->coater_i >= 0) {
+        struct labconf_instrument *inst = &ls->lab->instruments[ls->coater_i];
+        sim_coater_init(
+            &ls->coater, inst->limits.max_rpm, inst->limits.max_accel_rpm_s, &ls->faults);
+        ls->coat_master = open_pty(ls->coat_path, sizeof(ls->coat_path), &ls->coat_slave, err);
+        if (ls->coat_master < 0)
+            return ls->coat_master;
+        snprintf(inst->device, sizeof(inst->device), "%s", ls->coat_path);
+        sim_log(SIM_LOG_INFO, "instrument=%s event=listening device=%s", inst->name, ls->coat_path);
+    }
+    ls->zctx = zmq_ctx_new();
+    if (ls->zctx == NULL)
+        return ll_error_set(err, -ENOMEM, "zmq_ctx_new: %s", zmq_strerror(errno));
+    ls->control = zmq_socket(ls->zctx, ZMQ_REP);
+    char ep[PATH_MAX + 16];
+    snprintf(ep, sizeof(ep), "ipc://%s/control", ls->opt.runtime_dir);
+    int linger = 0;
+    zmq_setsockopt(ls->control, ZMQ_LINGER, &linger, sizeof(linger));
+    if (zmq_bind(ls->control, ep) != 0)
+        return ll_error_set(err, -errno, "control socket %s: %s", ep, zmq_strerror(errno));
+    if (ls->opt.endpoint != NULL)
+        snprintf(
+            ls->lab->stations_endpoint, sizeof(ls->lab->stations_endpoint), "%s", ls->opt.endpoint);
+    ls->env.lab = &ls->slab;
+    ls->env.rng = ls->rng;
+    ls->env.faults = &ls->faults;
+    ls->env.zmq_ctx = ls->zctx;
+    ls->env.endpoint = ls->lab->stations_endpoint;
+    snprintf(ls->env.runtime_dir, sizeof(ls->env.runtime_dir), "%s", ls->opt.runtime_dir);
+    int64_t now = ll_monotonic_ms();
+    for (int i = 0; i < ls->lab->n_stations && i < MAX_STATIONS; i++) {
+        const struct labconf_station *def = &ls->lab->stations[i];
+        int slot = labconf_place_slot(robot, def->place);
+        if (slot < 0)
+            sim_log(
+                SIM_LOG_WARNING, "station=%s place=%s event=no_such_place", def->name, def->place);
+        rc = sim_station_open(&ls->stations[i], def, slot, &ls->env, now, err);
+        ls->n_stations = i + 1;
+        if (rc != 0)
+            return rc;
+        sim_log(SIM_LOG_INFO,
+                "station=%s event=connecting endpoint=%s place=%s seq=%llu",
+                def->name,
+                ls->env.endpoint,
+                def->place,
+                (unsigned long long)ls->stations[i].seq);
+    }
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/lab.conf", ls->opt.runtime_dir);
+    rc = labconf_write_file(ls->lab, path, err);
+    if (rc != 0)
+        return rc;
+    char pid[32];
+    snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    rc = write_text(ls->opt.runtime_dir, "labsim.pid", pid);
+    if (rc == 0)
+        rc = write_text(ls->opt.runtime_dir, "ready", "ready\n");
+    if (rc != 0)
+        return ll_error_set(err, rc, "%s: %s", ls->opt.runtime_dir, strerror(-rc));
+    sim_log(SIM_LOG_INFO,
+            "event=ready runtime_dir=%s speed=%g seed=%lu world=%s",
+            ls->opt.runtime_dir,
+            ls->opt.speed,
+            ls->opt.seed,
+            ls->opt.world == SIM_WORLD_PEROVSKITE ? "perovskite" : "electrolyte");
+    return 0;
+}
+
+static void teardown(struct labsim *ls)
+{
+    for (int i = 0; i < ls->n_stations; i++)
+        sim_station_close(&ls->stations[i]);
+    free(ls->env.measurements);
+    if (ls->control != NULL)
+        zmq_close(ls->control);
+    if (ls->zctx != NULL)
+        zmq_ctx_term(ls->zctx);
+    for (int i = 0; i < ls->n_clients; i++)
+        close(ls->clients[i]);
+    if (ls->listen_fd > 0)
+        close(ls->listen_fd);
+    if (ls->map != NULL)
+        modbus_mapping_free(ls->map);
+    if (ls->mb != NULL)
+        modbus_free(ls->mb);
+    if (ls->fur_master > 0) {
+        close(ls->fur_master);
+        close(ls->fur_slave);
+    }
+    if (ls->coat_master > 0) {
+        close(ls->coat_master);
+        close(ls->coat_slave);
+    }
+    sim_robot_free(&ls->robot);
+    sim_lab_free(&ls->slab);
+    if (ls->rng != NULL)
+        gsl_rng_free(ls->rng);
+    labconf_free(&ls->lab);
+    if (ls->sigfd > 0)
+        close(ls->sigfd);
+}
+
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: labsim world perovskite [--seed S] [--noise-free] < PARAMS.csv\n");
+    fprintf(out,
+            "usage: labsim [--lab FILE] --runtime-dir DIR [--speed N] [--seed S] [--faults SPEC]\n"
+            "              [--world perovskite|electrolyte] [--stations-endpoint EP] [--verbose]\n"
+            "       labsim world perovskite [--seed S] [--noise-free] < PARAMS.csv\n");
+}
+
+static int labsim_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"lab",               required_argument, NULL, 'l'},
+        {"runtime-dir",       required_argument, NULL, 'd'},
+        {"speed",             required_argument, NULL, 's'},
+        {"seed",              required_argument, NULL, 'S'},
+        {"faults",            required_argument, NULL, 'f'},
+        {"world",             required_argument, NULL, 'w'},
+        {"stations-endpoint", required_argument, NULL, 'e'},
+        {"verbose",           no_argument,       NULL, 'v'},
+        {"help",              no_argument,       NULL, 'h'},
+        {NULL,                0,                 NULL, 0  },
+    };
+    static struct labsim ls; /* large; one per process */
+    memset(&ls, 0, sizeof(ls));
+    ls.opt.speed = 1.0;
+    ls.opt.seed = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 'l':
+            ls.opt.lab_path = optarg;
+            break;
+        case 'd':
+            ls.opt.runtime_dir = optarg;
+            break;
+        case 's':
+            ls.opt.speed = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || !(ls.opt.speed > 0.0) || !isfinite(ls.opt.speed)) {
+                fprintf(stderr, "labsim: --speed: '%s' is not a positive number\n", optarg);
+                return 2;
+            }
+            break;
+        case 'S':
+            ls.opt.seed = strtoul(optarg, &end, 10);
+            if (end == optarg || *end != '\0') {
+                fprintf(stderr, "labsim: --seed: '%s' is not a number\n", optarg);
+                return 2;
+            }
+            break;
+        case 'f':
+            ls.opt.faults = optarg;
+            break;
+        case 'w':
+            if (strcmp(optarg, "perovskite") == 0) {
+                ls.opt.world = SIM_WORLD_PEROVSKITE;
+            } else if (strcmp(optarg, "electrolyte") == 0) {
+                ls.opt.world = SIM_WORLD_ELECTROLYTE;
+            } else {
+                fprintf(stderr, "labsim: --world: '%s' is not perovskite or electrolyte\n", optarg);
+                return 2;
+            }
+            break;
+        case 'e':
+            ls.opt.endpoint = optarg;
+            break;
+        case 'v':
+            sim_log_verbose = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (ls.opt.runtime_dir == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    ls.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    struct ll_error err = {0};
+    int rc = setup(&ls, &err);
+    if (rc != 0) {
+        sim_log(SIM_LOG_ERR,
+                "event=startup_failed reason=\"%s\"",
+                err.msg[0] ? err.msg : strerror(-rc));
+        teardown(&ls);
+        return 1;
+    }
+    ls.start_ms = ls.last_ms = ll_monotonic_ms();
+    rc = run_loop(&ls);
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/ready", ls.opt.runtime_dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/labsim.pid", ls.opt.runtime_dir);
+    unlink(path);
+    sim_log(SIM_LOG_INFO, "event=stopped sim_time_s=%.1f", ls.sim_s);
+    teardown(&ls);
+    return rc == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -129,6 +1147,5 @@ int main(int argc, char **argv)
         }
         return world_perovskite(seed, noise_free);
     }
-    usage(argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
-    return argc >= 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    return labsim_main(argc, argv);
 }

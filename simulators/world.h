@@ -37,4 +37,44 @@ struct world_perovskite_truth {
 void world_perovskite_eval(const double x[WORLD_PEROVSKITE_N_INPUTS],
                            struct world_perovskite_truth *ret_truth);
 
+/* Solid-electrolyte world (docs/world.md §2): a garnet LLZO pellet,
+ * Li_(7-ta-3al) Al_al La3 Zr_(2-ta) Ta_ta O12, made with an excess of lithium precursor and
+ * sintered at sinter_c for sinter_min. Lithium loss, cubic/tetragonal phase, pyrochlore,
+ * densification and grain boundaries decide the conductivity. */
+enum {
+    WORLD_ELECTROLYTE_TA,         /* Ta per formula unit */
+    WORLD_ELECTROLYTE_AL,         /* Al per formula unit */
+    WORLD_ELECTROLYTE_LI_EXCESS,  /* extra Li precursor, fraction of the nominal Li */
+    WORLD_ELECTROLYTE_SINTER_C,   /* sintering temperature, °C */
+    WORLD_ELECTROLYTE_SINTER_MIN, /* sintering time, minutes */
+    WORLD_ELECTROLYTE_N_INPUTS
+};
+
+extern const double world_electrolyte_low[WORLD_ELECTROLYTE_N_INPUTS];
+extern const double world_electrolyte_high[WORLD_ELECTROLYTE_N_INPUTS];
+
+struct world_electrolyte_truth {
+    double sigma_bulk_s_cm;  /* bulk conductivity at 25 °C, S/cm (porosity included) */
+    double sigma_total_s_cm; /* bulk + grain boundary at 25 °C, S/cm */
+    double ea_bulk_ev;       /* activation energy of the bulk (sigma = sigma0 exp(-Ea/kT)) */
+    double ea_gb_ev;         /* activation energy of the grain boundaries */
+    double gb_ratio;         /* R_gb / R_bulk at 25 °C */
+    double cubic;            /* share of the cubic phase, 0..1 */
+    double li_lost;          /* Li per formula unit lost during sintering */
+    double pyrochlore;       /* share of La2Zr2O7 decomposition product, 0..1 */
+    double rel_density;      /* relative density of the pellet, 0..1 */
+};
+
+/* Noise-free truth for inputs x (ta, al, li_excess, sinter_c, sinter_min); finite for any
+ * finite input. */
+void world_electrolyte_eval(const double x[WORLD_ELECTROLYTE_N_INPUTS],
+                            struct world_electrolyte_truth *ret_truth);
+
+/* Bulk and grain-boundary conductivities (S/cm) of a pellet with truth t at temp_c (°C),
+ * from the 25 °C values by the Arrhenius law sigma(T) = sigma(25) exp(-Ea/k (1/T - 1/T25)). */
+void world_electrolyte_sigma_at(const struct world_electrolyte_truth *t,
+                                double temp_c,
+                                double *ret_sigma_bulk_s_cm,
+                                double *ret_sigma_gb_s_cm);
+
 #endif
