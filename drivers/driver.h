@@ -156,9 +156,12 @@ int drv_describe(struct drv *drv, char *buf, size_t size, struct ll_error *reter
 /* Reads the instrument's live state into *ret (text, readings); state/error unused. */
 int drv_status(struct drv *drv, struct drv_status *ret, struct ll_error *reterr);
 
-/* Checks step against the instrument's limits without any I/O: 0, DRV_ELIMIT or -EINVAL.
- * drv_step_start() calls it first; the daemon may call it before committing an intent. */
-int drv_step_check(const struct drv *drv, const struct drv_step *step, struct ll_error *reterr);
+/* Checks step against inst's limits and configuration without any I/O: 0, DRV_ELIMIT or
+ * -EINVAL. drv_step_start() calls it first; the daemon may call it before committing an
+ * intent, and without an open driver. */
+int drv_step_check(const struct labconf_instrument *inst,
+                   const struct drv_step *step,
+                   struct ll_error *reterr);
 
 /* Starts step (after drv_step_check). Returns 0 once the instrument has accepted it (it is
  * running), also when the instrument already runs or ran this step id (idempotent: the
@@ -187,6 +190,12 @@ int drv_step_query(struct drv *drv,
  * limit kept non-zero; coater: ABORT) and verifies it by reading back where the protocol
  * allows. Safe to call at any time, any number of times. */
 int drv_safe(struct drv *drv, struct ll_error *reterr);
+
+/* Clears a latched fault so that the instrument takes steps again (robot RESET_ERROR,
+ * coater CLR, furnace: writes alarm 1's threshold again, which acknowledges a latched
+ * alarm once PV is below it). For an operator (`labloop instrument NAME reset`); the
+ * daemon does not clear faults on its own. */
+int drv_clear_fault(struct drv *drv, struct ll_error *reterr);
 
 /* Closes the connection and frees *drv; sets *drv to NULL. NULL is a no-op. Does not
  * command the safe state (call drv_safe() first when that is wanted). */

@@ -331,7 +331,7 @@ static int parse_limits(struct parse *p,
                         struct labconf_instrument *in)
 {
     const config_setting_t *g = config_setting_get_member(inst, "limits");
-    char w[LABCONF_NAME_MAX + 32];
+    char w[LABCONF_NAME_MAX + 48];
     struct labconf_limits *l = &in->limits;
     int r;
 

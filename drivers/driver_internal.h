@@ -1,0 +1,135 @@
+/* driver_internal — the backend vtable behind drivers/driver.h and helpers shared by the
+ * backends (Modbus transactions with classification and retries; SPN/1 framing). Nothing
+ * outside drivers/ includes this, except the drivers' own tests and the SPN/1 fuzz target.
+ */
+#ifndef DRIVER_INTERNAL_H
+#define DRIVER_INTERNAL_H
+
+#include "common/ll_error.h"
+#include "drivers/driver.h"
+#include "drivers/labconf.h"
+
+#include <modbus.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One backend. Every function gets the deadline of the whole call (monotonic ms). */
+struct drv_ops {
+    const char *kind;
+    int (*connect)(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr);
+    int (*describe)(
+        struct drv *drv, char *buf, size_t size, int64_t deadline_ms, struct ll_error *reterr);
+    int (*status)(struct drv *drv,
+                  struct drv_status *ret,
+                  int64_t deadline_ms,
+                  struct ll_error *reterr);
+    int (*start)(struct drv *drv,
+                 const struct drv_step *step,
+                 int64_t deadline_ms,
+                 struct ll_error *reterr);
+    int (*poll)(struct drv *drv,
+                const struct drv_step *step,
+                struct drv_status *ret,
+                int64_t deadline_ms,
+                struct ll_error *reterr);
+    int (*query)(struct drv *drv,
+                 const struct drv_step *step,
+                 struct drv_status *ret,
+                 int64_t deadline_ms,
+                 struct ll_error *reterr);
+    int (*safe)(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr);
+    int (*clear_fault)(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr);
+    void (*disconnect)(struct drv *drv);
+};
+
+struct drv {
+    const struct drv_ops *ops;
+    struct labconf_instrument inst;
+    bool connected;
+    /* the step this driver started last (0 none) and when (monotonic ms) */
+    uint32_t started_step_id;
+    int64_t started_ms;
+    /* backend state */
+    modbus_t *mb;         /* robot, furnace */
+    struct sp_port *port; /* coater */
+    uint16_t seq;         /* coater: next SPN/1 sequence number */
+    char rxbuf[512];      /* coater: bytes received but not yet consumed */
+    size_t rxlen;
+    uint16_t last_heartbeat;   /* robot */
+    int64_t heartbeat_seen_ms; /* robot: when HEARTBEAT last changed (0 unknown) */
+    bool program_seen_running; /* furnace: a poll saw the started program run or hold */
+};
+
+extern const struct drv_ops drv__robot_ops;
+extern const struct drv_ops drv__furnace_ops;
+extern const struct drv_ops drv__coater_ops;
+
+/* ---- Modbus helpers (drivers/mb.c) ----------------------------------------------- */
+
+/* Sets timeouts, turns error recovery off. */
+void drv__mb_configure(struct drv *drv);
+
+/* Maps errno after a failed libmodbus call to a DRV_E* code, with a sentence naming what
+ * (e.g. "reading input registers 0-9") in reterr. Exceptions become "refused (exception
+ * N: NAME)"; 05/06 become DRV_EBUSY; link errors DRV_ELINK (and drv->connected = false). */
+int drv__mb_error(struct drv *drv, int err, const char *what, struct ll_error *reterr);
+
+/* Reads n holding (input = false) or input (input = true) registers at addr, retrying
+ * time-outs, garbled answers and lost links (reconnecting) with back-off until
+ * deadline_ms. Exceptions are not retried (busy is retried). */
+int drv__mb_read(struct drv *drv,
+                 bool input,
+                 int addr,
+                 int n,
+                 uint16_t *dest,
+                 int64_t deadline_ms,
+                 struct ll_error *reterr);
+
+/* Writes one holding register (FC06). Never resent blindly: after a time-out or a lost
+ * link the register is read back; equal means written, different means written once
+ * more (setting a register to a value is idempotent), unreadable means DRV_ETIMEDOUT. */
+int drv__mb_write_reg(
+    struct drv *drv, int addr, uint16_t value, int64_t deadline_ms, struct ll_error *reterr);
+
+/* One attempt of FC16 (flush first); no retry. */
+int drv__mb_write_regs_once(struct drv *drv,
+                            int addr,
+                            int n,
+                            const uint16_t *src,
+                            int64_t deadline_ms,
+                            struct ll_error *reterr);
+
+/* Connects (or reconnects) drv->mb within deadline. */
+int drv__mb_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr);
+
+/* Back-off sleep for attempt k (25 ms doubling, capped at 400 ms and at the deadline).
+ * Returns false when the deadline has passed. */
+bool drv__backoff(int attempt, int64_t deadline_ms);
+
+/* ---- SPN/1 framing (drivers/spn1.c) ---------------------------------------------- */
+
+#define SPN1_LINE_MAX 128
+
+struct spn1_reply {
+    unsigned seq;
+    bool ok;                  /* OK or ERR */
+    int err_code;             /* ERR: nn of Enn */
+    char data[SPN1_LINE_MAX]; /* OK: the data after "OK " ("" if none); ERR: the token */
+};
+
+/* Formats "<seq> <body>*<CRC>\r\n" into buf; returns the length, or -EINVAL when body has
+ * characters outside printable ASCII or the frame would exceed SPN1_LINE_MAX. */
+int spn1_format(unsigned seq, const char *body, char *buf, size_t size);
+
+/* Parses one reply line (without "\r\n"; len bytes, not NUL-terminated). Returns 0, or
+ * -EBADMSG (bad CRC), -EPROTO (malformed). Outside input: fuzzed by fuzz_spn1_reply. */
+int spn1_parse_reply(const char *line, size_t len, struct spn1_reply *ret);
+
+/* The value of KEY=VALUE in a space-separated data string, copied into buf; -ENOENT. */
+int spn1_field(const char *data, const char *key, char *buf, size_t size);
+
+/* Maps an SPN/1 ERR code to a DRV_E* code (E05/E06/E07/E09 refusals, E04 busy ...). */
+int spn1_error_code(int err_code);
+
+#endif

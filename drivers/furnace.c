@@ -1,0 +1,463 @@
+/* furnace — a temperature controller over Modbus RTU (docs/instruments.md §2,
+ * hardware.md §1.3), with every address, scale and enumeration taken from the map in the
+ * lab definition, so a Eurotherm 3216 and the "vendorb" layout run the same code.
+ *
+ * An anneal is loaded as a one-segment program (target, ramp rate, dwell) with end type
+ * "reset", then started with program status = run: the controller ramps, dwells and goes
+ * back to its safe setpoint by itself, so the anneal ends safely even if the host dies
+ * (DESIGN.md "Safe without us"). The setpoint rate register (SP.RAT) is set to the step's
+ * ramp and never left at 0 (= unlimited). Limits (max temperature, max ramp) are enforced
+ * in driver.c before any byte is sent; the controller's alarm 1 threshold is kept at or
+ * below max_temp_c + 10 C as a second line. Each register write is FC06 and is read back
+ * after a lost answer (drv__mb_write_reg); the loaded program is read back and compared
+ * before RUN. Status bits (3200 series, both maps): B0 alarm 1, B5 sensor break,
+ * B9 program end, B10 PV over-range.
+ */
+#include "drivers/driver_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <modbus.h>
+#include <stdio.h>
+#include <string.h>
+
+#define ST_ALARM1 (1u << 0)
+#define ST_SENSOR_BREAK (1u << 5)
+#define ST_PROGRAM_END (1u << 9)
+#define ST_OVER_RANGE (1u << 10)
+
+static uint16_t temp_raw(const struct labconf_furnace_map *m, double c)
+{
+    long v = lround(c / m->temp_scale);
+
+    if (v > 32767)
+        v = 32767;
+    if (v < -32768)
+        v = -32768;
+    return (uint16_t)(int16_t)v;
+}
+
+static double temp_c(const struct labconf_furnace_map *m, uint16_t raw)
+{
+    return (double)(int16_t)raw * m->temp_scale;
+}
+
+static uint16_t unsigned_raw(double v, double scale)
+{
+    long r = lround(v / scale);
+
+    return (uint16_t)(r < 0 ? 0 : r > 65535 ? 65535 : r);
+}
+
+static int
+read1(struct drv *drv, int addr, uint16_t *v, int64_t deadline_ms, struct ll_error *reterr)
+{
+    return drv__mb_read(drv, false, addr, 1, v, deadline_ms, reterr);
+}
+
+static const char *program_status_name(const struct labconf_furnace_map *m, int v)
+{
+    if (v == m->program_status_values.reset)
+        return "reset";
+    if (v == m->program_status_values.run)
+        return "run";
+    if (v == m->program_status_values.hold)
+        return "hold";
+    if (v == m->program_status_values.end)
+        return "end";
+    return "?";
+}
+
+/* The program registers a step loads: dwell, target, rate, end type. */
+struct program {
+    uint16_t dwell, target, rate, end_type;
+};
+
+static struct program program_of(const struct labconf_furnace_map *m, const struct drv_step *s)
+{
+    struct program p = {
+        .dwell = unsigned_raw(s->anneal.dwell_min, m->dwell_scale),
+        .target = temp_raw(m, s->anneal.setpoint_c),
+        .rate = unsigned_raw(s->anneal.ramp_c_min, m->rate_scale),
+        .end_type = (uint16_t)m->end_type_values.reset,
+    };
+    return p;
+}
+
+static int
+read_program(struct drv *drv, struct program *p, int64_t deadline_ms, struct ll_error *reterr)
+{
+    const struct labconf_furnace_map *m = &drv->inst.map;
+    int r = read1(drv, m->seg_dwell, &p->dwell, deadline_ms, reterr);
+
+    if (r == 0)
+        r = read1(drv, m->seg_target, &p->target, deadline_ms, reterr);
+    if (r == 0)
+        r = read1(drv, m->seg_rate, &p->rate, deadline_ms, reterr);
+    if (r == 0)
+        r = read1(drv, m->end_type, &p->end_type, deadline_ms, reterr);
+    return r;
+}
+
+static bool same_program(const struct program *a, const struct program *b)
+{
+    return a->dwell == b->dwell && a->target == b->target && a->rate == b->rate &&
+           a->end_type == b->end_type;
+}
+
+static int furnace_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
+{
+    return drv__mb_connect(drv, deadline_ms, reterr);
+}
+
+static void furnace_disconnect(struct drv *drv)
+{
+    if (drv->mb) {
+        modbus_close(drv->mb);
+        modbus_free(drv->mb);
+        drv->mb = NULL;
+    }
+    drv->connected = false;
+}
+
+/* Keeps alarm 1 at or below max_temp_c + 10 C (written only when higher: no EEPROM wear). */
+static int check_alarm(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
+{
+    const struct labconf_furnace_map *m = &drv->inst.map;
+    uint16_t want = temp_raw(m, drv->inst.limits.max_temp_c + 10.0), have;
+    int r = read1(drv, m->alarm1, &have, deadline_ms, reterr);
+
+    if (r == 0 && (int16_t)have > (int16_t)want)
+        r = drv__mb_write_reg(drv, m->alarm1, want, deadline_ms, reterr);
+    return r;
+}
+
+static int furnace_start(struct drv *drv,
+                         const struct drv_step *step,
+                         int64_t deadline_ms,
+                         struct ll_error *reterr)
+{
+    const struct labconf_furnace_map *m = &drv->inst.map;
+    struct program want = program_of(m, step), have;
+    uint16_t ps;
+    int r;
+
+    r = read1(drv, m->program_status, &ps, deadline_ms, reterr);
+    if (r)
+        return r;
+    if (ps == m->program_status_values.run || ps == m->program_status_values.hold) {
+        r = read_program(drv, &have, deadline_ms, reterr);
+        if (r)
+            return r;
+        if (same_program(&have, &want) && drv->started_step_id == step->id)
+            return 0; /* this anneal is already running */
+        return ll_error_set(
+            reterr, DRV_EBUSY, "a program is %s; not started", program_status_name(m, ps));
+    }
+    r = check_alarm(drv, deadline_ms, reterr);
+    /* the rate limit first: from here on the setpoint can never jump */
+    if (r == 0)
+        r = drv__mb_write_reg(drv, m->sp_rate, want.rate, deadline_ms, reterr);
+    if (r == 0)
+        r = drv__mb_write_reg(drv, m->seg_target, want.target, deadline_ms, reterr);
+    if (r == 0)
+        r = drv__mb_write_reg(drv, m->seg_rate, want.rate, deadline_ms, reterr);
+    if (r == 0)
+        r = drv__mb_write_reg(drv, m->seg_dwell, want.dwell, deadline_ms, reterr);
+    if (r == 0)
+        r = drv__mb_write_reg(drv, m->end_type, want.end_type, deadline_ms, reterr);
+    if (r == 0)
+        r = read_program(drv, &have, deadline_ms, reterr);
+    if (r)
+        return ll_error_prefix(reterr, "loading the anneal program");
+    if (!same_program(&have, &want))
+        return ll_error_set(reterr,
+                            DRV_EREFUSED,
+                            "the controller did not keep the anneal program (dwell %u/%u, target "
+                            "%u/%u, rate %u/%u, end type %u/%u raw); not started",
+                            have.dwell,
+                            want.dwell,
+                            have.target,
+                            want.target,
+                            have.rate,
+                            want.rate,
+                            have.end_type,
+                            want.end_type);
+    r = drv__mb_write_reg(
+        drv, m->program_status, (uint16_t)m->program_status_values.run, deadline_ms, reterr);
+    if (r)
+        return ll_error_prefix(reterr, "starting the anneal program");
+    drv->program_seen_running = false;
+    return 0;
+}
+
+struct readings {
+    uint16_t ps, status, pv, wsp, output, sp_rate;
+};
+
+static int
+read_state(struct drv *drv, struct readings *rd, int64_t deadline_ms, struct ll_error *reterr)
+{
+    const struct labconf_furnace_map *m = &drv->inst.map;
+    int r = read1(drv, m->program_status, &rd->ps, deadline_ms, reterr);
+
+    if (r == 0)
+        r = read1(drv, m->status, &rd->status, deadline_ms, reterr);
+    if (r == 0)
+        r = read1(drv, m->pv, &rd->pv, deadline_ms, reterr);
+    if (r == 0)
+        r = read1(drv, m->working_sp, &rd->wsp, deadline_ms, reterr);
+    return r;
+}
+
+static void fill_readings(const struct drv *drv, const struct readings *rd, struct drv_status *ret)
+{
+    const struct labconf_furnace_map *m = &drv->inst.map;
+
+    ret->temp_c = temp_c(m, rd->pv);
+    ret->setpoint_c = temp_c(m, rd->wsp);
+    snprintf(ret->text,
+             sizeof(ret->text),
+             "program=%s pv=%.1fC working_sp=%.1fC status=0x%04x%s%s%s%s",
+             program_status_name(m, rd->ps),
+             ret->temp_c,
+             ret->setpoint_c,
+             (unsigned)rd->status,
+             rd->status & ST_ALARM1 ? " ALARM1" : "",
+             rd->status & ST_SENSOR_BREAK ? " SENSOR_BREAK" : "",
+             rd->status & ST_OVER_RANGE ? " OVER_RANGE" : "",
+             rd->status & ST_PROGRAM_END ? " PROGRAM_END" : "");
+}
+
+/* Fault bits in the status word, as a sentence; NULL when none. */
+static const char *fault_of(uint16_t status)
+{
+    if (status & ST_SENSOR_BREAK)
+        return "sensor break (status B5)";
+    if (status & ST_OVER_RANGE)
+        return "PV over-range (status B10)";
+    if (status & ST_ALARM1)
+        return "high alarm 1 (status B0)";
+    return NULL;
+}
+
+static int furnace_poll(struct drv *drv,
+                        const struct drv_step *step,
+                        struct drv_status *ret,
+                        int64_t deadline_ms,
+                        struct ll_error *reterr)
+{
+    const struct labconf_furnace_map *m = &drv->inst.map;
+    struct readings rd;
+    const char *fault;
+    int r = read_state(drv, &rd, deadline_ms, reterr);
+
+    if (r)
+        return r;
+    fill_readings(drv, &rd, ret);
+    fault = fault_of(rd.status);
+    if (fault) {
+        ret->state = DRV_STEP_FAILED;
+        ret->error = DRV_EFAULT;
+        snprintf(ret->reason,
+                 sizeof(ret->reason),
+                 "furnace fault during anneal %u: %s, PV %.1f C",
+                 (unsigned)step->id,
+                 fault,
+                 ret->temp_c);
+        return 0;
+    }
+    if (rd.ps == m->program_status_values.run || rd.ps == m->program_status_values.hold) {
+        drv->program_seen_running = true;
+        ret->state = DRV_STEP_RUNNING;
+        snprintf(ret->reason,
+                 sizeof(ret->reason),
+                 "anneal %u %s: PV %.1f C, working setpoint %.1f C",
+                 (unsigned)step->id,
+                 rd.ps == m->program_status_values.run ? "running" : "held",
+                 ret->temp_c,
+                 ret->setpoint_c);
+        return 0;
+    }
+    if (rd.ps == m->program_status_values.end ||
+        (rd.ps == m->program_status_values.reset && (rd.status & ST_PROGRAM_END))) {
+        ret->state = DRV_STEP_DONE;
+        ret->progress = 1.0;
+        snprintf(ret->reason,
+                 sizeof(ret->reason),
+                 "anneal %u ended (program %s), PV %.1f C",
+                 (unsigned)step->id,
+                 program_status_name(m, rd.ps),
+                 ret->temp_c);
+        return 0;
+    }
+    ret->state = DRV_STEP_FAILED;
+    ret->error = DRV_EFAULT;
+    snprintf(ret->reason,
+             sizeof(ret->reason),
+             "anneal %u: the program is %s without having ended (reset from outside?)",
+             (unsigned)step->id,
+             program_status_name(m, rd.ps));
+    return 0;
+}
+
+static int furnace_query(struct drv *drv,
+                         const struct drv_step *step,
+                         struct drv_status *ret,
+                         int64_t deadline_ms,
+                         struct ll_error *reterr)
+{
+    const struct labconf_furnace_map *m = &drv->inst.map;
+    struct program want = program_of(m, step), have;
+    struct readings rd;
+    bool running;
+    int r = read_state(drv, &rd, deadline_ms, reterr);
+
+    if (r == 0)
+        r = read_program(drv, &have, deadline_ms, reterr);
+    if (r)
+        return r;
+    fill_readings(drv, &rd, ret);
+    running = rd.ps == m->program_status_values.run || rd.ps == m->program_status_values.hold;
+    if (!same_program(&have, &want)) {
+        ret->state = running ? DRV_STEP_UNKNOWN : DRV_STEP_NOT_STARTED;
+        snprintf(ret->reason,
+                 sizeof(ret->reason),
+                 running ? "another program is running" : "the loaded program is not this step's");
+    } else if (running) {
+        ret->state = DRV_STEP_RUNNING;
+        snprintf(ret->reason, sizeof(ret->reason), "this step's program is running");
+    } else if (rd.ps == m->program_status_values.end || (rd.status & ST_PROGRAM_END)) {
+        ret->state = DRV_STEP_DONE;
+        snprintf(ret->reason,
+                 sizeof(ret->reason),
+                 "a program with this step's parameters ended (the controller keeps no step id)");
+    } else {
+        ret->state = DRV_STEP_UNKNOWN;
+        snprintf(ret->reason,
+                 sizeof(ret->reason),
+                 "this step's program is loaded but in reset: never started, or reset before "
+                 "its end");
+    }
+    return 0;
+}
+
+static int furnace_safe(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
+{
+    const struct labconf_furnace_map *m = &drv->inst.map;
+    uint16_t want_sp = temp_raw(m, drv->inst.limits.safe_setpoint_c), v;
+    int r;
+
+    r = drv__mb_write_reg(
+        drv, m->program_status, (uint16_t)m->program_status_values.reset, deadline_ms, reterr);
+    if (r)
+        return ll_error_prefix(reterr, "safe state: program reset");
+    /* never leave the rate limit at 0 = unlimited */
+    r = read1(drv, m->sp_rate, &v, deadline_ms, reterr);
+    if (r == 0 && v == 0)
+        r = drv__mb_write_reg(drv,
+                              m->sp_rate,
+                              unsigned_raw(drv->inst.limits.max_ramp_c_min, m->rate_scale),
+                              deadline_ms,
+                              reterr);
+    /* the target setpoint lives in EEPROM: write it only when it differs */
+    if (r == 0)
+        r = read1(drv, m->target_sp, &v, deadline_ms, reterr);
+    if (r == 0 && v != want_sp)
+        r = drv__mb_write_reg(drv, m->target_sp, want_sp, deadline_ms, reterr);
+    if (r == 0)
+        r = read1(drv, m->program_status, &v, deadline_ms, reterr);
+    if (r)
+        return ll_error_prefix(reterr, "safe state");
+    if (v != m->program_status_values.reset)
+        return ll_error_set(reterr,
+                            DRV_EREFUSED,
+                            "safe state: program status reads %s after reset",
+                            program_status_name(m, v));
+    return 0;
+}
+
+static int furnace_describe(
+    struct drv *drv, char *buf, size_t size, int64_t deadline_ms, struct ll_error *reterr)
+{
+    const struct labconf_instrument *in = &drv->inst;
+    const struct labconf_furnace_map *m = &in->map;
+    struct readings rd;
+    uint16_t alarm, sp_rate, tsp;
+    int r = read_state(drv, &rd, deadline_ms, reterr);
+
+    if (r == 0)
+        r = read1(drv, m->alarm1, &alarm, deadline_ms, reterr);
+    if (r == 0)
+        r = read1(drv, m->sp_rate, &sp_rate, deadline_ms, reterr);
+    if (r == 0)
+        r = read1(drv, m->target_sp, &tsp, deadline_ms, reterr);
+    if (r)
+        return r;
+    snprintf(buf,
+             size,
+             "furnace '%s': Modbus RTU %s %d %c%d%d slave %d, map '%s' (PV at %d, scale %g C)\n"
+             "  limits: max %.1f C, max ramp %.1f C/min, safe setpoint %.1f C\n"
+             "  PV %.1f C, target setpoint %.1f C, working setpoint %.1f C, rate limit %.1f "
+             "C/min%s, alarm 1 at %.1f C, program %s, status 0x%04x",
+             in->name,
+             in->device,
+             in->baud,
+             in->parity,
+             in->data_bits,
+             in->stop_bits,
+             in->slave,
+             m->name,
+             m->pv,
+             m->temp_scale,
+             in->limits.max_temp_c,
+             in->limits.max_ramp_c_min,
+             in->limits.safe_setpoint_c,
+             temp_c(m, rd.pv),
+             temp_c(m, tsp),
+             temp_c(m, rd.wsp),
+             sp_rate * m->rate_scale,
+             sp_rate == 0 ? " (0 = UNLIMITED)" : "",
+             temp_c(m, alarm),
+             program_status_name(m, rd.ps),
+             (unsigned)rd.status);
+    return 0;
+}
+
+static int furnace_status(struct drv *drv,
+                          struct drv_status *ret,
+                          int64_t deadline_ms,
+                          struct ll_error *reterr)
+{
+    struct readings rd;
+    int r = read_state(drv, &rd, deadline_ms, reterr);
+
+    if (r)
+        return r;
+    fill_readings(drv, &rd, ret);
+    return 0;
+}
+
+static int furnace_clear_fault(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
+{
+    const struct labconf_furnace_map *m = &drv->inst.map;
+    uint16_t v;
+    int r = read1(drv, m->alarm1, &v, deadline_ms, reterr);
+
+    if (r == 0)
+        r = drv__mb_write_reg(drv, m->alarm1, v, deadline_ms, reterr);
+    return r;
+}
+
+const struct drv_ops drv__furnace_ops = {
+    .kind = "modbus_rtu_furnace",
+    .connect = furnace_connect,
+    .describe = furnace_describe,
+    .status = furnace_status,
+    .start = furnace_start,
+    .poll = furnace_poll,
+    .query = furnace_query,
+    .safe = furnace_safe,
+    .clear_fault = furnace_clear_fault,
+    .disconnect = furnace_disconnect,
+};
