@@ -364,6 +364,7 @@ static void robot_request(struct labsim *ls, int i)
     uint8_t fc = req[hl];
     int rel = len >= hl + 3 ? ((req[hl + 1] << 8) | req[hl + 2]) - base : -1;
     int exc = 0;
+    uint32_t accepted_before = ls->robot.accepted_job;
     robot_refresh_map(ls);
     switch (fc) {
     case 1:
@@ -413,12 +414,11 @@ static void robot_request(struct labsim *ls, int i)
             rel,
             exc,
             ls->robot.state);
-    if (exc == 0 && (fc == 5 || fc == 6 || fc == 15 || fc == 16) && job[0])
+    if (exc == 0 && job[0])
         sim_log(SIM_LOG_INFO,
-                "instrument=robot job=%s event=start accepted_job=%u state=%d",
+                "instrument=robot job=%s event=%s",
                 job,
-                ls->robot.accepted_job,
-                ls->robot.state);
+                ls->robot.accepted_job != accepted_before ? "start" : "replay_ignored");
     if (no_reply)
         return;
     if (exc != 0) {

@@ -70,7 +70,7 @@ static int validate_block(const struct sim_robot *r, const uint16_t *b)
         return 3;
     if (action < ACT_DISPENSE || action > ACT_TIP_CHANGE)
         return 3;
-    if (b[SIM_ROBOT_REG_RECIPE] != 0 || b[SIM_ROBOT_REG_DEST_PLATE] > 15 ||
+    if (b[SIM_ROBOT_REG_RECIPE] > 999 || b[SIM_ROBOT_REG_DEST_PLATE] > 15 ||
         b[SIM_ROBOT_REG_DEST_WELL] > 95 || b[SIM_ROBOT_REG_SOURCE_SLOT] > 15)
         return 3;
     double total = 0.0;
