@@ -19,4 +19,17 @@ int cmd_plan(int argc, char **argv);       /* planner without the daemon (cmd_pl
 int cmd_analyze(int argc, char **argv);    /* measurement models without the daemon */
 int cmd_instrument(int argc, char **argv); /* operator checks of one instrument */
 
+/* Commands that talk to labloopd over its control socket (cmd_daemon.c). */
+int cmd_status(int argc, char **argv);
+int cmd_campaign(int argc, char **argv);
+int cmd_approve(int argc, char **argv);
+int cmd_deny(int argc, char **argv);
+int cmd_experiments(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_pareto(int argc, char **argv);
+int cmd_events(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_estop(int argc, char **argv);
+int cmd_resolve(int argc, char **argv);
+
 #endif

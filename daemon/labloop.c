@@ -1,7 +1,8 @@
 /* labloop — the operator's command-line tool.
  *
  * Subcommands that work without the daemon (plan, analyze, instrument) run in this
- * process; the others talk to labloopd over its control socket. Each subcommand lives in
+ * process; the others (cmd_daemon.c) talk to labloopd over its control socket (exit 3 when
+ * it cannot be reached). Each subcommand lives in
  * daemon/cmd_NAME.c; this file only dispatches. See commands.h for exit statuses.
  */
 #include "daemon/commands.h"
@@ -17,9 +18,20 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"plan",       cmd_plan,       "propose experiments from a campaign file and observations" },
-    {"analyze",    cmd_analyze,    "derive figures of merit from one measurement message"      },
-    {"instrument", cmd_instrument, "check one instrument by hand: status, one step, safe state"},
+    {"plan",        cmd_plan,        "propose experiments from a campaign file and observations"         },
+    {"analyze",     cmd_analyze,     "derive figures of merit from one measurement message"              },
+    {"instrument",  cmd_instrument,  "check one instrument by hand: status, one step, safe state"        },
+    {"status",      cmd_status,      "the daemon's campaigns, rounds, questions, instruments, stations"  },
+    {"campaign",    cmd_campaign,    "campaign start FILE | pause | resume | abort [ID]"                 },
+    {"approve",     cmd_approve,     "approve the batch a campaign is waiting on"                        },
+    {"deny",        cmd_deny,        "deny it (its experiments are abandoned)"                           },
+    {"experiments", cmd_experiments, "list experiments (CSV; --json for everything)"                     },
+    {"export",      cmd_export,      "export experiments as CSV or JSON (with model fits)"               },
+    {"pareto",      cmd_pareto,      "Pareto front and hypervolume of a campaign"                        },
+    {"events",      cmd_events,      "the daemon's event log"                                            },
+    {"backup",      cmd_backup,      "online backup of the store to FILE"                                },
+    {"e-stop",      cmd_estop,       "SOFTWARE stop: safe state on every instrument (not a wired e-stop)"},
+    {"resolve",     cmd_resolve,     "answer an operator question: STEP done|failed"                     },
 };
 
 static void usage(FILE *out)

@@ -50,7 +50,8 @@ static const unsigned experiment_allowed[STORE_EXP_N_STATES] = {
 };
 static const unsigned step_allowed[STORE_STEP_N_STATES] = {
     [STORE_STEP_PENDING] = B(STORE_STEP_STARTED) | B(STORE_STEP_SKIPPED),
-    [STORE_STEP_STARTED] = B(STORE_STEP_DONE) | B(STORE_STEP_FAILED) | B(STORE_STEP_UNKNOWN),
+    [STORE_STEP_STARTED] =
+        B(STORE_STEP_DONE) | B(STORE_STEP_FAILED) | B(STORE_STEP_UNKNOWN) | B(STORE_STEP_PENDING),
     [STORE_STEP_UNKNOWN] = B(STORE_STEP_DONE) | B(STORE_STEP_FAILED),
 };
 #undef B
@@ -739,8 +740,16 @@ int store_experiment_create(struct store *s,
     int64_t id = sqlite3_last_insert_rowid(s->db);
     char sample[32];
     snprintf(sample, sizeof(sample), "S%06lld", (long long)id);
+    /* well < 0: the rack well follows the global experiment id, so wells are not reused
+     * across campaigns until 96 samples have been made */
     r = run(s,
-            prep(s, reterr, "UPDATE experiments SET sample = ? WHERE id = ?", "si", sample, id),
+            prep(s,
+                 reterr,
+                 "UPDATE experiments SET sample = ?, well = CASE WHEN well < 0 THEN (id - 1) % 96 "
+                 "ELSE well END WHERE id = ?",
+                 "si",
+                 sample,
+                 id),
             reterr,
             "experiment sample");
     if (r == 0)
@@ -776,6 +785,23 @@ int store_experiment_set_state(
                "experiment state");
 }
 
+int store_experiment_set_reason(struct store *s,
+                                int64_t id,
+                                const char *reason,
+                                struct ll_error *reterr)
+{
+    return run(s,
+               prep(s,
+                    reterr,
+                    "UPDATE experiments SET reason = ?, updated_at = ? WHERE id = ?",
+                    "sii",
+                    reason,
+                    ll_wall_ms(),
+                    id),
+               reterr,
+               "experiment reason");
+}
+
 int store_experiment_by_sample(struct store *s,
                                const char *sample,
                                int64_t *ret_id,
@@ -809,7 +835,8 @@ int store_experiment_counts(
     sqlite3_stmt *st = prep(s,
                             reterr,
                             "SELECT count(*), coalesce(sum(state IN ('measured', 'failed', "
-                            "'abandoned')), 0) FROM experiments WHERE campaign_id = ?",
+                            "'abandoned')), 0) FROM experiments WHERE campaign_id = ? AND NOT "
+                            "(state = 'abandoned' AND reason = 'denied by operator')",
                             "i",
                             campaign_id);
     if (st == NULL)
@@ -891,6 +918,18 @@ int store_step_set_state(struct store *s,
                         id),
                    reterr,
                    "step state");
+    if (to == STORE_STEP_PENDING)
+        return run(
+            s,
+            prep(s,
+                 reterr,
+                 "UPDATE steps SET state = 'pending', started_at = NULL, deadline_at = NULL, "
+                 "result = ? WHERE id = ?",
+                 "si",
+                 result,
+                 id),
+            reterr,
+            "step state");
     if (to == STORE_STEP_UNKNOWN)
         return run(s,
                    prep(s,

@@ -82,7 +82,10 @@ enum store_experiment_state {
  *   state     may become                 meaning
  *   pending   started skipped            planned, nothing sent
  *   started   done failed unknown        intent committed; the action may have reached the
- *                                        instrument (this is what recovery must settle)
+ *             pending                    instrument (this is what recovery must settle);
+ *                                        back to pending only when the instrument itself says
+ *                                        it never accepted the step (query: not started, or
+ *                                        "busy" refusal), so starting it again is safe
  *   unknown   done failed                fate not knowable after a restart: an operator
  *                                        question, answered with `labloop resolve`
  *   done      (final)                    the instrument (or station) confirmed it
@@ -173,7 +176,7 @@ json_t *store_campaigns_json(struct store *s, int all, struct ll_error *reterr);
 
 /* --- experiments --- */
 /* Inserts a proposed experiment; params is a JSON object (borrowed); sample ids are made
- * from the id ("S%06d"). Returns its id. */
+ * from the id ("S%06d"); well < 0 picks the rack well (id - 1) mod 96. Returns its id. */
 int store_experiment_create(struct store *s,
                             int64_t campaign_id,
                             int idx,
@@ -186,6 +189,11 @@ int store_experiment_create(struct store *s,
 int store_experiment_set_state(
     struct store *s, int64_t id, int to, const char *reason, struct ll_error *reterr);
 int store_experiment_get_state(struct store *s, int64_t id, struct ll_error *reterr);
+/* Records why an experiment is ending (before its final state is set). */
+int store_experiment_set_reason(struct store *s,
+                                int64_t id,
+                                const char *reason,
+                                struct ll_error *reterr);
 /* Experiment id for a sample id, or -ENOENT. */
 int store_experiment_by_sample(struct store *s,
                                const char *sample,
@@ -195,7 +203,8 @@ int store_experiment_by_sample(struct store *s,
  * campaign_id idx round well sample state reason params (object) acquisition objectives
  * (object name -> value) created_at updated_at. */
 json_t *store_experiments_json(struct store *s, int64_t campaign_id, struct ll_error *reterr);
-/* Count of a campaign's experiments (all states) and of those in a final state. */
+/* Count of a campaign's experiments and of those in a final state; experiments abandoned
+ * with the reason "denied by operator" are not counted (they do not spend the budget). */
 int store_experiment_counts(
     struct store *s, int64_t campaign_id, int *ret_total, int *ret_final, struct ll_error *reterr);
 

@@ -1,0 +1,621 @@
+/* cmd_daemon — the labloop subcommands that talk to labloopd over its control socket
+ * (daemon/control.h): status, campaign, approve, deny, experiments, export, pareto, fits,
+ * events, backup, e-stop, resolve.
+ *
+ * Common options: --json (print the daemon's JSON reply), --run-dir DIR (where labloopd's
+ * control socket is; default $LABLOOP_RUN_DIR or /run/labloop), --timeout MS (default 10000).
+ * Exit status (commands.h): 0 done, 1 the daemon refused (message on stderr), 2 usage,
+ * 3 the daemon could not be reached.
+ */
+#include "common/ll_error.h"
+#include "daemon/commands.h"
+#include "daemon/control.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct opts {
+    int json;
+    const char *run_dir;
+    int timeout_ms;
+    const char *args[8]; /* positional arguments after the subcommand */
+    int n_args;
+    int64_t campaign;
+    const char *format, *output;
+    int limit;
+};
+
+static int parse(int argc, char **argv, struct opts *o, const char *usage)
+{
+    memset(o, 0, sizeof(*o));
+    o->run_dir = getenv("LABLOOP_RUN_DIR") != NULL ? getenv("LABLOOP_RUN_DIR") : "/run/labloop";
+    o->timeout_ms = 10000;
+    o->format = "csv";
+    o->limit = 30;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--json") == 0) {
+            o->json = 1;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            printf("usage: labloop %s\n", usage);
+            exit(CMD_EXIT_OK);
+        } else if (next != NULL && strcmp(a, "--run-dir") == 0) {
+            o->run_dir = argv[++i];
+        } else if (next != NULL && strcmp(a, "--timeout") == 0) {
+            o->timeout_ms = atoi(argv[++i]);
+        } else if (next != NULL && strcmp(a, "--campaign") == 0) {
+            o->campaign = atoll(argv[++i]);
+        } else if (next != NULL && strcmp(a, "--format") == 0) {
+            o->format = argv[++i];
+        } else if (next != NULL && (strcmp(a, "--output") == 0 || strcmp(a, "-o") == 0)) {
+            o->output = argv[++i];
+        } else if (next != NULL && strcmp(a, "--limit") == 0) {
+            o->limit = atoi(argv[++i]);
+        } else if (a[0] == '-' && a[1] == '-') {
+            fprintf(
+                stderr, "labloop %s: unknown option '%s'\nusage: labloop %s\n", argv[0], a, usage);
+            return -EINVAL;
+        } else if (o->n_args < 8) {
+            o->args[o->n_args++] = a;
+        }
+    }
+    return 0;
+}
+
+/* Sends req (consumed) and returns the exit status; *ret_reply gets the reply when ok. */
+static int call(const struct opts *o, const char *name, json_t *req, json_t **ret_reply)
+{
+    struct ll_error err;
+    ll_error_clear(&err);
+    json_t *reply = NULL;
+    int r = control_call(o->run_dir, req, o->timeout_ms, &reply, &err);
+    json_decref(req);
+    if (r < 0) {
+        fprintf(stderr, "labloop %s: %s\n", name, err.msg);
+        return r == -EHOSTUNREACH ? CMD_EXIT_UNREACHABLE : CMD_EXIT_FAILED;
+    }
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        fprintf(
+            stderr, "labloop %s: %s\n", name, json_string_value(json_object_get(reply, "error")));
+        json_decref(reply);
+        return CMD_EXIT_FAILED;
+    }
+    if (o->json) {
+        json_dumpf(reply, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+        printf("\n");
+    }
+    *ret_reply = reply;
+    return CMD_EXIT_OK;
+}
+
+static const char *js(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s != NULL ? s : "";
+}
+
+static long long ji(json_t *o, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static void print_status(json_t *st)
+{
+    if (json_is_true(json_object_get(st, "estop")))
+        printf("E-STOP LATCHED (software stop: instruments were commanded to their safe states; "
+               "this is not a wired emergency stop). Resume with: labloop campaign resume ID\n");
+    size_t i;
+    json_t *c;
+    json_t *camps = json_object_get(st, "campaigns");
+    if (json_array_size(camps) == 0)
+        printf("no campaigns\n");
+    json_array_foreach(camps, i, c)
+    {
+        printf("campaign %lld '%s': %s (%lld experiments",
+               ji(c, "id"),
+               js(c, "name"),
+               js(c, "state"),
+               ji(c, "n_experiments"));
+        const char *key;
+        json_t *v;
+        json_object_foreach(json_object_get(c, "experiments"), key, v)
+        {
+            printf(", %s %lld", key, (long long)json_integer_value(v));
+        }
+        printf(")");
+        if (json_is_string(json_object_get(c, "reason")))
+            printf(" — %s", js(c, "reason"));
+        printf("\n");
+        if (json_is_integer(json_object_get(c, "approval_pending_round")))
+            printf("  round %lld waits for approval: labloop approve %lld (or deny)\n",
+                   ji(c, "approval_pending_round"),
+                   ji(c, "id"));
+        size_t k;
+        json_t *rd;
+        json_array_foreach(json_object_get(c, "rounds"), k, rd)
+        {
+            printf("  round %lld: makespan %.1f s, lower bound %.1f s (%s), ratio %.3f\n",
+                   ji(rd, "round"),
+                   json_number_value(json_object_get(rd, "makespan_s")),
+                   json_number_value(json_object_get(rd, "lower_bound_s")),
+                   js(rd, "busiest"),
+                   json_number_value(json_object_get(rd, "ratio")));
+        }
+    }
+    json_t *q = json_object_get(st, "questions");
+    json_array_foreach(q, i, c)
+    {
+        printf("QUESTION: step %lld (experiment %lld, %s %s): %s\n  answer with: labloop resolve "
+               "%lld done|failed\n",
+               ji(c, "id"),
+               ji(c, "experiment_id"),
+               js(c, "instrument"),
+               js(c, "action"),
+               js(c, "result"),
+               ji(c, "id"));
+    }
+    printf("missed deadlines so far: %lld\n", ji(st, "missed_deadlines"));
+    json_array_foreach(json_object_get(st, "in_flight"), i, c)
+    {
+        printf("  in flight: step %lld (experiment %lld, sample %s) on %s%s\n",
+               ji(c, "step"),
+               ji(c, "experiment"),
+               js(c, "sample"),
+               js(c, "instrument"),
+               json_is_true(json_object_get(c, "overdue")) ? "  OVERDUE" : "");
+    }
+    printf("instruments:");
+    json_array_foreach(json_object_get(st, "instruments"), i, c)
+    {
+        if (ji(c, "busy_step"))
+            printf(" %s (step %lld)", js(c, "name"), ji(c, "busy_step"));
+        else
+            printf(" %s (idle)", js(c, "name"));
+    }
+    printf("\nstations:");
+    json_array_foreach(json_object_get(st, "stations"), i, c)
+    {
+        printf(" %s (%s, stored %lld, duplicates %lld, rejected %lld)",
+               js(c, "name"),
+               json_is_true(json_object_get(c, "online")) ? "online" : "OFFLINE",
+               ji(c, "stored"),
+               ji(c, "duplicates"),
+               ji(c, "rejected"));
+    }
+    json_t *m = json_object_get(st, "measurements");
+    printf("\nmeasurements: %lld stored, %lld rejected\n", ji(m, "stored"), ji(m, "rejected"));
+}
+
+int cmd_status(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "status [--json] [--run-dir DIR]") < 0)
+        return CMD_EXIT_USAGE;
+    json_t *reply = NULL;
+    int r = call(&o, argv[0], json_pack("{s:s}", "cmd", "status"), &reply);
+    if (r == 0 && !o.json)
+        print_status(reply);
+    json_decref(reply);
+    return r;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while (buf != NULL && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (nb == NULL) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = nb;
+        }
+    }
+    fclose(f);
+    if (buf != NULL)
+        buf[n] = '\0';
+    return buf;
+}
+
+int cmd_campaign(int argc, char **argv)
+{
+    const char *usage =
+        "campaign start FILE | pause [ID] | resume [ID] | abort [ID]  [--json] [--run-dir DIR]";
+    struct opts o;
+    if (parse(argc, argv, &o, usage) < 0)
+        return CMD_EXIT_USAGE;
+    if (o.n_args < 1) {
+        fprintf(stderr, "usage: labloop %s\n", usage);
+        return CMD_EXIT_USAGE;
+    }
+    const char *op = o.args[0];
+    json_t *req;
+    if (strcmp(op, "start") == 0) {
+        if (o.n_args < 2) {
+            fprintf(stderr, "usage: labloop %s\n", usage);
+            return CMD_EXIT_USAGE;
+        }
+        char *text = read_file(o.args[1]);
+        if (text == NULL) {
+            fprintf(stderr, "labloop campaign: %s: %s\n", o.args[1], strerror(errno));
+            return CMD_EXIT_USAGE;
+        }
+        req = json_pack("{s:s,s:s,s:s,s:s}",
+                        "cmd",
+                        "campaign",
+                        "op",
+                        "start",
+                        "text",
+                        text,
+                        "source",
+                        o.args[1]);
+        free(text);
+    } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0 || strcmp(op, "abort") == 0) {
+        req = json_pack("{s:s,s:s,s:I}",
+                        "cmd",
+                        "campaign",
+                        "op",
+                        op,
+                        "id",
+                        (json_int_t)(o.n_args > 1 ? atoll(o.args[1]) : 0));
+    } else {
+        fprintf(stderr, "labloop campaign: unknown operation '%s'\nusage: labloop %s\n", op, usage);
+        return CMD_EXIT_USAGE;
+    }
+    json_t *reply = NULL;
+    int r = call(&o, "campaign", req, &reply);
+    if (r == 0 && !o.json) {
+        if (strcmp(op, "start") == 0)
+            printf("campaign %lld started\n", ji(reply, "id"));
+        else if (strcmp(op, "pause") == 0)
+            printf("paused: no new step starts; steps already running finish\n");
+        else
+            printf("%s: done\n", op);
+    }
+    json_decref(reply);
+    return r;
+}
+
+static int simple(int argc, char **argv, const char *cmd, const char *usage, const char *done_msg)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, usage) < 0)
+        return CMD_EXIT_USAGE;
+    json_t *reply = NULL;
+    int r = call(
+        &o,
+        argv[0],
+        json_pack("{s:s,s:I}", "cmd", cmd, "id", (json_int_t)(o.n_args > 0 ? atoll(o.args[0]) : 0)),
+        &reply);
+    if (r == 0 && !o.json)
+        printf("%s\n", done_msg);
+    json_decref(reply);
+    return r;
+}
+
+int cmd_approve(int argc, char **argv)
+{
+    return simple(argc,
+                  argv,
+                  "approve",
+                  "approve [CAMPAIGN_ID] [--json]",
+                  "batch approved: its experiments are queued");
+}
+
+int cmd_deny(int argc, char **argv)
+{
+    return simple(argc,
+                  argv,
+                  "deny",
+                  "deny [CAMPAIGN_ID] [--json]",
+                  "batch denied: its experiments are abandoned and the planner proposes again");
+}
+
+int cmd_estop(int argc, char **argv)
+{
+    return simple(argc,
+                  argv,
+                  "estop",
+                  "e-stop [--json]",
+                  "SOFTWARE STOP sent: every instrument was commanded to its safe state and "
+                  "campaigns are stopped.\nThis is not an emergency stop: a real e-stop must be "
+                  "wired, with no software in the path.\nResume with: labloop campaign resume ID");
+}
+
+/* Collects the parameter and objective names of the experiments, in first-seen order. */
+static void columns(json_t *exps, const char *field, json_t *names)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(exps, i, x)
+    {
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(x, field), k, v)
+        {
+            size_t j;
+            json_t *n;
+            int seen = 0;
+            json_array_foreach(names, j, n)
+            {
+                seen |= strcmp(json_string_value(n), k) == 0;
+            }
+            if (!seen)
+                json_array_append_new(names, json_string(k));
+        }
+    }
+}
+
+static void write_csv(FILE *out, json_t *exps)
+{
+    json_t *pn = json_array(), *on = json_array();
+    columns(exps, "params", pn);
+    columns(exps, "objectives", on);
+    fprintf(out, "experiment,campaign,round,sample,well,state");
+    size_t j;
+    json_t *n;
+    json_array_foreach(pn, j, n)
+    {
+        fprintf(out, ",%s", json_string_value(n));
+    }
+    json_array_foreach(on, j, n)
+    {
+        fprintf(out, ",%s", json_string_value(n));
+    }
+    fprintf(out, ",acquisition,reason\n");
+    size_t i;
+    json_t *x;
+    json_array_foreach(exps, i, x)
+    {
+        fprintf(out,
+                "%lld,%lld,%lld,%s,%lld,%s",
+                ji(x, "id"),
+                ji(x, "campaign_id"),
+                ji(x, "round"),
+                js(x, "sample"),
+                ji(x, "well"),
+                js(x, "state"));
+        json_array_foreach(pn, j, n)
+        {
+            json_t *v = json_object_get(json_object_get(x, "params"), json_string_value(n));
+            if (json_is_number(v))
+                fprintf(out, ",%.10g", json_number_value(v));
+            else
+                fprintf(out, ",");
+        }
+        json_array_foreach(on, j, n)
+        {
+            json_t *v = json_object_get(json_object_get(x, "objectives"), json_string_value(n));
+            if (json_is_number(v))
+                fprintf(out, ",%.10g", json_number_value(v));
+            else
+                fprintf(out, ",");
+        }
+        json_t *acq = json_object_get(x, "acquisition");
+        fprintf(out, ",%.6g,", json_is_number(acq) ? json_number_value(acq) : 0.0);
+        /* reasons are free text: quote them */
+        fputc('"', out);
+        for (const char *p = js(x, "reason"); *p; p++) {
+            if (*p == '"')
+                fputc('"', out);
+            fputc(*p, out);
+        }
+        fprintf(out, "\"\n");
+    }
+    json_decref(pn);
+    json_decref(on);
+}
+
+int cmd_experiments(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "experiments [--campaign ID] [--json]") < 0)
+        return CMD_EXIT_USAGE;
+    json_t *reply = NULL;
+    int r = call(&o,
+                 argv[0],
+                 json_pack("{s:s,s:I}", "cmd", "experiments", "id", (json_int_t)o.campaign),
+                 &reply);
+    if (r == 0 && !o.json)
+        write_csv(stdout, json_object_get(reply, "experiments"));
+    json_decref(reply);
+    return r;
+}
+
+int cmd_export(int argc, char **argv)
+{
+    const char *usage = "export [--campaign ID] [--format csv|json] [--output FILE]";
+    struct opts o;
+    if (parse(argc, argv, &o, usage) < 0)
+        return CMD_EXIT_USAGE;
+    if (strcmp(o.format, "csv") != 0 && strcmp(o.format, "json") != 0) {
+        fprintf(stderr, "labloop export: --format must be csv or json\n");
+        return CMD_EXIT_USAGE;
+    }
+    json_t *reply = NULL, *fits = NULL;
+    int r = call(&o,
+                 argv[0],
+                 json_pack("{s:s,s:I}", "cmd", "experiments", "id", (json_int_t)o.campaign),
+                 &reply);
+    if (r == 0 && strcmp(o.format, "json") == 0 && o.campaign > 0)
+        r = call(&o,
+                 argv[0],
+                 json_pack("{s:s,s:I}", "cmd", "fits", "id", (json_int_t)o.campaign),
+                 &fits);
+    if (r == 0 && !o.json) {
+        FILE *out = o.output != NULL ? fopen(o.output, "w") : stdout;
+        if (out == NULL) {
+            fprintf(stderr, "labloop export: %s: %s\n", o.output, strerror(errno));
+            r = CMD_EXIT_FAILED;
+        } else {
+            if (strcmp(o.format, "csv") == 0) {
+                write_csv(out, json_object_get(reply, "experiments"));
+            } else {
+                json_t *doc =
+                    json_pack("{s:O}", "experiments", json_object_get(reply, "experiments"));
+                if (fits != NULL)
+                    json_object_set(doc, "model_fits", json_object_get(fits, "fits"));
+                json_dumpf(doc, out, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+                fprintf(out, "\n");
+                json_decref(doc);
+            }
+            if (out != stdout)
+                fclose(out);
+        }
+    }
+    json_decref(reply);
+    json_decref(fits);
+    return r;
+}
+
+int cmd_pareto(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "pareto [--campaign ID] [--json]") < 0)
+        return CMD_EXIT_USAGE;
+    json_t *reply = NULL;
+    int r = call(
+        &o, argv[0], json_pack("{s:s,s:I}", "cmd", "pareto", "id", (json_int_t)o.campaign), &reply);
+    if (r == 0 && !o.json) {
+        json_t *objs = json_object_get(reply, "objectives");
+        printf("campaign %lld '%s' (%s): %lld measured of %lld experiments; Pareto front of %zu:\n",
+               ji(reply, "campaign"),
+               js(reply, "name"),
+               js(reply, "state"),
+               ji(reply, "n_measured"),
+               ji(reply, "n_experiments"),
+               json_array_size(json_object_get(reply, "front")));
+        printf("  experiment");
+        size_t k;
+        json_t *ob;
+        json_array_foreach(objs, k, ob)
+        {
+            printf("  %14s(%s)", js(ob, "name"), js(ob, "goal"));
+        }
+        printf("  parameters\n");
+        size_t i;
+        json_t *x;
+        json_array_foreach(json_object_get(reply, "front"), i, x)
+        {
+            printf("  %10lld", ji(x, "id"));
+            json_array_foreach(objs, k, ob)
+            {
+                printf("  %19.4f",
+                       json_number_value(
+                           json_object_get(json_object_get(x, "objectives"), js(ob, "name"))));
+            }
+            printf(" ");
+            const char *pk;
+            json_t *pv;
+            json_object_foreach(json_object_get(x, "params"), pk, pv)
+            {
+                printf(" %s=%.4g", pk, json_number_value(pv));
+            }
+            printf("\n");
+        }
+        printf("hypervolume: %.6g (reference point:",
+               json_number_value(json_object_get(reply, "hypervolume")));
+        json_array_foreach(objs, k, ob)
+        {
+            printf(" %s=%g", js(ob, "name"), json_number_value(json_object_get(ob, "ref")));
+        }
+        printf(")\n");
+    }
+    json_decref(reply);
+    return r;
+}
+
+int cmd_events(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "events [--campaign ID] [--limit N] [--json]") < 0)
+        return CMD_EXIT_USAGE;
+    json_t *reply = NULL;
+    int r = call(
+        &o,
+        argv[0],
+        json_pack("{s:s,s:I,s:i}", "cmd", "events", "id", (json_int_t)o.campaign, "limit", o.limit),
+        &reply);
+    if (r == 0 && !o.json) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(json_object_get(reply, "events"), i, x)
+        {
+            printf("%lld <%lld> %s campaign=%lld exp=%lld step=%lld %s\n",
+                   ji(x, "id"),
+                   ji(x, "level"),
+                   js(x, "kind"),
+                   ji(x, "campaign_id"),
+                   ji(x, "experiment_id"),
+                   ji(x, "step_id"),
+                   js(x, "message"));
+        }
+    }
+    json_decref(reply);
+    return r;
+}
+
+int cmd_backup(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "backup FILE") < 0)
+        return CMD_EXIT_USAGE;
+    if (o.n_args != 1) {
+        fprintf(stderr, "usage: labloop backup FILE\n");
+        return CMD_EXIT_USAGE;
+    }
+    /* the daemon writes the file: give it an absolute path */
+    char copy[PATH_MAX], dir[PATH_MAX], abs[PATH_MAX * 2];
+    snprintf(copy, sizeof(copy), "%s", o.args[0]);
+    if (realpath(dirname(copy), dir) == NULL) {
+        fprintf(stderr, "labloop backup: %s: %s\n", o.args[0], strerror(errno));
+        return CMD_EXIT_USAGE;
+    }
+    snprintf(copy, sizeof(copy), "%s", o.args[0]);
+    snprintf(abs, sizeof(abs), "%s/%s", dir, basename(copy));
+    json_t *reply = NULL;
+    int r = call(&o, argv[0], json_pack("{s:s,s:s}", "cmd", "backup", "file", abs), &reply);
+    if (r == 0 && !o.json)
+        printf("backup written to %s (online backup: a consistent snapshot)\n", abs);
+    json_decref(reply);
+    return r;
+}
+
+int cmd_resolve(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "resolve STEP done|failed") < 0)
+        return CMD_EXIT_USAGE;
+    if (o.n_args != 2) {
+        fprintf(stderr, "usage: labloop resolve STEP done|failed\n");
+        return CMD_EXIT_USAGE;
+    }
+    json_t *reply = NULL;
+    int r = call(&o,
+                 argv[0],
+                 json_pack("{s:s,s:I,s:s}",
+                           "cmd",
+                           "resolve",
+                           "step",
+                           (json_int_t)atoll(o.args[0]),
+                           "answer",
+                           o.args[1]),
+                 &reply);
+    if (r == 0 && !o.json)
+        printf("step %s recorded as %s\n", o.args[0], o.args[1]);
+    json_decref(reply);
+    return r;
+}

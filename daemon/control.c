@@ -1,0 +1,240 @@
+/* control — see control.h. */
+#include "daemon/control.h"
+
+#include "daemon/engine.h"
+#include "daemon/log.h"
+#include "daemon/store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zmq.h>
+
+struct control {
+    void *sock;
+    char path[512];
+};
+
+int control_new(void *zctx, const char *run_dir, struct control **ret, struct ll_error *reterr)
+{
+    struct control *c = calloc(1, sizeof(*c));
+    int r = 0;
+    if (c == NULL)
+        return ll_error_set(reterr, -ENOMEM, "control: out of memory");
+    snprintf(c->path, sizeof(c->path), "%s/control", run_dir);
+    char ep[600];
+    snprintf(ep, sizeof(ep), "ipc://%s", c->path);
+    c->sock = zmq_socket(zctx, ZMQ_REP);
+    int zero = 0;
+    if (c->sock == NULL || zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero)) != 0) {
+        r = ll_error_set(reterr, -errno, "control: %s", zmq_strerror(errno));
+        goto out;
+    }
+    if (zmq_bind(c->sock, ep) != 0) {
+        int e = errno;
+        r = ll_error_set(reterr, -e, "control: cannot bind %s: %s", ep, zmq_strerror(e));
+        goto out;
+    }
+    chmod(c->path, 0660);
+out:
+    if (r < 0)
+        control_free(&c);
+    *ret = c;
+    return r;
+}
+
+void control_free(struct control **c)
+{
+    if (c == NULL || *c == NULL)
+        return;
+    if ((*c)->sock != NULL)
+        zmq_close((*c)->sock);
+    free(*c);
+    *c = NULL;
+}
+
+void *control_socket(struct control *c)
+{
+    return c->sock;
+}
+
+static json_t *fail(const char *msg)
+{
+    return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+}
+
+static json_t *ok_with(json_t *o)
+{
+    if (o == NULL)
+        o = json_object();
+    json_object_set_new(o, "ok", json_true());
+    return o;
+}
+
+json_t *control_dispatch(struct engine *e, struct store *s, json_t *req)
+{
+    struct ll_error err;
+    ll_error_clear(&err);
+    if (!json_is_object(req))
+        return fail("request: not a JSON object");
+    const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    json_t *jid = json_object_get(req, "id");
+    int64_t id = json_is_integer(jid) ? (int64_t)json_integer_value(jid) : 0;
+    if (cmd == NULL)
+        return fail("cmd: missing");
+    int r = 0;
+    json_t *out = NULL;
+    if (strcmp(cmd, "status") == 0) {
+        out = engine_status_json(e, &err);
+    } else if (strcmp(cmd, "campaign") == 0) {
+        const char *op = json_string_value(json_object_get(req, "op"));
+        if (op == NULL)
+            return fail("op: missing (start, pause, resume, abort)");
+        if (strcmp(op, "start") == 0) {
+            const char *text = json_string_value(json_object_get(req, "text"));
+            const char *source = json_string_value(json_object_get(req, "source"));
+            int64_t cid = 0;
+            if (text == NULL)
+                return fail("text: missing (the campaign file's contents)");
+            r = engine_campaign_start(e, text, source != NULL ? source : "campaign", &cid, &err);
+            if (r == 0)
+                out = json_pack("{s:I}", "id", (json_int_t)cid);
+        } else {
+            r = engine_campaign_op(e, id, op, &err);
+        }
+    } else if (strcmp(cmd, "approve") == 0 || strcmp(cmd, "deny") == 0) {
+        r = engine_approve(e, id, strcmp(cmd, "approve") == 0, &err);
+    } else if (strcmp(cmd, "experiments") == 0) {
+        json_t *x = store_experiments_json(s, id, &err);
+        r = x == NULL ? -EIO : 0;
+        if (x != NULL)
+            out = json_pack("{s:o}", "experiments", x);
+    } else if (strcmp(cmd, "fits") == 0) {
+        json_t *x = store_model_fits_json(s, id, &err);
+        r = x == NULL ? -EIO : 0;
+        if (x != NULL)
+            out = json_pack("{s:o}", "fits", x);
+    } else if (strcmp(cmd, "events") == 0) {
+        json_t *lim = json_object_get(req, "limit");
+        json_t *x = store_events_json(
+            s, id, json_is_integer(lim) ? (int)json_integer_value(lim) : 50, &err);
+        r = x == NULL ? -EIO : 0;
+        if (x != NULL)
+            out = json_pack("{s:o}", "events", x);
+    } else if (strcmp(cmd, "pareto") == 0) {
+        out = engine_pareto_json(e, id, &err);
+        r = out == NULL ? -EIO : 0;
+    } else if (strcmp(cmd, "backup") == 0) {
+        const char *file = json_string_value(json_object_get(req, "file"));
+        if (file == NULL || file[0] != '/')
+            return fail("file: an absolute path is required");
+        r = store_backup(s, file, &err);
+    } else if (strcmp(cmd, "estop") == 0) {
+        r = engine_estop(e, &err);
+        out = json_pack("{s:s}",
+                        "note",
+                        "software stop: safe states commanded; this is not a wired emergency stop");
+    } else if (strcmp(cmd, "resolve") == 0) {
+        json_t *step = json_object_get(req, "step");
+        const char *answer = json_string_value(json_object_get(req, "answer"));
+        if (!json_is_integer(step) || answer == NULL)
+            return fail("resolve: needs step (integer) and answer (done or failed)");
+        r = engine_resolve(e, (int64_t)json_integer_value(step), answer, &err);
+    } else {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "cmd: unknown command '%.64s'", cmd);
+        return fail(msg);
+    }
+    if (r < 0 || (out == NULL && err.code != 0)) {
+        json_decref(out);
+        return fail(err.msg[0] ? err.msg : "failed");
+    }
+    return ok_with(out);
+}
+
+int control_process(struct control *c, struct engine *e, struct store *s)
+{
+    int n = 0;
+    for (;;) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, c->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&msg);
+            break;
+        }
+        /* drain any further frames: REP answers the whole request */
+        int more = zmq_msg_more(&msg);
+        json_t *req =
+            json_loadb(zmq_msg_data(&msg), zmq_msg_size(&msg), JSON_REJECT_DUPLICATES, NULL);
+        while (more) {
+            zmq_msg_t extra;
+            zmq_msg_init(&extra);
+            zmq_msg_recv(&extra, c->sock, 0);
+            more = zmq_msg_more(&extra);
+            zmq_msg_close(&extra);
+        }
+        zmq_msg_close(&msg);
+        json_t *reply = req != NULL ? control_dispatch(e, s, req) : fail("request: not valid JSON");
+        char *text = json_dumps(reply, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        if (text == NULL || zmq_send(c->sock, text, strlen(text), 0) < 0)
+            log_line(LOG_LVL_WARNING, "control: reply not sent");
+        free(text);
+        json_decref(reply);
+        json_decref(req);
+        n++;
+    }
+    return n;
+}
+
+int control_call(
+    const char *run_dir, json_t *req, int timeout_ms, json_t **ret_reply, struct ll_error *reterr)
+{
+    char path[600], ep[620];
+    snprintf(path, sizeof(path), "%s/control", run_dir);
+    snprintf(ep, sizeof(ep), "ipc://%s", path);
+    *ret_reply = NULL;
+    struct stat stt;
+    if (stat(path, &stt) != 0)
+        return ll_error_set(reterr,
+                            -EHOSTUNREACH,
+                            "labloopd is not running (no control socket %s; see --run-dir or "
+                            "LABLOOP_RUN_DIR)",
+                            path);
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_REQ);
+    int zero = 0, r = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout_ms, sizeof(timeout_ms));
+    char *text = json_dumps(req, JSON_COMPACT);
+    if (text == NULL) {
+        r = ll_error_set(reterr, -ENOMEM, "out of memory");
+        goto out;
+    }
+    if (zmq_connect(sock, ep) != 0 || zmq_send(sock, text, strlen(text), 0) < 0) {
+        r = ll_error_set(reterr, -EHOSTUNREACH, "labloopd at %s: %s", path, zmq_strerror(errno));
+        goto out;
+    }
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    if (zmq_msg_recv(&msg, sock, 0) < 0) {
+        zmq_msg_close(&msg);
+        r = ll_error_set(reterr,
+                         -EHOSTUNREACH,
+                         "labloopd did not answer within %d ms at %s (not running, or not "
+                         "permitted to use its socket)",
+                         timeout_ms,
+                         path);
+        goto out;
+    }
+    *ret_reply = json_loadb(zmq_msg_data(&msg), zmq_msg_size(&msg), 0, NULL);
+    zmq_msg_close(&msg);
+    if (*ret_reply == NULL)
+        r = ll_error_set(reterr, -EPROTO, "labloopd sent an unreadable reply");
+out:
+    free(text);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    return r;
+}

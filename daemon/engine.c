@@ -1,0 +1,1865 @@
+/* engine — see engine.h. The store is read afresh on every pass; what lives only here is
+ * the list of flights (steps handed to an instrument worker or a station and not yet
+ * settled) and the campaigns' parsed files.
+ */
+#include "daemon/engine.h"
+
+#include "common/ll_time.h"
+#include "daemon/log.h"
+#include "daemon/recipe.h"
+#include "drivers/worker.h"
+#include "models/analysis.h"
+#include "models/measurement.h"
+#include "planner/hv.h"
+#include "planner/planner.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CAMPAIGNS 16
+#define MAX_FLIGHTS 64
+#define MEASURE_MAX_MISSES 5
+#define CLEANUP_IDX_BASE 1000
+#define WELLS 96
+
+struct camp {
+    int64_t id;
+    struct campaign c;
+    struct recipe *r;
+};
+
+struct instr {
+    char name[LABCONF_NAME_MAX];
+    struct drv_worker *w;
+    int poll_ms;
+    int64_t busy_step; /* 0 when free */
+};
+
+enum phase {
+    PH_WAIT,     /* a request is with the worker */
+    PH_POLL_AT,  /* poll at next_at */
+    PH_QUERY_AT, /* query at next_at */
+    PH_MEASURE,  /* waiting for the station's measurement */
+};
+
+struct flight {
+    int used;
+    int64_t step_id, exp_id, campaign_id;
+    int instr; /* index into instrs, -1 for a measure step */
+    char station[LABCONF_NAME_MAX];
+    char request[MEASUREMENT_NAME_MAX + 1];
+    char sample[MEASUREMENT_NAME_MAX + 1];
+    char kind[16];
+    json_t *protocol;
+    struct drv_step ds;
+    enum phase phase;
+    int recovering; /* settling after a restart */
+    int64_t next_at, deadline_at, deadline_ms;
+    int misses, failures;
+};
+
+struct engine {
+    struct engine_options opt;
+    struct store *store;
+    struct ingest *ing;
+    struct camp camps[MAX_CAMPAIGNS];
+    int n_camps;
+    struct instr instrs[LABCONF_MAX_INSTRUMENTS];
+    int n_instrs;
+    struct flight flights[MAX_FLIGHTS];
+    int64_t missed_deadlines;
+    int estop;
+};
+
+/* --- small helpers ------------------------------------------------------------------ */
+
+static int64_t jint(json_t *o, const char *key)
+{
+    return (int64_t)json_integer_value(json_object_get(o, key));
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s != NULL ? s : "";
+}
+
+static struct camp *camp_get(struct engine *e, int64_t id)
+{
+    for (int i = 0; i < e->n_camps; i++)
+        if (e->camps[i].id == id)
+            return &e->camps[i];
+    return NULL;
+}
+
+static int instr_index(const struct engine *e, const char *name)
+{
+    for (int i = 0; i < e->n_instrs; i++)
+        if (strcmp(e->instrs[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static struct flight *flight_get(struct engine *e, int64_t step_id)
+{
+    for (int i = 0; i < MAX_FLIGHTS; i++)
+        if (e->flights[i].used && e->flights[i].step_id == step_id)
+            return &e->flights[i];
+    return NULL;
+}
+
+static struct flight *flight_new(struct engine *e)
+{
+    for (int i = 0; i < MAX_FLIGHTS; i++)
+        if (!e->flights[i].used) {
+            memset(&e->flights[i], 0, sizeof(e->flights[i]));
+            e->flights[i].used = 1;
+            e->flights[i].instr = -1;
+            return &e->flights[i];
+        }
+    return NULL;
+}
+
+static void flight_drop(struct engine *e, struct flight *f)
+{
+    if (f->instr >= 0 && e->instrs[f->instr].busy_step == f->step_id)
+        e->instrs[f->instr].busy_step = 0;
+    json_decref(f->protocol);
+    memset(f, 0, sizeof(*f));
+}
+
+static int station_busy(const struct engine *e, const char *station)
+{
+    for (int i = 0; i < MAX_FLIGHTS; i++)
+        if (e->flights[i].used && e->flights[i].instr < 0 &&
+            strcmp(e->flights[i].station, station) == 0)
+            return 1;
+    return 0;
+}
+
+static const char *station_for_kind(const struct engine *e, const char *kind)
+{
+    for (int i = 0; i < e->opt.lab->n_stations; i++)
+        for (int k = 0; k < e->opt.lab->stations[i].n_kinds; k++)
+            if (strcmp(e->opt.lab->stations[i].kinds[k], kind) == 0)
+                return e->opt.lab->stations[i].name;
+    return NULL;
+}
+
+static int poll_ms_of(const struct engine *e, int instr)
+{
+    if (e->opt.poll_ms > 0)
+        return e->opt.poll_ms;
+    return e->instrs[instr].poll_ms > 0 ? e->instrs[instr].poll_ms : 250;
+}
+
+static int64_t deadline_ms_of(const struct engine *e, int64_t expected_ms)
+{
+    return (int64_t)(1.5 * (double)expected_ms / e->opt.time_scale) + 2000;
+}
+
+static void event(struct engine *e,
+                  int64_t campaign,
+                  int64_t exp,
+                  int64_t step,
+                  int level,
+                  const char *kind,
+                  const char *fmt,
+                  ...) __attribute__((format(printf, 7, 8)));
+
+/* Appends an event in its own transaction (or the open one) and logs it. */
+static void event(struct engine *e,
+                  int64_t campaign,
+                  int64_t exp,
+                  int64_t step,
+                  int level,
+                  const char *kind,
+                  const char *fmt,
+                  ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_line(level,
+             "%s campaign=%lld exp=%lld step=%lld %s",
+             kind,
+             (long long)campaign,
+             (long long)exp,
+             (long long)step,
+             msg);
+    struct ll_error err;
+    if (store_event(e->store, campaign, exp, step, level, kind, msg, &err) < 0)
+        log_line(LOG_LVL_ERR, "store: cannot append event: %s", err.msg);
+}
+
+/* --- life cycle ---------------------------------------------------------------------- */
+
+int engine_new(const struct engine_options *opt, struct engine **ret, struct ll_error *reterr)
+{
+    struct engine *e = calloc(1, sizeof(*e));
+    int r = 0;
+    if (e == NULL)
+        return ll_error_set(reterr, -ENOMEM, "engine: out of memory");
+    e->opt = *opt;
+    if (!(e->opt.time_scale >= 1.0))
+        e->opt.time_scale = 1.0;
+    e->store = opt->store;
+    for (int i = 0; i < opt->lab->n_instruments; i++) {
+        struct instr *in = &e->instrs[e->n_instrs];
+        snprintf(in->name, sizeof(in->name), "%s", opt->lab->instruments[i].name);
+        in->poll_ms = opt->lab->instruments[i].poll_ms;
+        if (!opt->no_instruments) {
+            r = drv_worker_start(&opt->lab->instruments[i], &in->w, reterr);
+            if (r < 0)
+                goto out;
+        }
+        e->n_instrs++;
+    }
+    char v[8];
+    if (store_meta_get(e->store, "estop", v, sizeof(v), NULL) == 1 && strcmp(v, "1") == 0)
+        e->estop = 1;
+out:
+    if (r < 0)
+        engine_free(&e);
+    *ret = e;
+    return r;
+}
+
+void engine_free(struct engine **e)
+{
+    if (e == NULL || *e == NULL)
+        return;
+    for (int i = 0; i < (*e)->n_instrs; i++)
+        drv_worker_stop(&(*e)->instrs[i].w);
+    for (int i = 0; i < (*e)->n_camps; i++)
+        recipe_free(&(*e)->camps[i].r);
+    for (int i = 0; i < MAX_FLIGHTS; i++)
+        if ((*e)->flights[i].used)
+            json_decref((*e)->flights[i].protocol);
+    free(*e);
+    *e = NULL;
+}
+
+void engine_set_ingest(struct engine *e, struct ingest *ing)
+{
+    e->ing = ing;
+}
+
+/* Parses a campaign's text into a slot (planner campaign + recipe). */
+static int
+camp_load(struct engine *e, int64_t id, const char *text, const char *source, struct ll_error *err)
+{
+    if (e->n_camps == MAX_CAMPAIGNS)
+        return ll_error_set(err, -ENOSPC, "at most %d open campaigns", MAX_CAMPAIGNS);
+    struct camp *c = &e->camps[e->n_camps];
+    memset(c, 0, sizeof(*c));
+    int r = campaign_load_string(text, source, &c->c, err);
+    if (r == 0 && !c->c.has_recipe)
+        r = ll_error_set(
+            err, -EINVAL, "%s: campaign has no 'recipe' (a pure planning problem)", source);
+    if (r == 0)
+        r = recipe_parse(text, source, &c->c, &c->r, err);
+    if (r < 0)
+        return r;
+    /* every objective must say which measurement field feeds it */
+    for (size_t i = 0; i < c->c.n_objectives; i++) {
+        const char *from = c->c.objectives[i].from;
+        const char *dot = strchr(from, '.');
+        char kind[16];
+        snprintf(kind, sizeof(kind), "%.*s", dot ? (int)(dot - from) : 0, from);
+        if (dot == NULL || station_for_kind(e, kind) == NULL) {
+            recipe_free(&c->r);
+            return ll_error_set(err,
+                                -EINVAL,
+                                "%s: objective '%s': from '%s' must be KIND.FIELD with a station "
+                                "of the lab measuring KIND",
+                                source,
+                                c->c.objectives[i].name,
+                                from);
+        }
+    }
+    c->id = id;
+    e->n_camps++;
+    return 0;
+}
+
+static void camp_unload(struct engine *e, int64_t id)
+{
+    for (int i = 0; i < e->n_camps; i++)
+        if (e->camps[i].id == id) {
+            recipe_free(&e->camps[i].r);
+            e->camps[i] = e->camps[e->n_camps - 1];
+            memset(&e->camps[e->n_camps - 1], 0, sizeof(e->camps[0]));
+            e->n_camps--;
+            return;
+        }
+}
+
+/* --- step → driver step --------------------------------------------------------------- */
+
+static int step_to_drv(json_t *step, struct drv_step *ds, struct ll_error *err)
+{
+    memset(ds, 0, sizeof(*ds));
+    int64_t id = jint(step, "id");
+    if (id <= 0 || id > (int64_t)UINT32_MAX)
+        return ll_error_set(err, -ERANGE, "step id %lld does not fit a job id", (long long)id);
+    ds->id = (uint32_t)id;
+    const char *action = jstr(step, "action");
+    json_t *p = json_object_get(step, "params");
+    int well = (int)jint(step, "well");
+    if (strcmp(action, "dispense") == 0) {
+        ds->kind = DRV_STEP_DISPENSE;
+        ds->dispense.well = well;
+        json_t *v = json_object_get(p, "volumes_ul");
+        if (json_array_size(v) == 0 || json_array_size(v) > DRV_N_RESERVOIRS)
+            return ll_error_set(err, -EINVAL, "dispense: volumes_ul needs 1..8 values");
+        for (size_t i = 0; i < json_array_size(v); i++)
+            ds->dispense.volumes_ul[i] = json_number_value(json_array_get(v, i));
+    } else if (strcmp(action, "move") == 0) {
+        ds->kind = DRV_STEP_MOVE;
+        ds->move.well = well;
+        snprintf(ds->move.from_place, sizeof(ds->move.from_place), "%s", jstr(p, "from"));
+        snprintf(ds->move.to_place, sizeof(ds->move.to_place), "%s", jstr(p, "to"));
+    } else if (strcmp(action, "spin") == 0) {
+        ds->kind = DRV_STEP_SPIN;
+        json_t *st = json_object_get(p, "stages");
+        if (json_array_size(st) == 0 || json_array_size(st) > DRV_MAX_STAGES)
+            return ll_error_set(err, -EINVAL, "spin: stages needs 1..8 stages");
+        ds->spin.n_stages = (int)json_array_size(st);
+        for (size_t i = 0; i < json_array_size(st); i++) {
+            json_t *s = json_array_get(st, i);
+            ds->spin.stages[i].rpm = json_number_value(json_object_get(s, "rpm"));
+            ds->spin.stages[i].accel_rpm_s = json_number_value(json_object_get(s, "accel_rpm_s"));
+            ds->spin.stages[i].seconds = json_number_value(json_object_get(s, "seconds"));
+        }
+    } else if (strcmp(action, "anneal") == 0) {
+        ds->kind = DRV_STEP_ANNEAL;
+        ds->anneal.setpoint_c = json_number_value(json_object_get(p, "setpoint_c"));
+        ds->anneal.ramp_c_min = json_number_value(json_object_get(p, "ramp_c_min"));
+        ds->anneal.dwell_min = json_number_value(json_object_get(p, "dwell_min"));
+    } else {
+        return ll_error_set(err, -EINVAL, "no driver step for action '%s'", action);
+    }
+    return 0;
+}
+
+/* --- settling steps ------------------------------------------------------------------- */
+
+/* Moves a step to a final (or pending/unknown) state in its own transaction. */
+static int step_settle(struct engine *e, int64_t step_id, int to, const char *result)
+{
+    struct ll_error err;
+    ll_error_clear(&err);
+    int r = store_begin(e->store, &err);
+    if (r == 0)
+        r = store_step_set_state(e->store, step_id, to, 0, result, &err);
+    if (r == 0)
+        r = store_commit(e->store, &err);
+    if (r < 0) {
+        store_rollback(e->store);
+        log_line(LOG_LVL_ERR, "step=%lld: cannot record state: %s", (long long)step_id, err.msg);
+    }
+    return r;
+}
+
+static void flight_finish(struct engine *e, struct flight *f, int to, const char *result)
+{
+    int level = to == STORE_STEP_DONE ? LOG_LVL_INFO : LOG_LVL_WARNING;
+    if (step_settle(e, f->step_id, to, result) == 0)
+        event(e,
+              f->campaign_id,
+              f->exp_id,
+              f->step_id,
+              level,
+              "step",
+              "%s%s%s",
+              store_step_state_name(to),
+              result != NULL ? ": " : "",
+              result != NULL ? result : "");
+    flight_drop(e, f);
+}
+
+static void submit(struct engine *e, struct flight *f, enum drv_request_op op)
+{
+    struct drv_request req = {.op = op, .cookie = (uint64_t)f->step_id, .step = f->ds};
+    struct ll_error err;
+    ll_error_clear(&err);
+    if (drv_worker_submit(e->instrs[f->instr].w, &req, &err) < 0) {
+        /* queue full: try again shortly */
+        f->phase =
+            op == DRV_REQ_START ? PH_QUERY_AT : (op == DRV_REQ_POLL ? PH_POLL_AT : PH_QUERY_AT);
+        f->next_at = ll_monotonic_ms() + 100;
+        return;
+    }
+    f->phase = PH_WAIT;
+}
+
+static void on_completion(struct engine *e, const struct drv_completion *c)
+{
+    struct flight *f = flight_get(e, (int64_t)c->cookie);
+    if (c->op == DRV_REQ_SAFE) {
+        log_line(c->rc == 0 ? LOG_LVL_NOTICE : LOG_LVL_ERR,
+                 "estop: safe state %s%s%s",
+                 c->rc == 0 ? "commanded" : "FAILED",
+                 c->rc == 0 ? "" : ": ",
+                 c->rc == 0 ? "" : c->err.msg);
+        return;
+    }
+    if (f == NULL || f->phase != PH_WAIT)
+        return;
+    int64_t now = ll_monotonic_ms();
+    int poll = poll_ms_of(e, f->instr);
+    char why[DRV_TEXT_MAX + 64];
+    switch (c->op) {
+    case DRV_REQ_START:
+        if (c->rc == 0) {
+            f->phase = PH_POLL_AT;
+            f->next_at = now + poll;
+        } else if (c->rc == DRV_EBUSY) {
+            snprintf(why, sizeof(why), "instrument busy, not accepted: %s", c->err.msg);
+            flight_finish(e, f, STORE_STEP_PENDING, why);
+        } else if (c->rc == DRV_ETIMEDOUT || c->rc == DRV_EPROTO || c->rc == DRV_ELINK) {
+            log_line(LOG_LVL_WARNING,
+                     "step=%lld start outcome unknown (%s); querying the instrument",
+                     (long long)f->step_id,
+                     c->err.msg);
+            f->phase = PH_QUERY_AT;
+            f->next_at = now + poll;
+        } else {
+            snprintf(why, sizeof(why), "%s: %s", drv_error_kind(c->rc), c->err.msg);
+            flight_finish(e, f, STORE_STEP_FAILED, why);
+        }
+        break;
+    case DRV_REQ_POLL:
+    case DRV_REQ_QUERY:
+        if (c->rc < 0) {
+            f->failures++;
+            f->phase = c->op == DRV_REQ_POLL ? PH_POLL_AT : PH_QUERY_AT;
+            f->next_at = now + poll * (f->failures < 5 ? (1 << f->failures) : 32);
+            break;
+        }
+        f->failures = 0;
+        switch (c->status.state) {
+        case DRV_STEP_RUNNING:
+            f->phase = PH_POLL_AT;
+            f->next_at = now + poll;
+            f->recovering = 0;
+            break;
+        case DRV_STEP_DONE:
+            flight_finish(e, f, STORE_STEP_DONE, f->recovering ? "done (settled by query)" : NULL);
+            break;
+        case DRV_STEP_FAILED:
+            snprintf(why, sizeof(why), "%s", c->status.reason);
+            flight_finish(e, f, STORE_STEP_FAILED, why);
+            break;
+        case DRV_STEP_NOT_STARTED:
+            flight_finish(
+                e, f, STORE_STEP_PENDING, "not started (the instrument never accepted it)");
+            break;
+        default:
+            snprintf(why, sizeof(why), "fate unknown: %s", c->status.reason);
+            flight_finish(e, f, STORE_STEP_UNKNOWN, why);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+int engine_on_completions(struct engine *e, struct ll_error *reterr)
+{
+    (void)reterr;
+    struct drv_completion c;
+    for (int i = 0; i < e->n_instrs; i++)
+        while (e->instrs[i].w != NULL && drv_worker_next(e->instrs[i].w, &c) == 1)
+            on_completion(e, &c);
+    return 0;
+}
+
+int engine_fds(const struct engine *e, int *fds, int max)
+{
+    int n = 0;
+    for (int i = 0; i < e->n_instrs && n < max; i++)
+        if (e->instrs[i].w != NULL)
+            fds[n++] = drv_worker_fd(e->instrs[i].w);
+    return n;
+}
+
+int engine_timeout_ms(const struct engine *e)
+{
+    int64_t now = ll_monotonic_ms(), best = -1;
+    for (int i = 0; i < MAX_FLIGHTS; i++) {
+        const struct flight *f = &e->flights[i];
+        if (!f->used)
+            continue;
+        int64_t at = f->deadline_at;
+        if (f->phase == PH_POLL_AT || f->phase == PH_QUERY_AT)
+            at = f->next_at < at ? f->next_at : at;
+        int64_t wait = at > now ? at - now : 0;
+        if (best < 0 || wait < best)
+            best = wait;
+    }
+    return best > 60000 ? 60000 : (int)best;
+}
+
+/* --- measurements ------------------------------------------------------------------------ */
+
+int engine_on_measured(void *ctx,
+                       int64_t experiment_id,
+                       int64_t step_id,
+                       int64_t measurement_id,
+                       const struct measurement *m,
+                       const struct analysis *a,
+                       const char *analysis_error,
+                       struct ll_error *reterr)
+{
+    struct engine *e = ctx;
+    json_t *steps = store_steps_json(e->store, 0, experiment_id, reterr);
+    if (steps == NULL)
+        return reterr != NULL && reterr->code ? reterr->code : -EIO;
+    int64_t campaign_id = jint(json_array_get(steps, 0), "campaign_id");
+    int state = -1;
+    size_t i;
+    json_t *st;
+    json_array_foreach(steps, i, st)
+    {
+        if (jint(st, "id") == step_id)
+            state = store_step_state_from_name(jstr(st, "state"));
+    }
+    json_decref(steps);
+    struct camp *c = camp_get(e, campaign_id);
+    char why[LL_ERROR_MSG_MAX + 64] = "";
+    int r = 0;
+    if (a == NULL) {
+        snprintf(why, sizeof(why), "analysis failed: %s", analysis_error);
+    } else if (c != NULL) {
+        const char *kind = measurement_kind_name(measurement_kind(m));
+        for (size_t k = 0; k < c->c.n_objectives && r == 0; k++) {
+            const char *from = c->c.objectives[k].from;
+            size_t kl = strlen(kind);
+            if (strncmp(from, kind, kl) != 0 || from[kl] != '.')
+                continue;
+            double v = 0.0;
+            if (analysis_get(a, from, &v) < 0 || !isfinite(v)) {
+                snprintf(why, sizeof(why), "analysis gives no '%s'", from);
+                continue;
+            }
+            r = store_objective_put(e->store,
+                                    experiment_id,
+                                    c->c.objectives[k].name,
+                                    v,
+                                    measurement_id,
+                                    analysis_version(),
+                                    reterr);
+        }
+    }
+    if (r == 0 && state == STORE_STEP_STARTED)
+        r = store_step_set_state(e->store,
+                                 step_id,
+                                 why[0] ? STORE_STEP_FAILED : STORE_STEP_DONE,
+                                 0,
+                                 why[0] ? why : NULL,
+                                 reterr);
+    /* the flight is dropped by the next tick once the store says the step has ended */
+    return r;
+}
+
+/* --- starting steps ------------------------------------------------------------------------ */
+
+/* Commits the intent (step started, experiment running) and hands the step over. */
+static int start_step(struct engine *e, json_t *step, int exp_state)
+{
+    struct ll_error err;
+    ll_error_clear(&err);
+    int64_t step_id = jint(step, "id"), exp_id = jint(step, "experiment_id");
+    int64_t campaign_id = jint(step, "campaign_id");
+    const char *action = jstr(step, "action");
+    int is_measure = strcmp(action, "measure") == 0;
+    struct flight *f = flight_new(e);
+    if (f == NULL)
+        return -ENOSPC;
+    f->step_id = step_id;
+    f->exp_id = exp_id;
+    f->campaign_id = campaign_id;
+    f->deadline_ms = deadline_ms_of(e, jint(step, "expected_ms"));
+    snprintf(f->sample, sizeof(f->sample), "%s", jstr(step, "sample"));
+    if (is_measure) {
+        snprintf(f->station, sizeof(f->station), "%s", jstr(step, "instrument"));
+        snprintf(f->request, sizeof(f->request), "%s", jstr(step, "request"));
+        snprintf(f->kind, sizeof(f->kind), "%s", jstr(json_object_get(step, "params"), "kind"));
+        f->protocol = json_incref(json_object_get(json_object_get(step, "params"), "protocol"));
+    } else {
+        f->instr = instr_index(e, jstr(step, "instrument"));
+        int r = step_to_drv(step, &f->ds, &err);
+        if (r < 0 || f->instr < 0 || e->instrs[f->instr].w == NULL) {
+            flight_drop(e, f);
+            /* an impossible step: record it as started then failed, so the reason stays */
+            step_settle(e, step_id, STORE_STEP_STARTED, NULL);
+            step_settle(e, step_id, STORE_STEP_FAILED, r < 0 ? err.msg : "no such instrument");
+            return 0;
+        }
+    }
+    int r = store_begin(e->store, &err);
+    if (r == 0)
+        r = store_step_set_state(e->store, step_id, STORE_STEP_STARTED, f->deadline_ms, NULL, &err);
+    if (r == 0 && exp_state == STORE_EXP_QUEUED)
+        r = store_experiment_set_state(e->store, exp_id, STORE_EXP_RUNNING, NULL, &err);
+    if (r == 0)
+        r = store_commit(e->store, &err);
+    if (r < 0) {
+        store_rollback(e->store);
+        flight_drop(e, f);
+        log_line(LOG_LVL_ERR, "step=%lld: cannot commit intent: %s", (long long)step_id, err.msg);
+        return r;
+    }
+    int64_t now = ll_monotonic_ms();
+    f->deadline_at = now + f->deadline_ms;
+    log_line(LOG_LVL_DEBUG,
+             "step start campaign=%lld exp=%lld step=%lld action=%s instrument=%s",
+             (long long)campaign_id,
+             (long long)exp_id,
+             (long long)step_id,
+             action,
+             jstr(step, "instrument"));
+    if (is_measure) {
+        f->phase = PH_MEASURE;
+        if (ingest_send_measure(
+                e->ing, f->station, f->request, exp_id, f->sample, f->kind, f->protocol, &err) < 0)
+            log_line(LOG_LVL_WARNING,
+                     "step=%lld: %s (re-sent at the deadline)",
+                     (long long)step_id,
+                     err.msg);
+    } else {
+        e->instrs[f->instr].busy_step = step_id;
+        submit(e, f, DRV_REQ_START);
+    }
+    return 0;
+}
+
+/* --- the pass ---------------------------------------------------------------------------- */
+
+static int place_is_rack(const char *place)
+{
+    return strcmp(place, "rack") == 0;
+}
+
+/* Per open experiment, what the pass needs. */
+struct exp_view {
+    int64_t id;
+    int state;
+    json_t *exp;        /* borrowed from the experiments array */
+    json_t *steps[128]; /* borrowed, in order */
+    int n_steps;
+    char place[LABCONF_NAME_MAX]; /* where the sample is ("" before dispense) */
+    int open, failed, has_cleanup;
+    json_t *first_failed;
+};
+
+static void exp_view_build(struct exp_view *v, json_t *exp, json_t *all_steps)
+{
+    memset(v, 0, sizeof(*v));
+    v->id = jint(exp, "id");
+    v->exp = exp;
+    v->state = store_experiment_state_from_name(jstr(exp, "state"));
+    size_t i;
+    json_t *st;
+    json_array_foreach(all_steps, i, st)
+    {
+        if (jint(st, "experiment_id") != v->id || v->n_steps == 128)
+            continue;
+        v->steps[v->n_steps++] = st;
+        int s = store_step_state_from_name(jstr(st, "state"));
+        const char *action = jstr(st, "action");
+        json_t *p = json_object_get(st, "params");
+        if (s == STORE_STEP_PENDING || s == STORE_STEP_STARTED || s == STORE_STEP_UNKNOWN)
+            v->open = 1;
+        if (s == STORE_STEP_FAILED && !v->failed) {
+            v->failed = 1;
+            v->first_failed = st;
+        }
+        if (jint(st, "idx") >= CLEANUP_IDX_BASE)
+            v->has_cleanup = 1;
+        if (s == STORE_STEP_DONE && strcmp(action, "dispense") == 0)
+            snprintf(v->place, sizeof(v->place), "rack");
+        if (s == STORE_STEP_DONE && strcmp(action, "move") == 0)
+            snprintf(v->place, sizeof(v->place), "%s", jstr(p, "to"));
+    }
+}
+
+/* Marks the place occupancy of one open experiment: where it is, and where a started move
+ * takes it. */
+static void occupy(const struct exp_view *v, char occ[][LABCONF_NAME_MAX], int64_t *who, int *n)
+{
+    for (int i = 0; i <= v->n_steps; i++) {
+        const char *place = NULL;
+        if (i == v->n_steps) {
+            place = v->place;
+        } else {
+            json_t *st = v->steps[i];
+            int s = store_step_state_from_name(jstr(st, "state"));
+            if ((s == STORE_STEP_STARTED || s == STORE_STEP_UNKNOWN) &&
+                strcmp(jstr(st, "action"), "move") == 0)
+                place = jstr(json_object_get(st, "params"), "to");
+        }
+        if (place == NULL || place[0] == '\0' || place_is_rack(place) || *n >= 64)
+            continue;
+        snprintf(occ[*n], LABCONF_NAME_MAX, "%s", place);
+        who[*n] = v->id;
+        (*n)++;
+    }
+}
+
+static int
+place_taken(char occ[][LABCONF_NAME_MAX], const int64_t *who, int n, const char *place, int64_t me)
+{
+    if (place_is_rack(place))
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (who[i] != me && strcmp(occ[i], place) == 0)
+            return 1;
+    return 0;
+}
+
+/* An experiment whose steps have all ended: measured or failed. Also: after a failure,
+ * skip the remaining steps and bring the sample back to the rack. */
+static void exp_settle(struct engine *e, struct camp *c, struct exp_view *v)
+{
+    struct ll_error err;
+    ll_error_clear(&err);
+    if (v->failed && v->open) {
+        int any_running = 0;
+        for (int i = 0; i < v->n_steps; i++) {
+            int s = store_step_state_from_name(jstr(v->steps[i], "state"));
+            if (s == STORE_STEP_STARTED || s == STORE_STEP_UNKNOWN)
+                any_running = 1;
+        }
+        if (any_running)
+            return;
+        int r = store_begin(e->store, &err);
+        for (int i = 0; i < v->n_steps && r == 0; i++)
+            if (store_step_state_from_name(jstr(v->steps[i], "state")) == STORE_STEP_PENDING &&
+                jint(v->steps[i], "idx") < CLEANUP_IDX_BASE)
+                r = store_step_set_state(
+                    e->store, jint(v->steps[i], "id"), STORE_STEP_SKIPPED, 0, NULL, &err);
+        if (r == 0)
+            r = store_commit(e->store, &err);
+        if (r < 0)
+            store_rollback(e->store);
+        return;
+    }
+    if (v->failed && !v->has_cleanup && v->place[0] != '\0' && !place_is_rack(v->place)) {
+        /* bring the sample home so that its place is free for the next one */
+        json_t *p = json_pack("{s:s,s:s,s:b}", "from", v->place, "to", "rack", "cleanup", 1);
+        int64_t sid = 0;
+        int r = store_begin(e->store, &err);
+        if (r == 0)
+            r = store_step_create(
+                e->store, v->id, CLEANUP_IDX_BASE, "robot", "move", p, 3000, NULL, &sid, &err);
+        if (r == 0)
+            r = store_commit(e->store, &err);
+        if (r < 0)
+            store_rollback(e->store);
+        json_decref(p);
+        return;
+    }
+    if (v->open)
+        return;
+    if (v->state != STORE_EXP_RUNNING)
+        return;
+    char reason[600] = "";
+    int to = STORE_EXP_MEASURED;
+    if (v->failed) {
+        to = STORE_EXP_FAILED;
+        snprintf(reason,
+                 sizeof(reason),
+                 "step %lld (%s %s) failed: %s",
+                 (long long)jint(v->first_failed, "idx") + 1,
+                 jstr(v->first_failed, "instrument"),
+                 jstr(v->first_failed, "action"),
+                 jstr(v->first_failed, "result"));
+    } else {
+        json_t *obj = json_object_get(v->exp, "objectives");
+        for (size_t k = 0; k < c->c.n_objectives; k++)
+            if (!json_is_number(json_object_get(obj, c->c.objectives[k].name))) {
+                to = STORE_EXP_FAILED;
+                snprintf(reason,
+                         sizeof(reason),
+                         "objective '%s' was not measured",
+                         c->c.objectives[k].name);
+                break;
+            }
+    }
+    int r = store_begin(e->store, &err);
+    if (r == 0)
+        r = store_experiment_set_state(e->store, v->id, to, reason[0] ? reason : NULL, &err);
+    if (r == 0)
+        r = store_commit(e->store, &err);
+    if (r < 0) {
+        store_rollback(e->store);
+        log_line(LOG_LVL_ERR, "exp=%lld: %s", (long long)v->id, err.msg);
+        return;
+    }
+    event(e,
+          c->id,
+          v->id,
+          0,
+          to == STORE_EXP_MEASURED ? LOG_LVL_INFO : LOG_LVL_WARNING,
+          "experiment",
+          "%s%s%s",
+          store_experiment_state_name(to),
+          reason[0] ? ": " : "",
+          reason);
+}
+
+/* Makespan and lower bound of a round (wall ms of its steps). Returns 0 when found. */
+static int round_makespan(struct engine *e,
+                          json_t *exps,
+                          int round,
+                          double *ret_makespan_s,
+                          double *ret_bound_s,
+                          char *busiest,
+                          size_t n)
+{
+    int64_t first = INT64_MAX, last = 0;
+    struct {
+        char name[LABCONF_NAME_MAX];
+        int64_t work;
+    } per[LABCONF_MAX_INSTRUMENTS + LABCONF_MAX_STATIONS];
+    int n_per = 0;
+    size_t i;
+    json_t *x;
+    json_array_foreach(exps, i, x)
+    {
+        if (jint(x, "round") != round)
+            continue;
+        json_t *steps = store_steps_json(e->store, 0, jint(x, "id"), NULL);
+        size_t k;
+        json_t *st;
+        json_array_foreach(steps, k, st)
+        {
+            if (!json_is_integer(json_object_get(st, "started_at")) ||
+                !json_is_integer(json_object_get(st, "finished_at")))
+                continue;
+            int64_t a = jint(st, "started_at"), b = jint(st, "finished_at");
+            first = a < first ? a : first;
+            last = b > last ? b : last;
+            int j;
+            for (j = 0; j < n_per; j++)
+                if (strcmp(per[j].name, jstr(st, "instrument")) == 0)
+                    break;
+            if (j == n_per && n_per < (int)(sizeof(per) / sizeof(per[0]))) {
+                snprintf(per[j].name, sizeof(per[j].name), "%s", jstr(st, "instrument"));
+                per[j].work = 0;
+                n_per++;
+            }
+            if (j < n_per)
+                per[j].work += b - a;
+        }
+        json_decref(steps);
+    }
+    if (last == 0)
+        return -ENOENT;
+    int64_t bound = 0;
+    busiest[0] = '\0';
+    for (int j = 0; j < n_per; j++)
+        if (per[j].work > bound) {
+            bound = per[j].work;
+            snprintf(busiest, n, "%s", per[j].name);
+        }
+    *ret_makespan_s = (double)(last - first) / 1000.0;
+    *ret_bound_s = (double)bound / 1000.0;
+    return 0;
+}
+
+static int targets_met(const struct camp *c, json_t *exps)
+{
+    size_t nt = recipe_n_targets(c->r);
+    if (nt == 0)
+        return 0;
+    size_t i;
+    json_t *x;
+    json_array_foreach(exps, i, x)
+    {
+        if (strcmp(jstr(x, "state"), "measured") != 0)
+            continue;
+        int all = 1;
+        for (size_t t = 0; t < nt && all; t++) {
+            int k = campaign_objective_index(&c->c, recipe_target_name(c->r, t));
+            json_t *v =
+                json_object_get(json_object_get(x, "objectives"), recipe_target_name(c->r, t));
+            if (k < 0 || !json_is_number(v))
+                all = 0;
+            else if (c->c.objectives[k].maximise)
+                all = json_number_value(v) >= recipe_target_value(c->r, t);
+            else
+                all = json_number_value(v) <= recipe_target_value(c->r, t);
+        }
+        if (all)
+            return 1;
+    }
+    return 0;
+}
+
+/* Asks the planner for the next batch and commits it with its model fit. */
+static int propose(struct engine *e, struct camp *c, json_t *exps, struct ll_error *err)
+{
+    int total = 0, n_final = 0;
+    int r = store_experiment_counts(e->store, c->id, &total, &n_final, err);
+    if (r < 0)
+        return r;
+    int round = 0;
+    size_t i;
+    json_t *x;
+    json_array_foreach(exps, i, x)
+    {
+        if (jint(x, "round") + 1 > round)
+            round = (int)jint(x, "round") + 1;
+    }
+    if (round > 0) {
+        double ms = 0, lb = 0;
+        char busiest[LABCONF_NAME_MAX];
+        if (round_makespan(e, exps, round - 1, &ms, &lb, busiest, sizeof(busiest)) == 0)
+            event(e,
+                  c->id,
+                  0,
+                  0,
+                  LOG_LVL_INFO,
+                  "round",
+                  "round %d finished: makespan %.1f s, lower bound %.1f s (%s), ratio %.3f",
+                  round - 1,
+                  ms,
+                  lb,
+                  busiest,
+                  lb > 0 ? ms / lb : 0.0);
+    }
+    if (targets_met(c, exps))
+        return store_campaign_set_state(
+            e->store, c->id, STORE_CAMPAIGN_COMPLETED, "target reached", err);
+    if (total >= c->c.budget)
+        return store_campaign_set_state(
+            e->store, c->id, STORE_CAMPAIGN_COMPLETED, "budget spent", err);
+    int q = total == 0 ? c->c.initial : c->c.batch;
+    if (q > c->c.budget - total)
+        q = c->c.budget - total;
+    if (q > CAMPAIGN_MAX_BATCH && total > 0)
+        q = CAMPAIGN_MAX_BATCH;
+    struct planner *p = NULL;
+    size_t np = c->c.n_params, no = c->c.n_objectives;
+    double *xs = calloc((size_t)q * np + 1, sizeof(double));
+    struct planner_point_info *info = calloc((size_t)q + 1, sizeof(*info));
+    struct planner_round_info ri;
+    json_t *training = json_array();
+    memset(&ri, 0, sizeof(ri));
+    if (xs == NULL || info == NULL) {
+        r = ll_error_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    r = planner_new(&c->c, &p, err);
+    json_array_foreach(exps, i, x)
+    {
+        if (r < 0 || strcmp(jstr(x, "state"), "measured") != 0)
+            continue;
+        double xv[CAMPAIGN_MAX_PARAMS], yv[CAMPAIGN_MAX_OBJECTIVES];
+        json_t *row = json_array();
+        for (size_t k = 0; k < np; k++) {
+            xv[k] = json_number_value(
+                json_object_get(json_object_get(x, "params"), c->c.params[k].name));
+            json_array_append_new(row, json_real(xv[k]));
+        }
+        for (size_t k = 0; k < no; k++) {
+            yv[k] = json_number_value(
+                json_object_get(json_object_get(x, "objectives"), c->c.objectives[k].name));
+            json_array_append_new(row, json_real(yv[k]));
+        }
+        json_array_append_new(
+            training, json_pack("{s:I,s:o}", "experiment", (json_int_t)jint(x, "id"), "row", row));
+        r = planner_tell(p, xv, yv, err);
+    }
+    if (r == 0)
+        r = planner_ask(p, (size_t)q, xs, info, &ri, err);
+    if (r < 0)
+        goto out;
+    /* the model fit record: everything needed to reproduce or audit this round */
+    json_t *fit = json_pack("{s:i,s:I,s:s,s:I,s:I,s:b,s:f,s:o}",
+                            "round",
+                            round,
+                            "seed",
+                            (json_int_t)c->c.seed,
+                            "acquisition",
+                            c->c.acquisition,
+                            "n_obs",
+                            (json_int_t)ri.n_obs,
+                            "n_pending",
+                            (json_int_t)ri.n_pending,
+                            "model_fitted",
+                            ri.model_fitted,
+                            "hypervolume",
+                            isfinite(ri.hv) ? ri.hv : 0.0,
+                            "training",
+                            json_incref(training));
+    json_t *scaling = json_array();
+    for (size_t k = 0; k < np; k++)
+        json_array_append_new(scaling,
+                              json_pack("{s:s,s:f,s:f}",
+                                        "param",
+                                        c->c.params[k].name,
+                                        "low",
+                                        c->c.params[k].low,
+                                        "high",
+                                        c->c.params[k].high));
+    json_object_set_new(fit, "input_scaling", scaling);
+    if (ri.model_fitted) {
+        json_t *hyp = json_array();
+        for (size_t k = 0; k < no; k++) {
+            json_t *ls = json_array();
+            for (size_t d = 0; d < ri.hyper[k].d; d++)
+                json_array_append_new(ls, json_real(ri.hyper[k].length_scale[d]));
+            json_array_append_new(hyp,
+                                  json_pack("{s:s,s:o,s:f,s:f,s:f,s:f,s:f,s:f}",
+                                            "objective",
+                                            c->c.objectives[k].name,
+                                            "length_scale",
+                                            ls,
+                                            "signal_var",
+                                            ri.hyper[k].signal_var,
+                                            "noise_var",
+                                            ri.hyper[k].noise_var,
+                                            "const_mean",
+                                            ri.hyper[k].const_mean,
+                                            "y_mean",
+                                            ri.hyper[k].y_mean,
+                                            "y_std",
+                                            ri.hyper[k].y_std,
+                                            "log_marginal_likelihood",
+                                            ri.hyper[k].log_marginal_likelihood));
+        }
+        json_object_set_new(fit, "hyperparameters", hyp);
+    }
+    json_t *chosen = json_array();
+    json_object_set_new(fit, "chosen", chosen);
+    const char *approval = recipe_approval(c->r);
+    int batch = strcmp(approval, "batch") == 0;
+    r = store_begin(e->store, err);
+    for (int k = 0; k < q && r == 0; k++) {
+        json_t *params = json_object();
+        for (size_t d = 0; d < np; d++)
+            json_object_set_new(params, c->c.params[d].name, json_real(xs[(size_t)k * np + d]));
+        int64_t exp_id = 0;
+        r = store_experiment_create(
+            e->store, c->id, total + k, round, -1, params, info[k].acquisition, &exp_id, err);
+        json_array_append_new(chosen,
+                              json_pack("{s:I,s:o,s:f,s:b}",
+                                        "experiment",
+                                        (json_int_t)exp_id,
+                                        "params",
+                                        json_incref(params),
+                                        "acquisition",
+                                        info[k].acquisition,
+                                        "from_initial_design",
+                                        info[k].from_initial_design));
+        json_decref(params);
+        json_t *steps = NULL;
+        if (r == 0)
+            r = recipe_expand(c->r, &c->c, &xs[(size_t)k * np], &steps, err);
+        size_t si;
+        json_t *st;
+        json_array_foreach(steps, si, st)
+        {
+            if (r < 0)
+                break;
+            const char *instrument = jstr(st, "instrument");
+            char request[64] = "";
+            if (strcmp(jstr(st, "action"), "measure") == 0) {
+                instrument = station_for_kind(e, jstr(json_object_get(st, "params"), "kind"));
+                snprintf(request, sizeof(request), "r-%lld-%zu", (long long)exp_id, si + 1);
+                if (instrument == NULL) {
+                    r = ll_error_set(err,
+                                     -EINVAL,
+                                     "no station of the lab measures '%s'",
+                                     jstr(json_object_get(st, "params"), "kind"));
+                    break;
+                }
+            }
+            int64_t sid = 0;
+            r = store_step_create(e->store,
+                                  exp_id,
+                                  (int)si,
+                                  instrument,
+                                  jstr(st, "action"),
+                                  json_object_get(st, "params"),
+                                  jint(st, "expected_ms"),
+                                  request[0] ? request : NULL,
+                                  &sid,
+                                  err);
+        }
+        json_decref(steps);
+        if (r == 0)
+            r = store_experiment_set_state(e->store,
+                                           exp_id,
+                                           batch ? STORE_EXP_AWAITING_APPROVAL : STORE_EXP_QUEUED,
+                                           NULL,
+                                           err);
+    }
+    if (r == 0)
+        r = store_model_fit_put(e->store, c->id, round, fit, err);
+    if (r == 0 && batch)
+        r = store_approval_put(e->store, c->id, round, "pending", NULL, err);
+    if (r == 0)
+        r = store_commit(e->store, err);
+    else
+        store_rollback(e->store);
+    json_decref(fit);
+    if (r == 0)
+        event(e,
+              c->id,
+              0,
+              0,
+              LOG_LVL_INFO,
+              "round",
+              "round %d: %d experiments proposed (%s, %zu observations, hypervolume %.4g)%s",
+              round,
+              q,
+              ri.model_fitted ? "model" : "space-filling design",
+              ri.n_obs,
+              ri.hv,
+              batch ? "; waiting for approval" : "");
+out:
+    planner_free(&p);
+    free(xs);
+    free(info);
+    json_decref(training);
+    return r;
+}
+
+static int camp_tick(struct engine *e,
+                     struct camp *c,
+                     char occ[][LABCONF_NAME_MAX],
+                     int64_t *who,
+                     int *n_occ,
+                     int dispatch,
+                     struct ll_error *err)
+{
+    int cstate = store_campaign_get_state(e->store, c->id, err);
+    if (cstate < 0)
+        return cstate;
+    if (cstate >= STORE_CAMPAIGN_COMPLETED) {
+        camp_unload(e, c->id);
+        return 0;
+    }
+    json_t *exps = store_experiments_json(e->store, c->id, err);
+    json_t *steps = exps != NULL ? store_steps_json(e->store, c->id, 0, err) : NULL;
+    if (steps == NULL) {
+        json_decref(exps);
+        return err->code ? err->code : -EIO;
+    }
+    int n_open = 0;
+    size_t i;
+    json_t *x;
+    struct exp_view *v = malloc(sizeof(*v));
+    json_array_foreach(exps, i, x)
+    {
+        int s = store_experiment_state_from_name(jstr(x, "state"));
+        if (s >= STORE_EXP_MEASURED)
+            continue;
+        n_open++;
+        exp_view_build(v, x, steps);
+        if (!dispatch) {
+            occupy(v, occ, who, n_occ);
+            continue;
+        }
+        exp_settle(e, c, v);
+        if (cstate != STORE_CAMPAIGN_RUNNING || e->estop ||
+            (v->state != STORE_EXP_QUEUED && v->state != STORE_EXP_RUNNING))
+            continue;
+        /* the next step of this sample, if every earlier one is done */
+        for (int k = 0; k < v->n_steps; k++) {
+            json_t *st = v->steps[k];
+            int ss = store_step_state_from_name(jstr(st, "state"));
+            if (ss == STORE_STEP_DONE || ss == STORE_STEP_SKIPPED)
+                continue;
+            if (ss != STORE_STEP_PENDING || (v->failed && jint(st, "idx") < CLEANUP_IDX_BASE))
+                break;
+            const char *action = jstr(st, "action");
+            const char *instrument = jstr(st, "instrument");
+            if (strcmp(action, "measure") == 0) {
+                if (e->ing == NULL || station_busy(e, instrument) ||
+                    !ingest_station_online(e->ing, instrument))
+                    break;
+            } else {
+                int in = instr_index(e, instrument);
+                if (in >= 0 && e->instrs[in].busy_step != 0)
+                    break;
+                if (strcmp(action, "move") == 0 &&
+                    place_taken(occ, who, *n_occ, jstr(json_object_get(st, "params"), "to"), v->id))
+                    break;
+            }
+            if (start_step(e, st, v->state) == 0 && strcmp(action, "move") == 0 && *n_occ < 64) {
+                snprintf(
+                    occ[*n_occ], LABCONF_NAME_MAX, "%s", jstr(json_object_get(st, "params"), "to"));
+                who[(*n_occ)++] = v->id;
+            }
+            break;
+        }
+    }
+    free(v);
+    int r = 0;
+    if (dispatch && n_open == 0 && cstate == STORE_CAMPAIGN_RUNNING && !e->estop) {
+        r = propose(e, c, exps, err);
+        if (r < 0) {
+            char why[LL_ERROR_MSG_MAX];
+            snprintf(why, sizeof(why), "planner: %s", err->msg);
+            struct ll_error e2;
+            store_campaign_set_state(e->store, c->id, STORE_CAMPAIGN_FAILED, why, &e2);
+            event(e, c->id, 0, 0, LOG_LVL_ERR, "campaign", "failed: %s", why);
+        }
+    }
+    json_decref(steps);
+    json_decref(exps);
+    return r;
+}
+
+int engine_tick(struct engine *e, struct ll_error *reterr)
+{
+    int64_t now = ll_monotonic_ms();
+    /* timers of the flights */
+    for (int i = 0; i < MAX_FLIGHTS; i++) {
+        struct flight *f = &e->flights[i];
+        if (!f->used)
+            continue;
+        int s = store_step_get_state(e->store, f->step_id, NULL);
+        if (s != STORE_STEP_STARTED) {
+            /* settled elsewhere (a measurement, or the operator) */
+            if (f->phase != PH_WAIT)
+                flight_drop(e, f);
+            continue;
+        }
+        if (f->phase == PH_POLL_AT && now >= f->next_at)
+            submit(e, f, DRV_REQ_POLL);
+        else if (f->phase == PH_QUERY_AT && now >= f->next_at)
+            submit(e, f, DRV_REQ_QUERY);
+        if (now >= f->deadline_at) {
+            f->misses++;
+            e->missed_deadlines++;
+            f->deadline_at = now + f->deadline_ms;
+            event(e,
+                  f->campaign_id,
+                  f->exp_id,
+                  f->step_id,
+                  LOG_LVL_WARNING,
+                  "deadline",
+                  "step missed its deadline (%lld ms) %d time(s)",
+                  (long long)f->deadline_ms,
+                  f->misses);
+            if (f->phase == PH_MEASURE) {
+                if (f->misses >= MEASURE_MAX_MISSES) {
+                    flight_finish(e, f, STORE_STEP_FAILED, "no measurement from the station");
+                    continue;
+                }
+                struct ll_error err;
+                if (ingest_send_measure(e->ing,
+                                        f->station,
+                                        f->request,
+                                        f->exp_id,
+                                        f->sample,
+                                        f->kind,
+                                        f->protocol,
+                                        &err) < 0)
+                    log_line(LOG_LVL_WARNING, "step=%lld: %s", (long long)f->step_id, err.msg);
+            }
+        }
+    }
+    /* occupancy across every campaign first, then settle and dispatch */
+    char occ[64][LABCONF_NAME_MAX];
+    int64_t who[64];
+    int n_occ = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = e->n_camps - 1; i >= 0; i--) {
+            int r = camp_tick(e, &e->camps[i], occ, who, &n_occ, pass, reterr);
+            if (r < 0)
+                return r;
+        }
+    return 0;
+}
+
+/* --- recovery ------------------------------------------------------------------------------ */
+
+int engine_recover(struct engine *e, struct ll_error *reterr)
+{
+    json_t *camps = store_campaigns_json(e->store, 0, reterr);
+    if (camps == NULL)
+        return reterr->code ? reterr->code : -EIO;
+    size_t i;
+    json_t *c;
+    json_array_foreach(camps, i, c)
+    {
+        struct ll_error err;
+        ll_error_clear(&err);
+        char source[96];
+        snprintf(source, sizeof(source), "campaign %lld", (long long)jint(c, "id"));
+        if (camp_load(e, jint(c, "id"), jstr(c, "file_text"), source, &err) < 0) {
+            struct ll_error e2;
+            store_campaign_set_state(e->store, jint(c, "id"), STORE_CAMPAIGN_FAILED, err.msg, &e2);
+            log_line(LOG_LVL_ERR,
+                     "campaign=%lld cannot be resumed: %s",
+                     (long long)jint(c, "id"),
+                     err.msg);
+            continue;
+        }
+        event(e,
+              jint(c, "id"),
+              0,
+              0,
+              LOG_LVL_INFO,
+              "recovery",
+              "resuming campaign '%s' (%s)",
+              jstr(c, "name"),
+              jstr(c, "state"));
+        json_t *steps = store_steps_json(e->store, jint(c, "id"), 0, reterr);
+        size_t k;
+        json_t *st;
+        json_array_foreach(steps, k, st)
+        {
+            if (strcmp(jstr(st, "state"), "started") != 0)
+                continue;
+            struct flight *f = flight_new(e);
+            if (f == NULL)
+                break;
+            f->step_id = jint(st, "id");
+            f->exp_id = jint(st, "experiment_id");
+            f->campaign_id = jint(st, "campaign_id");
+            f->deadline_ms = deadline_ms_of(e, jint(st, "expected_ms"));
+            f->deadline_at = ll_monotonic_ms() + f->deadline_ms;
+            f->recovering = 1;
+            snprintf(f->sample, sizeof(f->sample), "%s", jstr(st, "sample"));
+            if (strcmp(jstr(st, "action"), "measure") == 0) {
+                snprintf(f->station, sizeof(f->station), "%s", jstr(st, "instrument"));
+                snprintf(f->request, sizeof(f->request), "%s", jstr(st, "request"));
+                snprintf(
+                    f->kind, sizeof(f->kind), "%s", jstr(json_object_get(st, "params"), "kind"));
+                f->protocol =
+                    json_incref(json_object_get(json_object_get(st, "params"), "protocol"));
+                f->phase = PH_MEASURE;
+                /* stations answer a repeated request from their store: re-send at once */
+                f->deadline_at = ll_monotonic_ms();
+                f->misses = -1;
+                log_line(LOG_LVL_INFO,
+                         "recovery: step=%lld measure %s re-sent to %s",
+                         (long long)f->step_id,
+                         f->request,
+                         f->station);
+                continue;
+            }
+            f->instr = instr_index(e, jstr(st, "instrument"));
+            struct ll_error derr;
+            if (f->instr < 0 || e->instrs[f->instr].w == NULL ||
+                step_to_drv(st, &f->ds, &derr) < 0) {
+                flight_drop(e, f);
+                step_settle(e,
+                            jint(st, "id"),
+                            STORE_STEP_UNKNOWN,
+                            "fate unknown: the instrument is not available to ask");
+                continue;
+            }
+            e->instrs[f->instr].busy_step = f->step_id;
+            log_line(LOG_LVL_INFO,
+                     "recovery: step=%lld on %s: asking the instrument whether it ran",
+                     (long long)f->step_id,
+                     jstr(st, "instrument"));
+            submit(e, f, DRV_REQ_QUERY);
+        }
+        json_decref(steps);
+    }
+    json_decref(camps);
+    return 0;
+}
+
+int engine_recovered(const struct engine *e)
+{
+    for (int i = 0; i < MAX_FLIGHTS; i++)
+        if (e->flights[i].used && e->flights[i].recovering && e->flights[i].instr >= 0 &&
+            e->flights[i].phase != PH_POLL_AT)
+            return 0;
+    return 1;
+}
+
+int engine_busy(const struct engine *e)
+{
+    return e->n_camps > 0;
+}
+
+/* --- operator commands ------------------------------------------------------------------- */
+
+int engine_campaign_start(struct engine *e,
+                          const char *text,
+                          const char *source,
+                          int64_t *ret_id,
+                          struct ll_error *reterr)
+{
+    struct camp probe;
+    memset(&probe, 0, sizeof(probe));
+    int r = campaign_load_string(text, source, &probe.c, reterr);
+    if (r < 0)
+        return r;
+    struct recipe *rc = NULL;
+    r = recipe_parse(text, source, &probe.c, &rc, reterr);
+    if (r < 0)
+        return r;
+    const char *approval = recipe_approval(rc);
+    int64_t id = 0;
+    r = store_begin(e->store, reterr);
+    if (r == 0)
+        r = store_campaign_create(e->store, probe.c.name, text, approval, &id, reterr);
+    if (r == 0)
+        r = store_event(e->store, id, 0, 0, 6, "campaign", "started", reterr);
+    if (r == 0)
+        r = camp_load(e, id, text, source, reterr);
+    if (r == 0)
+        r = store_commit(e->store, reterr);
+    else
+        store_rollback(e->store);
+    recipe_free(&rc);
+    if (r < 0) {
+        if (camp_get(e, id) != NULL)
+            camp_unload(e, id);
+        return r;
+    }
+    log_line(LOG_LVL_INFO,
+             "campaign=%lld started name=%s budget=%d",
+             (long long)id,
+             probe.c.name,
+             probe.c.budget);
+    *ret_id = id;
+    return 0;
+}
+
+static int64_t resolve_id(struct engine *e, int64_t id, struct ll_error *err)
+{
+    if (id > 0)
+        return id;
+    if (e->n_camps == 1)
+        return e->camps[0].id;
+    if (e->n_camps == 0)
+        return ll_error_set(err, -ENOENT, "no open campaign");
+    return ll_error_set(err, -EINVAL, "%d campaigns are open: give the campaign id", e->n_camps);
+}
+
+int engine_campaign_op(struct engine *e, int64_t id, const char *op, struct ll_error *reterr)
+{
+    id = resolve_id(e, id, reterr);
+    if (id < 0)
+        return (int)id;
+    int r = store_begin(e->store, reterr);
+    if (r < 0)
+        return r;
+    if (strcmp(op, "pause") == 0) {
+        r = store_campaign_set_state(e->store, id, STORE_CAMPAIGN_PAUSED, "operator pause", reterr);
+    } else if (strcmp(op, "resume") == 0) {
+        if (e->estop)
+            r = store_meta_set(e->store, "estop", "0", reterr);
+        if (r == 0)
+            r = store_campaign_set_state(
+                e->store, id, STORE_CAMPAIGN_RUNNING, "operator resume", reterr);
+    } else if (strcmp(op, "abort") == 0) {
+        r = store_campaign_set_state(
+            e->store, id, STORE_CAMPAIGN_ABORTED, "operator abort", reterr);
+        json_t *exps = r == 0 ? store_experiments_json(e->store, id, reterr) : NULL;
+        size_t i;
+        json_t *x;
+        json_array_foreach(exps, i, x)
+        {
+            int s = store_experiment_state_from_name(jstr(x, "state"));
+            if (r == 0 && s < STORE_EXP_MEASURED) {
+                json_t *steps = store_steps_json(e->store, 0, jint(x, "id"), reterr);
+                size_t k;
+                json_t *st;
+                json_array_foreach(steps, k, st)
+                {
+                    if (r == 0 && strcmp(jstr(st, "state"), "pending") == 0)
+                        r = store_step_set_state(
+                            e->store, jint(st, "id"), STORE_STEP_SKIPPED, 0, NULL, reterr);
+                }
+                json_decref(steps);
+                if (r == 0)
+                    r = store_experiment_set_state(
+                        e->store, jint(x, "id"), STORE_EXP_ABANDONED, "campaign aborted", reterr);
+            }
+        }
+        json_decref(exps);
+    } else {
+        r = ll_error_set(reterr, -EINVAL, "unknown campaign operation '%s'", op);
+    }
+    if (r == 0)
+        r = store_commit(e->store, reterr);
+    else
+        store_rollback(e->store);
+    if (r == 0 && strcmp(op, "resume") == 0)
+        e->estop = 0;
+    if (r == 0)
+        log_line(LOG_LVL_NOTICE, "campaign=%lld %s", (long long)id, op);
+    return r;
+}
+
+int engine_approve(struct engine *e, int64_t id, int approve, struct ll_error *reterr)
+{
+    id = resolve_id(e, id, reterr);
+    if (id < 0)
+        return (int)id;
+    int round = store_approval_pending(e->store, id, reterr);
+    if (round < 0)
+        return ll_error_set(
+            reterr, -ENOENT, "campaign %lld has no batch waiting for approval", (long long)id);
+    json_t *exps = store_experiments_json(e->store, id, reterr);
+    int r = exps != NULL ? store_begin(e->store, reterr) : -EIO;
+    size_t i;
+    json_t *x;
+    json_array_foreach(exps, i, x)
+    {
+        if (r == 0 && jint(x, "round") == round &&
+            strcmp(jstr(x, "state"), "awaiting_approval") == 0) {
+            if (approve) {
+                r = store_experiment_set_state(
+                    e->store, jint(x, "id"), STORE_EXP_QUEUED, NULL, reterr);
+            } else {
+                json_t *steps = store_steps_json(e->store, 0, jint(x, "id"), reterr);
+                size_t k;
+                json_t *st;
+                json_array_foreach(steps, k, st)
+                {
+                    if (r == 0)
+                        r = store_step_set_state(
+                            e->store, jint(st, "id"), STORE_STEP_SKIPPED, 0, NULL, reterr);
+                }
+                json_decref(steps);
+                if (r == 0)
+                    r = store_experiment_set_state(
+                        e->store, jint(x, "id"), STORE_EXP_ABANDONED, "denied by operator", reterr);
+            }
+        }
+    }
+    if (r == 0)
+        r = store_approval_put(e->store, id, round, approve ? "approved" : "denied", NULL, reterr);
+    if (r == 0)
+        r = store_event(
+            e->store, id, 0, 0, 5, "approval", approve ? "batch approved" : "batch denied", reterr);
+    if (r == 0)
+        r = store_commit(e->store, reterr);
+    else
+        store_rollback(e->store);
+    json_decref(exps);
+    return r;
+}
+
+int engine_estop(struct engine *e, struct ll_error *reterr)
+{
+    int r = store_begin(e->store, reterr);
+    if (r == 0)
+        r = store_meta_set(e->store, "estop", "1", reterr);
+    for (int i = 0; i < e->n_camps && r == 0; i++)
+        if (store_campaign_get_state(e->store, e->camps[i].id, NULL) == STORE_CAMPAIGN_RUNNING ||
+            store_campaign_get_state(e->store, e->camps[i].id, NULL) == STORE_CAMPAIGN_PAUSED)
+            r = store_campaign_set_state(
+                e->store, e->camps[i].id, STORE_CAMPAIGN_STOPPED, "software e-stop", reterr);
+    if (r == 0)
+        r = store_event(e->store,
+                        0,
+                        0,
+                        0,
+                        2,
+                        "estop",
+                        "software stop: safe state commanded on every instrument",
+                        reterr);
+    if (r == 0)
+        r = store_commit(e->store, reterr);
+    else
+        store_rollback(e->store);
+    e->estop = 1;
+    /* the safe state is commanded even if the store failed */
+    for (int i = 0; i < e->n_instrs; i++)
+        if (e->instrs[i].w != NULL) {
+            struct drv_request req = {.op = DRV_REQ_SAFE, .cookie = 0};
+            drv_worker_submit(e->instrs[i].w, &req, NULL);
+        }
+    log_line(LOG_LVL_ERR,
+             "estop: software stop: safe state commanded on %d instruments (this is not a wired "
+             "emergency stop)",
+             e->n_instrs);
+    return r;
+}
+
+int engine_resolve(struct engine *e, int64_t step_id, const char *answer, struct ll_error *reterr)
+{
+    int to = strcmp(answer, "done") == 0     ? STORE_STEP_DONE
+             : strcmp(answer, "failed") == 0 ? STORE_STEP_FAILED
+                                             : -1;
+    if (to < 0)
+        return ll_error_set(
+            reterr, -EINVAL, "answer 'done' (the step ran) or 'failed' (it did not)");
+    if (store_step_get_state(e->store, step_id, reterr) != STORE_STEP_UNKNOWN)
+        return ll_error_set(
+            reterr, -EINVAL, "step %lld is not an open question", (long long)step_id);
+    int r = store_begin(e->store, reterr);
+    if (r == 0)
+        r = store_step_set_state(e->store,
+                                 step_id,
+                                 to,
+                                 0,
+                                 to == STORE_STEP_DONE ? "operator: it ran"
+                                                       : "operator: it did not run",
+                                 reterr);
+    if (r == 0)
+        r = store_event(e->store,
+                        0,
+                        0,
+                        step_id,
+                        5,
+                        "question",
+                        to == STORE_STEP_DONE ? "answered: done" : "answered: failed",
+                        reterr);
+    if (r == 0)
+        r = store_commit(e->store, reterr);
+    else
+        store_rollback(e->store);
+    return r;
+}
+
+/* --- status and results ---------------------------------------------------------------------- */
+
+json_t *engine_pareto_json(struct engine *e, int64_t id, struct ll_error *reterr)
+{
+    json_t *camps = store_campaigns_json(e->store, 1, reterr);
+    if (camps == NULL)
+        return NULL;
+    json_t *camp = NULL;
+    size_t i;
+    json_t *x;
+    json_array_foreach(camps, i, x)
+    {
+        if (id == 0 || jint(x, "id") == id)
+            camp = x;
+    }
+    if (camp == NULL) {
+        json_decref(camps);
+        ll_error_set(reterr, -ENOENT, "no such campaign");
+        return NULL;
+    }
+    struct campaign c;
+    if (campaign_load_string(jstr(camp, "file_text"), "campaign", &c, reterr) < 0) {
+        json_decref(camps);
+        return NULL;
+    }
+    int64_t cid = jint(camp, "id");
+    json_t *exps = store_experiments_json(e->store, cid, reterr);
+    size_t m = c.n_objectives, n = 0;
+    double *pts = calloc(json_array_size(exps) * m + 1, sizeof(double));
+    json_t **rows = calloc(json_array_size(exps) + 1, sizeof(json_t *));
+    json_array_foreach(exps, i, x)
+    {
+        if (strcmp(jstr(x, "state"), "measured") != 0)
+            continue;
+        for (size_t k = 0; k < m; k++) {
+            double v = json_number_value(
+                json_object_get(json_object_get(x, "objectives"), c.objectives[k].name));
+            pts[n * m + k] = c.objectives[k].maximise ? -v : v;
+        }
+        rows[n++] = x;
+    }
+    json_t *front = json_array();
+    double *fpts = calloc(n * m + 1, sizeof(double));
+    size_t nf = 0;
+    for (size_t a = 0; a < n; a++) {
+        int dominated = 0;
+        for (size_t b = 0; b < n && !dominated; b++) {
+            if (a == b)
+                continue;
+            int all_le = 1, one_lt = 0;
+            for (size_t k = 0; k < m; k++) {
+                if (pts[b * m + k] > pts[a * m + k])
+                    all_le = 0;
+                if (pts[b * m + k] < pts[a * m + k])
+                    one_lt = 1;
+            }
+            dominated = all_le && one_lt;
+        }
+        if (!dominated) {
+            json_array_append(front, rows[a]);
+            memcpy(&fpts[nf * m], &pts[a * m], m * sizeof(double));
+            nf++;
+        }
+    }
+    double ref[CAMPAIGN_MAX_OBJECTIVES];
+    json_t *objs = json_array();
+    for (size_t k = 0; k < m; k++) {
+        ref[k] = c.objectives[k].maximise ? -c.objectives[k].ref : c.objectives[k].ref;
+        json_array_append_new(objs,
+                              json_pack("{s:s,s:s,s:f}",
+                                        "name",
+                                        c.objectives[k].name,
+                                        "goal",
+                                        c.objectives[k].maximise ? "max" : "min",
+                                        "ref",
+                                        c.objectives[k].ref));
+    }
+    double hv = nf > 0 ? hv_compute(fpts, nf, m, ref) : 0.0;
+    json_t *out = json_pack("{s:I,s:s,s:s,s:o,s:o,s:f,s:I,s:I}",
+                            "campaign",
+                            (json_int_t)cid,
+                            "name",
+                            jstr(camp, "name"),
+                            "state",
+                            jstr(camp, "state"),
+                            "objectives",
+                            objs,
+                            "front",
+                            front,
+                            "hypervolume",
+                            isfinite(hv) ? hv : 0.0,
+                            "n_measured",
+                            (json_int_t)n,
+                            "n_experiments",
+                            (json_int_t)json_array_size(exps));
+    free(pts);
+    free(fpts);
+    free(rows);
+    json_decref(exps);
+    json_decref(camps);
+    return out;
+}
+
+json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
+{
+    json_t *out = json_object();
+    json_t *camps = store_campaigns_json(e->store, 1, reterr);
+    json_t *list = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(camps, i, c)
+    {
+        int64_t cid = jint(c, "id");
+        json_t *exps = store_experiments_json(e->store, cid, NULL);
+        json_t *counts = json_object();
+        int max_round = -1;
+        size_t k;
+        json_t *x;
+        json_array_foreach(exps, k, x)
+        {
+            const char *s = jstr(x, "state");
+            json_object_set_new(
+                counts, s, json_integer(json_integer_value(json_object_get(counts, s)) + 1));
+            if (jint(x, "round") > max_round)
+                max_round = (int)jint(x, "round");
+        }
+        json_t *rounds = json_array();
+        for (int rd = 0; rd <= max_round; rd++) {
+            double ms = 0, lb = 0;
+            char busiest[LABCONF_NAME_MAX];
+            if (round_makespan(e, exps, rd, &ms, &lb, busiest, sizeof(busiest)) == 0)
+                json_array_append_new(rounds,
+                                      json_pack("{s:i,s:f,s:f,s:s,s:f}",
+                                                "round",
+                                                rd,
+                                                "makespan_s",
+                                                ms,
+                                                "lower_bound_s",
+                                                lb,
+                                                "busiest",
+                                                busiest,
+                                                "ratio",
+                                                lb > 0 ? ms / lb : 0.0));
+        }
+        int pending = store_approval_pending(e->store, cid, NULL);
+        json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:o,s:I,s:o}",
+                              "id",
+                              (json_int_t)cid,
+                              "name",
+                              jstr(c, "name"),
+                              "state",
+                              jstr(c, "state"),
+                              "approval",
+                              jstr(c, "approval"),
+                              "experiments",
+                              counts,
+                              "n_experiments",
+                              (json_int_t)json_array_size(exps),
+                              "rounds",
+                              rounds);
+        json_object_set(o, "reason", json_object_get(c, "reason"));
+        if (pending >= 0)
+            json_object_set_new(o, "approval_pending_round", json_integer(pending));
+        json_array_append_new(list, o);
+        json_decref(exps);
+    }
+    json_decref(camps);
+    json_object_set_new(out, "campaigns", list);
+    json_object_set_new(out, "estop", json_boolean(e->estop));
+    json_t *q = store_questions_json(e->store, NULL);
+    json_object_set_new(out, "questions", q != NULL ? q : json_array());
+    json_t *fl = json_array();
+    int64_t now = ll_monotonic_ms();
+    for (int k = 0; k < MAX_FLIGHTS; k++) {
+        struct flight *f = &e->flights[k];
+        if (!f->used)
+            continue;
+        json_array_append_new(fl,
+                              json_pack("{s:I,s:I,s:s,s:s,s:b,s:i}",
+                                        "step",
+                                        (json_int_t)f->step_id,
+                                        "experiment",
+                                        (json_int_t)f->exp_id,
+                                        "instrument",
+                                        f->instr >= 0 ? e->instrs[f->instr].name : f->station,
+                                        "sample",
+                                        f->sample,
+                                        "overdue",
+                                        f->misses > 0,
+                                        "deadline_misses",
+                                        f->misses > 0 ? f->misses : 0));
+        (void)now;
+    }
+    json_object_set_new(out, "in_flight", fl);
+    json_object_set_new(out, "missed_deadlines", json_integer(e->missed_deadlines));
+    json_t *ins = json_array();
+    for (int k = 0; k < e->n_instrs; k++)
+        json_array_append_new(ins,
+                              json_pack("{s:s,s:I}",
+                                        "name",
+                                        e->instrs[k].name,
+                                        "busy_step",
+                                        (json_int_t)e->instrs[k].busy_step));
+    json_object_set_new(out, "instruments", ins);
+    json_object_set_new(
+        out, "stations", e->ing != NULL ? ingest_stations_json(e->ing) : json_array());
+    int64_t stored = 0, rejected = 0;
+    store_measurement_counts(e->store, &stored, &rejected, NULL);
+    json_object_set_new(
+        out,
+        "measurements",
+        json_pack("{s:I,s:I}", "stored", (json_int_t)stored, "rejected", (json_int_t)rejected));
+    json_t *ev = store_events_json(e->store, 0, 10, NULL);
+    json_object_set_new(out, "recent_events", ev != NULL ? ev : json_array());
+    return out;
+}
+
+void engine_summary(struct engine *e, char *buf, size_t n)
+{
+    int total = 0, fin = 0;
+    if (e->n_camps == 0) {
+        snprintf(buf, n, "%sidle: no open campaign", e->estop ? "E-STOP latched; " : "");
+        return;
+    }
+    store_experiment_counts(e->store, e->camps[0].id, &total, &fin, NULL);
+    snprintf(buf,
+             n,
+             "%scampaign %lld '%s': %d/%d experiments ended, %d in flight",
+             e->estop ? "E-STOP latched; " : "",
+             (long long)e->camps[0].id,
+             e->camps[0].c.name,
+             fin,
+             e->camps[0].c.budget,
+             total - fin);
+}

@@ -1,0 +1,129 @@
+/* engine — campaigns, rounds and the step scheduler of labloopd: the closed loop itself.
+ *
+ * The idea. The store is the truth; the engine keeps only what is in flight (the instrument
+ * requests it is waiting for, timers) and rebuilds everything else from the store on every
+ * pass (engine_tick()), so a restart is just a new engine on the same database plus
+ * engine_recover(). Each pass, for each campaign:
+ *  - experiments whose steps have all ended become measured (every objective stored) or
+ *    failed (a step failed; the reason is the step's);
+ *  - when a campaign has no open experiment: stop on the budget or a target, or ask the
+ *    planner (planner/planner.h, rebuilt from every measured experiment: it refits on all
+ *    data every round) for the next batch — `initial` space-filling points first, then
+ *    `batch` per round — and commit, in one transaction, the round's model fit (training
+ *    rows, scaling, hyperparameters, seed, chosen points and acquisition values), the
+ *    experiments and all their steps (recipe.h expands the recipe per point); the batch is
+ *    queued at once (approval "auto") or waits for `labloop approve` (approval "batch";
+ *    the pending approval is a row, so it survives restarts);
+ *  - steps start in experiment order when their instrument is free, the previous step of the
+ *    sample is done and (for a move) the destination place is empty: so the coater spins
+ *    sample 2 while the furnace anneals sample 1. Each instrument runs one step at a time.
+ *
+ * Starting a step: commit `started` (the intent, with its deadline), then submit it to the
+ * instrument's worker (drivers/worker.h) or send the station its `measure`. Completions move
+ * the step on; a start that timed out or lost the link is settled with drv_step_query(),
+ * never by sending again. After a restart every `started` step is settled the same way:
+ * done / failed / not started (back to pending) / running (polled on) / unknown (the step
+ * becomes an operator question; `labloop resolve STEP done|failed` answers it). Measure
+ * requests are re-sent with the same request id (stations answer repeats from their store).
+ *
+ * Deadlines: expected_s of the recipe divided by the time scale (labsim's --speed), times
+ * 1.5, plus 2 s; a missed deadline is an event and is listed in status (measure requests are
+ * re-sent at each miss and fail after 5). Each finished round logs its makespan and the lower
+ * bound (the busiest instrument's total work in that round).
+ *
+ * Pause: no step starts; running ones finish. Stop (e-stop): the same, plus DRV_REQ_SAFE to
+ * every instrument, latched in the store until a resume. Abort: open experiments abandoned.
+ */
+#ifndef ENGINE_H
+#define ENGINE_H
+
+#include "common/ll_error.h"
+#include "daemon/ingest.h"
+#include "daemon/store.h"
+#include "drivers/labconf.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct engine;
+struct measurement;
+struct analysis;
+
+struct engine_options {
+    struct store *store;       /* borrowed */
+    const struct labconf *lab; /* borrowed; instruments and stations */
+    double time_scale;         /* instrument seconds per real second (labsim --speed); >= 1 */
+    int poll_ms;               /* poll interval for running steps; 0: each instrument's poll_ms */
+    int no_instruments;        /* 1: start no driver workers (tests of the planning side) */
+};
+
+/* Makes an engine and starts one driver worker per instrument (no I/O yet). Free with
+ * engine_free(). */
+int engine_new(const struct engine_options *opt, struct engine **ret, struct ll_error *reterr);
+
+/* Stops the workers (without commanding safe states) and frees *e; NULL is a no-op. */
+void engine_free(struct engine **e);
+
+/* The ingest to send measure requests through (set once both exist). */
+void engine_set_ingest(struct engine *e, struct ingest *ing);
+
+/* The ingest hook (ingest.h ingest_measured_fn); ctx is the engine. */
+int engine_on_measured(void *ctx,
+                       int64_t experiment_id,
+                       int64_t step_id,
+                       int64_t measurement_id,
+                       const struct measurement *m,
+                       const struct analysis *a,
+                       const char *analysis_error,
+                       struct ll_error *reterr);
+
+/* Start-up: loads every unfinished campaign from the store and settles every started step
+ * (queries to the instruments, measure requests re-sent). */
+int engine_recover(struct engine *e, struct ll_error *reterr);
+
+/* 1 once every settling query of engine_recover() has been answered. */
+int engine_recovered(const struct engine *e);
+
+/* One scheduling pass (see above). Returns 0 or a negative errno (logged by the caller). */
+int engine_tick(struct engine *e, struct ll_error *reterr);
+
+/* Milliseconds until the engine wants the next tick (timers), or -1 for "only on events". */
+int engine_timeout_ms(const struct engine *e);
+
+/* The workers' completion fds (up to max) for the poll set; returns how many. */
+int engine_fds(const struct engine *e, int *fds, int max);
+
+/* Takes every waiting worker completion and acts on it. */
+int engine_on_completions(struct engine *e, struct ll_error *reterr);
+
+/* 1 while any campaign is running, paused or stopped with open experiments. */
+int engine_busy(const struct engine *e);
+
+/* --- operator commands (the control socket); each returns 0 or -errno with a message --- */
+int engine_campaign_start(struct engine *e,
+                          const char *text,
+                          const char *source,
+                          int64_t *ret_id,
+                          struct ll_error *reterr);
+/* op: "pause", "resume", "abort". id 0: the only active campaign. */
+int engine_campaign_op(struct engine *e, int64_t id, const char *op, struct ll_error *reterr);
+/* approve != 0: queue the pending batch; 0: deny it. */
+int engine_approve(struct engine *e, int64_t id, int approve, struct ll_error *reterr);
+/* Software stop: safe state on every instrument, every running campaign stopped, latched. */
+int engine_estop(struct engine *e, struct ll_error *reterr);
+/* Answers an operator question: the unknown step did run ("done") or not ("failed"). */
+int engine_resolve(struct engine *e, int64_t step_id, const char *answer, struct ll_error *reterr);
+
+/* Status for `labloop status` (campaigns, rounds with makespans, approvals, questions,
+ * missed deadlines, in-flight steps, instruments, stations, e-stop). Caller decrefs. */
+json_t *engine_status_json(struct engine *e, struct ll_error *reterr);
+
+/* Pareto front of a campaign's measured experiments (objectives in their own units) and
+ * the hypervolume against the campaign's reference point: {campaign, objectives, front:
+ * [experiment objects], hypervolume, n_measured}. id 0: the latest campaign. */
+json_t *engine_pareto_json(struct engine *e, int64_t id, struct ll_error *reterr);
+
+/* A short one-line summary for sd_notify STATUS=. */
+void engine_summary(struct engine *e, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,297 @@
+/* labloopd — the self-driving-lab daemon: the event loop that ties the store, the campaign
+ * engine, the stations' ingest and the operator's control socket together.
+ *
+ *   labloopd [--config FILE] [--lab FILE] [--db FILE] [--run-dir DIR]
+ *            [--stations-endpoint EP] [--time-scale N] [--poll-ms MS] [--log-level N]
+ *            [--foreground]
+ *
+ * --config: labloopd.conf (config/labloopd.conf documents every key); options given on the
+ * command line win. --lab: the lab definition (default: the embedded simulated lab).
+ * labloopd never forks (systemd Type=notify; --foreground is accepted for clarity).
+ *
+ * The loop: zmq_poll over the stations' ROUTER, the control REP, a signalfd (SIGTERM,
+ * SIGINT) and every driver worker's completion eventfd, with a timeout from the engine's
+ * timers; nothing polls busily, so an idle daemon uses no CPU. After every wake-up the engine
+ * makes one pass. Start-up is recovery: every unfinished campaign is resumed from the store,
+ * every started step settled by asking its instrument; READY=1 goes to systemd once the
+ * instruments have answered (or after 30 s). STATUS= carries a one-line summary; WATCHDOG=1
+ * is sent at half the watchdog interval from the loop itself, so a stuck loop is noticed.
+ */
+#include "common/ll_time.h"
+#include "daemon/control.h"
+#include "daemon/engine.h"
+#include "daemon/ingest.h"
+#include "daemon/log.h"
+#include "daemon/store.h"
+#include "drivers/labconf.h"
+
+#include <errno.h>
+#include <gsl/gsl_errno.h>
+#include <libconfig.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define MAX_POLL 32
+
+struct settings {
+    char db[512], run_dir[512], lab[512], endpoint[256];
+    double time_scale;
+    int poll_ms, group_commit_ms, log_level;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: labloopd [--config FILE] [--lab FILE] [--db FILE] [--run-dir DIR]\n"
+            "                [--stations-endpoint EP] [--time-scale N] [--poll-ms MS]\n"
+            "                [--log-level N] [--foreground]\n");
+}
+
+static int load_config(const char *path, struct settings *s)
+{
+    config_t cfg;
+    config_init(&cfg);
+    if (!config_read_file(&cfg, path)) {
+        fprintf(stderr,
+                "<3>labloopd: %s:%d: %s\n",
+                config_error_file(&cfg) ? config_error_file(&cfg) : path,
+                config_error_line(&cfg),
+                config_error_text(&cfg));
+        config_destroy(&cfg);
+        return -EINVAL;
+    }
+    const char *str;
+    double d;
+    int i;
+    if (config_lookup_string(&cfg, "daemon.db", &str))
+        snprintf(s->db, sizeof(s->db), "%s", str);
+    if (config_lookup_string(&cfg, "daemon.run_dir", &str))
+        snprintf(s->run_dir, sizeof(s->run_dir), "%s", str);
+    if (config_lookup_string(&cfg, "daemon.lab", &str))
+        snprintf(s->lab, sizeof(s->lab), "%s", str);
+    if (config_lookup_string(&cfg, "daemon.stations_endpoint", &str))
+        snprintf(s->endpoint, sizeof(s->endpoint), "%s", str);
+    if (config_lookup_float(&cfg, "daemon.time_scale", &d))
+        s->time_scale = d;
+    else if (config_lookup_int(&cfg, "daemon.time_scale", &i))
+        s->time_scale = i;
+    if (config_lookup_int(&cfg, "daemon.poll_ms", &i))
+        s->poll_ms = i;
+    if (config_lookup_int(&cfg, "daemon.group_commit_ms", &i))
+        s->group_commit_ms = i;
+    if (config_lookup_int(&cfg, "daemon.log_level", &i))
+        s->log_level = i;
+    config_destroy(&cfg);
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct settings *s)
+{
+    snprintf(s->db, sizeof(s->db), "/var/lib/labloop/labloop.db");
+    snprintf(s->run_dir, sizeof(s->run_dir), "/run/labloop");
+    s->time_scale = 1.0;
+    s->group_commit_ms = 2;
+    s->log_level = LOG_LVL_INFO;
+    /* the configuration file first, so that options override it */
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--config") == 0 && load_config(argv[i + 1], s) < 0)
+            return -EINVAL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--foreground") == 0)
+            continue;
+        if (strcmp(a, "--help") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (v == NULL) {
+            fprintf(stderr, "<3>labloopd: option %s needs a value\n", a);
+            return -EINVAL;
+        }
+        i++;
+        if (strcmp(a, "--config") == 0)
+            continue;
+        else if (strcmp(a, "--lab") == 0)
+            snprintf(s->lab, sizeof(s->lab), "%s", v);
+        else if (strcmp(a, "--db") == 0)
+            snprintf(s->db, sizeof(s->db), "%s", v);
+        else if (strcmp(a, "--run-dir") == 0)
+            snprintf(s->run_dir, sizeof(s->run_dir), "%s", v);
+        else if (strcmp(a, "--stations-endpoint") == 0)
+            snprintf(s->endpoint, sizeof(s->endpoint), "%s", v);
+        else if (strcmp(a, "--time-scale") == 0)
+            s->time_scale = atof(v);
+        else if (strcmp(a, "--poll-ms") == 0)
+            s->poll_ms = atoi(v);
+        else if (strcmp(a, "--log-level") == 0)
+            s->log_level = atoi(v);
+        else {
+            fprintf(stderr, "<3>labloopd: unknown option %s\n", a);
+            usage(stderr);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    gsl_set_error_handler_off();
+    struct settings set;
+    memset(&set, 0, sizeof(set));
+    if (parse_args(argc, argv, &set) < 0)
+        return 2;
+    log_set_level(set.log_level);
+    struct ll_error err;
+    ll_error_clear(&err);
+    struct store *store = NULL;
+    struct labconf *lab = NULL;
+    struct engine *engine = NULL;
+    struct ingest *ing = NULL;
+    struct control *ctl = NULL;
+    void *zctx = NULL;
+    int sfd = -1, status = 1;
+
+    /* signals arrive as readable data on a signalfd, polled with everything else */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    if (mkdir(set.run_dir, 0750) != 0 && errno != EEXIST) {
+        log_line(
+            LOG_LVL_ERR, "labloopd: cannot create run dir %s: %s", set.run_dir, strerror(errno));
+        goto out;
+    }
+    if (store_open(set.db, &store, &err) < 0) {
+        log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
+        goto out;
+    }
+    int r = set.lab[0] ? labconf_load_file(set.lab, &lab, &err) : labconf_load_default(&lab, &err);
+    if (r < 0) {
+        log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
+        goto out;
+    }
+    if (set.endpoint[0] == '\0')
+        snprintf(set.endpoint, sizeof(set.endpoint), "%s", lab->stations_endpoint);
+    struct engine_options eo = {
+        .store = store, .lab = lab, .time_scale = set.time_scale, .poll_ms = set.poll_ms};
+    if (engine_new(&eo, &engine, &err) < 0) {
+        log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
+        goto out;
+    }
+    zctx = zmq_ctx_new();
+    struct ingest_options io = {.endpoint = set.endpoint,
+                                .group_commit_ms = set.group_commit_ms,
+                                .on_measured = engine_on_measured,
+                                .ctx = engine};
+    if (ingest_new(zctx, store, &io, &ing, &err) < 0 ||
+        control_new(zctx, set.run_dir, &ctl, &err) < 0) {
+        log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
+        goto out;
+    }
+    engine_set_ingest(engine, ing);
+    log_line(LOG_LVL_INFO,
+             "labloopd: started db=%s lab=%s stations=%s control=ipc://%s/control time_scale=%g",
+             set.db,
+             lab->source,
+             set.endpoint,
+             set.run_dir,
+             set.time_scale);
+    if (engine_recover(engine, &err) < 0) {
+        log_line(LOG_LVL_ERR, "labloopd: recovery: %s", err.msg);
+        goto out;
+    }
+
+    uint64_t wd_usec = 0;
+    int watchdog = sd_watchdog_enabled(0, &wd_usec) > 0;
+    int64_t wd_every_ms = watchdog ? (int64_t)(wd_usec / 2000) : 0, wd_last = 0;
+    int64_t started = ll_monotonic_ms(), status_last = 0;
+    int ready = 0, stop = 0;
+    char summary[256] = "", last_summary[256] = "";
+    while (!stop) {
+        zmq_pollitem_t items[MAX_POLL];
+        int n = 0;
+        items[n++] = (zmq_pollitem_t){.socket = ingest_socket(ing), .events = ZMQ_POLLIN};
+        items[n++] = (zmq_pollitem_t){.socket = control_socket(ctl), .events = ZMQ_POLLIN};
+        items[n++] = (zmq_pollitem_t){.fd = sfd, .events = ZMQ_POLLIN};
+        int fds[LABCONF_MAX_INSTRUMENTS];
+        int nf = engine_fds(engine, fds, LABCONF_MAX_INSTRUMENTS);
+        for (int i = 0; i < nf && n < MAX_POLL; i++)
+            items[n++] = (zmq_pollitem_t){.fd = fds[i], .events = ZMQ_POLLIN};
+        long timeout = engine_timeout_ms(engine);
+        if (engine_busy(engine) && (timeout < 0 || timeout > 1000))
+            timeout = 1000; /* re-check stations coming online, approvals ... */
+        if (!ready && (timeout < 0 || timeout > 200))
+            timeout = 200;
+        if (watchdog && (timeout < 0 || timeout > wd_every_ms))
+            timeout = wd_every_ms;
+        if (zmq_poll(items, n, timeout) < 0 && errno != EINTR) {
+            log_line(LOG_LVL_ERR, "labloopd: zmq_poll: %s", zmq_strerror(errno));
+            break;
+        }
+        if (items[2].revents & ZMQ_POLLIN) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                log_line(LOG_LVL_INFO, "labloopd: signal %u: shutting down", si.ssi_signo);
+                stop = 1;
+            }
+        }
+        if (items[0].revents & ZMQ_POLLIN) {
+            int got;
+            while ((got = ingest_process(ing, &err)) > 0)
+                ;
+            if (got < 0)
+                log_line(LOG_LVL_ERR, "ingest: batch not committed, nothing acked: %s", err.msg);
+        }
+        engine_on_completions(engine, &err);
+        if (items[1].revents & ZMQ_POLLIN)
+            control_process(ctl, engine, store);
+        if (engine_tick(engine, &err) < 0)
+            log_line(LOG_LVL_ERR, "engine: %s", err.msg);
+        int64_t now = ll_monotonic_ms();
+        if (!ready && (engine_recovered(engine) || now - started > 30000)) {
+            ready = 1;
+            sd_notify(0, "READY=1");
+            log_line(LOG_LVL_INFO, "labloopd: ready (recovery finished)");
+        }
+        if (now - status_last > 2000) {
+            engine_summary(engine, summary, sizeof(summary));
+            if (strcmp(summary, last_summary) != 0) {
+                sd_notifyf(0, "STATUS=%s", summary);
+                snprintf(last_summary, sizeof(last_summary), "%s", summary);
+            }
+            status_last = now;
+        }
+        if (watchdog && now - wd_last >= wd_every_ms) {
+            sd_notify(0, "WATCHDOG=1");
+            wd_last = now;
+        }
+    }
+    sd_notify(0, "STOPPING=1");
+    status = 0;
+out:
+    engine_free(&engine);
+    ingest_free(&ing);
+    control_free(&ctl);
+    if (zctx != NULL)
+        zmq_ctx_term(zctx);
+    store_close(&store);
+    labconf_free(&lab);
+    if (sfd >= 0)
+        close(sfd);
+    if (status == 0)
+        log_line(LOG_LVL_INFO, "labloopd: stopped cleanly");
+    return status;
+}
