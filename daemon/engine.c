@@ -306,7 +306,9 @@ static void camp_unload(struct engine *e, int64_t id)
 static int step_to_drv(json_t *step, struct drv_step *ds, struct ll_error *err)
 {
     memset(ds, 0, sizeof(*ds));
-    int64_t id = jint(step, "id");
+    /* the instrument sees the job number of the attempt (given when it started), which
+     * increases in start order; before the start it is not known yet and is set later */
+    int64_t id = json_is_integer(json_object_get(step, "job")) ? jint(step, "job") : 1;
     if (id <= 0 || id > (int64_t)UINT32_MAX)
         return ll_error_set(err, -ERANGE, "step id %lld does not fit a job id", (long long)id);
     ds->id = (uint32_t)id;
@@ -388,6 +390,11 @@ static void flight_finish(struct engine *e, struct flight *f, int to, const char
 static void submit(struct engine *e, struct flight *f, enum drv_request_op op)
 {
     struct drv_request req = {.op = op, .cookie = (uint64_t)f->step_id, .step = f->ds};
+    log_line(LOG_LVL_DEBUG,
+             "submit step=%lld job=%u op=%d",
+             (long long)f->step_id,
+             (unsigned)f->ds.id,
+             (int)op);
     struct ll_error err;
     ll_error_clear(&err);
     if (drv_worker_submit(e->instrs[f->instr].w, &req, &err) < 0) {
@@ -618,6 +625,14 @@ static int start_step(struct engine *e, json_t *step, int exp_state)
         log_line(LOG_LVL_ERR, "step=%lld: cannot commit intent: %s", (long long)step_id, err.msg);
         return r;
     }
+    int64_t job = 0;
+    if (!is_measure && (store_step_get_job(e->store, step_id, &job, &err) < 0 || job <= 0 ||
+                        job > (int64_t)UINT32_MAX)) {
+        log_line(LOG_LVL_ERR, "step=%lld: no job number: %s", (long long)step_id, err.msg);
+        flight_drop(e, f);
+        return -EIO;
+    }
+    f->ds.id = (uint32_t)job;
     int64_t now = ll_monotonic_ms();
     f->deadline_at = now + f->deadline_ms;
     log_line(LOG_LVL_DEBUG,
@@ -1181,10 +1196,13 @@ static int camp_tick(struct engine *e,
         for (int k = 0; k < v->n_steps; k++) {
             json_t *st = v->steps[k];
             int ss = store_step_state_from_name(jstr(st, "state"));
-            if (ss == STORE_STEP_DONE || ss == STORE_STEP_SKIPPED)
+            if (ss == STORE_STEP_DONE || ss == STORE_STEP_SKIPPED ||
+                (v->failed && ss == STORE_STEP_FAILED))
                 continue;
-            if (ss != STORE_STEP_PENDING || (v->failed && jint(st, "idx") < CLEANUP_IDX_BASE))
+            if (ss != STORE_STEP_PENDING)
                 break;
+            if (v->failed && jint(st, "idx") < CLEANUP_IDX_BASE)
+                continue; /* about to be skipped; only the clean-up move runs */
             const char *action = jstr(st, "action");
             const char *instrument = jstr(st, "instrument");
             if (strcmp(action, "measure") == 0) {

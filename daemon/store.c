@@ -355,6 +355,10 @@ static const char *const migrations[] = {
     "CREATE INDEX experiments_by_campaign ON experiments(campaign_id, state);"
     "CREATE INDEX steps_by_experiment ON steps(experiment_id, idx);"
     "CREATE INDEX steps_by_state ON steps(state);",
+    /* 1 -> 2: the job number an instrument sees (increasing in start order; the robot
+     * refuses a JOB_ID below its last finished one) */
+    "ALTER TABLE steps ADD COLUMN job INTEGER;"
+    "CREATE UNIQUE INDEX steps_by_job ON steps(job);",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -910,8 +914,8 @@ int store_step_set_state(struct store *s,
         return run(s,
                    prep(s,
                         reterr,
-                        "UPDATE steps SET state = 'started', started_at = ?, deadline_at = ? "
-                        "WHERE id = ?",
+                        "UPDATE steps SET state = 'started', started_at = ?, deadline_at = ?, "
+                        "job = (SELECT coalesce(max(job), 0) + 1 FROM steps) WHERE id = ?",
                         "iii",
                         now,
                         now + deadline_ms,
@@ -956,7 +960,7 @@ int store_step_set_state(struct store *s,
 static const char steps_columns[] =
     "SELECT s.id, s.experiment_id, s.idx, s.attempt, s.instrument, s.action, "
     "s.params AS params_json, s.state, s.expected_ms, s.deadline_at, s.started_at, "
-    "s.finished_at, s.result, s.request, e.sample, e.campaign_id, e.well "
+    "s.finished_at, s.result, s.request, s.job, e.sample, e.campaign_id, e.well "
     "FROM steps s JOIN experiments e ON e.id = s.experiment_id ";
 
 json_t *store_steps_json(struct store *s,
@@ -979,6 +983,15 @@ json_t *store_questions_json(struct store *s, struct ll_error *reterr)
     char sql[1024];
     snprintf(sql, sizeof(sql), "%s WHERE s.state = 'unknown' ORDER BY s.id", steps_columns);
     return rows_json(s, prep(s, reterr, sql, ""), reterr);
+}
+
+int store_step_get_job(struct store *s, int64_t id, int64_t *ret_job, struct ll_error *reterr)
+{
+    int r = one_int(s,
+                    prep(s, reterr, "SELECT coalesce(job, 0) FROM steps WHERE id = ?", "i", id),
+                    ret_job,
+                    reterr);
+    return r;
 }
 
 int store_step_by_request(struct store *s,

@@ -30,7 +30,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 struct store;
 
@@ -221,8 +221,10 @@ int store_step_create(struct store *s,
                       const char *request,
                       int64_t *ret_id,
                       struct ll_error *reterr);
-/* Moves a step to `to` (transition checked). Entering `started` records started_at and
- * deadline_at = now + deadline_ms; final states record finished_at and result (may be NULL). */
+/* Moves a step to `to` (transition checked). Entering `started` records started_at,
+ * deadline_at = now + deadline_ms and a new job number (one more than any job so far, so job
+ * numbers increase in the order steps start, as the robot requires of its JOB_ID); final
+ * states record finished_at and result (may be NULL). */
 int store_step_set_state(struct store *s,
                          int64_t id,
                          int to,
@@ -230,10 +232,12 @@ int store_step_set_state(struct store *s,
                          const char *result,
                          struct ll_error *reterr);
 int store_step_get_state(struct store *s, int64_t id, struct ll_error *reterr);
+/* The job number given to a step when it last started (0 if it never did). */
+int store_step_get_job(struct store *s, int64_t id, int64_t *ret_job, struct ll_error *reterr);
 /* Steps of one experiment (or of every non-final experiment of a campaign when experiment_id
  * is 0 and campaign_id is set), ordered by experiment then idx; objects: id experiment_id idx
  * instrument action params state expected_ms deadline_at started_at finished_at result request
- * sample. */
+ * job sample campaign_id well. */
 json_t *store_steps_json(struct store *s,
                          int64_t campaign_id,
                          int64_t experiment_id,

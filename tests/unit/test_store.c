@@ -71,6 +71,49 @@ static void test_store_open_migrates_and_reopens(void **state)
     store_close(&s);
 }
 
+static void test_store_migrates_version_1_to_current(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    struct ll_error err;
+    int64_t c = 0;
+    assert_int_equal(store_campaign_create(s, "old", "x", "auto", &c, &err), 0);
+    store_close(&s);
+    /* make it a version-1 database: no job column */
+    sqlite3 *db = NULL;
+    sqlite3_open(db_path, &db);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP INDEX steps_by_job; ALTER TABLE steps DROP COLUMN job; "
+                                  "PRAGMA user_version=1;",
+                                  NULL,
+                                  NULL,
+                                  NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(user_version(db_path), 1);
+    ll_error_clear(&err);
+    if (store_open(db_path, &s, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(user_version(db_path), STORE_SCHEMA_VERSION);
+    json_t *camps = store_campaigns_json(s, 1, &err);
+    assert_int_equal(json_array_size(camps), 1); /* the data survived */
+    json_decref(camps);
+    /* and the new column works: jobs increase in start order */
+    json_t *p = json_object();
+    int64_t e = 0, st1 = 0, st2 = 0, j1 = 0, j2 = 0;
+    assert_int_equal(store_experiment_create(s, c, 0, 0, -1, p, 0, &e, &err), 0);
+    assert_int_equal(store_step_create(s, e, 0, "robot", "move", p, 1, NULL, &st1, &err), 0);
+    assert_int_equal(store_step_create(s, e, 1, "robot", "move", p, 1, NULL, &st2, &err), 0);
+    json_decref(p);
+    assert_int_equal(store_step_set_state(s, st2, STORE_STEP_STARTED, 1, NULL, &err), 0);
+    assert_int_equal(store_step_set_state(s, st1, STORE_STEP_STARTED, 1, NULL, &err), 0);
+    assert_int_equal(store_step_get_job(s, st2, &j2, &err), 0);
+    assert_int_equal(store_step_get_job(s, st1, &j1, &err), 0);
+    assert_int_equal(j2, 1);
+    assert_int_equal(j1, 2);
+    store_close(&s);
+}
+
 static void test_store_refuses_newer_schema_and_garbage(void **state)
 {
     (void)state;
@@ -307,6 +350,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_matches_fips_vectors),
         cmocka_unit_test(test_store_open_migrates_and_reopens),
+        cmocka_unit_test(test_store_migrates_version_1_to_current),
         cmocka_unit_test(test_store_refuses_newer_schema_and_garbage),
         cmocka_unit_test(test_store_state_tables),
         cmocka_unit_test(test_store_transitions_are_checked_in_the_database),
