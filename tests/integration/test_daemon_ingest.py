@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""labloopd over real sockets: a station (a Python DEALER) sends garbage, a wrong version,
+NaN, unknown requests, another station's name, a two-frame message and an oversize message;
+each gets `rejected` with a reason, nothing else changes, the daemon keeps running. Also the
+control CLI: status, exit 3 when the daemon is unreachable, a bad campaign file (exit 1 with
+FILE:LINE), backup, e-stop latched across a restart.
+"""
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+import zmq
+
+LABLOOPD = os.environ["LABLOOPD"]
+LABLOOP = os.environ["LABLOOP"]
+SRC = os.environ["LL_SOURCE_DIR"]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def labloop(run_dir, *args):
+    return subprocess.run([LABLOOP, *args, "--run-dir", run_dir], capture_output=True, text=True, timeout=60)
+
+
+def start_daemon(tmp, lab, run_dir):
+    log = open(os.path.join(tmp, "labloopd.log"), "a")
+    p = subprocess.Popen([LABLOOPD, "--lab", lab, "--db", os.path.join(tmp, "l.db"), "--run-dir", run_dir],
+                         stderr=log)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if labloop(run_dir, "status").returncode == 0:
+            return p
+        if p.poll() is not None:
+            break
+        time.sleep(0.05)
+    p.kill()
+    sys.exit("labloopd did not start: " + open(os.path.join(tmp, "labloopd.log")).read())
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="test_daemon_ingest.")
+    port = free_port()
+    lab_text = open(os.path.join(SRC, "config/lab.conf")).read()
+    lab_text = lab_text.replace("tcp://127.0.0.1:5555", f"tcp://127.0.0.1:{port}").replace("port = 15020;", "port = 0;")
+    lab = os.path.join(tmp, "lab.conf")
+    open(lab, "w").write(lab_text)
+    run_dir = os.path.join(tmp, "run")
+    daemon = start_daemon(tmp, lab, run_dir)
+    ctx = zmq.Context()
+    try:
+        # --- unreachable daemon: exit 3 with a clear message
+        r = labloop(os.path.join(tmp, "nowhere"), "status")
+        assert r.returncode == 3, r
+        assert "not running" in r.stderr, r.stderr
+
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.ROUTING_ID, b"jv-1")
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+
+        def ack_for(frames):
+            dealer.send_multipart(frames)
+            if not dealer.poll(10000):
+                raise AssertionError(f"no ack for {frames[0][:60]!r}")
+            return json.loads(dealer.recv())
+
+        dealer.send(json.dumps({"v": 1, "type": "hello", "station": "jv-1", "kinds": ["jv"]}).encode())
+        meas = {"v": 1, "type": "measurement", "station": "jv-1", "seq": 3, "request": "r-999-1",
+                "kind": "jv", "sample": "S000001", "time": "2026-11-25T17:40:03.120Z",
+                "data": {"irradiance_mw_cm2": 100.0, "area_cm2": 0.09,
+                         "sweeps": [{"direction": "reverse", "voltage_v": [1.1, 0.5, 0.0],
+                                     "current_ma_cm2": [-1.0, 20.0, 22.0]}]}}
+        nan_text = json.dumps(meas).replace("20.0", '"NaN"').replace('"seq": 3', '"seq": 4')
+        other = dict(meas, station="jv-9", seq=5)
+        big = b"{" + b" " * (5 * 1024 * 1024) + b"}"
+        cases = [
+            ("garbage", [b"\x00\x01{{not json"], ""),
+            ("version", [json.dumps({"v": 2, "type": "heartbeat", "station": "jv-1"}).encode()], "v"),
+            ("NaN", [nan_text.encode()], ""),
+            ("unknown request", [json.dumps(meas).encode()], "unknown request"),
+            ("other station", [json.dumps(other).encode()], "station"),
+            ("two frames", [b"{}", b"{}"], "one frame"),
+            ("oversize", [big], "oversize"),
+        ]
+        for name, frames, part in cases:
+            a = ack_for(frames)
+            assert a["type"] == "ack" and a["status"] == "rejected", (name, a)
+            assert part in a["reason"], (name, a)
+        assert ack_for([json.dumps(meas).encode()])["seq"] == 3
+        # a heartbeat gets no answer
+        dealer.send(json.dumps({"v": 1, "type": "heartbeat", "station": "jv-1"}).encode())
+        assert not dealer.poll(300)
+
+        st = json.loads(labloop(run_dir, "status", "--json").stdout)
+        assert st["measurements"] == {"stored": 0, "rejected": len(cases) + 1}, st["measurements"]
+        assert st["campaigns"] == []
+        assert daemon.poll() is None
+
+        # --- control: bad campaign file -> exit 1, FILE:LINE
+        bad = os.path.join(tmp, "bad.conf")
+        open(bad, "w").write('campaign: {\n  name = "x";\n  batch = ;\n};\n')
+        r = labloop(run_dir, "campaign", "start", bad)
+        assert r.returncode == 1 and "bad.conf:3" in r.stderr, r
+        r = labloop(run_dir, "campaign", "start", os.path.join(tmp, "missing.conf"))
+        assert r.returncode == 2, r
+        r = labloop(run_dir, "frobnicate")
+        assert r.returncode == 2, r
+
+        # --- backup: a consistent copy with the rejections in it
+        backup = os.path.join(tmp, "copy.db")
+        r = labloop(run_dir, "backup", backup)
+        assert r.returncode == 0, r
+        n = sqlite3.connect(backup).execute("SELECT count(*) FROM rejections").fetchone()[0]
+        assert n == len(cases) + 1, n
+        assert labloop(run_dir, "backup", backup).returncode == 1  # never overwrites
+
+        # --- e-stop is latched across a restart
+        r = labloop(run_dir, "e-stop")
+        assert r.returncode == 0 and "not an emergency stop" in r.stdout, r
+        daemon.terminate()
+        assert daemon.wait(timeout=30) == 0
+        daemon = start_daemon(tmp, lab, run_dir)
+        st = json.loads(labloop(run_dir, "status", "--json").stdout)
+        assert st["estop"] is True, st
+        r = labloop(run_dir, "status")
+        assert "E-STOP LATCHED" in r.stdout, r.stdout
+    finally:
+        ctx.destroy(linger=0)
+        if daemon.poll() is None:
+            daemon.terminate()
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+    assert daemon.returncode == 0, daemon.returncode
+    log = open(os.path.join(tmp, "labloopd.log")).read()
+    assert "stopped cleanly" in log
+    subprocess.run(["rm", "-rf", tmp])
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
