@@ -423,12 +423,17 @@ size_t sim_furnace_handle(
     return n;
 }
 
-/* Length of the frame at the start of buf: >0 known, 0 need more bytes. */
-static size_t frame_length(const uint8_t *buf, size_t n)
+/* Length of the frame at the start of buf: >0 known, 0 need more bytes. A byte that cannot
+ * start a frame for us (another address with a function we cannot size) counts as a frame
+ * of length 1, which fails the CRC check and is dropped. */
+static size_t frame_length(const struct sim_furnace *f, const uint8_t *buf, size_t n)
 {
     if (n < 2)
         return 0;
     uint8_t fc = buf[1];
+    int known = (fc >= 1 && fc <= 6) || fc == 15 || fc == 16;
+    if (!known && buf[0] != f->slave && buf[0] != 0)
+        return 1;
     if (fc >= 1 && fc <= 6)
         return n >= 8 ? 8 : 0;
     if (fc == 15 || fc == 16) {
@@ -458,7 +463,7 @@ sim_furnace_feed(struct sim_furnace *f, const uint8_t *data, size_t len, uint8_t
         data += take;
         len -= take;
         for (;;) {
-            size_t flen = frame_length(f->rx, f->n_rx);
+            size_t flen = frame_length(f, f->rx, f->n_rx);
             if (flen == 0) {
                 if (f->n_rx == sizeof(f->rx)) /* no frame fits: drop a byte */
                     flen = 1;
