@@ -144,7 +144,7 @@ static void execute(struct sim_coater *c, char **tok, int n, char *data, size_t 
                  c->vac_on,
                  err);
     } else if (strcmp(verb, "RCP") == 0 && n >= 3) {
-        int r;
+        int r = 0;
         int rc = parse_int(tok[1], 1, SIM_COATER_RECIPES, &r);
         if (rc == -1) {
             ERR(2, "SYNTAX");
@@ -188,7 +188,7 @@ static void execute(struct sim_coater *c, char **tok, int n, char *data, size_t 
             ERR(2, "SYNTAX");
         }
     } else if (strcmp(verb, "RCP?") == 0 && n == 2) {
-        int r;
+        int r = 0;
         int rc = parse_int(tok[1], 1, SIM_COATER_RECIPES, &r);
         if (rc != 0) {
             ERR(rc == -1 ? 2 : 3, rc == -1 ? "SYNTAX" : "RANGE");
@@ -217,7 +217,7 @@ static void execute(struct sim_coater *c, char **tok, int n, char *data, size_t 
             snprintf(data, cap, "OK ARM");
         }
     } else if (strcmp(verb, "RUN") == 0 && n == 3) {
-        int r;
+        int r = 0;
         int rc = parse_int(tok[1], 1, SIM_COATER_RECIPES, &r);
         if (rc == -1 || !valid_job(tok[2])) {
             ERR(2, "SYNTAX");
