@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static double smooth_fn(const double *x)
@@ -303,6 +304,40 @@ static void test_gp_add_observation_equals_fixed_refit(void **state)
     gp_free(&ref);
 }
 
+/* beyond GP_PREDICT_STACK_N observations gp_predict allocates its work vectors */
+static void test_gp_predict_with_many_observations(void **state)
+{
+    (void)state;
+    enum { N = GP_PREDICT_STACK_N + 40 };
+    double *x = malloc(N * sizeof(double)), *y = malloc(N * sizeof(double));
+    for (size_t i = 0; i < N; i++) {
+        x[i] = (double)i / (N - 1);
+        y[i] = sin(6.0 * x[i]);
+    }
+    struct gp_hyper h = {.d = 1,
+                         .length_scale = {0.2},
+                         .signal_var = 1.0,
+                         .noise_var = 1e-4,
+                         .const_mean = 0.0,
+                         .y_mean = 0.0,
+                         .y_std = 1.0};
+    struct gp *gp = NULL;
+    assert_int_equal(gp_fit_fixed(x, y, N, 1, &h, &gp, NULL), 0);
+    const double xq = 0.3337, step = 1e-5;
+    double m, v, dm, dv, mp, mm, vp, vm;
+    assert_int_equal(gp_predict(gp, &xq, &m, &v, &dm, &dv), 0);
+    ll_assert_close(m, sin(6.0 * xq), 0.0, 1e-3);
+    assert_true(v >= 0.0 && v < 1e-3);
+    double xp = xq + step, xm = xq - step;
+    gp_predict(gp, &xp, &mp, &vp, NULL, NULL);
+    gp_predict(gp, &xm, &mm, &vm, NULL, NULL);
+    ll_assert_close(dm, (mp - mm) / (2 * step), 1e-4, 1e-6);
+    ll_assert_close(dv, (vp - vm) / (2 * step), 1e-3, 1e-7);
+    gp_free(&gp);
+    free(x);
+    free(y);
+}
+
 static void test_gp_rejects_bad_input(void **state)
 {
     (void)state;
@@ -352,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_gp_fit_is_deterministic_per_seed),
         cmocka_unit_test(test_gp_warm_start_stays_at_the_optimum),
         cmocka_unit_test(test_gp_add_observation_equals_fixed_refit),
+        cmocka_unit_test(test_gp_predict_with_many_observations),
         cmocka_unit_test(test_gp_rejects_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
