@@ -98,7 +98,7 @@ static struct mc_result sample_improvement(const double *front,
                                            int qmc,
                                            unsigned long seed)
 {
-    struct front2 f2;
+    struct front2 f2 = {0};
     if (m == 2)
         front2_init(&f2, front, n, ref);
     gsl_qrng *q = gsl_qrng_alloc(gsl_qrng_sobol, (unsigned)m);
