@@ -12,17 +12,24 @@
  * fails and is not retried. Safe state: ABORT (controlled deceleration).
  *
  * libserialport returns SP_ERR_* = -1..-4, which collide with -EPERM, -ENOENT ...; every
- * result is translated at the call (sp_error()).
+ * result is translated at the call (sp_error()). libserialport 0.1.1 (Debian 12) cannot open
+ * a pseudo-terminal: sp_get_port_by_name() looks the name up in /sys/class/tty (no entry for
+ * /dev/pts/N) and sp_open() fails on TIOCMGET (ENOTTY on a pty); sigrok's libserialport
+ * PR #4 declines pty support. So a /dev/pts/ device (labsim, socat) is opened with plain
+ * termios (raw, 8N1, no flow control) and read with poll(); real ports use libserialport.
  */
 #include "common/ll_time.h"
 #include "drivers/driver_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libserialport.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define RECIPE_SLOT 1
@@ -51,6 +58,12 @@ static int sp_error(struct drv *drv, enum sp_return r, const char *what, struct 
                         r == SP_ERR_SUPP ? "not supported" : "invalid argument");
 }
 
+static int os_error(struct drv *drv, int err, const char *what, struct ll_error *reterr)
+{
+    drv->connected = false;
+    return ll_error_set(reterr, DRV_ELINK, "%s %s: %s", what, drv->inst.device, strerror(err));
+}
+
 static void coater_disconnect(struct drv *drv)
 {
     if (drv->port) {
@@ -58,8 +71,67 @@ static void coater_disconnect(struct drv *drv)
         sp_free_port(drv->port);
         drv->port = NULL;
     }
+    if (drv->fd >= 0) {
+        close(drv->fd);
+        drv->fd = -1;
+    }
     drv->connected = false;
     drv->rxlen = 0;
+}
+
+static speed_t termios_speed(int baud)
+{
+    switch (baud) {
+    case 1200:
+        return B1200;
+    case 2400:
+        return B2400;
+    case 4800:
+        return B4800;
+    case 19200:
+        return B19200;
+    case 38400:
+        return B38400;
+    case 57600:
+        return B57600;
+    case 115200:
+        return B115200;
+    case 230400:
+        return B230400;
+    default:
+        return B9600;
+    }
+}
+
+/* A pseudo-terminal through termios (see the file comment for why not libserialport). */
+static int open_pty(struct drv *drv, struct ll_error *reterr)
+{
+    const struct labconf_instrument *in = &drv->inst;
+    struct termios t;
+
+    drv->fd = open(in->device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (drv->fd < 0)
+        return os_error(drv, errno, "cannot open", reterr);
+    if (tcgetattr(drv->fd, &t) != 0)
+        return os_error(drv, errno, "cannot configure", reterr);
+    cfmakeraw(&t);
+    cfsetispeed(&t, termios_speed(in->baud));
+    cfsetospeed(&t, termios_speed(in->baud));
+    t.c_cflag &= ~(tcflag_t)(CSIZE | PARENB | PARODD | CSTOPB | CRTSCTS);
+    t.c_cflag |= (tcflag_t)(CLOCAL | CREAD);
+    t.c_cflag |= in->data_bits == 7   ? CS7
+                 : in->data_bits == 6 ? CS6
+                 : in->data_bits == 5 ? CS5
+                                      : CS8;
+    if (in->parity != 'N')
+        t.c_cflag |= (tcflag_t)(PARENB | (in->parity == 'O' ? PARODD : 0));
+    if (in->stop_bits == 2)
+        t.c_cflag |= CSTOPB;
+    t.c_iflag &= ~(tcflag_t)(IXON | IXOFF | IXANY);
+    if (tcsetattr(drv->fd, TCSANOW, &t) != 0)
+        return os_error(drv, errno, "cannot configure", reterr);
+    tcflush(drv->fd, TCIOFLUSH);
+    return 0;
 }
 
 static int coater_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
@@ -69,31 +141,112 @@ static int coater_connect(struct drv *drv, int64_t deadline_ms, struct ll_error 
                             : in->parity == 'O' ? SP_PARITY_ODD
                                                 : SP_PARITY_NONE;
     enum sp_return r;
+    int pty;
 
     (void)deadline_ms; /* opening a tty does not wait for the device */
     coater_disconnect(drv);
     if (access(in->device, R_OK | W_OK) != 0)
         return ll_error_set(reterr, DRV_ELINK, "cannot open %s: %s", in->device, strerror(errno));
-    r = sp_get_port_by_name(in->device, &drv->port);
-    if (r != SP_OK)
-        return sp_error(drv, r, "cannot find", reterr);
-    r = sp_open(drv->port, SP_MODE_READ_WRITE);
-    if (r == SP_OK)
-        r = sp_set_baudrate(drv->port, in->baud);
-    if (r == SP_OK)
-        r = sp_set_bits(drv->port, in->data_bits);
-    if (r == SP_OK)
-        r = sp_set_parity(drv->port, parity);
-    if (r == SP_OK)
-        r = sp_set_stopbits(drv->port, in->stop_bits);
-    if (r == SP_OK)
-        r = sp_set_flowcontrol(drv->port, SP_FLOWCONTROL_NONE);
-    if (r != SP_OK)
-        return sp_error(drv, r, "cannot open", reterr);
+    pty = !strncmp(in->device, "/dev/pts/", 9);
+    if (pty) {
+        r = open_pty(drv, reterr);
+        if (r)
+            return r;
+    } else {
+        r = sp_get_port_by_name(in->device, &drv->port);
+        if (r != SP_OK)
+            return sp_error(drv, r, "cannot find", reterr);
+        r = sp_open(drv->port, SP_MODE_READ_WRITE);
+        if (r == SP_OK)
+            r = sp_set_baudrate(drv->port, in->baud);
+        if (r == SP_OK)
+            r = sp_set_bits(drv->port, in->data_bits);
+        if (r == SP_OK)
+            r = sp_set_parity(drv->port, parity);
+        if (r == SP_OK)
+            r = sp_set_stopbits(drv->port, in->stop_bits);
+        if (r == SP_OK)
+            r = sp_set_flowcontrol(drv->port, SP_FLOWCONTROL_NONE);
+        if (r != SP_OK)
+            return sp_error(drv, r, "cannot open", reterr);
+    }
     /* a SEQ the device cannot have cached from an earlier session of ours */
     drv->seq = (uint16_t)((uint64_t)ll_wall_ms() ^ ((uint64_t)getpid() << 5));
     drv->rxlen = 0;
     drv->connected = true;
+    return 0;
+}
+
+/* Reads what is there (waiting up to timeout_ms for the first byte) into buf: the number
+ * of bytes, 0 on time-out, or DRV_ELINK. */
+static int
+io_read(struct drv *drv, char *buf, size_t cap, int64_t timeout_ms, struct ll_error *reterr)
+{
+    struct pollfd p;
+    ssize_t n;
+
+    if (drv->port) {
+        enum sp_return got = sp_blocking_read_next(drv->port, buf, cap, (unsigned)timeout_ms);
+        return got < 0 ? sp_error(drv, got, "reading", reterr) : (int)got;
+    }
+    p.fd = drv->fd;
+    p.events = POLLIN;
+    if (poll(&p, 1, (int)timeout_ms) < 0)
+        return errno == EINTR ? 0 : os_error(drv, errno, "reading", reterr);
+    if (p.revents & POLLIN) {
+        n = read(drv->fd, buf, cap);
+        if (n > 0)
+            return (int)n;
+        if (n == 0)
+            return os_error(drv, EIO, "reading", reterr);
+        return errno == EAGAIN || errno == EINTR ? 0 : os_error(drv, errno, "reading", reterr);
+    }
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+        return os_error(drv, EIO, "reading", reterr);
+    return 0;
+}
+
+/* Writes the whole frame before the deadline: 0, DRV_ETIMEDOUT or DRV_ELINK. */
+static int
+io_write(struct drv *drv, const char *buf, size_t len, int64_t deadline_ms, struct ll_error *reterr)
+{
+    size_t done = 0;
+
+    if (drv->port) {
+        enum sp_return r =
+            sp_blocking_write(drv->port, buf, len, (unsigned)ll_ms_until(deadline_ms) + 1);
+        if (r < 0)
+            return sp_error(drv, r, "writing", reterr);
+        done = (size_t)r;
+    }
+    while (!drv->port && done < len) {
+        struct pollfd p = {.fd = drv->fd, .events = POLLOUT};
+        ssize_t n;
+        if (poll(&p, 1, (int)ll_ms_until(deadline_ms)) <= 0)
+            break;
+        if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+            return os_error(drv, EIO, "writing", reterr);
+        n = write(drv->fd, buf + done, len - done);
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return os_error(drv, errno, "writing", reterr);
+        if (n > 0)
+            done += (size_t)n;
+    }
+    if (done != len)
+        return ll_error_set(reterr, DRV_ETIMEDOUT, "the line did not take the frame in time");
+    return 0;
+}
+
+/* Drops input that arrived before this command (late or duplicated replies, noise). */
+static int io_flush_input(struct drv *drv, struct ll_error *reterr)
+{
+    drv->rxlen = 0;
+    if (drv->port) {
+        enum sp_return r = sp_flush(drv->port, SP_BUF_INPUT);
+        return r < 0 ? sp_error(drv, r, "flushing", reterr) : 0;
+    }
+    if (tcflush(drv->fd, TCIFLUSH) != 0)
+        return os_error(drv, errno, "flushing", reterr);
     return 0;
 }
 
@@ -106,7 +259,7 @@ static int read_line(
     for (;;) {
         char *nl = memchr(drv->rxbuf, '\n', drv->rxlen);
         int64_t left;
-        enum sp_return got;
+        int got;
 
         if (nl) {
             size_t n = (size_t)(nl - drv->rxbuf);
@@ -126,12 +279,26 @@ static int read_line(
         left = ll_ms_until(attempt_deadline);
         if (left <= 0)
             return 0;
-        got = sp_blocking_read_next(
-            drv->port, drv->rxbuf + drv->rxlen, sizeof(drv->rxbuf) - drv->rxlen, (unsigned)left);
+        got = io_read(drv, drv->rxbuf + drv->rxlen, sizeof(drv->rxbuf) - drv->rxlen, left, reterr);
         if (got < 0)
-            return sp_error(drv, got, "reading", reterr);
+            return got;
         drv->rxlen += (size_t)got;
     }
+}
+
+/* Parses a reply line that may start with noise (labsim injects bytes without a line end
+ * before a reply, and noise may end in digits): tries the line, then every suffix that
+ * starts with a digit; the CRC rules out a false match. */
+static int parse_noisy(const char *line, struct spn1_reply *rep)
+{
+    size_t len = strlen(line);
+
+    if (spn1_parse_reply(line, len, rep) == 0)
+        return 0;
+    for (size_t k = 1; k + 7 <= len; k++)
+        if (line[k] >= '0' && line[k] <= '9' && spn1_parse_reply(line + k, len - k, rep) == 0)
+            return 0;
+    return -EPROTO;
 }
 
 /* Sends body as one SPN/1 command and waits for its reply (see the file comment).
@@ -147,7 +314,7 @@ static int transact(struct drv *drv,
     int len, garbled = 0, attempts = 0;
     unsigned seq = drv->seq++;
     bool reseq = false;
-    enum sp_return r;
+    int r;
 
     if (!drv->connected) {
         int c = coater_connect(drv, deadline_ms, reterr);
@@ -157,28 +324,24 @@ static int transact(struct drv *drv,
     len = spn1_format(seq, body, frame, sizeof(frame));
     if (len < 0)
         return ll_error_set(reterr, -EINVAL, "'%s' is not a valid SPN/1 command", body);
-    r = sp_flush(drv->port, SP_BUF_INPUT);
-    if (r != SP_OK)
-        return sp_error(drv, r, "flushing", reterr);
-    drv->rxlen = 0;
+    r = io_flush_input(drv, reterr);
+    if (r)
+        return r;
     while (ll_ms_until(deadline_ms) > 5) {
         int64_t attempt_deadline = ll_monotonic_ms() + drv->inst.response_timeout_ms;
         if (attempt_deadline > deadline_ms)
             attempt_deadline = deadline_ms;
         attempts++;
-        r = sp_blocking_write(drv->port, frame, (size_t)len, (unsigned)ll_ms_until(deadline_ms));
-        if (r < 0)
-            return sp_error(drv, r, "writing", reterr);
-        if (r != len)
-            return ll_error_set(
-                reterr, DRV_ETIMEDOUT, "'%s': the line did not take the frame", body);
+        r = io_write(drv, frame, (size_t)len, deadline_ms, reterr);
+        if (r)
+            return r;
         for (;;) {
             int n = read_line(drv, line, sizeof(line), attempt_deadline, reterr);
             if (n < 0)
                 return n;
             if (n == 0)
                 break; /* time-out: retransmit the same frame */
-            if (spn1_parse_reply(line, strlen(line), rep) != 0) {
+            if (parse_noisy(line, rep) != 0) {
                 garbled++;
                 continue;
             }

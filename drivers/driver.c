@@ -52,6 +52,7 @@ int drv_open(const struct labconf_instrument *inst, struct drv **ret_drv, struct
                             inst->name);
     }
     drv->seq = 1;
+    drv->fd = -1;
     r = drv->ops->connect(drv, budget_deadline(drv, 1), reterr);
     if (r) {
         drv->ops->disconnect(drv);

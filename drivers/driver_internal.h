@@ -52,7 +52,8 @@ struct drv {
     int64_t started_ms;
     /* backend state */
     modbus_t *mb;         /* robot, furnace */
-    struct sp_port *port; /* coater */
+    struct sp_port *port; /* coater on a real serial port (libserialport) */
+    int fd;               /* coater on a pseudo-terminal (termios), else -1 */
     uint16_t seq;         /* coater: next SPN/1 sequence number */
     char rxbuf[512];      /* coater: bytes received but not yet consumed */
     size_t rxlen;
