@@ -4,7 +4,9 @@
  */
 #include "models/analysis.h"
 
+#include "models/eis.h"
 #include "models/jv.h"
+#include "models/stability.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -62,7 +64,7 @@ static void put_value(struct analysis *a, const char *name, double value)
     a->n_values++;
 }
 
-__attribute__((unused)) static void put_flag(struct analysis *a, const char *name, bool value)
+static void put_flag(struct analysis *a, const char *name, bool value)
 {
     if (a->n_flags >= MAX_FLAGS)
         return;
@@ -163,19 +165,168 @@ static int analyse_jv(const struct measurement *m, struct analysis *a, struct ll
 
 static int analyse_eis(const struct measurement *m, struct analysis *a, struct ll_error *err)
 {
-    (void)m;
-    (void)a;
-    return ll_error_set(err, -ENOSYS, "kind: eis analysis is not available in this build yet");
+    const struct measurement_eis *eis = &m->eis;
+    double cell = eis->thickness_cm / eis->area_cm2;
+    double *temps = NULL, *sig_tot = NULL, *sig_bulk = NULL;
+    json_t *spectra = json_array();
+    size_t nearest = 0, n_resolved = 0;
+    struct eis_fit nearest_fit = {0};
+    int r = 0;
+
+    temps = malloc(eis->n_spectra * sizeof(double));
+    sig_tot = malloc(eis->n_spectra * sizeof(double));
+    sig_bulk = malloc(eis->n_spectra * sizeof(double));
+    if (temps == NULL || sig_tot == NULL || sig_bulk == NULL || spectra == NULL ||
+        json_object_set_new(a->details, "spectra", spectra) < 0) {
+        r = ll_error_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < eis->n_spectra; i++) {
+        const struct measurement_eis_spectrum *sp = &eis->spectra[i];
+        struct eis_fit fit;
+        json_t *o = json_object();
+
+        r = eis_fit_spectrum(
+            sp->frequency_hz, sp->z_real_ohm, sp->z_imag_ohm, sp->n_points, cell, &fit, err);
+        if (r < 0) {
+            json_decref(o);
+            ll_error_prefix(err, "data.spectra[%zu]", i);
+            goto out;
+        }
+        if (o == NULL || json_array_append_new(spectra, o) < 0) {
+            r = ll_error_set(err, -ENOMEM, "out of memory");
+            goto out;
+        }
+        double r_total = fit.r_bulk_ohm + fit.r_gb_ohm;
+        temps[i] = sp->temperature_c;
+        sig_bulk[i] = eis_conductivity(eis->thickness_cm, eis->area_cm2, fit.r_bulk_ohm);
+        sig_tot[i] = eis_conductivity(eis->thickness_cm, eis->area_cm2, r_total);
+        n_resolved += fit.bulk_resolved;
+        set_number(o, "temperature_c", sp->temperature_c);
+        json_object_set_new(o, "model", json_string(fit.model));
+        set_number(o, "r_bulk_ohm", fit.r_bulk_ohm);
+        set_number(o, "r_bulk_sd_ohm", fit.r_bulk_sd_ohm);
+        set_number(o, "r_gb_ohm", fit.r_gb_ohm);
+        set_number(o, "r_gb_sd_ohm", fit.gb_fitted ? fit.r_gb_sd_ohm : (double)NAN);
+        set_number(o, "r_total_ohm", r_total);
+        set_number(o, "sigma_bulk_s_cm", sig_bulk[i]);
+        set_number(o, "sigma_total_s_cm", sig_tot[i]);
+        set_number(o, "fit_residual", fit.fit_residual);
+        json_object_set_new(o, "bulk_resolved", json_boolean(fit.bulk_resolved));
+        json_object_set_new(o, "gb_fitted", json_boolean(fit.gb_fitted));
+        set_number(o, "f_apex_bulk_hz", fit.f_apex_bulk_hz);
+        set_number(o, "c_bulk_f", fit.c_bulk_f);
+        set_number(o, "n_bulk", fit.n_bulk);
+        set_number(o, "q_el", fit.q_el);
+        set_number(o, "n_el", fit.n_el);
+        set_number(o, "l_lead_h", fit.lead_fitted ? fit.l_lead_h : (double)NAN);
+        if (fit.fit_residual > EIS_POOR_FIT_RESIDUAL)
+            put_warning(a,
+                        "data.spectra[%zu]: poor fit (residual %.3f > %.2f): R and sigma are "
+                        "doubtful",
+                        i,
+                        fit.fit_residual,
+                        EIS_POOR_FIT_RESIDUAL);
+        if (!fit.bulk_resolved)
+            put_warning(a,
+                        "data.spectra[%zu]: the bulk arc is not resolved in the frequency window; "
+                        "R_bulk is estimated from the high-frequency intercept",
+                        i);
+        if (fit.r_bulk_sd_ohm > 0.1 * fit.r_bulk_ohm)
+            put_warning(a,
+                        "data.spectra[%zu]: R_bulk uncertain (+/- %.0f %%); sigma_total is the "
+                        "reliable number",
+                        i,
+                        100.0 * fit.r_bulk_sd_ohm / fit.r_bulk_ohm);
+        if (fabs(sp->temperature_c - 25.0) < fabs(eis->spectra[nearest].temperature_c - 25.0) ||
+            i == 0) {
+            nearest = i;
+            nearest_fit = fit;
+        }
+    }
+    json_object_set_new(a->details, "reported_spectrum", json_integer((json_int_t)nearest));
+    put_value(a, "temperature_c", eis->spectra[nearest].temperature_c);
+    put_value(a, "r_bulk_ohm", nearest_fit.r_bulk_ohm);
+    put_value(a, "r_bulk_sd_ohm", nearest_fit.r_bulk_sd_ohm);
+    put_value(a, "r_gb_ohm", nearest_fit.r_gb_ohm);
+    put_value(a, "r_total_ohm", nearest_fit.r_bulk_ohm + nearest_fit.r_gb_ohm);
+    put_value(a, "sigma_bulk_s_cm", sig_bulk[nearest]);
+    put_value(a, "sigma_total_s_cm", sig_tot[nearest]);
+    put_value(a, "sigma_s_cm", sig_tot[nearest]);
+    put_value(a, "log10_sigma_s_cm", log10(sig_tot[nearest]));
+    put_value(a, "fit_residual", nearest_fit.fit_residual);
+    put_flag(a, "bulk_resolved", nearest_fit.bulk_resolved);
+    put_flag(a, "gb_fitted", nearest_fit.gb_fitted);
+    if (eis->n_spectra >= 3) {
+        struct eis_arrhenius arr;
+        struct ll_error aerr = {0};
+        if (eis_arrhenius_fit(temps, sig_tot, eis->n_spectra, &arr, &aerr) == 0) {
+            put_value(a, "ea_ev", arr.ea_ev);
+            put_value(a, "ea_sd_ev", arr.ea_sd_ev);
+            put_value(a, "log10_sigma0", arr.log10_sigma0);
+            put_value(a, "log10_sigma0_sd", arr.log10_sigma0_sd);
+        } else {
+            put_warning(a, "data.spectra: no Arrhenius fit: %s", aerr.msg);
+        }
+        if (n_resolved == eis->n_spectra &&
+            eis_arrhenius_fit(temps, sig_bulk, eis->n_spectra, &arr, NULL) == 0) {
+            put_value(a, "ea_bulk_ev", arr.ea_ev);
+            put_value(a, "ea_bulk_sd_ev", arr.ea_sd_ev);
+        }
+    }
+    r = 0;
+out:
+    free(sig_bulk);
+    free(sig_tot);
+    free(temps);
+    return r;
 }
 
 /* ---- stability ----------------------------------------------------------------------- */
 
 static int analyse_stability(const struct measurement *m, struct analysis *a, struct ll_error *err)
 {
-    (void)m;
-    (void)a;
-    return ll_error_set(
-        err, -ENOSYS, "kind: stability analysis is not available in this build yet");
+    const struct measurement_stability *st = &m->stability;
+    struct stability_t80 res;
+    json_t *params = json_array();
+    int r;
+
+    if (params == NULL || json_object_set_new(a->details, "model_params", params) < 0)
+        return ll_error_set(err, -ENOMEM, "out of memory");
+    r = stability_t80(st->time_h, st->normalised_pce, st->n_points, &res, err);
+    if (r < 0)
+        return ll_error_prefix(err, "data");
+    put_value(a, "t80_h", res.t80_h);
+    put_value(a, "log10_t80_h", res.t80_h > 0.0 ? log10(res.t80_h) : (double)NAN);
+    if (!res.measured)
+        put_value(a, "t80_sd_h", res.t80_sd_h);
+    put_value(a, "last_time_h", res.last_time_h);
+    put_value(a, "last_pce", res.last_smoothed);
+    put_flag(a, "t80_measured", res.measured);
+    put_flag(a, "t80_lower_bound", res.lower_bound);
+    put_flag(a, "normalised_to_max", res.normalised_to_max);
+    json_object_set_new(a->details, "protocol", json_string(st->protocol));
+    json_object_set_new(a->details, "model", json_string(res.model));
+    for (size_t i = 0; i < res.n_model_params; i++)
+        json_array_append_new(params, json_real(res.model_params[i]));
+    set_number(a->details, "reference", res.reference);
+    set_number(a->details, "noise_sd", res.noise_sd);
+    if (!res.measured)
+        put_warning(a,
+                    "data: T80 not reached by %.4g h; %.4g h is predicted (%s model) and is a "
+                    "lower bound",
+                    res.last_time_h,
+                    res.t80_h,
+                    res.model);
+    if (res.far_extrapolation)
+        put_warning(a,
+                    "data: the prediction extrapolates more than %.0f times beyond the data",
+                    STABILITY_FAR_EXTRAPOLATION);
+    if (res.normalised_to_max)
+        put_warning(a,
+                    "data: the efficiency first rose to %.3f; T80 is relative to that maximum",
+                    res.reference);
+    return 0;
 }
 
 /* ---- public -------------------------------------------------------------------------- */

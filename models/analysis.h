@@ -7,15 +7,18 @@
  * `labloop analyze` prints; a campaign objective `from = "jv.pce_pct"` is looked up with
  * analysis_get(a, "jv.pce_pct", &x) (or without the kind prefix, "pce_pct").
  *
- * Names of the campaign-level values (docs/protocol.md lists them with units):
- *   jv:        pce_pct voc_v jsc_ma_cm2 ff pmax_mw_cm2 vmp_v jmp_ma_cm2 [hysteresis_index]
- *              (of the reported sweep: reverse when present), [pce_fwd_pct pce_rev_pct]
- *   eis:       r_bulk_ohm r_gb_ohm r_total_ohm sigma_bulk_s_cm sigma_total_s_cm sigma_s_cm
- *              fit_residual temperature_c (of the spectrum nearest 25 °C),
- *              [ea_ev ea_sd_ev log10_sigma0 log10_sigma0_sd] with >= 3 temperatures
- *   stability: t80_h log10_t80_h [t80_sd_h] last_time_h last_pce
- * Flags: t80_measured, t80_lower_bound (stability), bulk_resolved, gb_fitted (eis).
- * Names in [] are present only when they apply; analysis_get() says -ENOENT otherwise.
+ * Names of the campaign-level values (docs/protocol.md and docs/analysis.md give units):
+ *   jv:        pce_pct voc_v jsc_ma_cm2 ff pmax_mw_cm2 vmp_v jmp_ma_cm2 of the reported sweep
+ *              (reverse when present); with a forward/reverse pair also pce_fwd_pct
+ *              pce_rev_pct hysteresis_index
+ *   eis:       temperature_c r_bulk_ohm r_bulk_sd_ohm r_gb_ohm r_total_ohm sigma_bulk_s_cm
+ *              sigma_total_s_cm sigma_s_cm (= sigma_total_s_cm) log10_sigma_s_cm fit_residual
+ *              of the spectrum nearest 25 °C; with >= 3 temperatures also ea_ev ea_sd_ev
+ *              log10_sigma0 log10_sigma0_sd (from sigma_total) and, when every bulk arc was
+ *              resolved, ea_bulk_ev ea_bulk_sd_ev
+ *   stability: t80_h log10_t80_h last_time_h last_pce, and t80_sd_h for a prediction
+ * Flags: eis bulk_resolved gb_fitted; stability t80_measured t80_lower_bound
+ * normalised_to_max. analysis_get() says -ENOENT for a name this analysis does not have.
  *
  * An analysis is plain data owned by the caller (analysis_free()). No global state.
  * Owner: the measurement-analysis helper (issue 4).
