@@ -3,17 +3,23 @@
  * One round of planner_ask, once the initial design is done:
  *   1. fit one GP per objective on all observations (unit-cube inputs, minimisation form);
  *   2. fantasise every pending point (Kriging believer: condition each GP on its own mean);
- *   3. for each of the q points: build the acquisition (EHVI against the non-dominated front
- *      of observed values plus fantasised means, or EI/PI/UCB/variance), score a scrambled
- *      Sobol candidate set plus perturbations of the best observed points, refine the best few
- *      by projected gradient ascent over the continuous coordinates (discrete ones stay at
- *      their rounded values, so every evaluated point is a point that could be returned), take
- *      the best, fantasise it, go on.
+ *   3. draw one candidate pool for the round: scrambled Sobol points plus perturbations of
+ *      the non-dominated observed points, all made feasible (projected, rounded);
+ *   4. for each of the q points: build the acquisition (EHVI against the non-dominated front
+ *      of observed values plus fantasised means, or EI/PI/UCB/variance), score the pool
+ *      (lazily after the first pick: fantasies only lower the acquisition, so a stale value
+ *      bounds a fresh one), refine the best few by projected gradient ascent over the
+ *      continuous coordinates (discrete ones stay at their rounded values, so every evaluated
+ *      point is a point that could be returned), take the best, fantasise it, go on.
  * The GPs are cloned for the fantasies, so a round never changes what the planner was told.
  *
  * Determinism: every random choice comes from seeded Sobol streams (design.h) and a
- * splitmix64 stream keyed by (campaign seed, n_obs, n_pending, pick), and GP fits are seeded
- * the same way; nothing depends on time or addresses.
+ * splitmix64 stream keyed by (campaign seed, n_obs, n_pending), and GP fits are seeded the
+ * same way; nothing depends on time or addresses.
+ *
+ * Cost: almost all of it is gp_predict's O(n^2) variance (a triangular solve per candidate
+ * and objective); hence one pool per round, lazy re-scoring, and fewer candidates above 150
+ * observations.
  */
 #include "planner/planner.h"
 
@@ -29,10 +35,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define N_REFINE 6      /* candidates refined by gradient ascent per pick */
+/* Tuning, measured with tests/bench/bench_planner.c (docs/bench-planner.md): more candidates,
+ * starts or steps did not change the benchmark medians beyond seed noise; no refinement
+ * lowered them clearly. */
+#define N_REFINE 6      /* pool points refined by gradient ascent per pick */
 #define REFINE_ITERS 40 /* gradient steps per refinement */
-#define LOCAL_SHARE 4   /* 1/LOCAL_SHARE of the candidates perturb good observed points */
-#define LOCAL_SD 0.05   /* their spread in the unit cube */
+#define LOCAL_SHARE 4   /* 1/LOCAL_SHARE of the pool perturbs good observed points */
+#define LOCAL_SD 0.05   /* their spread in the unit cube (half of them at a fifth of it) */
 #define UCB_BETA 2.0
 #define PI_XI_REL 0.01        /* PI margin, share of the objective's standard deviation */
 #define MAX_DESIGN_TRIES 2000 /* infeasible design points skipped per wanted point, at most */
@@ -46,6 +55,12 @@ struct planner {
     double *obs_y; /* n_obs rows of n_objectives, objectives' units */
     size_t n_pend, cap_pend;
     double *pend_x;
+};
+
+struct cand {
+    size_t index; /* row of cand_u */
+    double value; /* acquisition value when last evaluated (+inf: never) */
+    double var;   /* sum of scaled variances then */
 };
 
 /* Everything one model-based pick needs. */
@@ -63,7 +78,10 @@ struct round {
     struct acq_context ctx;
     struct ehvi_front *ehvi;
     int fixed[CAMPAIGN_MAX_PARAMS];
-    size_t n_candidates;
+    size_t n_candidates; /* wanted */
+    double *cand_u;      /* the pool: n_cand feasible points (unit cube) */
+    struct cand *cand;   /* per pool point: latest acquisition value, sorted by round_pick */
+    size_t n_cand;
 };
 
 static uint64_t splitmix64(uint64_t *state)
@@ -317,22 +335,25 @@ keep_best(double *vals, double *pts, size_t *n, size_t cap, size_t d, double v, 
     memcpy(pts + i * d, u, d * sizeof(double));
 }
 
-/* Chooses one point (unit cube) maximising the current acquisition. */
-static int round_pick(
-    struct round *rd, uint64_t stream, double *ret_u, double *ret_value, struct ll_error *reterr)
+/* The round's candidate pool: perturbations of good observed points (a quarter, half of them
+ * at LOCAL_SD, half at a fifth of it) and scrambled Sobol points, all made feasible. Drawn
+ * once per round and shared by the q picks. */
+static int round_make_candidates(struct round *rd, uint64_t stream, struct ll_error *reterr)
 {
-    size_t d = rd->d;
-    double best_vals[N_REFINE], best_pts[N_REFINE * CAMPAIGN_MAX_PARAMS];
-    double u[CAMPAIGN_MAX_PARAMS], var_u[CAMPAIGN_MAX_PARAMS];
-    size_t n_best = 0, n_local = rd->n_good ? rd->n_candidates / LOCAL_SHARE : 0;
-    double max_var = -1;
+    size_t d = rd->d, n_local = rd->n_good ? rd->n_candidates / LOCAL_SHARE : 0;
+    double u[CAMPAIGN_MAX_PARAMS];
     struct design *g = NULL;
+    rd->cand_u = malloc(rd->n_candidates * d * sizeof(double));
+    rd->cand = malloc(rd->n_candidates * sizeof(*rd->cand));
+    if (rd->cand_u == NULL || rd->cand == NULL)
+        return ll_error_set(reterr, -ENOMEM, "out of memory");
     int r = design_new(d, rd->p->c.seed, stream, &g);
     if (r != 0)
         return ll_error_set(reterr, r, "cannot make the candidate set");
     uint64_t rng = ((uint64_t)rd->p->c.seed << 32) ^ stream;
+    rd->n_cand = 0;
     for (size_t i = 0; i < rd->n_candidates; i++) {
-        if (i < n_local) { /* near a good observed point */
+        if (i < n_local) {
             const double *c = rd->good_u + (i % rd->n_good) * d;
             double sd = LOCAL_SD * (i < n_local / 2 ? 1.0 : 0.2);
             for (size_t j = 0; j < d; j++)
@@ -342,17 +363,52 @@ static int round_pick(
         }
         if (!space_make_feasible(&rd->p->s, u))
             continue;
-        double vs;
-        double v = round_eval(rd, u, NULL, &vs);
-        if (!isfinite(v))
-            continue;
-        keep_best(best_vals, best_pts, &n_best, N_REFINE, d, v, u);
-        if (vs > max_var) {
-            max_var = vs;
-            memcpy(var_u, u, d * sizeof(double));
-        }
+        memcpy(rd->cand_u + rd->n_cand * d, u, d * sizeof(double));
+        rd->cand[rd->n_cand].index = rd->n_cand;
+        rd->cand[rd->n_cand].value = (double)INFINITY; /* not evaluated yet */
+        rd->cand[rd->n_cand].var = 0;
+        rd->n_cand++;
     }
     design_free(&g);
+    return 0;
+}
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    if (x->value != y->value)
+        return x->value < y->value ? 1 : -1;
+    return (x->index > y->index) - (x->index < y->index); /* deterministic order */
+}
+
+/* Chooses one point (unit cube) maximising the current acquisition over the pool, then refines
+ * the best few. Lazy greedy: fantasies only shrink the acquisition (the front grows, variances
+ * fall), so a candidate's value from an earlier pick bounds its current one; candidates are
+ * re-evaluated in order of their stale values until no stale value can beat the N_REFINE best
+ * fresh ones. The first pick evaluates every candidate. */
+static int round_pick(struct round *rd, double *ret_u, double *ret_value, struct ll_error *reterr)
+{
+    size_t d = rd->d;
+    double best_vals[N_REFINE], best_pts[N_REFINE * CAMPAIGN_MAX_PARAMS];
+    double u[CAMPAIGN_MAX_PARAMS];
+    size_t n_best = 0, var_i = (size_t)-1;
+    double max_var = -1;
+    qsort(rd->cand, rd->n_cand, sizeof(*rd->cand), cmp_cand);
+    for (size_t i = 0; i < rd->n_cand; i++) {
+        struct cand *c = &rd->cand[i];
+        if (n_best == N_REFINE && !(c->value > best_vals[N_REFINE - 1]))
+            break; /* stale bound cannot beat what is fresh */
+        const double *cu = rd->cand_u + c->index * d;
+        double v = round_eval(rd, cu, NULL, &c->var);
+        c->value = isfinite(v) ? v : -(double)INFINITY;
+        if (!isfinite(v))
+            continue;
+        keep_best(best_vals, best_pts, &n_best, N_REFINE, d, v, cu);
+        if (c->var > max_var) {
+            max_var = c->var;
+            var_i = c->index;
+        }
+    }
     if (n_best == 0)
         return ll_error_set(
             reterr, -ERANGE, "no feasible candidate with a finite acquisition value was found");
@@ -369,9 +425,9 @@ static int round_pick(
             memcpy(ret_u, u, d * sizeof(double));
         }
     }
-    if (!(top > 0) && rd->ctx.kind != ACQ_UCB && max_var >= 0) {
-        /* the acquisition is flat zero everywhere we looked: learn where we know least */
-        memcpy(ret_u, var_u, d * sizeof(double));
+    if (!(top > 0) && rd->ctx.kind != ACQ_UCB && var_i != (size_t)-1) {
+        /* the acquisition is flat zero wherever we looked: learn where we know least */
+        memcpy(ret_u, rd->cand_u + var_i * d, d * sizeof(double));
         top = 0;
     }
     *ret_value = top;
@@ -436,6 +492,8 @@ static void round_free(struct round *rd)
     ehvi_front_free(&rd->ehvi);
     free(rd->front);
     free(rd->good_u);
+    free(rd->cand_u);
+    free(rd->cand);
 }
 
 /* Number of Sobol candidates per pick: thousands while cheap, fewer when each prediction
@@ -575,11 +633,13 @@ static int ask_model(struct planner *p,
         r = ll_error_set(reterr, r, "out of memory");
         goto out;
     }
+    uint64_t stream = 1 + (uint64_t)n * 1000003ull + (uint64_t)p->n_pend * 1009ull + first;
+    if ((r = round_make_candidates(&rd, stream, reterr)) != 0)
+        goto out;
     for (size_t i = first; i < q; i++) {
         if ((r = round_prepare_acq(&rd, reterr)) != 0)
             goto out;
-        uint64_t stream = 1 + (uint64_t)n * 1000003ull + (uint64_t)p->n_pend * 1009ull + i;
-        if ((r = round_pick(&rd, stream, ret_u + i * d, &ret_value[i], reterr)) != 0)
+        if ((r = round_pick(&rd, ret_u + i * d, &ret_value[i], reterr)) != 0)
             goto out;
         if (i + 1 < q && (r = round_fantasise(&rd, ret_u + i * d)) != 0) {
             r = ll_error_set(reterr, r, "out of memory");

@@ -366,18 +366,27 @@ static void run_timing(size_t n, int reps)
         }
         double *x = malloc(n * 6 * sizeof(double)), prop[4 * 6];
         uint64_t rng = 7 + (uint64_t)r;
-        if (x == NULL || planner_ask(gen, n, x, NULL, NULL, &err) != 0) {
+        int ok = x != NULL;
+        /* Sobol inputs in chunks (a batch is at most CAMPAIGN_MAX_BATCH), noisy outputs */
+        for (size_t got = 0; ok && got < n;) {
+            size_t q = n - got < CAMPAIGN_MAX_BATCH ? n - got : CAMPAIGN_MAX_BATCH;
+            ok = planner_ask(gen, q, x + got * 6, NULL, NULL, &err) == 0;
+            for (size_t i = got; ok && i < got + q; i++) {
+                double f[2], y[2];
+                perovskite_eval(x + i * 6, f);
+                y[0] = -f[0] + 0.3 * gauss(&rng);
+                y[1] = -f[1] + 0.05 * gauss(&rng);
+                ok = planner_tell(gen, x + i * 6, y, &err) == 0 &&
+                     planner_tell(p, x + i * 6, y, &err) == 0;
+            }
+            got += q;
+        }
+        if (!ok) {
+            fprintf(stderr, "bench: timing setup: %s\n", err.msg);
             free(x);
             planner_free(&p);
             planner_free(&gen);
             return;
-        }
-        for (size_t i = 0; i < n; i++) {
-            double f[2], y[2];
-            perovskite_eval(x + i * 6, f);
-            y[0] = -f[0] + 0.3 * gauss(&rng);
-            y[1] = -f[1] + 0.05 * gauss(&rng);
-            planner_tell(p, x + i * 6, y, &err);
         }
         double t0 = now_s();
         int rc = planner_ask(p, 4, prop, NULL, NULL, &err);
