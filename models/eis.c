@@ -16,8 +16,9 @@
 
 #define K_B_EV 8.617333262e-5
 #define MAX_PARAMS 9
-#define MAX_ITERATIONS 60 /* per fit; a degenerate model crawls, its best point is kept */
-#define LN_CLAMP 120.0    /* |ln R|, |ln Q|, |ln L| beyond this are clamped in the model */
+#define EIS_FIT_MAX_POINTS 1000 /* longer spectra are decimated to at most this many points */
+#define MAX_ITERATIONS 60       /* per fit; a degenerate model crawls, its best point is kept */
+#define LN_CLAMP 120.0          /* |ln R|, |ln Q|, |ln L| beyond this are clamped in the model */
 
 struct cx {
     double re, im;
@@ -513,6 +514,14 @@ int eis_fit_spectrum(const double *frequency_hz,
         tri[3 * i + 2] = z_imag_ohm[i];
     }
     qsort(tri, n, 3 * sizeof(double), cmp_desc);
+    if (n > EIS_FIT_MAX_POINTS) {
+        /* long spectra: every k-th point (log-spaced sweeps stay log-spaced), so one message of
+         * 32 × 100 000 points cannot stall the caller */
+        size_t k = (n + EIS_FIT_MAX_POINTS - 1) / EIS_FIT_MAX_POINTS, m = 0;
+        for (size_t i = 0; i < n; i += k, m++)
+            memmove(&tri[3 * m], &tri[3 * i], 3 * sizeof(double));
+        n = m;
+    }
     s.n = n;
     for (size_t i = 0; i < n; i++) {
         s.w[i] = 2.0 * M_PI * tri[3 * i];

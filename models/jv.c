@@ -26,6 +26,7 @@
 #ifndef MPP_WINDOW_FRAC
 #define MPP_WINDOW_FRAC 0.10 /* Pmax: points within ±10 % of Voc around the best sample */
 #endif
+#define DIODE_FIT_MAX_POINTS 2000 /* longer sweeps are averaged into this many bins */
 #ifndef MPP_DEGREE
 #define MPP_DEGREE 4
 #endif
@@ -381,10 +382,32 @@ static int diode_fit(const struct point *p,
     gsl_vector_view x0;
     int info, r = -EINVAL;
 
+    struct point *bins = NULL;
+
     while (d.n < n && p[d.n].v <= v_max)
         d.n++;
     if (d.n < 2 * DP_COUNT)
         return -EINVAL;
+    if (d.n > DIODE_FIT_MAX_POINTS) {
+        /* long sweeps: average runs of neighbouring points, so the fit costs what a sweep of
+         * DIODE_FIT_MAX_POINTS costs (a bin spans far less than the curve's features) */
+        size_t nb = DIODE_FIT_MAX_POINTS;
+        bins = malloc(nb * sizeof(*bins));
+        if (bins == NULL)
+            return -ENOMEM;
+        for (size_t b = 0; b < nb; b++) {
+            size_t lo = b * d.n / nb, hi = (b + 1) * d.n / nb;
+            double sv = 0.0, sj = 0.0;
+            for (size_t i = lo; i < hi; i++) {
+                sv += p[i].v;
+                sj += p[i].j;
+            }
+            bins[b].v = sv / (double)(hi - lo);
+            bins[b].j = sj / (double)(hi - lo);
+        }
+        d.p = bins;
+        d.n = nb;
+    }
     /* guesses: n = 1.5, Rs 2 Ω·cm², Rsh 2 kΩ·cm², Jph = Jsc, J0 from Voc */
     th[DP_JPH] = jsc;
     th[DP_N] = 1.5;
@@ -399,8 +422,10 @@ static int diode_fit(const struct point *p,
     fdf.params = &d;
     par.trs = gsl_multifit_nlinear_trs_lm;
     w = gsl_multifit_nlinear_alloc(gsl_multifit_nlinear_trust, &par, d.n, DP_COUNT);
-    if (w == NULL)
-        return -ENOMEM;
+    if (w == NULL) {
+        r = -ENOMEM;
+        goto out;
+    }
     x0 = gsl_vector_view_array(th, DP_COUNT);
     if (gsl_multifit_nlinear_init(&x0.vector, &fdf, w) != GSL_SUCCESS)
         goto out;
@@ -415,6 +440,7 @@ static int diode_fit(const struct point *p,
     r = isfinite(*ret_rms) ? 0 : -EINVAL;
 out:
     gsl_multifit_nlinear_free(w);
+    free(bins);
     return r;
 }
 
