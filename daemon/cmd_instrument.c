@@ -314,7 +314,9 @@ static int do_run(struct drv *drv, const struct labconf_instrument *inst, struct
                 return report(a->name, r, &err);
             a->step.id = st.instrument_step_id + 1;
         } else {
-            a->step.id = (uint32_t)(ll_wall_ms() / 1000);
+            /* unique per millisecond (wraps every 49 days): a repeated id would be taken
+             * as the same step and not run again */
+            a->step.id = (uint32_t)((uint64_t)ll_wall_ms() % UINT32_MAX) + 1;
         }
     }
     describe_step(&a->step, what, sizeof(what));

@@ -279,8 +279,13 @@ static int furnace_poll(struct drv *drv,
                  ret->setpoint_c);
         return 0;
     }
+    /* End type reset returns the program to reset at its end. The program-end bit (B9)
+     * says so where the controller sets it; otherwise a reset after this driver saw the
+     * program run is taken as its end (an operator's reset would look the same). */
     if (rd.ps == m->program_status_values.end ||
-        (rd.ps == m->program_status_values.reset && (rd.status & ST_PROGRAM_END))) {
+        (rd.ps == m->program_status_values.reset &&
+         ((rd.status & ST_PROGRAM_END) ||
+          (drv->program_seen_running && drv->started_step_id == step->id)))) {
         ret->state = DRV_STEP_DONE;
         ret->progress = 1.0;
         snprintf(ret->reason,
@@ -295,7 +300,7 @@ static int furnace_poll(struct drv *drv,
     ret->error = DRV_EFAULT;
     snprintf(ret->reason,
              sizeof(ret->reason),
-             "anneal %u: the program is %s without having ended (reset from outside?)",
+             "anneal %u: the program is %s and was never seen running",
              (unsigned)step->id,
              program_status_name(m, rd.ps));
     return 0;
