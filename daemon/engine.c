@@ -790,7 +790,9 @@ static void exp_settle(struct engine *e, struct camp *c, struct exp_view *v)
     char reason[600] = "";
     int to = STORE_EXP_MEASURED;
     if (v->failed) {
-        to = STORE_EXP_FAILED;
+        /* a step the operator said did not run (after its fate was unknown): abandoned */
+        to = strncmp(jstr(v->first_failed, "result"), "operator:", 9) == 0 ? STORE_EXP_ABANDONED
+                                                                           : STORE_EXP_FAILED;
         snprintf(reason,
                  sizeof(reason),
                  "step %lld (%s %s) failed: %s",

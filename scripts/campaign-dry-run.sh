@@ -4,7 +4,8 @@
 # sockets and pseudo-terminals at high simulated speed, then print the Pareto front and the
 # hypervolume and stop both cleanly.
 #
-#   scripts/campaign-dry-run.sh [--speed N] [--campaign FILE] [--budget N] [--keep]
+#   scripts/campaign-dry-run.sh [--speed N] [--campaign FILE] [--budget N] [--initial N]
+#                               [--batch N] [--keep]
 #
 # Environment: LL_BUILD_DIR (default build), LL_NO_BUILD=1 to use existing binaries,
 # LABSIM / LABLOOPD / LABLOOP to point at other binaries. --keep leaves the temporary
@@ -14,14 +15,18 @@ cd "$(dirname "$0")/.."
 speed=2000
 campaign=config/perovskite.conf
 budget=""
+initial=""
+batch=""
 keep=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --speed) speed=$2; shift 2 ;;
     --campaign) campaign=$2; shift 2 ;;
     --budget) budget=$2; shift 2 ;;
+    --initial) initial=$2; shift 2 ;;
+    --batch) batch=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    *) echo "usage: $0 [--speed N] [--campaign FILE] [--budget N] [--keep]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--speed N] [--campaign FILE] [--budget N] [--initial N] [--batch N] [--keep]" >&2; exit 2 ;;
     esac
 done
 builddir=${LL_BUILD_DIR:-build}
@@ -49,6 +54,8 @@ sed -e 's/port = 15020;/port = 0;/' -e "s#tcp://127.0.0.1:5555#tcp://127.0.0.1:$
     config/lab.conf >"$tmp/lab.conf"
 cp "$campaign" "$tmp/campaign.conf"
 [ -n "$budget" ] && sed -i "s/budget = [0-9]*;/budget = $budget;/" "$tmp/campaign.conf"
+[ -n "$initial" ] && sed -i "s/initial = [0-9]*;/initial = $initial;/" "$tmp/campaign.conf"
+[ -n "$batch" ] && sed -i "s/batch = [0-9]*;/batch = $batch;/" "$tmp/campaign.conf"
 mkdir -p "$tmp/sim" "$tmp/run"
 
 start=$(date +%s.%N)
@@ -75,6 +82,8 @@ end=$(date +%s.%N)
 "$labloop" status
 echo
 "$labloop" pareto
+"$labloop" pareto --json >"$tmp/pareto.json"
+[ -n "${LL_DRY_RUN_PARETO:-}" ] && cp "$tmp/pareto.json" "$LL_DRY_RUN_PARETO"
 echo
 python3 - "$start" "$end" <<'PY'
 import sys
