@@ -16,6 +16,7 @@
 
 #define K_B_EV 8.617333262e-5
 #define MAX_PARAMS 9
+#define TRIAL_ITERATIONS 20     /* first try of the grain-boundary + bulk-arc model */
 #define EIS_FIT_MAX_POINTS 1000 /* longer spectra are decimated to at most this many points */
 #define MAX_ITERATIONS 60       /* per fit; a degenerate model crawls, its best point is kept */
 #define LN_CLAMP 120.0          /* |ln R|, |ln Q|, |ln L| beyond this are clamped in the model */
@@ -240,7 +241,7 @@ struct fit_result {
 };
 
 /* Fits the model laid out in s->lay from th0 with Levenberg–Marquardt. */
-static int run_fit(struct spectrum *s, const double *th0, struct fit_result *res)
+static int run_fit(struct spectrum *s, const double *th0, int max_iter, struct fit_result *res)
 {
     gsl_multifit_nlinear_fdf fdf;
     gsl_multifit_nlinear_parameters par = gsl_multifit_nlinear_default_parameters();
@@ -274,7 +275,7 @@ static int run_fit(struct spectrum *s, const double *th0, struct fit_result *res
     if (gsl_multifit_nlinear_init(&x0.vector, &fdf, w) != GSL_SUCCESS)
         goto out;
     /* a failed step (e.g. GSL_EDOM) or the iteration limit still leaves the best point */
-    (void)gsl_multifit_nlinear_driver(MAX_ITERATIONS, 1e-7, 1e-8, 0.0, NULL, NULL, &info, w);
+    (void)gsl_multifit_nlinear_driver((size_t)max_iter, 1e-7, 1e-8, 0.0, NULL, NULL, &info, w);
     {
         const gsl_vector *x = gsl_multifit_nlinear_position(w);
         const gsl_vector *f = gsl_multifit_nlinear_residual(w);
@@ -583,13 +584,26 @@ int eis_fit_spectrum(const double *frequency_hz,
             }
             break;
         }
+        double nr = 2.0 * (double)n;
         for (int k = 0; k < n_starts; k++) {
-            r = run_fit(&s, th0[k], &res);
+            /* the eight-parameter model is tried briefly first and finished only when it could
+             * compete: where it is degenerate (no second arc) it crawls, and costs most */
+            bool trial = mi == MODEL_RQ_GB;
+            r = run_fit(&s, th0[k], trial ? TRIAL_ITERATIONS : MAX_ITERATIONS, &res);
             if (r < 0)
                 goto out;
+            if (trial && res.ok && res.iterations >= TRIAL_ITERATIONS &&
+                nr * log(fmax(res.chisq, 1e-300) / nr) + s.lay.count * log(nr) < best_bic + 10.0) {
+                double th[MAX_PARAMS];
+                int done = res.iterations;
+                memcpy(th, res.th, sizeof(th));
+                r = run_fit(&s, th, MAX_ITERATIONS, &res);
+                if (r < 0)
+                    goto out;
+                res.iterations += done;
+            }
             if (!res.ok || !admissible(&s.lay, res.th, cell_constant_cm_inv))
                 continue;
-            double nr = 2.0 * (double)n;
             double bic = nr * log(fmax(res.chisq, 1e-300) / nr) + s.lay.count * log(nr);
             if (bic < model_bic[mi]) {
                 model_bic[mi] = bic;
