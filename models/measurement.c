@@ -364,8 +364,10 @@ static int parse_eis_spectrum(const json_t *sp,
         return r;
     for (size_t i = 0; i < s->n_points; i++) {
         if (!(s->frequency_hz[i] > 0.0)) {
+            char elem[PATH_MAX_LEN + 24];
             path_join(fpath, path, "frequency_hz");
-            return fail(err, fpath, "[%zu] must be > 0 (got %g)", i, s->frequency_hz[i]);
+            snprintf(elem, sizeof(elem), "%s[%zu]", fpath, i);
+            return fail(err, elem, "must be > 0 (got %g)", s->frequency_hz[i]);
         }
     }
     return 0;
@@ -435,13 +437,14 @@ parse_stability(const json_t *data, struct measurement_stability *st, struct ll_
     if (r < 0)
         return r;
     for (size_t i = 0; i < st->n_points; i++) {
+        char elem[PATH_MAX_LEN];
+        snprintf(elem, sizeof(elem), "data.time_h[%zu]", i);
         if (st->time_h[i] < 0.0)
-            return fail(err, "data.time_h", "[%zu] must be >= 0 (got %g)", i, st->time_h[i]);
+            return fail(err, elem, "must be >= 0 (got %g)", st->time_h[i]);
         if (i > 0 && !(st->time_h[i] > st->time_h[i - 1]))
             return fail(err,
-                        "data.time_h",
-                        "[%zu] must be greater than the previous time (%g <= %g)",
-                        i,
+                        elem,
+                        "must be greater than the previous time (%g <= %g)",
                         st->time_h[i],
                         st->time_h[i - 1]);
     }

@@ -167,7 +167,7 @@ static const struct {
      "\"spectra\": [{\"temperature_c\": 25, \"frequency_hz\": [5, 4, -3, 2, 1], \"z_real_ohm\": "
      "[1, "
      "2, 3, 4, 5], \"z_imag_ohm\": [-1, -2, -3, -4, -5]}]}}",                                       -EINVAL,
-     "data.spectra[0].frequency_hz: [2] must be > 0"                                                                                            },
+     "data.spectra[0].frequency_hz[2]: must be > 0"                                                                                             },
     {"eis below absolute zero",
      "{" HDR HDR2 "\"kind\": \"eis\", \"data\": {\"thickness_cm\": 0.1, \"area_cm2\": 0.785, "
      "\"spectra\": [{\"temperature_c\": -300, \"frequency_hz\": [5, 4, 3, 2, 1], \"z_real_ohm\": "
@@ -186,11 +186,11 @@ static const struct {
     {"stability time not increasing",
      "{" HDR HDR2 "\"kind\": \"stability\", \"data\": {\"time_h\": [0, 2, 1], \"normalised_pce\": "
      "[1, 0.9, 0.8]}}",                                                                             -EINVAL,
-     "data.time_h: [2] must be greater"                                                                                                         },
+     "data.time_h[2]: must be greater"                                                                                                          },
     {"stability negative time",
      "{" HDR HDR2 "\"kind\": \"stability\", \"data\": {\"time_h\": [-1, 2, 3], \"normalised_pce\": "
      "[1, 0.9, 0.8]}}",                                                                             -EINVAL,
-     "data.time_h: [0] must be >= 0"                                                                                                            },
+     "data.time_h[0]: must be >= 0"                                                                                                             },
     {"stability missing series",
      "{" HDR HDR2 "\"kind\": \"stability\", \"data\": {\"time_h\": [0, 1, 2]}}",
      -EINVAL,
