@@ -22,8 +22,13 @@
  *   on all points (on a subset of GP_FIT_POLISH_N above that size). Figures: docs/bench-math.md.
  * - Cholesky: gsl_linalg_cholesky_decomp1; if K is not numerically positive definite a jitter
  *   of 1e-10, 1e-9, ... 1e-4 times (s_f^2 + s_n^2) is added to the diagonal.
- * - The factor L is stored row-major with a row stride `cap` > n, so that gp_add_observation
- *   can append a row (O(n^2): one triangular solve) without refactorising.
+ * - The model keeps L^-1, the inverse of the Cholesky factor (gsl_linalg_tri_invert once per
+ *   fit), not L: prediction then needs triangular matrix-vector products (v = L^-1 k for the
+ *   variance, L^-T v for its gradient) instead of triangular solves, which GSL's reference
+ *   CBLAS does about 3 times slower than the plain loops here (measured: 3.3 us vs 1.1 us at
+ *   n = 100); the planner predicts millions of times. L^-1 is stored row-major with a row
+ *   stride `cap` > n, so that gp_add_observation appends a row in O(n^2) without refactorising:
+ *   L grows by (l^T, s) and L^-1 by (-(L^-T l)^T / s, 1/s).
  */
 #include "models/gp.h"
 
@@ -64,7 +69,7 @@ struct gp {
     size_t n, d, cap;
     double *x;     /* cap rows of d */
     double *ys;    /* standardised outputs, cap */
-    double *L;     /* lower Cholesky factor of K, row stride cap */
+    double *Linv;  /* inverse of the lower Cholesky factor L of K (lower triangle), stride cap */
     double *alpha; /* K^-1 (ys - c), cap */
     double diag;   /* s_n^2 + jitter: what the diagonal of K carries beyond s_f^2 */
     double inv_ls2[GP_MAX_DIM];
@@ -490,28 +495,59 @@ static struct gp *gp_alloc(size_t n, size_t d, size_t cap)
     gp->cap = cap;
     gp->x = malloc(cap * d * sizeof(double));
     gp->ys = malloc(cap * sizeof(double));
-    gp->L = calloc(cap * cap, sizeof(double));
+    gp->Linv = calloc(cap * cap, sizeof(double));
     gp->alpha = malloc(cap * sizeof(double));
-    if (!gp->x || !gp->ys || !gp->L || !gp->alpha)
+    if (!gp->x || !gp->ys || !gp->Linv || !gp->alpha)
         gp_free(&gp);
     return gp;
 }
 
-/* alpha = K^-1 (ys - c) by two triangular solves with the stored factor; and the lml. */
-static void gp_update_alpha(struct gp *gp)
+/* y = A x for the lower triangle of A (n x n, row stride `stride`). Four partial sums per row
+ * let the compiler vectorise the dot products (it may not reorder one sum). */
+static void lower_mv(const double *A, size_t stride, size_t n, const double *x, double *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        const double *row = A + i * stride;
+        double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+        size_t j = 0;
+        for (; j + 4 <= i + 1; j += 4) {
+            a0 += row[j] * x[j];
+            a1 += row[j + 1] * x[j + 1];
+            a2 += row[j + 2] * x[j + 2];
+            a3 += row[j + 3] * x[j + 3];
+        }
+        for (; j <= i; j++)
+            a0 += row[j] * x[j];
+        y[i] = (a0 + a1) + (a2 + a3);
+    }
+}
+
+/* y = A^T x for the lower triangle of A, row by row (axpy form). y must not alias x. */
+static void lower_tmv(const double *A, size_t stride, size_t n, const double *x, double *y)
+{
+    for (size_t j = 0; j < n; j++)
+        y[j] = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double *row = A + i * stride;
+        double xi = x[i];
+        for (size_t j = 0; j <= i; j++)
+            y[j] += row[j] * xi;
+    }
+}
+
+/* alpha = K^-1 (ys - c) = L^-T L^-1 (ys - c), and the lml; tmp holds n doubles. */
+static void gp_update_alpha(struct gp *gp, double *tmp)
 {
     size_t n = gp->n;
     for (size_t i = 0; i < n; i++)
         gp->alpha[i] = gp->ys[i] - gp->h.const_mean;
-    gsl_matrix_view L = gsl_matrix_view_array_with_tda(gp->L, n, n, gp->cap);
-    gsl_vector_view a = gsl_vector_view_array(gp->alpha, n);
-    gsl_blas_dtrsv(CblasLower, CblasNoTrans, CblasNonUnit, &L.matrix, &a.vector);
+    lower_mv(gp->Linv, gp->cap, n, gp->alpha, tmp);
     double quad = 0.0, half_logdet = 0.0;
     for (size_t i = 0; i < n; i++) {
-        quad += gp->alpha[i] * gp->alpha[i];
-        half_logdet += log(gp->L[i * gp->cap + i]);
+        quad += tmp[i] * tmp[i];
+        half_logdet -= log(gp->Linv[i * gp->cap + i]);
     }
-    gsl_blas_dtrsv(CblasLower, CblasTrans, CblasNonUnit, &L.matrix, &a.vector);
+    lower_tmv(gp->Linv, gp->cap, n, tmp, gp->alpha);
     gp->h.log_marginal_likelihood = -0.5 * quad - half_logdet - 0.5 * (double)n * LOG_2PI;
 }
 
@@ -533,10 +569,11 @@ static int gp_build(const double *x,
     gp->h.d = d;
     for (size_t j = 0; j < d; j++)
         gp->inv_ls2[j] = 1.0 / (h->length_scale[j] * h->length_scale[j]);
-    gsl_matrix_view L = gsl_matrix_view_array_with_tda(gp->L, n, n, gp->cap);
+    gsl_matrix_view L = gsl_matrix_view_array_with_tda(gp->Linv, n, n, gp->cap);
     double jitter;
     if (factorise(x, n, d, gp->inv_ls2, h->signal_var, h->noise_var, &L.matrix, NULL, &jitter) <
-        0) {
+            0 ||
+        gsl_linalg_tri_invert(CblasLower, CblasNonUnit, &L.matrix) != GSL_SUCCESS) {
         gp_free(&gp);
         return ll_error_set(reterr,
                             -EDOM,
@@ -545,7 +582,13 @@ static int gp_build(const double *x,
                             n);
     }
     gp->diag = h->noise_var + jitter;
-    gp_update_alpha(gp);
+    double *tmp = malloc(n * sizeof(double));
+    if (!tmp) {
+        gp_free(&gp);
+        return ll_error_set(reterr, -ENOMEM, "gp: out of memory for %zu observations", n);
+    }
+    gp_update_alpha(gp, tmp);
+    free(tmp);
     *ret_gp = gp;
     return 0;
 }
@@ -777,14 +820,14 @@ int gp_predict(const struct gp *gp,
     if (!gp || !x)
         return -EINVAL;
     size_t n = gp->n, d = gp->d;
-    double stack[3 * GP_PREDICT_STACK_N];
+    double stack[4 * GP_PREDICT_STACK_N];
     double *buf = stack;
     if (n > GP_PREDICT_STACK_N) {
-        buf = malloc(3 * n * sizeof(double));
+        buf = malloc(4 * n * sizeof(double));
         if (!buf)
             return -ENOMEM;
     }
-    double *k = buf, *g = buf + n, *v = buf + 2 * n;
+    double *k = buf, *g = buf + n, *v = buf + 2 * n, *w = buf + 3 * n;
     double sf2 = gp->h.signal_var;
     double mean = gp->h.const_mean;
     for (size_t i = 0; i < n; i++) {
@@ -807,10 +850,8 @@ int gp_predict(const struct gp *gp,
             ret_dmean[j] *= gp->inv_ls2[j] * ystd;
     }
     if (ret_var || ret_dvar) {
-        memcpy(v, k, n * sizeof(double));
-        gsl_matrix_const_view L = gsl_matrix_const_view_array_with_tda(gp->L, n, n, gp->cap);
-        gsl_vector_view vv = gsl_vector_view_array(v, n);
-        gsl_blas_dtrsv(CblasLower, CblasNoTrans, CblasNonUnit, &L.matrix, &vv.vector);
+        /* var = k(x,x) - |L^-1 k|^2 */
+        lower_mv(gp->Linv, gp->cap, n, k, v);
         double var = sf2;
         for (size_t i = 0; i < n; i++)
             var -= v[i] * v[i];
@@ -821,10 +862,10 @@ int gp_predict(const struct gp *gp,
             for (size_t j = 0; j < d; j++)
                 ret_dvar[j] = 0.0;
             if (!clamped) {
-                /* d var / dx = -2 k^T K^-1 dk/dx; v becomes K^-1 k */
-                gsl_blas_dtrsv(CblasLower, CblasTrans, CblasNonUnit, &L.matrix, &vv.vector);
+                /* d var / dx = -2 k^T K^-1 dk/dx, K^-1 k = L^-T (L^-1 k) */
+                lower_tmv(gp->Linv, gp->cap, n, v, w);
                 for (size_t i = 0; i < n; i++) {
-                    double wg = -4.0 * v[i] * g[i];
+                    double wg = -4.0 * w[i] * g[i];
                     const double *xi = gp->x + i * d;
                     for (size_t j = 0; j < d; j++)
                         ret_dvar[j] += wg * (x[j] - xi[j]);
@@ -857,13 +898,13 @@ static int gp_reserve(struct gp *gp, size_t want)
     if (!alpha)
         return -ENOMEM;
     gp->alpha = alpha;
-    double *L = calloc(cap * cap, sizeof(double));
-    if (!L)
+    double *Linv = calloc(cap * cap, sizeof(double));
+    if (!Linv)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++)
-        memcpy(L + i * cap, gp->L + i * gp->cap, (i + 1) * sizeof(double));
-    free(gp->L);
-    gp->L = L;
+        memcpy(Linv + i * cap, gp->Linv + i * gp->cap, (i + 1) * sizeof(double));
+    free(gp->Linv);
+    gp->Linv = Linv;
     gp->cap = cap;
     return 0;
 }
@@ -879,25 +920,33 @@ int gp_add_observation(struct gp *gp, const double *x, double y)
     int ret = gp_reserve(gp, n + 1);
     if (ret < 0)
         return ret;
-    /* the new row of L: solve L l = k(X, x), then l_nn = sqrt(k(x,x) + diag - l^T l) */
-    double *row = gp->L + n * gp->cap;
+    /* L grows by the row (l^T, s), l = L^-1 k(X, x), s = sqrt(k(x,x) + diag - l^T l); its
+     * inverse by the row (-(L^-T l)^T / s, 1 / s) */
+    double *kx = calloc(3 * (n + 1), sizeof(double));
+    if (!kx)
+        return -ENOMEM;
+    double *l = kx + (n + 1), *r = kx + 2 * (n + 1);
     for (size_t i = 0; i < n; i++)
-        row[i] = matern52(scaled_dist2(x, gp->x + i * d, gp->inv_ls2, d), gp->h.signal_var, NULL);
-    if (n > 0) {
-        gsl_matrix_view L = gsl_matrix_view_array_with_tda(gp->L, n, n, gp->cap);
-        gsl_vector_view l = gsl_vector_view_array(row, n);
-        gsl_blas_dtrsv(CblasLower, CblasNoTrans, CblasNonUnit, &L.matrix, &l.vector);
-    }
+        kx[i] = matern52(scaled_dist2(x, gp->x + i * d, gp->inv_ls2, d), gp->h.signal_var, NULL);
+    lower_mv(gp->Linv, gp->cap, n, kx, l);
     double dd = gp->h.signal_var + gp->diag;
     for (size_t i = 0; i < n; i++)
-        dd -= row[i] * row[i];
-    if (!(dd > 1e-12 * (gp->h.signal_var + gp->diag)) || !isfinite(dd))
+        dd -= l[i] * l[i];
+    if (!(dd > 1e-12 * (gp->h.signal_var + gp->diag)) || !isfinite(dd)) {
+        free(kx);
         return -EDOM;
-    row[n] = sqrt(dd);
+    }
+    double sd = sqrt(dd);
+    lower_tmv(gp->Linv, gp->cap, n, l, r);
+    double *row = gp->Linv + n * gp->cap;
+    for (size_t j = 0; j < n; j++)
+        row[j] = -r[j] / sd;
+    row[n] = 1.0 / sd;
     memcpy(gp->x + n * d, x, d * sizeof(double));
     gp->ys[n] = (y - gp->h.y_mean) / gp->h.y_std;
     gp->n = n + 1;
-    gp_update_alpha(gp);
+    gp_update_alpha(gp, kx);
+    free(kx);
     return 0;
 }
 
@@ -911,7 +960,7 @@ struct gp *gp_clone(const struct gp *gp)
     memcpy(c->x, gp->x, gp->n * gp->d * sizeof(double));
     memcpy(c->ys, gp->ys, gp->n * sizeof(double));
     memcpy(c->alpha, gp->alpha, gp->n * sizeof(double));
-    memcpy(c->L, gp->L, gp->cap * gp->cap * sizeof(double));
+    memcpy(c->Linv, gp->Linv, gp->cap * gp->cap * sizeof(double));
     c->diag = gp->diag;
     memcpy(c->inv_ls2, gp->inv_ls2, sizeof(c->inv_ls2));
     c->h = gp->h;
@@ -924,7 +973,7 @@ void gp_free(struct gp **gp)
         return;
     free((*gp)->x);
     free((*gp)->ys);
-    free((*gp)->L);
+    free((*gp)->Linv);
     free((*gp)->alpha);
     free(*gp);
     *gp = NULL;
