@@ -104,7 +104,8 @@ int gp_predict(const struct gp *gp,
 
 /* Conditions the posterior on one more observation (x, y in y's units) WITHOUT refitting the
  * hyperparameters or the standardisation (for fantasies / Kriging believer and pending
- * experiments), by an O(n^2) update of the Cholesky factor. Returns 0, -EINVAL for non-finite
+ * experiments), by an O(n^2) update of the (inverse) Cholesky factor; the stored log marginal
+ * likelihood is updated to the n+1 points. Returns 0, -EINVAL for non-finite
  * input, -ENOMEM, or -EDOM if the new point makes the covariance numerically singular (the gp is
  * then unchanged). */
 int gp_add_observation(struct gp *gp, const double *x, double y);
@@ -115,6 +116,7 @@ struct gp *gp_clone(const struct gp *gp);
 /* Frees *gp and NULLs it; gp_free(NULL) and *gp == NULL are no-ops. */
 void gp_free(struct gp **gp);
 
+/* Number of observations (fitted plus added), and input dimension d; 0 for NULL. */
 size_t gp_n_obs(const struct gp *gp);
 size_t gp_dim(const struct gp *gp);
 
