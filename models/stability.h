@@ -28,8 +28,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define STABILITY_THRESHOLD 0.8     /* T80 */
-#define STABILITY_CONFIRM_POINTS 3  /* smoothed points after the crossing that must agree */
+#define STABILITY_THRESHOLD 0.8          /* T80 */
+#define STABILITY_CONFIRM_POINTS 3       /* smoothed points after the crossing that must agree */
 #define STABILITY_FAR_EXTRAPOLATION 10.0 /* predictions beyond 10× the last time are flagged */
 
 struct stability_t80 {
