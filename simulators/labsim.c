@@ -1108,6 +1108,9 @@ static int labsim_main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
     ls.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    char stale[PATH_MAX + 16];
+    snprintf(stale, sizeof(stale), "%s/ready", ls.opt.runtime_dir);
+    unlink(stale); /* left by a labsim that was killed */
     struct ll_error err = {0};
     int rc = setup(&ls, &err);
     if (rc != 0) {

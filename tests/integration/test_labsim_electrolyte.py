@@ -94,6 +94,7 @@ def main():
         raise
     finally:
         ls.stop()
+    ls.remove()
 
 
 if __name__ == "__main__":

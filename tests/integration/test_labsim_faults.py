@@ -121,6 +121,7 @@ def scripted():
         raise
     finally:
         ls.stop()
+    ls.remove()
 
 
 def zmq_rcvtimeo():
@@ -149,6 +150,7 @@ def rate_run(seed):
         faults = ls.ctl(cmd="counts")["faults"]
     finally:
         ls.stop()
+    ls.remove()
     return outcomes, faults
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -55,8 +56,8 @@ def crc16_ccitt(data):
 class Labsim:
     """Starts labsim with a temporary runtime dir; always killed by stop()."""
 
-    def __init__(self, extra=(), lab_text=None, speed=200):
-        self.dir = tempfile.mkdtemp(prefix="labsim-test-")
+    def __init__(self, extra=(), lab_text=None, speed=200, runtime_dir=None):
+        self.dir = runtime_dir or tempfile.mkdtemp(prefix="labsim-test-")
         text = lab_text or open(os.path.join(SRC, "config", "lab.conf")).read()
         text = re.sub(r"port = \d+;", "port = 0;", text)
         self.lab_path = os.path.join(self.dir, "lab-in.conf")
@@ -67,7 +68,9 @@ class Labsim:
         self.router.setsockopt(zmq.LINGER, 0)
         port = self.router.bind_to_random_port("tcp://127.0.0.1")
         self.endpoint = "tcp://127.0.0.1:%d" % port
-        self.log = open(os.path.join(self.dir, "labsim.log"), "w")
+        self.log = open(os.path.join(self.dir, "labsim.log"), "a")
+        if os.path.exists(os.path.join(self.dir, "ready")):  # left by a killed labsim
+            os.unlink(os.path.join(self.dir, "ready"))
         self.proc = subprocess.Popen(
             [LABSIM, "--lab", self.lab_path, "--runtime-dir", self.dir, "--speed", str(speed),
              "--stations-endpoint", self.endpoint] + list(extra),
@@ -88,13 +91,21 @@ class Labsim:
         self.control.setsockopt(zmq.RCVTIMEO, 10000)
         self.control.connect("ipc://%s/control" % self.dir)
 
+    def wait_hello(self, station, timeout=10):
+        """Waits for the station's hello on the ROUTER (messages to it are dropped before)."""
+        self.router.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+        while True:
+            ident, msg = self.router.recv_multipart()
+            if ident.decode() == station and json.loads(msg)["type"] == "hello":
+                return
+
     def ctl(self, **req):
         self.control.send_string(json.dumps(req))
         return json.loads(self.control.recv_string())
 
-    def stop(self):
+    def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 rc = self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -105,6 +116,10 @@ class Labsim:
         self.zctx.destroy(linger=0)
         self.log.close()
         return rc
+
+    def remove(self):
+        """Deletes the runtime dir (after stop())."""
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def logtext(self):
         return open(self.log.name).read()
@@ -449,6 +464,7 @@ def main():
         raise
     finally:
         ls.stop()
+    ls.remove()
 
 
 if __name__ == "__main__":
