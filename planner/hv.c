@@ -154,6 +154,14 @@ static double hv3_sweep(double *pts, size_t n, const double *ref, double *front)
 
 static double hso(double *pts, size_t n, size_t m, const double *ref);
 
+/* The 2-D and 3-D sweeps pass over dominated and repeated points themselves, so only the
+ * slicing method (m >= 4) gains from the O(n^2) non-dominated filter first; returns the number
+ * of rows to use. */
+static size_t reduce(double *pts, size_t n, size_t m)
+{
+    return m >= 4 ? hv_nondominated(pts, n, m) : n;
+}
+
 /* hypervolume of pts (n rows of m, strictly inside ref, any order; modified) */
 static double hv_dispatch(double *pts, size_t n, size_t m, const double *ref)
 {
@@ -208,7 +216,7 @@ static double hso(double *pts, size_t n, size_t m, const double *ref)
             continue;
         for (size_t k = 0; k <= i; k++)
             memcpy(slice + k * (m - 1), pts + keys[k].row * m, (m - 1) * sizeof(double));
-        size_t ns = hv_nondominated(slice, i + 1, m - 1);
+        size_t ns = reduce(slice, i + 1, m - 1);
         vol += hv_dispatch(slice, ns, m - 1, ref) * (znext - keys[i].z);
     }
 out:
@@ -247,7 +255,7 @@ inside_copy(const double *points, size_t n, size_t m, const double *ref, size_t 
         if (inside)
             memcpy(pts + (k++) * m, p, m * sizeof(double));
     }
-    *ret_n = hv_nondominated(pts, k, m);
+    *ret_n = reduce(pts, k, m);
     return pts;
 }
 
@@ -301,7 +309,7 @@ double hv_improvement(const double *points, size_t n, size_t m, const double *re
             tmp[k * m + j] = fmax(q[j], p[j]);
         k++;
     }
-    k = hv_nondominated(tmp, k, m);
+    k = reduce(tmp, k, m);
     double incl = 1.0;
     for (size_t j = 0; j < m; j++)
         incl *= ref[j] - p[j];
