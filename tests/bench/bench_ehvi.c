@@ -3,10 +3,12 @@
  * Fronts of n points on the unit sphere's positive orthant (the DTLZ2 front), reference point
  * 1.1 in every objective, 2 and 3 objectives. For each, about 0.3 s of: a prepared front
  * evaluated at varying candidates (4096 means and sigmas in turn), without and with the
- * gradient, and the one-shot ehvi_2d/ehvi_3d (which prepare the front on every call). Run:
+ * gradient, and the one-shot ehvi_2d/ehvi_3d (which prepare the front on every call). Then the
+ * time of one hv_compute for m = 2..5 objectives. Run:
  * build/tests/bench_ehvi (use a build without sanitizers for meaningful figures).
  */
 #include "planner/ehvi.h"
+#include "planner/hv.h"
 
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_rng.h>
@@ -91,6 +93,37 @@ int main(void)
             ehvi_front_free(&f);
             free(front);
         }
+    }
+    /* hypervolume itself (hv_compute), same kind of fronts, random points on the sphere */
+    printf("\nhv_compute: milliseconds per call (n random points on the unit sphere, ref 1.1)\n");
+    printf("%2s %10s %10s %10s %10s\n", "m", "n=20", "n=50", "n=100", "n=200");
+    const size_t hv_sizes[] = {20, 50, 100, 200};
+    for (size_t m = 2; m <= HV_MAX_OBJECTIVES; m++) {
+        printf("%2zu", m);
+        for (size_t s = 0; s < 4; s++) {
+            size_t n = hv_sizes[s];
+            double *pts = malloc(n * m * sizeof(double));
+            for (size_t i = 0; i < n; i++) {
+                double norm = 0.0;
+                for (size_t k = 0; k < m; k++) {
+                    pts[i * m + k] = 0.05 + gsl_rng_uniform(rng);
+                    norm += pts[i * m + k] * pts[i * m + k];
+                }
+                for (size_t k = 0; k < m; k++)
+                    pts[i * m + k] /= sqrt(norm);
+            }
+            const double ref[HV_MAX_OBJECTIVES] = {1.1, 1.1, 1.1, 1.1, 1.1};
+            long count = 0;
+            double t0 = now_s(), t = t0, sink = 0.0;
+            while (t - t0 < 0.2) {
+                sink += hv_compute(pts, n, m, ref);
+                count++;
+                t = now_s();
+            }
+            printf(" %10.4f%s", 1e3 * (t - t0) / (double)count, sink > 0.0 ? "" : "?");
+            free(pts);
+        }
+        printf("\n");
     }
     gsl_rng_free(rng);
     return 0;
