@@ -98,10 +98,10 @@ static int parse_rest(int argc, char **argv, int i, struct args *a)
     long l;
 
     for (; i < argc; i++) {
-        const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : "";
         bool takes = strcmp(opt, "--no-wait") != 0 && strncmp(opt, "--", 2) == 0;
 
-        if (takes && !val) {
+        if (takes && i + 1 >= argc) {
             fprintf(stderr, "labloop instrument: %s needs a value\n", opt);
             return -EINVAL;
         }
@@ -200,8 +200,8 @@ static int parse_args(int argc, char **argv, struct args *a)
         }
         a->have_step = true;
         i = 4;
-    } else if (strcmp(a->action, "status") && strcmp(a->action, "describe") &&
-               strcmp(a->action, "safe") && strcmp(a->action, "reset")) {
+    } else if (strcmp(a->action, "status") != 0 && strcmp(a->action, "describe") != 0 &&
+               strcmp(a->action, "safe") != 0 && strcmp(a->action, "reset") != 0) {
         fprintf(stderr, "labloop instrument: unknown action '%s'\n", a->action);
         return -EINVAL;
     }

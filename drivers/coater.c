@@ -310,7 +310,7 @@ static int transact(struct drv *drv,
                     int64_t deadline_ms,
                     struct ll_error *reterr)
 {
-    char frame[SPN1_LINE_MAX + 8], line[SPN1_LINE_MAX + 8];
+    char frame[SPN1_LINE_MAX + 8], line[SPN1_LINE_MAX + 8] = "";
     int len, garbled = 0, attempts = 0;
     unsigned seq = drv->seq++;
     bool reseq = false;

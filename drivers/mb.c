@@ -240,7 +240,7 @@ int drv__mb_write_reg(
 {
     char what[64];
     struct ll_error readerr = {0};
-    uint16_t back;
+    uint16_t back = 0;
     int r;
 
     snprintf(what, sizeof(what), "writing register %d = %u", addr, (unsigned)value);

@@ -162,7 +162,7 @@ static void build_block(const struct drv *drv, const struct drv_step *step, uint
         break;
     }
     b[HR_FLAGS] = 0;
-    for (int i = 0; i < HR_BLOCK_CRC; i++) {
+    for (size_t i = 0; i < HR_BLOCK_CRC; i++) {
         bytes[2 * i] = (uint8_t)(b[i] >> 8);
         bytes[2 * i + 1] = (uint8_t)(b[i] & 0xff);
     }
