@@ -73,21 +73,19 @@ static void put_flag(struct analysis *a, const char *name, bool value)
     a->n_flags++;
 }
 
-static void put_warning(struct analysis *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void put_warning(struct analysis *a, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3)))
+put_warning(struct analysis *a, const char *fmt, ...)
 {
     va_list ap;
 
-    if (a->n_warnings >= MAX_WARNINGS) {
-        a->n_warnings_dropped++;
-        return;
-    }
     va_start(ap, fmt);
-    vsnprintf(a->warnings[a->n_warnings], WARNING_LEN, fmt, ap);
+    if (a->n_warnings < MAX_WARNINGS) {
+        vsnprintf(a->warnings[a->n_warnings], WARNING_LEN, fmt, ap);
+        a->n_warnings++;
+    } else {
+        a->n_warnings_dropped++;
+    }
     va_end(ap);
-    a->n_warnings++;
 }
 
 /* Sets key to a JSON number, or null when x is not finite (JSON has no NaN). */
@@ -101,7 +99,7 @@ static int set_number(json_t *obj, const char *key, double x)
 static int analyse_jv(const struct measurement *m, struct analysis *a, struct ll_error *err)
 {
     const struct measurement_jv *jv = &m->jv;
-    struct jv_figures fig[MEASUREMENT_JV_MAX_SWEEPS];
+    struct jv_figures fig[MEASUREMENT_JV_MAX_SWEEPS] = {{0}};
     json_t *sweeps = json_array();
     size_t reported = 0;
     double pce_fwd = (double)NAN, pce_rev = (double)NAN;

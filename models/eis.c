@@ -470,36 +470,35 @@ static bool admissible(const struct layout *lay, const double *th, double cell_c
     return !(cell_constant_cm_inv > 0.0) || cb * cell_constant_cm_inv <= EIS_BULK_MAX_F_CM;
 }
 
-int eis_fit_spectrum(const double *frequency_hz,
-                     const double *z_real_ohm,
-                     const double *z_imag_ohm,
-                     size_t n,
-                     double cell_constant_cm_inv,
-                     struct eis_fit *ret,
-                     struct ll_error *reterr)
+/* The candidate fits so far: the best overall, and per circuit the best BIC with its R_b and
+ * R_gb (for the model-choice uncertainty) and its fit (to start the richer circuit from). */
+struct selection {
+    struct fit_result best;
+    struct model best_model;
+    double best_bic;
+    double model_bic[4], model_rb[4], model_rgb[4];
+    struct fit_result model_res[4];
+};
+
+/* Validates and copies the spectrum into s, sorted by descending frequency, decimated to at
+ * most EIS_FIT_MAX_POINTS points. The arrays of s are the caller's to free. */
+static int spectrum_load(const double *frequency_hz,
+                         const double *z_real_ohm,
+                         const double *z_imag_ohm,
+                         size_t n,
+                         struct spectrum *s,
+                         struct ll_error *reterr)
 {
-    struct spectrum s = {0};
-    double *tri = NULL;
-    struct guess g;
-    struct fit_result best = {0}, res;
-    struct model best_model = models[0];
-    double best_bic = HUGE_VAL;
-    /* per model: the lowest BIC and its R_b, R_gb, for the model-choice uncertainty */
-    double model_bic[4] = {HUGE_VAL, HUGE_VAL, HUGE_VAL, HUGE_VAL}, model_rb[4], model_rgb[4];
-    struct fit_result model_res[4] = {0};
+    double *tri = malloc(3 * n * sizeof(double));
     int r = 0;
 
-    memset(ret, 0, sizeof(*ret));
-    if (n < 5)
-        return ll_error_set(reterr, -EINVAL, "%zu points, need at least 5", n);
-    tri = malloc(3 * n * sizeof(double));
-    s.w = malloc(n * sizeof(double));
-    s.lw = malloc(n * sizeof(double));
-    s.zr = malloc(n * sizeof(double));
-    s.zi = malloc(n * sizeof(double));
-    s.inv_mod = malloc(n * sizeof(double));
-    if (tri == NULL || s.w == NULL || s.lw == NULL || s.zr == NULL || s.zi == NULL ||
-        s.inv_mod == NULL) {
+    s->w = malloc(n * sizeof(double));
+    s->lw = malloc(n * sizeof(double));
+    s->zr = malloc(n * sizeof(double));
+    s->zi = malloc(n * sizeof(double));
+    s->inv_mod = malloc(n * sizeof(double));
+    if (tri == NULL || s->w == NULL || s->lw == NULL || s->zr == NULL || s->zi == NULL ||
+        s->inv_mod == NULL) {
         r = ll_error_set(reterr, -ENOMEM, "out of memory");
         goto out;
     }
@@ -523,152 +522,234 @@ int eis_fit_spectrum(const double *frequency_hz,
             memmove(&tri[3 * m], &tri[3 * i], 3 * sizeof(double));
         n = m;
     }
-    s.n = n;
+    s->n = n;
     for (size_t i = 0; i < n; i++) {
-        s.w[i] = 2.0 * M_PI * tri[3 * i];
-        s.lw[i] = log(s.w[i]);
-        s.zr[i] = tri[3 * i + 1];
-        s.zi[i] = tri[3 * i + 2];
-        s.inv_mod[i] = 1.0 / hypot(s.zr[i], s.zi[i]);
+        s->w[i] = 2.0 * M_PI * tri[3 * i];
+        s->lw[i] = log(s->w[i]);
+        s->zr[i] = tri[3 * i + 1];
+        s->zi[i] = tri[3 * i + 2];
+        s->inv_mod[i] = 1.0 / hypot(s->zr[i], s->zi[i]);
     }
-    make_guess(&s, &g);
-    /* simplest first, so that the grain-boundary model with a bulk arc can start from the
-     * fits of the two models it extends */
+out:
+    free(tri);
+    return r;
+}
+
+/* Start vectors for circuit mi (layout in s->lay) into th0; returns how many. The
+ * grain-boundary circuit with a bulk arc also starts from the fits of the two circuits it
+ * extends, found earlier in sel. */
+static int starts_for(size_t mi,
+                      const struct model *m,
+                      const struct spectrum *s,
+                      const struct guess *g,
+                      const struct selection *sel,
+                      double th0[3][MAX_PARAMS])
+{
+    int n_starts = 0;
+
+    switch (mi) {
+    case MODEL_R:
+        start_vector(&s->lay, g, g->r_hf, 0, 0, 0, th0[n_starts++]);
+        break;
+    case MODEL_R_GB:
+        start_vector(&s->lay,
+                     g,
+                     g->r_hf,
+                     0,
+                     fmax(g->r_total - g->r_hf, 0.05 * g->r_total),
+                     g->w_apex,
+                     th0[n_starts++]);
+        break;
+    case MODEL_RQ:
+        start_vector(&s->lay, g, g->r_total, g->w_apex, 0, 0, th0[n_starts++]);
+        break;
+    default: /* MODEL_RQ_GB */
+        if (isfinite(g->w_apex2))
+            start_vector(&s->lay,
+                         g,
+                         g->r_mid,
+                         g->w_apex,
+                         g->r_total - g->r_mid,
+                         g->w_apex2,
+                         th0[n_starts++]);
+        /* the R_b + R_gb‖Q_gb fit with a bulk arc just above the window */
+        if (sel->model_res[MODEL_R_GB].ok) {
+            extend(&models[MODEL_R_GB], &sel->model_res[MODEL_R_GB], m, th0[n_starts]);
+            th0[n_starts][s->lay.qb] = -th0[n_starts][s->lay.rb] - 0.9 * log(3.0 * s->w[0]);
+            th0[n_starts][s->lay.nb] = logit(0.9);
+            n_starts++;
+        }
+        /* the R_b‖Q_b fit with a small grain-boundary arc a decade and a half below it */
+        if (sel->model_res[MODEL_RQ].ok) {
+            const struct fit_result *q = &sel->model_res[MODEL_RQ];
+            struct layout ql;
+            layout_of(&models[MODEL_RQ], &ql);
+            double wb = exp(-(q->th[ql.rb] + q->th[ql.qb]) / logistic(q->th[ql.nb]));
+            extend(&models[MODEL_RQ], q, m, th0[n_starts]);
+            th0[n_starts][s->lay.rgb] = q->th[ql.rb] + log(0.2);
+            th0[n_starts][s->lay.qgb] = -th0[n_starts][s->lay.rgb] - 0.9 * log(wb / 30.0);
+            th0[n_starts][s->lay.ngb] = logit(0.9);
+            n_starts++;
+        }
+        break;
+    }
+    return n_starts;
+}
+
+static double bic_of(const struct spectrum *s, double chisq)
+{
+    double nr = 2.0 * (double)s->n;
+
+    return nr * log(fmax(chisq, 1e-300) / nr) + s->lay.count * log(nr);
+}
+
+/* Fits every candidate circuit from its starts and records the admissible ones in sel. */
+static int fit_all(struct spectrum *s,
+                   const struct guess *g,
+                   double cell_constant_cm_inv,
+                   struct selection *sel)
+{
+    /* simplest first, so that the richest circuit can start from the two it extends */
     static const size_t order[] = {MODEL_R, MODEL_R_GB, MODEL_RQ, MODEL_RQ_GB};
+    struct fit_result res;
+    int r;
+
     for (size_t oi = 0; oi < 4; oi++) {
         size_t mi = order[oi];
         struct model m = models[mi];
         double th0[3][MAX_PARAMS];
-        int n_starts = 0;
 
-        m.lead = g.l > 0.0;
-        layout_of(&m, &s.lay);
-        switch (mi) {
-        case MODEL_R:
-            start_vector(&s.lay, &g, g.r_hf, 0, 0, 0, th0[n_starts++]);
-            break;
-        case MODEL_R_GB:
-            start_vector(&s.lay,
-                         &g,
-                         g.r_hf,
-                         0,
-                         fmax(g.r_total - g.r_hf, 0.05 * g.r_total),
-                         g.w_apex,
-                         th0[n_starts++]);
-            break;
-        case MODEL_RQ:
-            start_vector(&s.lay, &g, g.r_total, g.w_apex, 0, 0, th0[n_starts++]);
-            break;
-        default: /* MODEL_RQ_GB */
-            if (isfinite(g.w_apex2))
-                start_vector(
-                    &s.lay, &g, g.r_mid, g.w_apex, g.r_total - g.r_mid, g.w_apex2, th0[n_starts++]);
-            /* the R_b + R_gb‖Q_gb fit with a bulk arc just above the window */
-            if (model_res[MODEL_R_GB].ok) {
-                extend(&models[MODEL_R_GB], &model_res[MODEL_R_GB], &m, th0[n_starts]);
-                th0[n_starts][s.lay.qb] = -th0[n_starts][s.lay.rb] - 0.9 * log(3.0 * s.w[0]);
-                th0[n_starts][s.lay.nb] = logit(0.9);
-                n_starts++;
-            }
-            /* the R_b‖Q_b fit with a small grain-boundary arc a decade and a half below it */
-            if (model_res[MODEL_RQ].ok) {
-                const struct fit_result *q = &model_res[MODEL_RQ];
-                struct layout ql;
-                layout_of(&models[MODEL_RQ], &ql);
-                double wb = exp(-(q->th[ql.rb] + q->th[ql.qb]) / logistic(q->th[ql.nb]));
-                extend(&models[MODEL_RQ], q, &m, th0[n_starts]);
-                th0[n_starts][s.lay.rgb] = q->th[ql.rb] + log(0.2);
-                th0[n_starts][s.lay.qgb] = -th0[n_starts][s.lay.rgb] - 0.9 * log(wb / 30.0);
-                th0[n_starts][s.lay.ngb] = logit(0.9);
-                n_starts++;
-            }
-            break;
-        }
-        double nr = 2.0 * (double)n;
+        m.lead = g->l > 0.0;
+        layout_of(&m, &s->lay);
+        int n_starts = starts_for(mi, &m, s, g, sel, th0);
         for (int k = 0; k < n_starts; k++) {
-            /* the eight-parameter model is tried briefly first and finished only when it could
-             * compete: where it is degenerate (no second arc) it crawls, and costs most */
+            /* the eight-parameter circuit is tried briefly first and finished only when it
+             * could compete: where it is degenerate (no second arc) it crawls, and costs most */
             bool trial = mi == MODEL_RQ_GB;
-            r = run_fit(&s, th0[k], trial ? TRIAL_ITERATIONS : MAX_ITERATIONS, &res);
+            r = run_fit(s, th0[k], trial ? TRIAL_ITERATIONS : MAX_ITERATIONS, &res);
             if (r < 0)
-                goto out;
+                return r;
             if (trial && res.ok && res.iterations >= TRIAL_ITERATIONS &&
-                nr * log(fmax(res.chisq, 1e-300) / nr) + s.lay.count * log(nr) < best_bic + 10.0) {
+                bic_of(s, res.chisq) < sel->best_bic + 10.0) {
                 double th[MAX_PARAMS];
                 int done = res.iterations;
                 memcpy(th, res.th, sizeof(th));
-                r = run_fit(&s, th, MAX_ITERATIONS, &res);
+                r = run_fit(s, th, MAX_ITERATIONS, &res);
                 if (r < 0)
-                    goto out;
+                    return r;
                 res.iterations += done;
             }
-            if (!res.ok || !admissible(&s.lay, res.th, cell_constant_cm_inv))
+            if (!res.ok || !admissible(&s->lay, res.th, cell_constant_cm_inv))
                 continue;
-            double bic = nr * log(fmax(res.chisq, 1e-300) / nr) + s.lay.count * log(nr);
-            if (bic < model_bic[mi]) {
-                model_bic[mi] = bic;
-                model_rb[mi] = ex(res.th[s.lay.rb]);
-                model_rgb[mi] = m.gb ? ex(res.th[s.lay.rgb]) : 0.0;
-                model_res[mi] = res;
+            double bic = bic_of(s, res.chisq);
+            if (bic < sel->model_bic[mi]) {
+                sel->model_bic[mi] = bic;
+                sel->model_rb[mi] = ex(res.th[s->lay.rb]);
+                sel->model_rgb[mi] = m.gb ? ex(res.th[s->lay.rgb]) : 0.0;
+                sel->model_res[mi] = res;
             }
-            if (bic < best_bic) {
-                best_bic = bic;
-                best = res;
-                best_model = m;
+            if (bic < sel->best_bic) {
+                sel->best_bic = bic;
+                sel->best = res;
+                sel->best_model = m;
             }
         }
     }
-    if (!best.ok) {
-        r = ll_error_set(reterr, -EINVAL, "no equivalent circuit could be fitted");
-        goto out;
-    }
-    layout_of(&best_model, &s.lay);
-    ret->model = best_model.name;
-    ret->gb_fitted = best_model.gb;
-    ret->lead_fitted = best_model.lead;
-    ret->r_bulk_ohm = ex(best.th[s.lay.rb]);
-    ret->r_bulk_sd_ohm = ret->r_bulk_ohm * best.sd[s.lay.rb];
+    return 0;
+}
+
+/* The selected fit as an eis_fit. */
+static void fill_result(struct spectrum *s, const struct selection *sel, struct eis_fit *ret)
+{
+    const struct fit_result *best = &sel->best;
+    const struct model *bm = &sel->best_model;
+
+    layout_of(bm, &s->lay);
+    ret->model = bm->name;
+    ret->gb_fitted = bm->gb;
+    ret->lead_fitted = bm->lead;
+    ret->r_bulk_ohm = ex(best->th[s->lay.rb]);
+    ret->r_bulk_sd_ohm = ret->r_bulk_ohm * best->sd[s->lay.rb];
     ret->q_bulk = ret->n_bulk = ret->f_apex_bulk_hz = ret->c_bulk_f = (double)NAN;
-    if (best_model.bulk_cpe) {
-        ret->q_bulk = ex(best.th[s.lay.qb]);
-        ret->n_bulk = logistic(best.th[s.lay.nb]);
+    if (bm->bulk_cpe) {
+        ret->q_bulk = ex(best->th[s->lay.qb]);
+        ret->n_bulk = logistic(best->th[s->lay.nb]);
         ret->f_apex_bulk_hz = pow(ret->r_bulk_ohm * ret->q_bulk, -1.0 / ret->n_bulk) / (2.0 * M_PI);
         ret->c_bulk_f = c_eff(ret->r_bulk_ohm, ret->q_bulk, ret->n_bulk);
     }
-    ret->bulk_resolved = best_model.bulk_cpe && ret->f_apex_bulk_hz <= s.w[0] / (2.0 * M_PI) &&
-                         ret->f_apex_bulk_hz >= s.w[n - 1] / (2.0 * M_PI);
+    ret->bulk_resolved = bm->bulk_cpe && ret->f_apex_bulk_hz <= s->w[0] / (2.0 * M_PI) &&
+                         ret->f_apex_bulk_hz >= s->w[s->n - 1] / (2.0 * M_PI);
     ret->q_gb = ret->n_gb = (double)NAN;
-    if (best_model.gb) {
-        ret->r_gb_ohm = ex(best.th[s.lay.rgb]);
-        ret->r_gb_sd_ohm = ret->r_gb_ohm * best.sd[s.lay.rgb];
-        ret->q_gb = ex(best.th[s.lay.qgb]);
-        ret->n_gb = logistic(best.th[s.lay.ngb]);
+    if (bm->gb) {
+        ret->r_gb_ohm = ex(best->th[s->lay.rgb]);
+        ret->r_gb_sd_ohm = ret->r_gb_ohm * best->sd[s->lay.rgb];
+        ret->q_gb = ex(best->th[s->lay.qgb]);
+        ret->n_gb = logistic(best->th[s->lay.ngb]);
     }
-    /* Models within ΔBIC < 10 of the best are not ruled out by the data: the spread of their
-     * R_b and R_gb joins the standard errors (it dominates when a grain-boundary arc near the
-     * top of the window cannot be told apart from the bulk's tail). */
+    /* Circuits within ΔBIC < 10 of the best are not ruled out by the data: the largest
+     * difference of their R_b (R_gb) from the selected one joins its standard error (it
+     * dominates when a grain-boundary arc near the top of the window cannot be told apart
+     * from the bulk's tail). */
+    double spread_b = 0.0, spread_gb = 0.0;
     for (size_t mi = 0; mi < 4; mi++) {
-        if (!(model_bic[mi] < best_bic + 10.0))
+        if (!(sel->model_bic[mi] < sel->best_bic + 10.0))
             continue;
-        double drb = model_rb[mi] - ret->r_bulk_ohm, drgb = model_rgb[mi] - ret->r_gb_ohm;
-        ret->r_bulk_sd_ohm = fmax(ret->r_bulk_sd_ohm, hypot(ret->r_bulk_sd_ohm, drb));
-        if (best_model.gb)
-            ret->r_gb_sd_ohm = fmax(ret->r_gb_sd_ohm, hypot(ret->r_gb_sd_ohm, drgb));
+        spread_b = fmax(spread_b, fabs(sel->model_rb[mi] - ret->r_bulk_ohm));
+        spread_gb = fmax(spread_gb, fabs(sel->model_rgb[mi] - ret->r_gb_ohm));
     }
-    ret->q_el = ex(best.th[s.lay.qel]);
-    ret->n_el = logistic(best.th[s.lay.nel]);
-    ret->l_lead_h = best_model.lead ? ex(best.th[s.lay.l]) : 0.0;
-    ret->fit_residual = sqrt(best.chisq / (2.0 * (double)n));
-    ret->bic = best_bic;
-    ret->iterations = best.iterations;
-    r = 0;
+    ret->r_bulk_sd_ohm = hypot(ret->r_bulk_sd_ohm, spread_b);
+    if (bm->gb)
+        ret->r_gb_sd_ohm = hypot(ret->r_gb_sd_ohm, spread_gb);
+    ret->q_el = ex(best->th[s->lay.qel]);
+    ret->n_el = logistic(best->th[s->lay.nel]);
+    ret->l_lead_h = bm->lead ? ex(best->th[s->lay.l]) : 0.0;
+    ret->fit_residual = sqrt(best->chisq / (2.0 * (double)s->n));
+    ret->bic = sel->best_bic;
+    ret->iterations = best->iterations;
+}
+
+int eis_fit_spectrum(const double *frequency_hz,
+                     const double *z_real_ohm,
+                     const double *z_imag_ohm,
+                     size_t n,
+                     double cell_constant_cm_inv,
+                     struct eis_fit *ret,
+                     struct ll_error *reterr)
+{
+    struct spectrum s = {0};
+    struct guess g;
+    struct selection sel = {
+        .best_bic = HUGE_VAL, .model_bic = {HUGE_VAL, HUGE_VAL, HUGE_VAL, HUGE_VAL}
+    };
+    int r;
+
+    memset(ret, 0, sizeof(*ret));
+    if (n < 5)
+        return ll_error_set(reterr, -EINVAL, "%zu points, need at least 5", n);
+    r = spectrum_load(frequency_hz, z_real_ohm, z_imag_ohm, n, &s, reterr);
+    if (r < 0)
+        goto out;
+    if (s.n < 5) { /* cannot happen: decimation keeps at least EIS_FIT_MAX_POINTS */
+        r = ll_error_set(reterr, -EINVAL, "too few points");
+        goto out;
+    }
+    make_guess(&s, &g);
+    r = fit_all(&s, &g, cell_constant_cm_inv, &sel);
+    if (r < 0) {
+        ll_error_set(reterr, r, "out of memory");
+        goto out;
+    }
+    if (!sel.best.ok) {
+        r = ll_error_set(reterr, -EINVAL, "no equivalent circuit could be fitted");
+        goto out;
+    }
+    fill_result(&s, &sel, ret);
 out:
     free(s.inv_mod);
     free(s.zi);
     free(s.zr);
     free(s.lw);
     free(s.w);
-    free(tri);
     return r;
 }
 

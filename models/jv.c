@@ -134,11 +134,7 @@ static void window(const struct point *p,
     while (hi < n && p[hi].v <= center + half_width)
         hi++;
     while (hi - lo < min_points && (lo > 0 || hi < n)) {
-        if (lo == 0)
-            hi++;
-        else if (hi == n)
-            lo--;
-        else if (center - p[lo - 1].v <= p[hi].v - center)
+        if (lo > 0 && (hi == n || center - p[lo - 1].v <= p[hi].v - center))
             lo--;
         else
             hi++;
@@ -386,7 +382,7 @@ static int diode_fit(const struct point *p,
 
     while (d.n < n && p[d.n].v <= v_max)
         d.n++;
-    if (d.n < 2 * DP_COUNT)
+    if (d.n < 2 * (size_t)DP_COUNT)
         return -EINVAL;
     if (d.n > DIODE_FIT_MAX_POINTS) {
         /* long sweeps: average runs of neighbouring points, so the fit costs what a sweep of

@@ -27,9 +27,9 @@
 #include <stdint.h>
 
 #define MEASUREMENT_PROTOCOL_VERSION 1
-#define MEASUREMENT_MAX_BYTES (4u * 1024u * 1024u) /* 4 MiB: larger is "oversize" */
-#define MEASUREMENT_NAME_MAX 64                    /* station, request, sample: 1..64 bytes */
-#define MEASUREMENT_MAX_POINTS 100000              /* per array, every kind */
+#define MEASUREMENT_MAX_BYTES ((size_t)4 * 1024 * 1024) /* 4 MiB: larger is "oversize" */
+#define MEASUREMENT_NAME_MAX 64                         /* station, request, sample: 1..64 bytes */
+#define MEASUREMENT_MAX_POINTS 100000                   /* per array, every kind */
 #define MEASUREMENT_JV_MIN_POINTS 3
 #define MEASUREMENT_JV_MAX_SWEEPS 2
 #define MEASUREMENT_EIS_MIN_POINTS 5

@@ -240,7 +240,7 @@ static int fit_model(const struct series *s, const double *p0, struct model_fit 
     int info, r = 0;
 
     res->ok = false;
-    if (s->n <= np + 1)
+    if (np == 0 || s->n <= np + 1)
         return 0;
     memcpy(p, p0, np * sizeof(double));
     fdf.f = model_f;
@@ -265,7 +265,7 @@ static int fit_model(const struct series *s, const double *p0, struct model_fit 
         goto out;
     for (size_t k = 0; k < np; k++)
         res->p[k] = gsl_vector_get(x, k);
-    double s2 = res->rss / (double)(s->n - np);
+    double s2 = s->n > np ? res->rss / (double)(s->n - np) : 0.0;
     if (gsl_multifit_nlinear_covar(gsl_multifit_nlinear_jac(w), 0.0, cov) == GSL_SUCCESS) {
         for (size_t k = 0; k < np * np; k++)
             res->cov[k] = cov->data[(k / np) * cov->tda + k % np] * s2;

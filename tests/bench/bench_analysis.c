@@ -30,8 +30,10 @@ static double now_ms(void)
     static int cpu = -1;
     struct timespec ts;
 
-    if (cpu < 0)
-        cpu = getenv("LL_BENCH_CPU") != NULL && strcmp(getenv("LL_BENCH_CPU"), "1") == 0;
+    if (cpu < 0) {
+        const char *e = getenv("LL_BENCH_CPU");
+        cpu = e != NULL && strcmp(e, "1") == 0;
+    }
     clock_gettime(cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
