@@ -11,7 +11,8 @@
  * -inf, f2_(0) = r2, f1_(n+1) = r1).
  * 3-D: the front sorted by f3; in the slab between consecutive f3 values (from -inf, up to r3)
  * the points below it have a fixed 2-D front in (f1, f2), whose strips, extended over the slab,
- * are the boxes: at most (n+1)(n+2)/2 of them.
+ * are boxes. A strip that stays the same over several slabs is one box (decompose_3d), which
+ * leaves at most 2n+1 boxes (each point opens two strips), so an evaluation is O(n) as in 2-D.
  *
  * sigma_i = 0: psi(a) = max(a - mu, 0), its derivatives -[a > mu] and 0.
  */
@@ -104,46 +105,78 @@ static int add_box(struct ehvi_front *f, size_t *cap, const uint32_t *idx)
     return 0;
 }
 
-/* The strips of a 2-D front (nf rows (f1, f2), f1 ascending, f2 descending) as boxes over
- * [zlo, zhi] (indices into coord[2]; ignored for m = 2). */
-static int add_strips(
-    struct ehvi_front *f, size_t *cap, const double *front2, size_t nf, uint32_t zlo, uint32_t zhi)
+/* Strip j (0..nf) of a 2-D front (nf rows (f1, f2), f1 ascending, f2 descending): f1 from the
+ * front's point j-1 (-inf for j = 0) to its point j (r1 for j = nf), f2 below point j-1's f2
+ * (r2 for j = 0); added as a box over [zlo, zhi] (indices into coord[2]; ignored for m = 2).
+ * Empty strips are skipped. */
+static int add_strip(struct ehvi_front *f,
+                     size_t *cap,
+                     const double *front2,
+                     size_t nf,
+                     size_t j,
+                     uint32_t zlo,
+                     uint32_t zhi)
 {
-    const size_t r1 = f->n_coord[0] - 1, r2 = f->n_coord[1] - 1;
-    for (size_t j = 0; j <= nf; j++) {
-        uint32_t idx[2 * EHVI_MAX_M];
-        idx[0] = j == 0 ? 0 : coord_index(f->coord[0], f->n_coord[0], front2[2 * (j - 1)]);
-        idx[1] = j < nf ? coord_index(f->coord[0], f->n_coord[0], front2[2 * j]) : (uint32_t)r1;
-        if (idx[1] == idx[0])
-            continue;
-        idx[2] = 0;
-        idx[3] = j == 0 ? (uint32_t)r2
-                        : coord_index(f->coord[1], f->n_coord[1], front2[2 * (j - 1) + 1]);
-        idx[4] = zlo;
-        idx[5] = zhi;
-        if (add_box(f, cap, idx) < 0)
-            return -1;
-    }
-    return 0;
+    uint32_t idx[2 * EHVI_MAX_M];
+    idx[0] = j == 0 ? 0 : coord_index(f->coord[0], f->n_coord[0], front2[2 * (j - 1)]);
+    idx[1] = j < nf ? coord_index(f->coord[0], f->n_coord[0], front2[2 * j])
+                    : (uint32_t)(f->n_coord[0] - 1);
+    if (idx[1] == idx[0] || (f->m == 3 && zhi == zlo))
+        return 0;
+    idx[2] = 0;
+    idx[3] = j == 0 ? (uint32_t)(f->n_coord[1] - 1)
+                    : coord_index(f->coord[1], f->n_coord[1], front2[2 * (j - 1) + 1]);
+    idx[4] = zlo;
+    idx[5] = zhi;
+    return add_box(f, cap, idx);
 }
 
-/* Inserts p = (f1, f2) into the sorted 2-D front (rows f1 ascending, f2 descending) unless it
- * is weakly dominated there; removes the rows it dominates. */
-static void front2_insert(double *front2, size_t *nf_io, const double *p)
+/* 3-D: sweep the points in order of f3 keeping the 2-D front of the slice and, per strip of it,
+ * the f3 at which the strip appeared. Inserting a point closes the strips it changes (from its
+ * left neighbour's strip to the strip right of the last point it removes) as boxes up to its
+ * f3, and opens two; at the end the remaining strips close at r3. Every point opens two
+ * strips, so there are at most 2n + 1 boxes. pts is sorted in place. */
+static int decompose_3d(struct ehvi_front *f, double *pts, size_t n)
 {
-    size_t nf = *nf_io, lo = 0;
-    while (lo < nf && front2[2 * lo] <= p[0])
-        lo++;
-    if (lo > 0 && front2[2 * (lo - 1) + 1] <= p[1])
-        return;
-    size_t end = lo;
-    while (end < nf && front2[2 * end + 1] >= p[1])
-        end++;
-    if (end - lo != 1)
-        memmove(front2 + 2 * (lo + 1), front2 + 2 * end, 2 * (nf - end) * sizeof(double));
-    front2[2 * lo] = p[0];
-    front2[2 * lo + 1] = p[1];
-    *nf_io = nf - (end - lo) + 1;
+    size_t cap = 0, nf = 0;
+    double *front2 = malloc((n + 1) * 2 * sizeof(double));
+    uint32_t *zstart = malloc((n + 2) * sizeof(uint32_t));
+    int ret = -1;
+    if (!front2 || !zstart)
+        goto out;
+    qsort(pts, n, 3 * sizeof(double), cmp_row3_f3);
+    zstart[0] = 0;
+    for (size_t k = 0; k < n; k++) {
+        const double *p = pts + 3 * k;
+        uint32_t zk = coord_index(f->coord[2], f->n_coord[2], p[2]);
+        size_t lo = 0;
+        while (lo < nf && front2[2 * lo] <= p[0])
+            lo++;
+        if (lo > 0 && front2[2 * (lo - 1) + 1] <= p[1])
+            continue; /* weakly dominated in the slice: nothing changes */
+        size_t end = lo;
+        while (end < nf && front2[2 * end + 1] >= p[1])
+            end++;
+        for (size_t j = lo; j <= end; j++)
+            if (add_strip(f, &cap, front2, nf, j, zstart[j], zk) < 0)
+                goto out;
+        memmove(zstart + lo + 2, zstart + end + 1, (nf - end) * sizeof(uint32_t));
+        if (end - lo != 1)
+            memmove(front2 + 2 * (lo + 1), front2 + 2 * end, 2 * (nf - end) * sizeof(double));
+        front2[2 * lo] = p[0];
+        front2[2 * lo + 1] = p[1];
+        nf = nf - (end - lo) + 1;
+        zstart[lo] = zk;
+        zstart[lo + 1] = zk;
+    }
+    for (size_t j = 0; j <= nf; j++)
+        if (add_strip(f, &cap, front2, nf, j, zstart[j], (uint32_t)(f->n_coord[2] - 1)) < 0)
+            goto out;
+    ret = 0;
+out:
+    free(front2);
+    free(zstart);
+    return ret;
 }
 
 /* Builds the box decomposition of f (whose filtered front pts, n rows of m, is given). */
@@ -166,27 +199,13 @@ static int decompose(struct ehvi_front *f, double *pts, size_t n)
         c[u++] = f->ref[i];
         f->n_coord[i] = u;
     }
-    if (m == 2) {
-        qsort(pts, n, 2 * sizeof(double), cmp_row_f1);
-        return add_strips(f, &cap, pts, n, 0, 0);
-    }
-    double *front2 = malloc((n + 1) * 2 * sizeof(double));
-    if (!front2)
-        return -1;
-    qsort(pts, n, 3 * sizeof(double), cmp_row3_f3);
-    size_t nf = 0;
-    int ret = 0;
-    for (size_t k = 0; k <= n && ret == 0; k++) {
-        if (k > 0)
-            front2_insert(front2, &nf, pts + (k - 1) * 3);
-        uint32_t zlo = k == 0 ? 0 : coord_index(f->coord[2], f->n_coord[2], pts[(k - 1) * 3 + 2]);
-        uint32_t zhi = k < n ? coord_index(f->coord[2], f->n_coord[2], pts[k * 3 + 2])
-                             : (uint32_t)(f->n_coord[2] - 1);
-        if (zhi != zlo)
-            ret = add_strips(f, &cap, front2, nf, zlo, zhi);
-    }
-    free(front2);
-    return ret;
+    if (m == 3)
+        return decompose_3d(f, pts, n);
+    qsort(pts, n, 2 * sizeof(double), cmp_row_f1);
+    for (size_t j = 0; j <= n; j++)
+        if (add_strip(f, &cap, pts, n, j, 0, 0) < 0)
+            return -1;
+    return 0;
 }
 
 struct ehvi_front *ehvi_front_new(const double *front, size_t n, size_t m, const double *ref)

@@ -13,8 +13,9 @@
  * evaluation after sorting, the strip form of Emmerich, Deutz, Klinkenberg 2011); in 3-D the
  * non-dominated region is cut into boxes by a sweep over the third objective (each slab between
  * consecutive third-objective values of the front has a fixed 2-D front, whose strips give the
- * boxes) — the box-decomposition approach of Yang, Emmerich, Deutz, Bäck 2019, with O(n^2)
- * boxes. sigma_i = 0 is handled exactly (psi becomes max(a - mu, 0)), giving the plain
+ * boxes; a strip unchanged over several slabs is one box) — the box-decomposition approach of
+ * Yang, Emmerich, Deutz, Bäck 2019, with at most 2n+1 boxes, so O(n) per evaluation too.
+ * sigma_i = 0 is handled exactly (psi becomes max(a - mu, 0)), giving the plain
  * hypervolume improvement of mu.
  *
  * References: M. Emmerich, A. Deutz, J. W. Klinkenberg, "Hypervolume-based expected improvement:

@@ -227,6 +227,35 @@ static void test_ehvi_zero_sigma_is_hypervolume_improvement(void **state)
     gsl_rng_free(rng);
 }
 
+/* Fronts with ties in every objective, dominated points and duplicates (coordinates on a 1/8
+ * grid): at sigma = 0 the box decomposition must reproduce the improvement everywhere, which
+ * holds only if the boxes tile the non-dominated region exactly. */
+static void test_ehvi_boxes_tile_the_region_with_ties(void **state)
+{
+    (void)state;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, 31);
+    const double ref[3] = {1.0, 1.0, 1.0}, zero[3] = {0, 0, 0};
+    for (int trial = 0; trial < 40; trial++) {
+        size_t m = 2 + (size_t)(trial % 2), n = 1 + gsl_rng_uniform_int(rng, 20);
+        double front[20 * 3];
+        for (size_t i = 0; i < n * m; i++)
+            front[i] = floor(8.0 * gsl_rng_uniform(rng)) / 8.0;
+        struct ehvi_front *f = ehvi_front_new(front, n, m, ref);
+        assert_non_null(f);
+        for (int t = 0; t < 100; t++) {
+            double mu[3];
+            for (size_t k = 0; k < m; k++) /* on the grid half the time: ties with the front */
+                mu[k] = t % 2 ? floor(9.0 * gsl_rng_uniform(rng)) / 8.0 - 0.0625
+                              : 1.1 * gsl_rng_uniform(rng) - 0.05;
+            ll_assert_close(
+                ehvi_front_eval(f, mu, zero), hv_improvement(front, n, m, ref, mu), 1e-12, 1e-14);
+        }
+        ehvi_front_free(&f);
+    }
+    gsl_rng_free(rng);
+}
+
 static void test_ehvi_gradient_matches_finite_differences(void **state)
 {
     (void)state;
@@ -313,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_ehvi_2d_matches_monte_carlo),
         cmocka_unit_test(test_ehvi_3d_matches_monte_carlo),
         cmocka_unit_test(test_ehvi_zero_sigma_is_hypervolume_improvement),
+        cmocka_unit_test(test_ehvi_boxes_tile_the_region_with_ties),
         cmocka_unit_test(test_ehvi_gradient_matches_finite_differences),
         cmocka_unit_test(test_ehvi_front_is_filtered_and_edge_cases),
     };
