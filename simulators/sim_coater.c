@@ -2,6 +2,7 @@
 #include "simulators/sim_coater.h"
 
 #include "common/ll_crc.h"
+#include "simulators/sim_log.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -247,12 +248,18 @@ static void execute(struct sim_coater *c, char **tok, int n, char *data, size_t 
             c->last_result[0] = '\0';
             c->pending_err = 0;
             if (c->faults != NULL) {
-                if (sim_fault_check(c->faults, "coater.lid", c->job))
+                if (sim_fault_check(c->faults, "coater.lid", c->job)) {
                     c->pending_err = 5;
-                if (sim_fault_check(c->faults, "coater.vacuum", c->job))
+                    sim_log(SIM_LOG_WARNING, "fault=coater.lid job=%s", c->job);
+                }
+                if (sim_fault_check(c->faults, "coater.vacuum", c->job)) {
                     c->pending_err = 6;
-                if (sim_fault_check(c->faults, "coater.overspeed", c->job))
+                    sim_log(SIM_LOG_WARNING, "fault=coater.vacuum job=%s", c->job);
+                }
+                if (sim_fault_check(c->faults, "coater.overspeed", c->job)) {
                     c->pending_err = 7;
+                    sim_log(SIM_LOG_WARNING, "fault=coater.overspeed job=%s", c->job);
+                }
                 c->pending_at_s = 0.5 * recipe_duration_s(&c->recipes[r - 1]);
             }
             count_run(c, c->job);
@@ -392,8 +399,10 @@ size_t sim_coater_line(
         }
         return frame_reply((unsigned)seq, "ERR E04 SEQ_REUSED", out, cap);
     }
-    if (c->faults != NULL && sim_fault_check(c->faults, "coater.err", NULL))
+    if (c->faults != NULL && sim_fault_check(c->faults, "coater.err", NULL)) {
+        sim_log(SIM_LOG_WARNING, "fault=coater.err seq=%lu", seq);
         return frame_reply((unsigned)seq, "ERR E99 INTERNAL", out, cap);
+    }
 
     char body[SIM_COATER_LINE_MAX];
     size_t body_len = star - body_start;
@@ -417,10 +426,13 @@ size_t sim_coater_line(
     e->seq = (unsigned)seq;
     e->crc = crc;
     snprintf(e->reply, sizeof(e->reply), "%s", out);
-    if (c->faults != NULL && sim_fault_check(c->faults, "coater.no_reply", NULL))
+    if (c->faults != NULL && sim_fault_check(c->faults, "coater.no_reply", NULL)) {
+        sim_log(SIM_LOG_WARNING, "fault=coater.no_reply seq=%lu", seq);
         return 0;
+    }
     if (c->faults != NULL && sim_fault_check(c->faults, "coater.garbage", NULL)) {
         size_t g = 1 + (size_t)(sim_fault_uniform(c->faults, "coater.garbage") * 8);
+        sim_log(SIM_LOG_WARNING, "fault=coater.garbage seq=%lu bytes=%zu", seq, g);
         if (rlen + g + 1 <= cap) {
             memmove(out + g, out, rlen + 1);
             for (size_t k = 0; k < g; k++)

@@ -9,6 +9,7 @@
 #include "simulators/sim_furnace.h"
 
 #include "common/ll_crc.h"
+#include "simulators/sim_log.h"
 
 #include <math.h>
 #include <string.h>
@@ -103,8 +104,10 @@ static void end_program(struct sim_furnace *f)
 void sim_furnace_step(struct sim_furnace *f, double dt_s)
 {
     if (f->faults != NULL && f->sensor_break_s <= 0.0 &&
-        sim_fault_check(f->faults, "furnace.sensor_break", NULL))
+        sim_fault_check(f->faults, "furnace.sensor_break", NULL)) {
         f->sensor_break_s = 30.0;
+        sim_log(SIM_LOG_WARNING, "fault=furnace.sensor_break duration_s=30");
+    }
     if (f->sensor_break_s > 0.0)
         f->sensor_break_s -= dt_s;
 
@@ -362,12 +365,15 @@ size_t sim_furnace_handle(
     if (!broadcast && f->faults != NULL) {
         if (sim_fault_check(f->faults, "furnace.garbage", NULL)) {
             size_t n = 3 + (size_t)(sim_fault_uniform(f->faults, "furnace.garbage") * 12);
+            sim_log(SIM_LOG_WARNING, "fault=furnace.garbage fc=%d bytes=%zu", frame[1], n);
             for (size_t i = 0; i < n; i++)
                 out[i] = (uint8_t)(splitmix64(&f->rng) & 0xFF);
             return n;
         }
-        if (sim_fault_check(f->faults, "furnace.exception", NULL))
+        if (sim_fault_check(f->faults, "furnace.exception", NULL)) {
+            sim_log(SIM_LOG_WARNING, "fault=furnace.exception fc=%d code=4", frame[1]);
             return exception(frame, 4, out);
+        }
     }
     int no_reply =
         broadcast || (f->faults != NULL && sim_fault_check(f->faults, "furnace.no_reply", NULL));

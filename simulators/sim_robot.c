@@ -2,6 +2,7 @@
 #include "simulators/sim_robot.h"
 
 #include "common/ll_crc.h"
+#include "simulators/sim_log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,8 @@ static int start_job(struct sim_robot *r, const uint16_t *b)
     snprintf(key, sizeof(key), "%u", id);
     r->job_fault_code =
         r->faults != NULL && sim_fault_check(r->faults, "robot.job_error", key) ? 20 : 0;
+    if (r->job_fault_code)
+        sim_log(SIM_LOG_WARNING, "fault=robot.job_error job=%s code=20", key);
     sim_count_add(&r->jobs, &r->n_jobs, &r->cap_jobs, key);
     return 0;
 }

@@ -18,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_labsim_instruments import Labsim, Spn1, check  # noqa: E402
+from test_labsim_instruments import Labsim, Rtu, Spn1, check  # noqa: E402
 
 
 def mbap_request(tid, pdu, unit=255):
@@ -124,6 +124,90 @@ def scripted():
     ls.remove()
 
 
+def scripted_more():
+    """robot.disconnect, furnace.no_reply / garbage / exception, station.reorder and
+    station.disconnect, each by script; furnace.sensor_break armed on the control socket."""
+    ls = Labsim(["--seed", "8", "--faults",
+                 "robot.disconnect@job=2,furnace.no_reply@n=2,furnace.garbage@n=3,"
+                 "furnace.exception@n=3,station.reorder@n=1,"
+                 "station.disconnect@n=3"], speed=50)
+    try:
+        ls.wait_hello("jv-1")
+        s = socket.create_connection(("127.0.0.1", ls.robot_port), timeout=3)
+        check(start_job(s, 1, 1) is not None, "job 1 answered")
+        wait_done(s, 1)
+        s.sendall(b"")
+        start_job(s, 2, 2)
+        check(s.recv(16) == b"", "robot.disconnect@job=2: the connection is closed")
+        s.close()
+        s = socket.create_connection(("127.0.0.1", ls.robot_port), timeout=3)
+        regs = read_inputs(s, 3)
+        check((regs[2] << 16 | regs[3]) == 1, "job 2 was not applied")
+        check(start_job(s, 4, 2) is not None, "job 2 sent again on a new connection: answered")
+        wait_done(s, 2)
+
+        rtu = Rtu(ls.furnace_dev)
+        check(isinstance(rtu.read(1), list), "furnace request 1 answered")
+        rtu.s.write(bytes.fromhex("01 06 00 02 03 E8 28 B4".replace(" ", "")))
+        check(rtu.s.read_until(lambda b: len(b) >= 8, 0.4) == b"", "furnace.no_reply@n=2: silence")
+        rtu.s.write(bytes.fromhex("010300020001 25CA".replace(" ", "")))
+        junk = rtu.s.read_until(lambda b: len(b) >= 18, 0.3)
+        check(len(junk) >= 3 and junk[:3] != bytes.fromhex("010302"), "furnace.garbage@n=3: noise instead of the reply")
+        # the exception check is not reached when garbage fired: its 3rd opportunity is request 4
+        check(rtu.read(2) == ("exception", 4), "furnace.exception@n=3: exception 04 to request 4")
+        check(rtu.read(2) == [1000], "the write of request 2 was applied (TG.SP 100.0)")
+        check(ls.ctl(cmd="fault", name="furnace.sensor_break", count=1)["ok"], "control: arm a sensor break")
+        t_end = time.time() + 0.5
+        while not rtu.read(75)[0] & (1 << 5) and time.time() < t_end:
+            time.sleep(0.005)
+        check(rtu.read(75)[0] & (1 << 5) and rtu.read(1)[0] == 32767,
+              "furnace.sensor_break: status B5 and PV at full scale")
+        time.sleep(0.8)
+        check(not rtu.read(75)[0] & (1 << 5), "the sensor break ends after 30 simulated seconds")
+        rtu.s.close()
+
+        start_job(s, 5, 5, action=1, well=2, vols=(100.0,))
+        wait_done(s, 5)
+        start_job(s, 6, 6, action=2, well=2, source=0, plate=3)
+        check(wait_done(s, 6) == 0, "sample at the J-V place")
+        s.close()
+        r = ls.router
+        r.setsockopt(zmq_rcvtimeo(), 5000)
+        for req in ("r-a", "r-b", "r-c"):
+            m = {"v": 1, "type": "measure", "request": req, "experiment": 1, "sample": "S", "kind": "jv",
+                 "protocol": {}}
+            r.send_multipart([b"jv-1", json.dumps(m).encode()])
+        order = []
+        hellos = 0
+        deadline = time.time() + 8
+        while len(order) < 3 and time.time() < deadline:
+            ident, msg = r.recv_multipart()
+            j = json.loads(msg)
+            if j["type"] == "hello" and ident == b"jv-1":
+                hellos += 1
+            elif j["type"] == "measurement":
+                order.append(j["seq"])
+                r.send_multipart([ident, json.dumps({"v": 1, "type": "ack", "seq": j["seq"], "status": "stored"}).encode()])
+        while hellos == 0 and time.time() < deadline:
+            ident, msg = r.recv_multipart()
+            if ident == b"jv-1" and json.loads(msg)["type"] == "hello":
+                hellos += 1
+        check(order == [2, 1, 3], "station.reorder@n=1: seq 1 held back and sent after seq 2 (%s)" % order)
+        check(hellos == 1, "station.disconnect@n=3: the station reconnected, said hello, resent seq 3")
+        counts = ls.ctl(cmd="counts")
+        check(counts["faults"] == {"robot.disconnect": 1, "furnace.no_reply": 1, "furnace.garbage": 1,
+                                   "furnace.exception": 1, "furnace.sensor_break": 1, "station.reorder": 1,
+                                   "station.disconnect": 1},
+              "every scripted fault fired exactly once: %s" % counts["faults"])
+        check(counts["robot_jobs"]["2"] == 1, "job 2 ran once")
+    except Exception:
+        print(ls.logtext()[-4000:], file=sys.stderr)
+        raise
+    finally:
+        ls.stop()
+    ls.remove()
+
+
 def zmq_rcvtimeo():
     import zmq
     return zmq.RCVTIMEO
@@ -168,4 +252,5 @@ def rates():
 
 if __name__ == "__main__":
     scripted()
+    scripted_more()
     rates()
