@@ -632,6 +632,21 @@ static int coater_poll(struct drv *drv,
     return 0;
 }
 
+/* True when job (as the coater reports it) cannot be step id or later: none ("-"), or
+ * "J<n>" with n < id (step ids increase in start order). */
+static bool older_job(const char *job, uint32_t id)
+{
+    char *end;
+    unsigned long n;
+
+    if (!strcmp(job, "-"))
+        return true;
+    if (job[0] != 'J' || job[1] < '0' || job[1] > '9')
+        return false;
+    n = strtoul(job + 1, &end, 10);
+    return *end == '\0' && n < id;
+}
+
 static int coater_query(struct drv *drv,
                         const struct drv_step *step,
                         struct drv_status *ret,
@@ -641,6 +656,7 @@ static int coater_query(struct drv *drv,
     struct coater_status st;
     struct coater_last last;
     char job[24];
+    bool running;
     int r = read_status(drv, &st, deadline_ms, reterr);
 
     if (r == 0)
@@ -649,21 +665,21 @@ static int coater_query(struct drv *drv,
         return r;
     job_name(step->id, job, sizeof(job));
     snprintf(ret->text, sizeof(ret->text), "%s", st.raw);
+    running = !strcmp(st.state, "RUNNING") || !strcmp(st.state, "STOPPING");
     if (strcmp(last.job, job) == 0) {
         from_last(&last, step, ret);
-    } else if (strcmp(st.job, job) == 0 &&
-               (!strcmp(st.state, "RUNNING") || !strcmp(st.state, "STOPPING"))) {
+    } else if (strcmp(st.job, job) == 0 && running) {
         ret->state = DRV_STEP_RUNNING;
         snprintf(ret->reason, sizeof(ret->reason), "spin %s is running", job);
-    } else if (strcmp(st.job, job) != 0 && strcmp(st.state, "RUNNING") != 0 &&
-               strcmp(st.state, "STOPPING") != 0) {
+    } else if (!running && strcmp(st.job, job) != 0 && older_job(last.job, step->id) &&
+               older_job(st.job, step->id)) {
         ret->state = DRV_STEP_NOT_STARTED;
         snprintf(ret->reason, sizeof(ret->reason), "the coater never ran %s", job);
     } else {
         ret->state = DRV_STEP_UNKNOWN;
         snprintf(ret->reason,
                  sizeof(ret->reason),
-                 "cannot tell: coater %s with job %s, last %s",
+                 "cannot tell: the coater remembers only its last job (%s %s, last %s)",
                  st.state,
                  st.job,
                  last.job);

@@ -59,7 +59,7 @@ struct drv {
     size_t rxlen;
     uint16_t last_heartbeat;   /* robot */
     int64_t heartbeat_seen_ms; /* robot: when HEARTBEAT last changed (0 unknown) */
-    bool program_seen_running; /* furnace: a poll saw the started program run or hold */
+    bool program_seen_running; /* furnace: the started program was set running */
 };
 
 extern const struct drv_ops drv__robot_ops;

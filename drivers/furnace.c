@@ -187,7 +187,9 @@ static int furnace_start(struct drv *drv,
         drv, m->program_status, (uint16_t)m->program_status_values.run, deadline_ms, reterr);
     if (r)
         return ll_error_prefix(reterr, "starting the anneal program");
-    drv->program_seen_running = false;
+    /* the controller took "run" (confirmed, or read back): the program ran, even if a short
+     * one is back in reset before the first poll */
+    drv->program_seen_running = true;
     return 0;
 }
 

@@ -170,15 +170,17 @@ static void build_block(const struct drv *drv, const struct drv_step *step, uint
     b[HR_COMMAND] = COMMAND_START;
 }
 
-/* What the input registers say about step id; used by start (before sending and after a
- * lost answer) and by query. */
+/* What the input registers say about step id (hardware.md §3.3's reconciliation, with job
+ * ids increasing in start order); used by start (after a lost answer) and by query. The
+ * registers hold only the last accepted and the last finished job: a step older than the
+ * accepted one may have run before it, so its fate is unknown, not "never started". */
 static enum drv_step_state reconcile(const struct robot_regs *rr, uint32_t id)
 {
     if (rr->last_done == id)
         return rr->last_result == 0 ? DRV_STEP_DONE : DRV_STEP_FAILED;
-    if (rr->accepted == id && (rr->state == RS_BUSY || rr->state == RS_PAUSED))
-        return DRV_STEP_RUNNING;
-    if (rr->accepted != id && (rr->state == RS_IDLE || rr->state == RS_DONE))
+    if (rr->accepted == id)
+        return rr->state == RS_BUSY || rr->state == RS_PAUSED ? DRV_STEP_RUNNING : DRV_STEP_UNKNOWN;
+    if (id > rr->accepted && id > rr->last_done && (rr->state == RS_IDLE || rr->state == RS_DONE))
         return DRV_STEP_NOT_STARTED;
     return DRV_STEP_UNKNOWN;
 }
