@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 
 import zmq
 
@@ -78,6 +79,18 @@ def main():
         m3 = measure(ls, "r-3")
         check(m3["seq"] == 3, "seq keeps increasing: 3")
         check(open(os.path.join(d, "stations", "jv-1", "seq")).read().strip() == "3", "seq persisted")
+        # the daemon restarts: a new ROUTER on the same endpoint gets a hello from every station
+        ls.router.close(linger=0)
+        ls.router = ls.zctx.socket(zmq.ROUTER)
+        ls.router.setsockopt(zmq.LINGER, 0)
+        for _ in range(200):  # the old socket's port is released asynchronously
+            try:
+                ls.router.bind(ls.endpoint)
+                break
+            except zmq.ZMQError:
+                time.sleep(0.01)
+        ls.wait_hello("jv-1")
+        check(True, "after a daemon restart the station says hello again")
     finally:
         rc = ls.stop()
     check(rc == 0, "labsim stops cleanly on SIGTERM")
