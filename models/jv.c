@@ -473,8 +473,8 @@ static int diode_figures(
 
 /* Replaces the local estimates by those of the fitted single-diode model when the model
  * describes the data: the fit converges, its RMS residual is within twice the noise seen
- * near V = 0 (plus 0.2 % of Jsc), and its Pmax and Voc agree with the local ones within
- * 2 % and 10 mV. Otherwise leaves them alone (curves the model does not describe, e.g.
+ * near V = 0 (plus 0.001 % of Jsc for rounding), and its Pmax and Voc agree with the local ones
+ * within 2 % and 10 mV. Otherwise leaves them alone (curves the model does not describe, e.g.
  * S-shapes, keep the model-free numbers). */
 static void try_diode(const struct point *p,
                       size_t n,
@@ -490,7 +490,7 @@ static void try_diode(const struct point *p,
     if (diode_fit(p, n, *jsc, *voc, *voc + fmax(0.05, 0.05 * *voc), th, &rms) < 0)
         return;
     ret->fit_rms_ma_cm2 = rms;
-    if (!(rms <= 2.0 * noise + 2e-3 * *jsc))
+    if (!(rms <= 2.0 * noise + 1e-5 * *jsc))
         return;
     if (diode_figures(th, vt, *voc, &voc_d, &vmp_d, &p_d) < 0)
         return;
