@@ -128,6 +128,16 @@ static int analyse_jv(const struct measurement *m, struct analysis *a, struct ll
         set_number(o, "vmp_v", fig[i].vmp_v);
         set_number(o, "jmp_ma_cm2", fig[i].jmp_ma_cm2);
         json_object_set_new(o, "load_convention", json_boolean(fig[i].load_convention));
+        json_object_set_new(
+            o, "method", json_string(fig[i].diode_fit ? "single-diode fit" : "local fits"));
+        set_number(o, "noise_ma_cm2", fig[i].noise_ma_cm2);
+        if (fig[i].diode_fit) {
+            set_number(o, "diode_n", fig[i].diode_n);
+            set_number(o, "diode_j0_ma_cm2", fig[i].diode_j0_ma_cm2);
+            set_number(o, "diode_rs_ohm_cm2", fig[i].diode_rs_ohm_cm2);
+            set_number(o, "diode_rsh_ohm_cm2", fig[i].diode_rsh_ohm_cm2);
+            set_number(o, "diode_fit_rms_ma_cm2", fig[i].fit_rms_ma_cm2);
+        }
         if (s->direction == MEASUREMENT_DIRECTION_REVERSE) {
             reported = i;
             pce_rev = fig[i].pce_pct;
