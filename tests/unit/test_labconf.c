@@ -214,6 +214,28 @@ static void test_labconf_bad_input_names_line_and_problem(void **state)
     }
 }
 
+static void test_labconf_sim_groups_are_ignored_and_maps_switch(void **state)
+{
+    struct labconf *lab = NULL;
+    struct ll_error err = {0};
+    char *text = default_with("map = \"eurotherm3216\";",
+                              "map = \"vendorb\"; sim = { tau_s = 300.0; faults = \"x\"; };");
+    char *text2;
+    (void)state;
+
+    if (labconf_load_string(text, "t.conf", &lab, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_string_equal(labconf_find_instrument(lab, "furnace")->map.name, "vendorb");
+    assert_int_equal(labconf_find_instrument(lab, "furnace")->map.pv, 4096);
+    ll_assert_close(labconf_find_instrument(lab, "furnace")->map.rate_scale, 1.0, 0, 0);
+    labconf_free(&lab);
+    text2 = default_with("lab: {", "lab: { sim = { speed = 10; };");
+    assert_int_equal(labconf_load_string(text2, "t.conf", &lab, &err), 0);
+    labconf_free(&lab);
+    free(text2);
+    free(text);
+}
+
 static void test_labconf_missing_file(void **state)
 {
     struct labconf *lab = NULL;
@@ -232,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_labconf_default_values_resolved),
         cmocka_unit_test(test_labconf_write_then_load_gives_equal_structs),
         cmocka_unit_test(test_labconf_bad_input_names_line_and_problem),
+        cmocka_unit_test(test_labconf_sim_groups_are_ignored_and_maps_switch),
         cmocka_unit_test(test_labconf_missing_file),
     };
 
