@@ -284,6 +284,24 @@ def furnace_faults(lab):
           "furnace.sensor_break: anneal failed as an instrument fault, safe state commanded")
     rc, out = lab.run("furnace", "status")
     check("program=reset" in out, "furnace: program reset after the sensor break")
+    time.sleep(2)  # the sensor break lasts 30 simulated seconds (1.5 s at --speed 20)
+
+    # Ctrl-C during a run: the operator's tool leaves the furnace safe
+    p = lab.popen("furnace", "run", "anneal", "--setpoint", "120", "--ramp", "30", "--dwell", "5")
+    line = ""
+    deadline = time.monotonic() + 10
+    while "started" not in line and time.monotonic() < deadline:
+        line = p.stdout.readline()
+    p.send_signal(signal.SIGINT)
+    try:
+        out, _ = p.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+    print("    " + out.strip().replace("\n", "\n    "))
+    rc2, st = lab.run("furnace", "status")
+    check(p.returncode == 1 and "interrupted" in out and "safe state commanded" in out and
+          "program=reset" in st, "furnace: Ctrl-C during an anneal commands the safe state")
 
 
 def main():
