@@ -13,6 +13,10 @@
  *       recipe = ( ... );                 # daemon only; a file without it is a pure plan
  *     };
  *
+ * A parameter has either low/high (and optionally integer = true) or levels, its allowed values:
+ * `levels = [ 80.0, 100.0, 150.0 ]` (a libconfig array holds one type: write all as floats or
+ * all as integers) or the list `levels = ( 80, 100.5, 150 )`.
+ *
  * This module only reads and validates the file into a plain struct; it knows nothing of the
  * daemon's keys (recipe, target, approval ...), which it tolerates inside `campaign` and
  * leaves to their readers. Planner keys are checked strictly: a misspelled key inside a
