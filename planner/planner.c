@@ -38,10 +38,11 @@
 /* Tuning, measured with tests/bench/bench_planner.c (docs/bench-planner.md): more candidates,
  * starts or steps did not change the benchmark medians beyond seed noise; no refinement
  * lowered them clearly. */
-#define N_REFINE 6      /* pool points refined by gradient ascent per pick */
-#define REFINE_ITERS 40 /* gradient steps per refinement */
-#define LOCAL_SHARE 4   /* 1/LOCAL_SHARE of the pool perturbs good observed points */
-#define LOCAL_SD 0.05   /* their spread in the unit cube (half of them at a fifth of it) */
+#define N_REFINE 6         /* pool points refined by gradient ascent per pick */
+#define REFINE_ITERS 40    /* gradient steps per refinement */
+#define LOCAL_SHARE 4      /* 1/LOCAL_SHARE of the pool perturbs good observed points */
+#define LOCAL_SD 0.05      /* their spread in the unit cube (half of them at a fifth of it) */
+#define MAX_MODEL_OBS 1000 /* GPs beyond this many observations use a subset (model_subset) */
 #define UCB_BETA 2.0
 #define PI_XI_REL 0.01        /* PI margin, share of the objective's standard deviation */
 #define MAX_DESIGN_TRIES 2000 /* infeasible design points skipped per wanted point, at most */
@@ -534,11 +535,12 @@ static int collect_good(struct round *rd, const double *u_obs, const double *y_m
 static int round_fit(struct round *rd,
                      const double *u_obs,
                      const double *y_min,
+                     size_t n,
                      struct planner_round_info *info,
                      struct ll_error *reterr)
 {
     const struct planner *p = rd->p;
-    size_t n = p->n_obs, m = rd->m;
+    size_t m = rd->m;
     double *yk = malloc(n * sizeof(double));
     if (yk == NULL)
         return ll_error_set(reterr, -ENOMEM, "out of memory");
@@ -567,6 +569,56 @@ static int round_fit(struct round *rd,
     }
     free(yk);
     return r;
+}
+
+/* With more than MAX_MODEL_OBS observations the GPs are fitted on a deterministic subset of
+ * MAX_MODEL_OBS (the cost of a fit grows as n^3 and of a prediction as n^2): the observations
+ * that are non-dominated in the first pass, then the rest evenly spaced in observation order.
+ * The EHVI front and the local candidates still use every observation. */
+static void model_subset(size_t m,
+                         size_t d,
+                         const double *u_obs,
+                         const double *y_min,
+                         size_t n,
+                         double *ret_u,
+                         double *ret_y)
+{
+    size_t got = 0;
+    unsigned char *taken = calloc(n, 1);
+    for (size_t i = 0; i < n && taken && got < MAX_MODEL_OBS / 2; i++) {
+        int dominated = 0;
+        for (size_t o = 0; o < n && !dominated; o++) {
+            int le = 1, lt = 0;
+            for (size_t k = 0; k < m; k++) {
+                le &= y_min[o * m + k] <= y_min[i * m + k];
+                lt |= y_min[o * m + k] < y_min[i * m + k];
+            }
+            dominated = le && lt;
+        }
+        if (!dominated) {
+            taken[i] = 1;
+            memcpy(ret_u + got * d, u_obs + i * d, d * sizeof(double));
+            memcpy(ret_y + got * m, y_min + i * m, m * sizeof(double));
+            got++;
+        }
+    }
+    size_t rest = MAX_MODEL_OBS - got, n_free = n - got;
+    for (size_t t = 0; t < rest; t++) {
+        /* the (t * n_free / rest)-th observation not taken yet */
+        size_t want = t * n_free / rest, seen = 0, i = 0;
+        for (; i < n; i++) {
+            if (taken && taken[i])
+                continue;
+            if (seen++ == want)
+                break;
+        }
+        if (i == n)
+            i = n - 1 - t;
+        memcpy(ret_u + got * d, u_obs + i * d, d * sizeof(double));
+        memcpy(ret_y + got * m, y_min + i * m, m * sizeof(double));
+        got++;
+    }
+    free(taken);
 }
 
 static void obs_min_form(const struct planner *p, double *u_obs, double *y_min)
@@ -615,7 +667,20 @@ static int ask_model(struct planner *p,
         rd.fixed[j] = p->s.kind[j] != CAMPAIGN_PARAM_CONTINUOUS;
     for (size_t k = 0; k < m; k++)
         rd.ref[k] = p->c.objectives[k].maximise ? -p->c.objectives[k].ref : p->c.objectives[k].ref;
-    int r = round_fit(&rd, u_obs, y_min, info, reterr);
+    int r;
+    if (n <= MAX_MODEL_OBS) {
+        r = round_fit(&rd, u_obs, y_min, n, info, reterr);
+    } else {
+        double *u_fit = malloc(MAX_MODEL_OBS * d * sizeof(double));
+        double *y_fit = malloc(MAX_MODEL_OBS * m * sizeof(double));
+        r = u_fit && y_fit ? 0 : ll_error_set(reterr, -ENOMEM, "out of memory");
+        if (r == 0) {
+            model_subset(rd.m, d, u_obs, y_min, n, u_fit, y_fit);
+            r = round_fit(&rd, u_fit, y_fit, MAX_MODEL_OBS, info, reterr);
+        }
+        free(u_fit);
+        free(y_fit);
+    }
     if (r != 0)
         goto out;
     for (size_t i = 0; i < n && r == 0; i++)

@@ -22,6 +22,9 @@
  *   Integer and level parameters are rounded before a value is evaluated, so the value
  *   reported is that of the point returned; bounds and linear constraints always hold.
  *
+ * Scale: meant for up to a few thousand observations. Beyond 1000 the GPs are fitted on a
+ * deterministic subset of 1000 (the non-dominated ones first), since a fit costs O(n^3).
+ *
  * Memory: the planner owns copies of everything it is told; free with planner_free().
  * A planner is not thread-safe (one caller at a time); it holds no global state.
  */
