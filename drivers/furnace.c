@@ -10,8 +10,8 @@
  * in driver.c before any byte is sent; the controller's alarm 1 threshold is kept at or
  * below max_temp_c + 10 C as a second line. Each register write is FC06 and is read back
  * after a lost answer (drv__mb_write_reg); the loaded program is read back and compared
- * before RUN. Status bits (3200 series, both maps): B0 alarm 1, B5 sensor break,
- * B9 program end, B10 PV over-range.
+ * before RUN. Status bits come from the map's status_bits (3200 series by default: B0
+ * alarm 1, B5 sensor break, B9 program end, B10 PV over-range).
  */
 #include "drivers/driver_internal.h"
 
@@ -21,10 +21,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#define ST_ALARM1 (1u << 0)
-#define ST_SENSOR_BREAK (1u << 5)
-#define ST_PROGRAM_END (1u << 9)
-#define ST_OVER_RANGE (1u << 10)
+/* The status bits of the map (labconf: status_bits, Eurotherm 3200 positions by default). */
+#define ST_ALARM1(m) (1u << (m)->status_bits.alarm1)
+#define ST_SENSOR_BREAK(m) (1u << (m)->status_bits.sensor_break)
+#define ST_PROGRAM_END(m) (1u << (m)->status_bits.program_end)
+#define ST_OVER_RANGE(m) (1u << (m)->status_bits.over_range)
 
 static uint16_t temp_raw(const struct labconf_furnace_map *m, double c)
 {
@@ -225,21 +226,21 @@ static void fill_readings(const struct drv *drv, const struct readings *rd, stru
              ret->temp_c,
              ret->setpoint_c,
              (unsigned)rd->status,
-             rd->status & ST_ALARM1 ? " ALARM1" : "",
-             rd->status & ST_SENSOR_BREAK ? " SENSOR_BREAK" : "",
-             rd->status & ST_OVER_RANGE ? " OVER_RANGE" : "",
-             rd->status & ST_PROGRAM_END ? " PROGRAM_END" : "");
+             rd->status & ST_ALARM1(m) ? " ALARM1" : "",
+             rd->status & ST_SENSOR_BREAK(m) ? " SENSOR_BREAK" : "",
+             rd->status & ST_OVER_RANGE(m) ? " OVER_RANGE" : "",
+             rd->status & ST_PROGRAM_END(m) ? " PROGRAM_END" : "");
 }
 
 /* Fault bits in the status word, as a sentence; NULL when none. */
-static const char *fault_of(uint16_t status)
+static const char *fault_of(const struct labconf_furnace_map *m, uint16_t status)
 {
-    if (status & ST_SENSOR_BREAK)
-        return "sensor break (status B5)";
-    if (status & ST_OVER_RANGE)
-        return "PV over-range (status B10)";
-    if (status & ST_ALARM1)
-        return "high alarm 1 (status B0)";
+    if (status & ST_SENSOR_BREAK(m))
+        return "sensor break (status bit)";
+    if (status & ST_OVER_RANGE(m))
+        return "PV over-range (status bit)";
+    if (status & ST_ALARM1(m))
+        return "high alarm 1 (status bit)";
     return NULL;
 }
 
@@ -257,7 +258,7 @@ static int furnace_poll(struct drv *drv,
     if (r)
         return r;
     fill_readings(drv, &rd, ret);
-    fault = fault_of(rd.status);
+    fault = fault_of(m, rd.status);
     if (fault) {
         ret->state = DRV_STEP_FAILED;
         ret->error = DRV_EFAULT;
@@ -286,7 +287,7 @@ static int furnace_poll(struct drv *drv,
      * program run is taken as its end (an operator's reset would look the same). */
     if (rd.ps == m->program_status_values.end ||
         (rd.ps == m->program_status_values.reset &&
-         ((rd.status & ST_PROGRAM_END) ||
+         ((rd.status & ST_PROGRAM_END(m)) ||
           (drv->program_seen_running && drv->started_step_id == step->id)))) {
         ret->state = DRV_STEP_DONE;
         ret->progress = 1.0;
@@ -334,7 +335,7 @@ static int furnace_query(struct drv *drv,
     } else if (running) {
         ret->state = DRV_STEP_RUNNING;
         snprintf(ret->reason, sizeof(ret->reason), "this step's program is running");
-    } else if (rd.ps == m->program_status_values.end || (rd.status & ST_PROGRAM_END)) {
+    } else if (rd.ps == m->program_status_values.end || (rd.status & ST_PROGRAM_END(m))) {
         ret->state = DRV_STEP_DONE;
         snprintf(ret->reason,
                  sizeof(ret->reason),

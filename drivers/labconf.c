@@ -196,6 +196,7 @@ static const char *const map_keys[] = {"pv",
                                        "dwell_scale",
                                        "program_status_values",
                                        "end_type_values",
+                                       "status_bits",
                                        NULL};
 
 static int parse_enum4(struct parse *p,
@@ -218,6 +219,37 @@ static int parse_enum4(struct parse *p,
     r = check_keys(p, g, w, allowed);
     for (int i = 0; i < 4 && r == 0; i++)
         r = get_int(p, g, w, names[i], true, 0, 0, 65535, vals[i]);
+    return r;
+}
+
+static int parse_status_bits(struct parse *p,
+                             const config_setting_t *map,
+                             const char *what,
+                             struct labconf_status_bits *b)
+{
+    static const char *const keys[] = {"alarm1", "sensor_break", "program_end", "over_range", NULL};
+    const config_setting_t *g = config_setting_get_member(map, "status_bits");
+    char w[LABCONF_NAME_MAX + 64];
+    int r;
+
+    b->alarm1 = 0;
+    b->sensor_break = 5;
+    b->program_end = 9;
+    b->over_range = 10;
+    if (!g)
+        return 0;
+    if (!config_setting_is_group(g))
+        return fail(p, g, "%s: 'status_bits' must be a group", what);
+    snprintf(w, sizeof(w), "%s status_bits", what);
+    r = check_keys(p, g, w, keys);
+    if (r == 0)
+        r = get_int(p, g, w, "alarm1", false, 0, 0, 15, &b->alarm1);
+    if (r == 0)
+        r = get_int(p, g, w, "sensor_break", false, 5, 0, 15, &b->sensor_break);
+    if (r == 0)
+        r = get_int(p, g, w, "program_end", false, 9, 0, 15, &b->program_end);
+    if (r == 0)
+        r = get_int(p, g, w, "over_range", false, 10, 0, 15, &b->over_range);
     return r;
 }
 
@@ -278,6 +310,8 @@ static int parse_map(struct parse *p, const config_setting_t *g, struct labconf_
                      &m->end_type_values.reset};
         r = parse_enum4(p, g, what, "end_type_values", et_names, v);
     }
+    if (r == 0)
+        r = parse_status_bits(p, g, what, &m->status_bits);
     return r;
 }
 
@@ -903,6 +937,13 @@ static void write_map(FILE *out, const struct labconf_furnace_map *m)
             m->end_type_values.dwell,
             m->end_type_values.sp2,
             m->end_type_values.reset);
+    fprintf(out,
+            "      status_bits = { alarm1 = %d; sensor_break = %d; program_end = %d; over_range = "
+            "%d; };\n",
+            m->status_bits.alarm1,
+            m->status_bits.sensor_break,
+            m->status_bits.program_end,
+            m->status_bits.over_range);
     fputs("    };\n", out);
 }
 

@@ -52,6 +52,12 @@ struct labconf_end_type_values {
     int off, dwell, sp2, reset;
 };
 
+/* Bit numbers (0..15) in the status register; optional in a map (group `status_bits`),
+ * defaults are the Eurotherm 3200's: alarm1 0, sensor_break 5, program_end 9, over_range 10. */
+struct labconf_status_bits {
+    int alarm1, sensor_break, program_end, over_range;
+};
+
 /* A furnace controller's register map: PDU addresses (0-based on the wire, 0..65535) and
  * scales (engineering value = raw * scale; temperatures and rates are signed 16-bit raw). */
 struct labconf_furnace_map {
@@ -64,6 +70,7 @@ struct labconf_furnace_map {
     double dwell_scale;                  /* minutes per raw unit */
     struct labconf_program_status_values program_status_values;
     struct labconf_end_type_values end_type_values;
+    struct labconf_status_bits status_bits;
     int line; /* source line of the map's definition */
 };
 

@@ -187,7 +187,6 @@ static void test_labconf_bad_input_names_line_and_problem(void **state)
         {"safe_setpoint_c = 25.0",   "safe_setpoint_c = 250.0",         "'safe_setpoint_c' is above"                                    },
         {"pv = 1;",                  "pv = 70000;",                     "map 'eurotherm3216': 'pv' = 70000 is outside 0..65535"         },
         {"temp_scale = 0.1;",        "temp_scale = 0.0;",               "'temp_scale' = 0 is outside"                                   },
-        {"end = 3; }",               "end = 3; finish = 4; }",          "unknown key 'finish'"                                          },
         {"host = \"127.0.0.1\";",
          "host = \"127.0.0.1\"; device = \"/dev/x\";",                  "instrument 'robot': unknown key 'device'"                      },
         {"place = \"eis\"",          "place = \"roof\"",                "place 'roof' is not a place of robot"                          },
@@ -196,6 +195,10 @@ static void test_labconf_bad_input_names_line_and_problem(void **state)
         {"lab: {",                   "lab: { x = ;",                    "syntax error"                                                  },
         {"lab: {",                   "labx: {",                         "no 'lab' group"                                                },
         {"rack = 0;",                "rack = 16;",                      "place 'rack' must be a slot 0..15"                             },
+        {"end_type_values = {",
+         "status_bits = { sensor_break = 16; }; end_type_values = {",   "'sensor_break' = 16 is outside 0..15"                          },
+        {"end_type_values = {",
+         "status_bits = { b5 = 1; }; end_type_values = {",              "status_bits: unknown key 'b5'"                                 },
     };
     (void)state;
 
