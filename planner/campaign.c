@@ -338,7 +338,7 @@ load_objective(const struct loader *ld, const config_setting_t *s, size_t index,
     const config_setting_t *gm = config_setting_get_member(s, "goal");
     if (gm == NULL)
         return fail(ld, s, "%s: missing 'goal' (\"max\" or \"min\")", what);
-    if ((r = get_string(ld, s, "goal", what, goal, sizeof(goal), &found)) != 0)
+    if (get_string(ld, s, "goal", what, goal, sizeof(goal), &found) != 0)
         return fail(ld, gm, "%s: unknown goal (use \"max\" or \"min\")", what);
     if (strcmp(goal, "max") == 0)
         o->maximise = 1;

@@ -53,7 +53,10 @@ static void show(const struct field *f, char *buf, size_t cap)
     size_t n = f->len < 40 ? f->len : 40, o = 0;
     for (size_t i = 0; i < n && o + 1 < cap; i++) {
         unsigned char ch = (unsigned char)f->start[i];
-        buf[o++] = ch >= 32 && ch < 127 ? (char)ch : '?';
+        char shown = '?';
+        if (ch >= 32 && ch < 127)
+            shown = (char)ch;
+        buf[o++] = shown;
     }
     buf[o] = '\0';
     if (f->len > 40 && o + 4 < cap)

@@ -264,10 +264,12 @@ static double round_eval(const struct round *rd, const double *u, double *grad, 
     double dmu[CAMPAIGN_MAX_OBJECTIVES][CAMPAIGN_MAX_PARAMS];
     double dvar[CAMPAIGN_MAX_OBJECTIVES][CAMPAIGN_MAX_PARAMS];
     double da_dmu[CAMPAIGN_MAX_OBJECTIVES], da_dvar[CAMPAIGN_MAX_OBJECTIVES];
-    for (size_t k = 0; k < rd->m; k++)
-        if (gp_predict(
-                rd->gp[k], u, &mu[k], &var[k], grad ? dmu[k] : NULL, grad ? dvar[k] : NULL) != 0)
+    for (size_t k = 0; k < rd->m; k++) {
+        int r = grad ? gp_predict(rd->gp[k], u, &mu[k], &var[k], &dmu[k][0], &dvar[k][0])
+                     : gp_predict(rd->gp[k], u, &mu[k], &var[k], NULL, NULL);
+        if (r != 0)
             return (double)NAN;
+    }
     if (ret_var_sum) {
         *ret_var_sum = 0;
         for (size_t k = 0; k < rd->m; k++)

@@ -305,11 +305,11 @@ run_problem(const struct problem *pb, unsigned long first_seed, size_t n_seeds, 
            pb->budget,
            n_seeds,
            first_seed,
-           first_seed + n_seeds - 1,
+           first_seed + (unsigned long)n_seeds - 1,
            pb->hv_max);
     for (size_t a = 0; a < 2; a++) {
         double frac[MAX_SEEDS], logd[MAX_SEEDS];
-        double *secs = malloc(MAX_SEEDS * 64 * sizeof(double));
+        double *secs = malloc((size_t)MAX_SEEDS * 64 * sizeof(double));
         size_t n_secs = 0, ok = 0;
         if (secs == NULL)
             return;
@@ -351,7 +351,7 @@ run_problem(const struct problem *pb, unsigned long first_seed, size_t n_seeds, 
 /* Median seconds of one q = 4 proposal at n perovskite observations (Sobol inputs, noisy). */
 static void run_timing(size_t n, int reps)
 {
-    double secs[64];
+    double secs[64] = {0};
     for (int r = 0; r < reps; r++) {
         struct campaign c;
         struct planner *p = NULL, *gen = NULL;
