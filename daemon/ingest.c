@@ -254,11 +254,30 @@ static int handle_measurement(struct ingest *ing,
             return r;
         return reject(ing, p, station, seq, reason, err);
     }
-    /* stored: analyse and keep every derived number */
+    /* stored: acked after the commit; analysed afterwards by ingest_analyse() */
+    if (si != NULL)
+        si->stored++;
+    ing->n_stored++;
+    p->ack = ack_text(seq, "stored", NULL);
+    return 0;
+}
+
+/* Analyses one stored measurement (raw text), stores its derived numbers, calls the hook and
+ * marks it analysed; inside the caller's transaction. */
+static int analyse_one(struct ingest *ing, json_t *row, struct ll_error *err)
+{
+    int64_t meas_id = (int64_t)json_integer_value(json_object_get(row, "id"));
+    int64_t exp_id = (int64_t)json_integer_value(json_object_get(row, "experiment_id"));
+    int64_t step_id = (int64_t)json_integer_value(json_object_get(row, "step_id"));
+    const char *raw = json_string_value(json_object_get(row, "raw"));
+    struct measurement *m = NULL;
     struct analysis *a = NULL;
     struct ll_error aerr;
     ll_error_clear(&aerr);
-    int ar = analysis_run(m, &a, &aerr);
+    int r = 0;
+    int ar = measurement_parse(raw, strlen(raw), &m, &aerr);
+    if (ar == 0)
+        ar = analysis_run(m, &a, &aerr);
     if (ar == 0) {
         for (size_t k = 0; k < analysis_n_values(a) && r == 0; k++)
             r = store_derived_put(ing->store,
@@ -269,23 +288,39 @@ static int handle_measurement(struct ingest *ing,
                                   err);
     } else {
         log_line(LOG_LVL_WARNING,
-                 "ingest: analysis failed station=%s seq=%lld exp=%lld reason=\"%s\"",
-                 station,
-                 (long long)seq,
+                 "ingest: analysis failed measurement=%lld exp=%lld reason=\"%s\"",
+                 (long long)meas_id,
                  (long long)exp_id,
                  aerr.msg);
     }
-    if (r == 0 && ing->opt.on_measured != NULL)
+    if (r == 0 && m != NULL && ing->opt.on_measured != NULL)
         r = ing->opt.on_measured(
             ing->opt.ctx, exp_id, step_id, meas_id, m, ar == 0 ? a : NULL, aerr.msg, err);
+    if (r == 0)
+        r = store_measurement_mark_analysed(ing->store, meas_id, err);
     analysis_free(&a);
-    if (r < 0)
-        return r;
-    if (si != NULL)
-        si->stored++;
-    ing->n_stored++;
-    p->ack = ack_text(seq, "stored", NULL);
-    return 0;
+    measurement_free(&m);
+    return r;
+}
+
+int ingest_analyse(struct ingest *ing, int max, struct ll_error *reterr)
+{
+    json_t *rows = store_measurements_unanalysed(ing->store, max, reterr);
+    if (rows == NULL)
+        return reterr != NULL && reterr->code ? reterr->code : -EIO;
+    int n = (int)json_array_size(rows);
+    int r = 0;
+    if (n > 0) {
+        r = store_begin(ing->store, reterr);
+        for (int i = 0; i < n && r == 0; i++)
+            r = analyse_one(ing, json_array_get(rows, (size_t)i), reterr);
+        if (r == 0)
+            r = store_commit(ing->store, reterr);
+        else
+            store_rollback(ing->store);
+    }
+    json_decref(rows);
+    return r < 0 ? r : n;
 }
 
 /* Processes one received message inside the batch transaction. */

@@ -12,11 +12,17 @@
  * still reaches us and can be answered `rejected: oversize`); the `station` field must equal
  * the routing id; the request must be a measure step we sent, for that sample and kind;
  * (station, seq) already stored with the same SHA-256 -> `duplicate`, with another hash ->
- * `rejected` (conflict; an event is logged); otherwise the raw text is stored, analysed with
- * analysis_run(), every derived number stored with analysis_version(), and the hook is
- * called (the campaign engine turns numbers into objectives and moves the step on). Anything
- * wrong is stored in `rejections` with its reason and answered `rejected`; nothing stops the
- * daemon.
+ * `rejected` (conflict; an event is logged); otherwise the raw text is stored (not yet
+ * analysed) and acked `stored`. Anything wrong is stored in `rejections` with its reason and
+ * answered `rejected`; nothing stops the daemon.
+ *
+ * Analysis is a second phase (ingest_analyse()): every stored measurement not yet analysed
+ * is parsed again from its raw text, analysed with analysis_run(), every derived number
+ * stored with analysis_version(), the hook called (the campaign engine turns numbers into
+ * objectives and moves the step on) and the row marked analysed, in one transaction. So an
+ * ack costs one fsync shared by the batch, never an analysis (a J-V fit takes milliseconds),
+ * and a crash between the phases loses nothing: the next call (at start-up too) finds the
+ * measurement still unanalysed.
  *
  * Socket options: ZMQ_ROUTER_MANDATORY=1 (an unroutable send fails instead of vanishing),
  * ZMQ_ROUTER_HANDOVER=1 (a restarted station takes over its name), ZMTP heartbeats
@@ -38,9 +44,9 @@ struct ingest;
 struct measurement;
 struct analysis;
 
-/* Called inside the batch transaction for every newly stored measurement of a known measure
- * step. a is NULL when the analysis failed (why is in analysis_error). A negative return
- * rolls the whole batch back (no acks are sent). */
+/* Called inside the analysis transaction (ingest_analyse()) for every stored measurement of
+ * a known measure step. a is NULL when the analysis failed (why is in analysis_error). A
+ * negative return rolls that analysis batch back (it is retried by the next call). */
 typedef int (*ingest_measured_fn)(void *ctx,
                                   int64_t experiment_id,
                                   int64_t step_id,
@@ -73,6 +79,11 @@ void *ingest_socket(struct ingest *ing);
  * handled (0 when none was waiting) or a negative errno when the store failed (nothing was
  * acked; the daemon logs it and carries on). */
 int ingest_process(struct ingest *ing, struct ll_error *reterr);
+
+/* Analyses up to max stored measurements that are not analysed yet (phase 2 above), in one
+ * transaction. Returns how many (0: none waiting) or a negative errno (rolled back; they
+ * stay unanalysed for the next call). */
+int ingest_analyse(struct ingest *ing, int max, struct ll_error *reterr);
 
 /* Sends a `measure` request to station. protocol may be NULL (an empty object is sent).
  * -EHOSTUNREACH when the station is not connected, -EAGAIN when its queue is full. */

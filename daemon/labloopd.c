@@ -218,7 +218,7 @@ int main(int argc, char **argv)
     int watchdog = sd_watchdog_enabled(0, &wd_usec) > 0;
     int64_t wd_every_ms = watchdog ? (int64_t)(wd_usec / 2000) : 0, wd_last = 0;
     int64_t started = ll_monotonic_ms(), status_last = 0;
-    int ready = 0, stop = 0;
+    int ready = 0, stop = 0, more_analysis = 1;
     char summary[256] = "", last_summary[256] = "";
     while (!stop) {
         zmq_pollitem_t items[MAX_POLL];
@@ -235,6 +235,8 @@ int main(int argc, char **argv)
             timeout = 1000; /* re-check stations coming online, approvals ... */
         if (!ready && (timeout < 0 || timeout > 200))
             timeout = 200;
+        if (more_analysis)
+            timeout = 0;
         if (watchdog && (timeout < 0 || timeout > wd_every_ms))
             timeout = wd_every_ms;
         if (zmq_poll(items, n, timeout) < 0 && errno != EINTR) {
@@ -255,6 +257,12 @@ int main(int argc, char **argv)
             if (got < 0)
                 log_line(LOG_LVL_ERR, "ingest: batch not committed, nothing acked: %s", err.msg);
         }
+        /* phase 2 of ingest: analyse what was acked (a few at a time, so the loop stays
+         * responsive; at start-up this also picks up what a crash left unanalysed) */
+        int analysed = ingest_analyse(ing, 16, &err);
+        if (analysed < 0)
+            log_line(LOG_LVL_ERR, "ingest: analysis batch not committed: %s", err.msg);
+        more_analysis = analysed == 16;
         engine_on_completions(engine, &err);
         if (items[1].revents & ZMQ_POLLIN)
             control_process(ctl, engine, store);

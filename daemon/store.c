@@ -359,6 +359,9 @@ static const char *const migrations[] = {
      * refuses a JOB_ID below its last finished one) */
     "ALTER TABLE steps ADD COLUMN job INTEGER;"
     "CREATE UNIQUE INDEX steps_by_job ON steps(job);",
+    /* 2 -> 3: analysis runs after the ack (ingest.h); rows waiting for it are marked */
+    "ALTER TABLE measurements ADD COLUMN analysed INTEGER NOT NULL DEFAULT 1;"
+    "CREATE INDEX measurements_unanalysed ON measurements(analysed) WHERE analysed = 0;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -1056,8 +1059,8 @@ int store_measurement_put(struct store *s,
                 prep(s,
                      reterr,
                      "INSERT INTO measurements(station, seq, request, kind, sample, experiment_id, "
-                     "step_id, time, received_at, raw, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                     "?, ?)",
+                     "step_id, time, received_at, raw, hash, analysed) VALUES (?, ?, ?, ?, ?, ?, "
+                     "?, ?, ?, ?, ?, 0)",
                      "sisssnnsibs",
                      station,
                      seq,
@@ -1078,6 +1081,26 @@ int store_measurement_put(struct store *s,
         *ret_outcome = STORE_MEAS_STORED;
     }
     return r;
+}
+
+json_t *store_measurements_unanalysed(struct store *s, int limit, struct ll_error *reterr)
+{
+    return rows_json(s,
+                     prep(s,
+                          reterr,
+                          "SELECT id, station, seq, experiment_id, step_id, raw FROM measurements "
+                          "WHERE analysed = 0 ORDER BY id LIMIT ?",
+                          "i",
+                          (int64_t)limit),
+                     reterr);
+}
+
+int store_measurement_mark_analysed(struct store *s, int64_t id, struct ll_error *reterr)
+{
+    return run(s,
+               prep(s, reterr, "UPDATE measurements SET analysed = 1 WHERE id = ?", "i", id),
+               reterr,
+               "measurement analysed");
 }
 
 int store_rejection_put(struct store *s,

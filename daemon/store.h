@@ -30,7 +30,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 struct store;
 
@@ -275,6 +275,11 @@ int store_measurement_put(struct store *s,
                           int *ret_outcome,
                           int64_t *ret_id,
                           struct ll_error *reterr);
+/* Stored measurements not analysed yet (oldest first, at most limit): array of {id, station,
+ * seq, experiment_id, step_id, raw}. */
+json_t *store_measurements_unanalysed(struct store *s, int limit, struct ll_error *reterr);
+/* Marks a measurement analysed. */
+int store_measurement_mark_analysed(struct store *s, int64_t id, struct ll_error *reterr);
 /* Records a rejected message: station/seq may be NULL/0; keeps the first 64 KiB of raw, its
  * full length and its SHA-256. */
 int store_rejection_put(struct store *s,

@@ -156,6 +156,8 @@ static json_t *exchange(struct fixture *f, const void *data, size_t len, int exp
         assert_true(handled >= 0);
     }
     assert_int_equal(handled, 1);
+    while (ingest_analyse(f->ing, 16, &err) > 0)
+        ;
     if (!expect_ack) {
         zmq_pollitem_t it = {.socket = f->dealer, .events = ZMQ_POLLIN};
         assert_int_equal(zmq_poll(&it, 1, 50), 0);

@@ -79,12 +79,13 @@ static void test_store_migrates_version_1_to_current(void **state)
     int64_t c = 0;
     assert_int_equal(store_campaign_create(s, "old", "x", "auto", &c, &err), 0);
     store_close(&s);
-    /* make it a version-1 database: no job column */
+    /* make it a version-1 database: no steps.job, no measurements.analysed */
     sqlite3 *db = NULL;
     sqlite3_open(db_path, &db);
     assert_int_equal(sqlite3_exec(db,
                                   "DROP INDEX steps_by_job; ALTER TABLE steps DROP COLUMN job; "
-                                  "PRAGMA user_version=1;",
+                                  "DROP INDEX measurements_unanalysed; ALTER TABLE measurements "
+                                  "DROP COLUMN analysed; PRAGMA user_version=1;",
                                   NULL,
                                   NULL,
                                   NULL),
