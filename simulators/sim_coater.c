@@ -121,6 +121,106 @@ static void count_run(struct sim_coater *c, const char *job)
 
 #define ERR(code, token) snprintf(data, cap, "ERR E%02d %s", (code), (token))
 
+/* RCP <n> CLEAR | RCP <n> STAGE <i> <rpm> <acc> <s> */
+static void execute_rcp(struct sim_coater *c, char **tok, int n, char *data, size_t cap)
+{
+    int r = 0;
+    int rc = parse_int(tok[1], 1, SIM_COATER_RECIPES, &r);
+    if (rc == -1) {
+        ERR(2, "SYNTAX");
+        return;
+    }
+    if (rc == -2) {
+        ERR(3, "RANGE");
+        return;
+    }
+    int active = c->state == SIM_COATER_RUNNING || c->state == SIM_COATER_STOPPING;
+    if (strcmp(tok[2], "CLEAR") == 0 && n == 3) {
+        if (active && c->run_recipe == r) {
+            ERR(4, "BUSY");
+            return;
+        }
+        c->recipes[r - 1].n = 0;
+        snprintf(data, cap, "OK RCP %d CLEAR", r);
+    } else if (strcmp(tok[2], "STAGE") == 0 && n == 7) {
+        int i;
+        double rpm, acc, s;
+        if (parse_int(tok[3], 0, 99, &i) != 0 || parse_number(tok[4], &rpm) != 0 ||
+            parse_number(tok[5], &acc) != 0 || parse_number(tok[6], &s) != 0) {
+            ERR(2, "SYNTAX");
+            return;
+        }
+        struct sim_coater_recipe *rcp = &c->recipes[r - 1];
+        if (i < 1 || i > SIM_COATER_STAGES || i > rcp->n + 1 || rpm > c->max_rpm || acc < 1 ||
+            acc > c->max_acc_rpm_s || s < 0.1 || s > 3600) {
+            ERR(3, "RANGE");
+            return;
+        }
+        if (active && c->run_recipe == r) {
+            ERR(4, "BUSY");
+            return;
+        }
+        rcp->stages[i - 1] = (struct sim_coater_stage){rpm, acc, s};
+        if (i > rcp->n)
+            rcp->n = i;
+        snprintf(data, cap, "OK RCP %d STAGE %d", r, i);
+    } else {
+        ERR(2, "SYNTAX");
+    }
+}
+
+/* RUN <n> <jobid>: only from ARMED; the running or last job id again is a no-op. */
+static void execute_run(struct sim_coater *c, char **tok, char *data, size_t cap)
+{
+    int r = 0;
+    int rc = parse_int(tok[1], 1, SIM_COATER_RECIPES, &r);
+    if (rc == -1 || !valid_job(tok[2])) {
+        ERR(2, "SYNTAX");
+        return;
+    }
+    if (c->job[0] != '\0' && strcmp(c->job, tok[2]) == 0) {
+        snprintf(data, cap, "OK RUN %d %s", r, tok[2]); /* same job: a no-op */
+        return;
+    }
+    if (rc == -2) {
+        ERR(3, "RANGE");
+    } else if (c->state != SIM_COATER_ARMED) {
+        ERR(4, "STATE");
+    } else if (c->recipes[r - 1].n == 0) {
+        ERR(10, "RECIPE_EMPTY");
+    } else if (c->lid_open) {
+        ERR(5, "LID_OPEN");
+    } else if (!c->vac_on) {
+        ERR(6, "VACUUM_LOST");
+    } else {
+        snprintf(c->job, sizeof(c->job), "%s", tok[2]);
+        c->state = SIM_COATER_RUNNING;
+        c->run_recipe = r;
+        c->stage = 0;
+        c->rpm = c->t_run_s = c->t_stage_s = c->peak_rpm = c->dur_s = 0.0;
+        c->err = 0;
+        c->last_result[0] = '\0';
+        c->pending_err = 0;
+        if (c->faults != NULL) {
+            if (sim_fault_check(c->faults, "coater.lid", c->job)) {
+                c->pending_err = 5;
+                sim_log(SIM_LOG_WARNING, "fault=coater.lid job=%s", c->job);
+            }
+            if (sim_fault_check(c->faults, "coater.vacuum", c->job)) {
+                c->pending_err = 6;
+                sim_log(SIM_LOG_WARNING, "fault=coater.vacuum job=%s", c->job);
+            }
+            if (sim_fault_check(c->faults, "coater.overspeed", c->job)) {
+                c->pending_err = 7;
+                sim_log(SIM_LOG_WARNING, "fault=coater.overspeed job=%s", c->job);
+            }
+            c->pending_at_s = 0.5 * recipe_duration_s(&c->recipes[r - 1]);
+        }
+        count_run(c, c->job);
+        snprintf(data, cap, "OK RUN %d %s", r, c->job);
+    }
+}
+
 /* Executes the command in tokens; writes "OK ..." or "ERR ..." to data. */
 static void execute(struct sim_coater *c, char **tok, int n, char *data, size_t cap)
 {
@@ -145,49 +245,7 @@ static void execute(struct sim_coater *c, char **tok, int n, char *data, size_t 
                  c->vac_on,
                  err);
     } else if (strcmp(verb, "RCP") == 0 && n >= 3) {
-        int r = 0;
-        int rc = parse_int(tok[1], 1, SIM_COATER_RECIPES, &r);
-        if (rc == -1) {
-            ERR(2, "SYNTAX");
-            return;
-        }
-        if (rc == -2) {
-            ERR(3, "RANGE");
-            return;
-        }
-        int active = c->state == SIM_COATER_RUNNING || c->state == SIM_COATER_STOPPING;
-        if (strcmp(tok[2], "CLEAR") == 0 && n == 3) {
-            if (active && c->run_recipe == r) {
-                ERR(4, "BUSY");
-                return;
-            }
-            c->recipes[r - 1].n = 0;
-            snprintf(data, cap, "OK RCP %d CLEAR", r);
-        } else if (strcmp(tok[2], "STAGE") == 0 && n == 7) {
-            int i;
-            double rpm, acc, s;
-            if (parse_int(tok[3], 0, 99, &i) != 0 || parse_number(tok[4], &rpm) != 0 ||
-                parse_number(tok[5], &acc) != 0 || parse_number(tok[6], &s) != 0) {
-                ERR(2, "SYNTAX");
-                return;
-            }
-            struct sim_coater_recipe *rcp = &c->recipes[r - 1];
-            if (i < 1 || i > SIM_COATER_STAGES || i > rcp->n + 1 || rpm > c->max_rpm || acc < 1 ||
-                acc > c->max_acc_rpm_s || s < 0.1 || s > 3600) {
-                ERR(3, "RANGE");
-                return;
-            }
-            if (active && c->run_recipe == r) {
-                ERR(4, "BUSY");
-                return;
-            }
-            rcp->stages[i - 1] = (struct sim_coater_stage){rpm, acc, s};
-            if (i > rcp->n)
-                rcp->n = i;
-            snprintf(data, cap, "OK RCP %d STAGE %d", r, i);
-        } else {
-            ERR(2, "SYNTAX");
-        }
+        execute_rcp(c, tok, n, data, cap);
     } else if (strcmp(verb, "RCP?") == 0 && n == 2) {
         int r = 0;
         int rc = parse_int(tok[1], 1, SIM_COATER_RECIPES, &r);
@@ -218,53 +276,7 @@ static void execute(struct sim_coater *c, char **tok, int n, char *data, size_t 
             snprintf(data, cap, "OK ARM");
         }
     } else if (strcmp(verb, "RUN") == 0 && n == 3) {
-        int r = 0;
-        int rc = parse_int(tok[1], 1, SIM_COATER_RECIPES, &r);
-        if (rc == -1 || !valid_job(tok[2])) {
-            ERR(2, "SYNTAX");
-            return;
-        }
-        if (c->job[0] != '\0' && strcmp(c->job, tok[2]) == 0) {
-            snprintf(data, cap, "OK RUN %d %s", r, tok[2]); /* same job: a no-op */
-            return;
-        }
-        if (rc == -2) {
-            ERR(3, "RANGE");
-        } else if (c->state != SIM_COATER_ARMED) {
-            ERR(4, "STATE");
-        } else if (c->recipes[r - 1].n == 0) {
-            ERR(10, "RECIPE_EMPTY");
-        } else if (c->lid_open) {
-            ERR(5, "LID_OPEN");
-        } else if (!c->vac_on) {
-            ERR(6, "VACUUM_LOST");
-        } else {
-            snprintf(c->job, sizeof(c->job), "%s", tok[2]);
-            c->state = SIM_COATER_RUNNING;
-            c->run_recipe = r;
-            c->stage = 0;
-            c->rpm = c->t_run_s = c->t_stage_s = c->peak_rpm = c->dur_s = 0.0;
-            c->err = 0;
-            c->last_result[0] = '\0';
-            c->pending_err = 0;
-            if (c->faults != NULL) {
-                if (sim_fault_check(c->faults, "coater.lid", c->job)) {
-                    c->pending_err = 5;
-                    sim_log(SIM_LOG_WARNING, "fault=coater.lid job=%s", c->job);
-                }
-                if (sim_fault_check(c->faults, "coater.vacuum", c->job)) {
-                    c->pending_err = 6;
-                    sim_log(SIM_LOG_WARNING, "fault=coater.vacuum job=%s", c->job);
-                }
-                if (sim_fault_check(c->faults, "coater.overspeed", c->job)) {
-                    c->pending_err = 7;
-                    sim_log(SIM_LOG_WARNING, "fault=coater.overspeed job=%s", c->job);
-                }
-                c->pending_at_s = 0.5 * recipe_duration_s(&c->recipes[r - 1]);
-            }
-            count_run(c, c->job);
-            snprintf(data, cap, "OK RUN %d %s", r, c->job);
-        }
+        execute_run(c, tok, data, cap);
     } else if (strcmp(verb, "ABORT") == 0 && n == 1) {
         if (c->state == SIM_COATER_RUNNING) {
             c->state = SIM_COATER_STOPPING;
