@@ -17,9 +17,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define STMT_CACHE 48
+
 struct store {
     sqlite3 *db;
     int tx_depth;
+    /* prepared statements kept for reuse, keyed by their SQL text */
+    struct {
+        char *sql;
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE];
+    int n_cache, next_evict;
 };
 
 #define REJECTION_KEEP_BYTES (64 * 1024)
@@ -148,16 +156,44 @@ static int fail(struct store *s, int rc, struct ll_error *err, const char *what)
     return ll_error_set(err, map_rc(rc), "store: %s: %s", what, sqlite3_errmsg(s->db));
 }
 
+/* Gives a statement back: a cached one is reset for its next use, others are finalized. */
+static void release(struct store *s, sqlite3_stmt *st)
+{
+    for (int i = 0; i < s->n_cache; i++)
+        if (s->cache[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    sqlite3_finalize(st);
+}
+
 /* Prepares sql and binds the arguments described by types (see the file comment).
  * Returns the statement or NULL (err filled). */
 static sqlite3_stmt *
 prep(struct store *s, struct ll_error *err, const char *sql, const char *types, ...)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        fail(s, rc, err, "prepare");
-        return NULL;
+    int rc = SQLITE_OK;
+    for (int i = 0; i < s->n_cache && st == NULL; i++)
+        if (strcmp(s->cache[i].sql, sql) == 0)
+            st = s->cache[i].st;
+    if (st == NULL) {
+        rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+        if (rc != SQLITE_OK) {
+            fail(s, rc, err, "prepare");
+            return NULL;
+        }
+        char *copy = strdup(sql);
+        if (copy != NULL) {
+            int slot = s->n_cache < STMT_CACHE ? s->n_cache++ : s->next_evict++ % STMT_CACHE;
+            if (s->cache[slot].st != NULL) {
+                sqlite3_finalize(s->cache[slot].st);
+                free(s->cache[slot].sql);
+            }
+            s->cache[slot].sql = copy;
+            s->cache[slot].st = st;
+        }
     }
     va_list ap;
     va_start(ap, types);
@@ -194,7 +230,7 @@ prep(struct store *s, struct ll_error *err, const char *sql, const char *types, 
     va_end(ap);
     if (rc != SQLITE_OK) {
         fail(s, rc, err, "bind");
-        sqlite3_finalize(st);
+        release(s, st);
         return NULL;
     }
     return st;
@@ -209,7 +245,7 @@ static int run(struct store *s, sqlite3_stmt *st, struct ll_error *err, const ch
     int r = 0;
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         r = fail(s, rc, err, what);
-    sqlite3_finalize(st);
+    release(s, st);
     return r;
 }
 
@@ -274,7 +310,7 @@ static json_t *rows_json(struct store *s, sqlite3_stmt *st, struct ll_error *err
         json_decref(arr);
         arr = NULL;
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return arr;
 }
 
@@ -292,7 +328,7 @@ static int one_int(struct store *s, sqlite3_stmt *st, int64_t *ret, struct ll_er
         r = -ENOENT;
     else
         r = fail(s, rc, err, "query");
-    sqlite3_finalize(st);
+    release(s, st);
     return r;
 }
 
@@ -409,7 +445,7 @@ static int check_quick(struct store *s, const char *pragma, struct ll_error *err
     else if (strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0)
         r = ll_error_set(
             err, -EBADMSG, "store: %s: %s", pragma, (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
+    release(s, st);
     return r;
 }
 
@@ -451,6 +487,10 @@ void store_close(struct store **s)
 {
     if (s == NULL || *s == NULL)
         return;
+    for (int i = 0; i < (*s)->n_cache; i++) {
+        sqlite3_finalize((*s)->cache[i].st);
+        free((*s)->cache[i].sql);
+    }
     sqlite3_close_v2((*s)->db);
     free(*s);
     *s = NULL;
@@ -548,7 +588,7 @@ int store_meta_get(struct store *s, const char *key, char *buf, size_t n, struct
     } else if (rc != SQLITE_DONE) {
         r = fail(s, rc, reterr, "meta");
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return r;
 }
 
@@ -615,7 +655,7 @@ static int get_state(struct store *s,
         r = ll_error_set(err, -ENOENT, "store: no row %lld in %s", (long long)id, table);
     else
         r = fail(s, rc, err, table);
-    sqlite3_finalize(st);
+    release(s, st);
     return r;
 }
 
@@ -856,7 +896,7 @@ int store_experiment_counts(
     } else {
         r = fail(s, rc, reterr, "experiment counts");
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return r;
 }
 
@@ -1049,10 +1089,10 @@ int store_measurement_put(struct store *s,
         *ret_outcome = strcmp((const char *)sqlite3_column_text(st, 1), hash) == 0
                            ? STORE_MEAS_DUPLICATE
                            : STORE_MEAS_CONFLICT;
-        sqlite3_finalize(st);
+        release(s, st);
         return 0;
     }
-    sqlite3_finalize(st);
+    release(s, st);
     if (rc != SQLITE_DONE)
         return fail(s, rc, reterr, "measurement lookup");
     int r = run(s,
