@@ -90,7 +90,7 @@ static int validate_block(const struct sim_robot *r, const uint16_t *b)
         return 3;
     if (b[SIM_ROBOT_REG_CRC] != 0) {
         uint8_t bytes[32];
-        for (int i = 0; i < 16; i++) {
+        for (size_t i = 0; i < 16; i++) {
             bytes[2 * i] = (uint8_t)(b[i] >> 8);
             bytes[2 * i + 1] = (uint8_t)(b[i] & 0xFF);
         }

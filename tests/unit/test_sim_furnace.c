@@ -6,6 +6,7 @@
 #include "ll_test.h"
 #include "simulators/sim_furnace.h"
 
+#include <math.h>
 #include <string.h>
 
 static struct labconf *lab;
@@ -68,7 +69,7 @@ static int write_reg(struct sim_furnace *f, int addr, int value)
 
 static void run_s(struct sim_furnace *f, double seconds)
 {
-    for (double t = 0; t < seconds; t += 0.5)
+    for (long i = 0; i < lround(seconds / 0.5); i++)
         sim_furnace_step(f, 0.5);
 }
 

@@ -41,7 +41,7 @@ make_sample(struct sim_lab *l, const double *vol, double temp_c, double minutes,
     assert_int_equal(sim_lab_move(l, 0, 0, 1), 0);
     sim_lab_spun(l, rpm);
     assert_int_equal(sim_lab_move(l, 0, 1, 2), 0);
-    for (double t = 0; t < minutes * 60.0; t += 1.0)
+    for (long i = 0; i < lround(minutes * 60.0); i++)
         sim_lab_furnace_step(l, temp_c, temp_c, 1.0);
     assert_int_equal(sim_lab_move(l, 0, 2, at), 0);
 }

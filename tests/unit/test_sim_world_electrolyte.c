@@ -47,9 +47,10 @@ static void test_world_electrolyte_effects(void **state)
     ll_assert_close(ea, cubic.ea_bulk_ev, 1e-9, 0);
     ll_assert_close(sb25 / sgb25, cubic.gb_ratio, 1e-12, 0);
     /* finite everywhere in the box and beyond */
-    for (double c = 800; c <= 1400; c += 50)
-        for (double ta = 0; ta <= 1.0; ta += 0.25)
-            assert_true(isfinite(eval(ta, 0.4, 0.5, c, 3000).sigma_total_s_cm));
+    for (int i = 0; i <= 12; i++)
+        for (int k = 0; k <= 4; k++)
+            assert_true(
+                isfinite(eval(0.25 * k, 0.4, 0.5, 800.0 + 50.0 * i, 3000).sigma_total_s_cm));
 }
 
 int main(void)
