@@ -111,7 +111,15 @@ expect_bad "missing campaign file" "nonexistent.conf" "$tmp/nonexistent.conf"
 expect_bad "bad --batch" "--batch" "$bc_conf" --batch 0
 expect_bad "bad --batch text" "--batch" "$bc_conf" --batch four
 expect_bad "unknown option" "unknown option" "$bc_conf" --frobnicate
-expect_bad "no campaign" "usage" 
+expect_bad "no campaign" "usage"
+# binary garbage (fixed, so the test is repeatable) as data and as campaign: refused with a
+# line, never a crash
+LC_ALL=C awk 'BEGIN { srand(7); printf "x0,x1,branin,currin\n"
+                      for (i = 0; i < 3000; i++) printf "%c", int(rand() * 255) + 1 }' \
+    >"$tmp/garbage.csv"
+expect_bad "garbage rows" "garbage.csv:[0-9]*:" "$bc_conf" --data "$tmp/garbage.csv"
+printf 'campaign: {\001\377 = ;; parameters = ( { name = \n' >"$tmp/garbage.conf"
+expect_bad "garbage campaign" "garbage.conf:[0-9]*:" "$tmp/garbage.conf"
 
 if [ $failures -ne 0 ]; then
     echo "$failures failure(s)" >&2
