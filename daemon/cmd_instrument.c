@@ -319,6 +319,9 @@ static int do_run(struct drv *drv, const struct labconf_instrument *inst, struct
             a->step.id = (uint32_t)((uint64_t)ll_wall_ms() % UINT32_MAX) + 1;
         }
     }
+    /* before the start, so that a Ctrl-C at any moment after it leads to the safe state */
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     describe_step(&a->step, what, sizeof(what));
     r = drv_step_check(inst, &a->step, &err);
     if (r)
@@ -334,8 +337,6 @@ static int do_run(struct drv *drv, const struct labconf_instrument *inst, struct
     if (a->no_wait)
         return CMD_EXIT_OK;
     deadline = ll_monotonic_ms() + 1000 * (int64_t)inst->step_timeout_s + 10000;
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
     for (;;) {
         if (interrupted) {
             fprintf(stderr, "labloop instrument %s: interrupted\n", a->name);
