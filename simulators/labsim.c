@@ -576,8 +576,21 @@ static json_t *control_samples(struct labsim *ls)
         double ac, am;
         sim_sample_anneal(s, &ac, &am);
         json_t *truth = sim_measure_truth(&ls->slab, s);
+        /* the furnace history, coarsened to at most 60 points [minutes since entry, °C] */
+        json_t *profile = json_array();
+        double t_total = 0.0;
+        for (int i = 0; i < s->n_hist; i++)
+            t_total += s->hist_dt_s[i];
+        double t = 0.0, next = 0.0;
+        for (int i = 0; i < s->n_hist; i++) {
+            if (t >= next || i == s->n_hist - 1) {
+                json_array_append_new(profile, json_pack("[f,f]", t / 60.0, s->hist_t_c[i]));
+                next += t_total / 59.0;
+            }
+            t += s->hist_dt_s[i];
+        }
         json_array_append_new(arr,
-                              json_pack("{s:i,s:s,s:i,s:o,s:f,s:i,s:f,s:f,s:i,s:o}",
+                              json_pack("{s:i,s:s,s:i,s:o,s:f,s:i,s:f,s:f,s:o,s:i,s:o}",
                                         "well",
                                         w,
                                         "place",
@@ -594,6 +607,8 @@ static json_t *control_samples(struct labsim *ls)
                                         ac,
                                         "anneal_min",
                                         am,
+                                        "furnace_profile",
+                                        profile,
                                         "measurements",
                                         s->n_measurements,
                                         "truth",

@@ -390,6 +390,9 @@ def test_flow(ls):
     check(s7["spin_rpm"] == 4000 and s7["place"] == "jv", "spin 4000 rpm recorded, sample at jv")
     check(abs(s7["anneal_c"] - 100) < 1.5 and 9.0 < s7["anneal_min"] < 11.5,
           "anneal seen by the sample: %.2f °C for %.2f min" % (s7["anneal_c"], s7["anneal_min"]))
+    prof = s7["furnace_profile"]
+    check(10 <= len(prof) <= 60 and prof[0][1] < 30 and max(p[1] for p in prof) > 99
+          and 12 < prof[-1][0] < 16, "the furnace profile the sample saw: %d points" % len(prof))
 
     # stations: the daemon's side
     r = ls.router
