@@ -205,7 +205,9 @@ static int analyse_eis(const struct measurement *m, struct analysis *a, struct l
             r = ll_error_set(err, -ENOMEM, "out of memory");
             goto out;
         }
-        double r_total = fit.r_bulk_ohm + fit.r_gb_ohm;
+        double r_total = fit.r_bulk_ohm + fit.r_gb_ohm, kk = (double)NAN;
+        (void)eis_kk_residual(
+            sp->frequency_hz, sp->z_real_ohm, sp->z_imag_ohm, sp->n_points, &kk, NULL);
         temps[i] = sp->temperature_c;
         sig_bulk[i] = eis_conductivity(eis->thickness_cm, eis->area_cm2, fit.r_bulk_ohm);
         sig_tot[i] = eis_conductivity(eis->thickness_cm, eis->area_cm2, r_total);
@@ -220,6 +222,7 @@ static int analyse_eis(const struct measurement *m, struct analysis *a, struct l
         set_number(o, "sigma_bulk_s_cm", sig_bulk[i]);
         set_number(o, "sigma_total_s_cm", sig_tot[i]);
         set_number(o, "fit_residual", fit.fit_residual);
+        set_number(o, "kk_residual", kk);
         json_object_set_new(o, "bulk_resolved", json_boolean(fit.bulk_resolved));
         json_object_set_new(o, "gb_fitted", json_boolean(fit.gb_fitted));
         set_number(o, "f_apex_bulk_hz", fit.f_apex_bulk_hz);
@@ -228,10 +231,18 @@ static int analyse_eis(const struct measurement *m, struct analysis *a, struct l
         set_number(o, "q_el", fit.q_el);
         set_number(o, "n_el", fit.n_el);
         set_number(o, "l_lead_h", fit.lead_fitted ? fit.l_lead_h : (double)NAN);
-        if (fit.fit_residual > EIS_POOR_FIT_RESIDUAL)
+        if (kk > EIS_POOR_FIT_RESIDUAL)
             put_warning(a,
-                        "data.spectra[%zu]: poor fit (residual %.3f > %.2f): R and sigma are "
-                        "doubtful",
+                        "data.spectra[%zu]: the data fail the Kramers-Kronig test (residual %.3f "
+                        "> %.2f): drift, non-linearity or a sample that changed during the sweep",
+                        i,
+                        kk,
+                        EIS_POOR_FIT_RESIDUAL);
+        else if (fit.fit_residual > EIS_POOR_FIT_RESIDUAL)
+            put_warning(a,
+                        "data.spectra[%zu]: poor fit (residual %.3f > %.2f; the data pass the "
+                        "Kramers-Kronig test, so the circuit does not describe them): R and "
+                        "sigma are doubtful",
                         i,
                         fit.fit_residual,
                         EIS_POOR_FIT_RESIDUAL);

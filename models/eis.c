@@ -9,6 +9,7 @@
 #include <gsl/gsl_blas.h>
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_fit.h>
+#include <gsl/gsl_multifit.h>
 #include <gsl/gsl_multifit_nlinear.h>
 #include <math.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 #define K_B_EV 8.617333262e-5
 #define MAX_PARAMS 9
+#define KK_PER_DECADE 3.0       /* Lin-KK time constants per decade of 1/ω */
 #define TRIAL_ITERATIONS 20     /* first try of the grain-boundary + bulk-arc model */
 #define EIS_FIT_MAX_POINTS 1000 /* longer spectra are decimated to at most this many points */
 #define MAX_ITERATIONS 60       /* per fit; a degenerate model crawls, its best point is kept */
@@ -750,6 +752,83 @@ out:
     free(s.zr);
     free(s.lw);
     free(s.w);
+    return r;
+}
+
+int eis_kk_residual(const double *frequency_hz,
+                    const double *z_real_ohm,
+                    const double *z_imag_ohm,
+                    size_t n,
+                    double *ret_residual,
+                    struct ll_error *reterr)
+{
+    gsl_matrix *X = NULL, *cov = NULL;
+    gsl_vector *y = NULL, *c = NULL;
+    gsl_multifit_linear_workspace *work = NULL;
+    double w_min = HUGE_VAL, w_max = 0.0, chisq;
+    size_t m, p;
+    int r = 0;
+
+    *ret_residual = (double)NAN;
+    if (n < 5)
+        return ll_error_set(reterr, -EINVAL, "%zu points, need at least 5", n);
+    for (size_t i = 0; i < n; i++) {
+        if (!(frequency_hz[i] > 0.0) || !isfinite(frequency_hz[i]) || !isfinite(z_real_ohm[i]) ||
+            !isfinite(z_imag_ohm[i]) || (z_real_ohm[i] == 0.0 && z_imag_ohm[i] == 0.0))
+            return ll_error_set(
+                reterr, -EINVAL, "point %zu: frequency must be > 0 and Z finite, non-zero", i);
+        w_min = fmin(w_min, 2.0 * M_PI * frequency_hz[i]);
+        w_max = fmax(w_max, 2.0 * M_PI * frequency_hz[i]);
+    }
+    /* KK_PER_DECADE time constants per decade, at least 1, at most n/3 (unknowns: R0, R_k,
+     * L, 1/C) */
+    m = (size_t)ceil(KK_PER_DECADE * log10(w_max / w_min));
+    m = m < 1 ? 1 : m;
+    m = m > n / 3 ? (n / 3 > 0 ? n / 3 : 1) : m;
+    p = m + 3;
+    if (2 * n <= p)
+        return ll_error_set(reterr, -EINVAL, "too few points for the Kramers-Kronig test");
+    X = gsl_matrix_alloc(2 * n, p);
+    cov = gsl_matrix_alloc(p, p);
+    y = gsl_vector_alloc(2 * n);
+    c = gsl_vector_alloc(p);
+    work = gsl_multifit_linear_alloc(2 * n, p);
+    if (X == NULL || cov == NULL || y == NULL || c == NULL || work == NULL) {
+        r = ll_error_set(reterr, -ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double w = 2.0 * M_PI * frequency_hz[i];
+        double inv_mod = 1.0 / hypot(z_real_ohm[i], z_imag_ohm[i]);
+        size_t re = 2 * i, im = 2 * i + 1;
+        /* columns: R0, R_1..R_m, L (scaled by 1/w_max), 1/C (scaled by w_min) */
+        gsl_matrix_set(X, re, 0, inv_mod);
+        gsl_matrix_set(X, im, 0, 0.0);
+        for (size_t k = 0; k < m; k++) {
+            double tau = m > 1 ? exp(-log(w_max) + log(w_max / w_min) * (double)k / (double)(m - 1))
+                               : 1.0 / sqrt(w_min * w_max);
+            double wt = w * tau, den = 1.0 + wt * wt;
+            gsl_matrix_set(X, re, k + 1, inv_mod / den);
+            gsl_matrix_set(X, im, k + 1, -inv_mod * wt / den);
+        }
+        gsl_matrix_set(X, re, m + 1, 0.0);
+        gsl_matrix_set(X, im, m + 1, inv_mod * w / w_max);
+        gsl_matrix_set(X, re, m + 2, 0.0);
+        gsl_matrix_set(X, im, m + 2, -inv_mod * w_min / w);
+        gsl_vector_set(y, re, z_real_ohm[i] * inv_mod);
+        gsl_vector_set(y, im, z_imag_ohm[i] * inv_mod);
+    }
+    if (gsl_multifit_linear(X, y, c, cov, &chisq, work) != GSL_SUCCESS || !isfinite(chisq)) {
+        r = ll_error_set(reterr, -EINVAL, "the Kramers-Kronig fit failed");
+        goto out;
+    }
+    *ret_residual = sqrt(chisq / (2.0 * (double)n));
+out:
+    gsl_multifit_linear_free(work);
+    gsl_vector_free(c);
+    gsl_vector_free(y);
+    gsl_matrix_free(cov);
+    gsl_matrix_free(X);
     return r;
 }
 

@@ -75,6 +75,20 @@ int eis_fit_spectrum(const double *frequency_hz,
                      struct eis_fit *ret,
                      struct ll_error *reterr);
 
+/* Lin-KK validity test (Boukamp 1995; Schönleber et al., Electrochim. Acta 131, 20 (2014)):
+ * a weighted linear least-squares fit of R0 + Σ R_k/(1 + jωτ_k) + jωL + 1/(jωC), with three
+ * time constants τ_k per decade log-spaced over the measured 1/ω range (at most n/3 of them),
+ * which can describe any spectrum that obeys the Kramers–Kronig relations (causal, linear,
+ * stable). Stores the RMS of the modulus-weighted residuals in *ret_residual: about the
+ * relative noise for valid data, larger for drift or non-linearity. Returns 0, -EINVAL for
+ * fewer than 5 points or invalid values, -ENOMEM. */
+int eis_kk_residual(const double *frequency_hz,
+                    const double *z_real_ohm,
+                    const double *z_imag_ohm,
+                    size_t n,
+                    double *ret_residual,
+                    struct ll_error *reterr);
+
 /* Conductivity σ = L / (R·A) in S/cm for thickness L (cm), area A (cm²), resistance R (Ω);
  * NAN unless all three are > 0. */
 double eis_conductivity(double thickness_cm, double area_cm2, double r_ohm);

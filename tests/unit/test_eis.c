@@ -187,6 +187,36 @@ static void test_eis_poor_fit_has_large_residual(void **state)
     assert_true(fit.fit_residual > EIS_POOR_FIT_RESIDUAL);
 }
 
+/* Lin-KK: valid spectra (circuits obey Kramers-Kronig) give about the noise; data no causal
+ * linear system gives (the same arbitrary numbers as above) give much more. */
+static void test_eis_kramers_kronig_residual(void **state)
+{
+    double f[71], re[71], im[71], kk;
+    struct synth_eis_circuit c;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    (void)state;
+    gsl_rng_set(rng, 13);
+    assert_int_equal(synth_log_frequencies(1e6, 0.1, 71, f), 0);
+    static const double sigma[] = {5e-4, 6.5e-6, 1e-6};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(synth_eis_pellet(sigma[i], 0.5, L_CM, A_CM2, 50, &c), 0);
+        assert_int_equal(synth_eis_spectrum(&c, f, 71, 0.0, NULL, re, im), 0);
+        assert_int_equal(eis_kk_residual(f, re, im, 71, &kk, NULL), 0);
+        assert_true(kk < 0.002); /* noise-free: the Voigt basis describes it */
+        assert_int_equal(synth_eis_spectrum(&c, f, 71, 0.01, rng, re, im), 0);
+        assert_int_equal(eis_kk_residual(f, re, im, 71, &kk, NULL), 0);
+        assert_true(kk > 0.005 && kk < 0.015); /* 1 % noise */
+    }
+    for (size_t i = 0; i < 71; i++) {
+        re[i] = 100.0 + 50.0 * sin((double)i);
+        im[i] = -(10.0 + 80.0 * fabs(cos(0.7 * (double)i)));
+    }
+    assert_int_equal(eis_kk_residual(f, re, im, 71, &kk, NULL), 0);
+    assert_true(kk > EIS_POOR_FIT_RESIDUAL);
+    assert_int_equal(eis_kk_residual(f, re, im, 4, &kk, NULL), -EINVAL);
+    gsl_rng_free(rng);
+}
+
 static void test_eis_rejects_bad_spectra(void **state)
 {
     double f[5] = {1e5, 1e4, 1e3, 1e2, 10}, re[5] = {1, 2, 3, 4, 5}, im[5] = {-1, -2, -3, -4, -5};
@@ -237,6 +267,7 @@ int main(void)
         cmocka_unit_test(test_eis_selects_model_without_grain_boundary),
         cmocka_unit_test(test_eis_lead_inductance),
         cmocka_unit_test(test_eis_poor_fit_has_large_residual),
+        cmocka_unit_test(test_eis_kramers_kronig_residual),
         cmocka_unit_test(test_eis_rejects_bad_spectra),
         cmocka_unit_test(test_eis_arrhenius),
     };
