@@ -11,8 +11,9 @@
  * (6 inputs, 2 objectives), median of a few repetitions.
  *
  * Usage: bench_planner [--problems LIST] [--seeds N] [--first-seed S] [--timing-reps R]
- *                      [--no-timing] [--no-loops] [--verbose]
+ *                      [--no-timing] [--no-loops] [--noise-free] [--verbose]
  *   LIST: comma-separated of perovskite, branincurrin, dtlz2_2, dtlz2_3 (default all)
+ *   --noise-free: the perovskite world without measurement noise (as BoTorch's noise-free row)
  * Prints numbers only; never passes or fails. Figures and commands: docs/bench-planner.md.
  */
 #include "planner/hv.h"
@@ -191,6 +192,8 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static double noise_scale = 1.0; /* --noise-free sets 0 */
+
 static uint64_t splitmix64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
@@ -271,7 +274,7 @@ static double run_loop(const struct problem *pb,
             double y[3];
             pb->eval(x + i * d, ftrue + i * m);
             for (size_t k = 0; k < m; k++) {
-                double f = ftrue[i * m + k] + pb->noise_sd[k] * gauss(&rng);
+                double f = ftrue[i * m + k] + noise_scale * pb->noise_sd[k] * gauss(&rng);
                 /* the planner is told values in the campaign's own sense */
                 y[k] = c.objectives[k].maximise ? -f : f;
             }
@@ -429,10 +432,12 @@ int main(int argc, char **argv)
             loops = 0;
         else if (strcmp(argv[i], "--verbose") == 0)
             verbose = 1;
+        else if (strcmp(argv[i], "--noise-free") == 0)
+            noise_scale = 0;
         else {
             fprintf(stderr,
                     "usage: bench_planner [--problems LIST] [--seeds N] [--first-seed S] "
-                    "[--timing-reps R] [--no-timing] [--no-loops] [--verbose]\n");
+                    "[--timing-reps R] [--no-timing] [--no-loops] [--noise-free] [--verbose]\n");
             return 2;
         }
     }
