@@ -151,7 +151,7 @@ out:
 #define MAX_STATIONS LABCONF_MAX_STATIONS
 #define TICK_MS 50
 #define FURNACE_STEP_S 0.5
-#define FURNACE_MAX_STEPS 2000
+#define FURNACE_MAX_STEPS 5000
 
 struct labsim_options {
     const char *lab_path;

@@ -127,6 +127,12 @@ void sim_furnace_step(struct sim_furnace *f, double dt_s)
     }
     double sp_rate_c_s = (f->sp_work_c - sp_before) / dt_s;
 
+    /* Implicit (backward Euler) step of plant and proportional loop together, so that long
+     * steps at high --speed stay stable: with u = A - KP*T' (A = feed-forward + KP*SP +
+     * integral), T' = (T + h/tau*(K*A + T_amb)) / (1 + h/tau*(1 + K*KP)); when u clamps,
+     * T' = (T + h/tau*(K*u + T_amb)) / (1 + h/tau). */
+    double h = dt_s / f->tau_s;
+    int fixed_u = 1;
     if (f->heater_off || f->alarm_latched || f->sensor_break_s > 0.0) {
         f->u = 0.0;
     } else if (!f->manual) {
@@ -134,9 +140,20 @@ void sim_furnace_step(struct sim_furnace *f, double dt_s)
         double ff = (f->sp_work_c - f->amb_c + f->tau_s * sp_rate_c_s) / f->gain_c;
         f->integ += KI * e * dt_s;
         f->integ = fmin(0.3, fmax(-0.3, f->integ));
-        f->u = fmin(1.0, fmax(0.0, ff + KP * e + f->integ));
+        double a = ff + KP * f->sp_work_c + f->integ;
+        double t_new =
+            (f->temp_c + h * (f->gain_c * a + f->amb_c)) / (1.0 + h * (1.0 + f->gain_c * KP));
+        double u = a - KP * t_new;
+        if (u >= 0.0 && u <= 1.0) {
+            f->u = u;
+            f->temp_c = t_new;
+            fixed_u = 0;
+        } else {
+            f->u = fmin(1.0, fmax(0.0, u));
+        }
     }
-    f->temp_c += dt_s * (f->gain_c * f->u - (f->temp_c - f->amb_c)) / f->tau_s;
+    if (fixed_u)
+        f->temp_c = (f->temp_c + h * (f->gain_c * f->u + f->amb_c)) / (1.0 + h);
     f->pv_c = f->temp_c + NOISE_C * gaussian(&f->rng);
     if (f->pv_c > f->alarm1_c)
         f->alarm_latched = 1;

@@ -210,6 +210,21 @@ static void test_sim_furnace_program_end_types_on_both_maps(void **state)
     }
 }
 
+static void test_sim_furnace_long_steps_stay_stable(void **state)
+{
+    (void)state;
+    struct sim_furnace f;
+    init_with_map(&f, "eurotherm3216");
+    assert_int_equal(write_reg(&f, 2, 1500), 0);
+    double peak = 0;
+    for (int i = 0; i < 200; i++) { /* 60 s steps: a busy machine at --speed 20000 */
+        sim_furnace_step(&f, 60.0);
+        peak = fmax(peak, f.temp_c);
+    }
+    ll_assert_close(f.temp_c, 150.0, 0, 1.0);
+    assert_true(peak < 160.0);
+}
+
 int main(void)
 {
     ll_test_init();
@@ -218,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_sim_furnace_exceptions),
         cmocka_unit_test(test_sim_furnace_tracks_ramp_and_setpoint),
         cmocka_unit_test(test_sim_furnace_program_end_types_on_both_maps),
+        cmocka_unit_test(test_sim_furnace_long_steps_stay_stable),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
