@@ -138,6 +138,13 @@ static void print_status(json_t *st)
                    ji(c, "id"));
         size_t k;
         json_t *rd;
+        json_t *w = json_object_get(c, "whole");
+        if (json_is_object(w))
+            printf("  whole campaign: makespan %.1f s, lower bound %.1f s (%s), ratio %.3f\n",
+                   json_number_value(json_object_get(w, "makespan_s")),
+                   json_number_value(json_object_get(w, "lower_bound_s")),
+                   js(w, "busiest"),
+                   json_number_value(json_object_get(w, "ratio")));
         json_array_foreach(json_object_get(c, "rounds"), k, rd)
         {
             printf("  round %lld: makespan %.1f s, lower bound %.1f s (%s), ratio %.3f\n",

@@ -30,6 +30,7 @@ struct camp {
     int64_t id;
     struct campaign c;
     struct recipe *r;
+    char bottleneck[LABCONF_NAME_MAX]; /* instrument with the most expected work per sample */
 };
 
 struct instr {
@@ -73,6 +74,8 @@ struct engine {
     struct flight flights[MAX_FLIGHTS];
     int64_t missed_deadlines;
     int estop;
+    int dirty;            /* something changed: the next tick makes a full pass */
+    int64_t last_pass_ms; /* when the last full pass ran (one per second at least) */
 };
 
 /* --- small helpers ------------------------------------------------------------------ */
@@ -284,6 +287,36 @@ camp_load(struct engine *e, int64_t id, const char *text, const char *source, st
                                 from);
         }
     }
+    /* the bottleneck: the instrument (or station) with the most expected work per sample */
+    double centre[CAMPAIGN_MAX_PARAMS];
+    for (size_t i = 0; i < c->c.n_params; i++)
+        centre[i] = 0.5 * (c->c.params[i].low + c->c.params[i].high);
+    json_t *steps = NULL;
+    if (recipe_expand(c->r, &c->c, centre, &steps, NULL) == 0) {
+        double best = -1.0;
+        size_t i, j;
+        json_t *st, *other;
+        json_array_foreach(steps, i, st)
+        {
+            const char *name = jstr(st, "instrument");
+            if (name[0] == '\0')
+                name = station_for_kind(e, jstr(json_object_get(st, "params"), "kind"));
+            double work = 0.0;
+            json_array_foreach(steps, j, other)
+            {
+                const char *n2 = jstr(other, "instrument");
+                if (n2[0] == '\0')
+                    n2 = station_for_kind(e, jstr(json_object_get(other, "params"), "kind"));
+                if (name != NULL && n2 != NULL && strcmp(name, n2) == 0)
+                    work += (double)jint(other, "expected_ms");
+            }
+            if (name != NULL && work > best) {
+                best = work;
+                snprintf(c->bottleneck, sizeof(c->bottleneck), "%s", name);
+            }
+        }
+    }
+    json_decref(steps);
     c->id = id;
     e->n_camps++;
     return 0;
@@ -372,6 +405,7 @@ static int step_settle(struct engine *e, int64_t step_id, int to, const char *re
 
 static void flight_finish(struct engine *e, struct flight *f, int to, const char *result)
 {
+    e->dirty = 1;
     int level = to == STORE_STEP_DONE ? LOG_LVL_INFO : LOG_LVL_WARNING;
     if (step_settle(e, f->step_id, to, result) == 0)
         event(e,
@@ -527,6 +561,7 @@ int engine_on_measured(void *ctx,
                        struct ll_error *reterr)
 {
     struct engine *e = ctx;
+    e->dirty = 1;
     json_t *steps = store_steps_json(e->store, 0, experiment_id, reterr);
     if (steps == NULL)
         return reterr != NULL && reterr->code ? reterr->code : -EIO;
@@ -582,6 +617,7 @@ int engine_on_measured(void *ctx,
 /* Commits the intent (step started, experiment running) and hands the step over. */
 static int start_step(struct engine *e, json_t *step, int exp_state)
 {
+    e->dirty = 1;
     struct ll_error err;
     ll_error_clear(&err);
     int64_t step_id = jint(step, "id"), exp_id = jint(step, "experiment_id");
@@ -745,6 +781,8 @@ place_taken(char occ[][LABCONF_NAME_MAX], const int64_t *who, int n, const char 
  * skip the remaining steps and bring the sample back to the rack. */
 static void exp_settle(struct engine *e, struct camp *c, struct exp_view *v)
 {
+    if (v->failed || !v->open)
+        e->dirty = 1; /* it changes something below (or will on a later pass) */
     struct ll_error err;
     ll_error_clear(&err);
     if (v->failed && v->open) {
@@ -853,7 +891,7 @@ static int round_makespan(struct engine *e,
     json_t *x;
     json_array_foreach(exps, i, x)
     {
-        if (jint(x, "round") != round)
+        if (round >= 0 && jint(x, "round") != round)
             continue;
         json_t *steps = store_steps_json(e->store, 0, jint(x, "id"), NULL);
         size_t k;
@@ -924,8 +962,9 @@ static int targets_met(const struct camp *c, json_t *exps)
 }
 
 /* Asks the planner for the next batch and commits it with its model fit. */
-static int propose(struct engine *e, struct camp *c, json_t *exps, struct ll_error *err)
+static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, struct ll_error *err)
 {
+    e->dirty = 1;
     int total = 0, n_final = 0;
     int r = store_experiment_counts(e->store, c->id, &total, &n_final, err);
     if (r < 0)
@@ -938,7 +977,7 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, struct ll_err
         if (jint(x, "round") + 1 > round)
             round = (int)jint(x, "round") + 1;
     }
-    if (round > 0) {
+    if (round > 0 && n_open == 0) {
         double ms = 0, lb = 0;
         char busiest[LABCONF_NAME_MAX];
         if (round_makespan(e, exps, round - 1, &ms, &lb, busiest, sizeof(busiest)) == 0)
@@ -955,12 +994,15 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, struct ll_err
                   busiest,
                   lb > 0 ? ms / lb : 0.0);
     }
-    if (targets_met(c, exps))
-        return store_campaign_set_state(
-            e->store, c->id, STORE_CAMPAIGN_COMPLETED, "target reached", err);
-    if (total >= c->c.budget)
-        return store_campaign_set_state(
-            e->store, c->id, STORE_CAMPAIGN_COMPLETED, "budget spent", err);
+    if (targets_met(c, exps) || total >= c->c.budget) {
+        if (n_open > 0)
+            return 0; /* async: let the open experiments finish first */
+        return store_campaign_set_state(e->store,
+                                        c->id,
+                                        STORE_CAMPAIGN_COMPLETED,
+                                        total >= c->c.budget ? "budget spent" : "target reached",
+                                        err);
+    }
     int q = total == 0 ? c->c.initial : c->c.batch;
     if (q > c->c.budget - total)
         q = c->c.budget - total;
@@ -997,6 +1039,18 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, struct ll_err
         json_array_append_new(
             training, json_pack("{s:I,s:o}", "experiment", (json_int_t)jint(x, "id"), "row", row));
         r = planner_tell(p, xv, yv, err);
+    }
+    /* open experiments (async rounds) are pending points: the planner avoids them */
+    json_array_foreach(exps, i, x)
+    {
+        int s = store_experiment_state_from_name(jstr(x, "state"));
+        if (r < 0 || s >= STORE_EXP_MEASURED)
+            continue;
+        double xv[CAMPAIGN_MAX_PARAMS];
+        for (size_t k = 0; k < np; k++)
+            xv[k] = json_number_value(
+                json_object_get(json_object_get(x, "params"), c->c.params[k].name));
+        r = planner_add_pending(p, xv, err);
     }
     if (r == 0)
         r = planner_ask(p, (size_t)q, xs, info, &ri, err);
@@ -1175,7 +1229,7 @@ static int camp_tick(struct engine *e,
         json_decref(exps);
         return err->code ? err->code : -EIO;
     }
-    int n_open = 0;
+    int n_open = 0, bottleneck_pending = 0;
     size_t i;
     json_t *x;
     struct exp_view *v = malloc(sizeof(*v));
@@ -1186,6 +1240,10 @@ static int camp_tick(struct engine *e,
             continue;
         n_open++;
         exp_view_build(v, x, steps);
+        for (int k = 0; k < v->n_steps; k++)
+            if (strcmp(jstr(v->steps[k], "state"), "pending") == 0 &&
+                strcmp(jstr(v->steps[k], "instrument"), c->bottleneck) == 0)
+                bottleneck_pending = 1;
         if (!dispatch) {
             occupy(v, occ, who, n_occ);
             continue;
@@ -1229,8 +1287,12 @@ static int camp_tick(struct engine *e,
     }
     free(v);
     int r = 0;
-    if (dispatch && n_open == 0 && cstate == STORE_CAMPAIGN_RUNNING && !e->estop) {
-        r = propose(e, c, exps, err);
+    /* sync: the next batch when this one has ended; async: as soon as the bottleneck
+     * instrument has nothing left to do for the open experiments (at most two batches open) */
+    int want =
+        n_open == 0 || (recipe_async(c->r) && !bottleneck_pending && n_open < 2 * c->c.batch);
+    if (dispatch && want && cstate == STORE_CAMPAIGN_RUNNING && !e->estop) {
+        r = propose(e, c, exps, n_open, err);
         if (r < 0) {
             char why[LL_ERROR_MSG_MAX];
             snprintf(why, sizeof(why), "planner: %s", err->msg);
@@ -1294,6 +1356,12 @@ int engine_tick(struct engine *e, struct ll_error *reterr)
             }
         }
     }
+    /* the full pass reads the store: only when something changed, or once a second (a
+     * station coming online, a step the operator resolved from another path) */
+    if (!e->dirty && now - e->last_pass_ms < 1000)
+        return 0;
+    e->dirty = 0;
+    e->last_pass_ms = now;
     /* occupancy across every campaign first, then settle and dispatch */
     char occ[64][LABCONF_NAME_MAX];
     int64_t who[64];
@@ -1311,6 +1379,7 @@ int engine_tick(struct engine *e, struct ll_error *reterr)
 
 int engine_recover(struct engine *e, struct ll_error *reterr)
 {
+    e->dirty = 1;
     json_t *camps = store_campaigns_json(e->store, 0, reterr);
     if (camps == NULL)
         return reterr->code ? reterr->code : -EIO;
@@ -1421,6 +1490,7 @@ int engine_campaign_start(struct engine *e,
                           int64_t *ret_id,
                           struct ll_error *reterr)
 {
+    e->dirty = 1;
     struct camp probe;
     memset(&probe, 0, sizeof(probe));
     int r = campaign_load_string(text, source, &probe.c, reterr);
@@ -1471,6 +1541,7 @@ static int64_t resolve_id(struct engine *e, int64_t id, struct ll_error *err)
 
 int engine_campaign_op(struct engine *e, int64_t id, const char *op, struct ll_error *reterr)
 {
+    e->dirty = 1;
     id = resolve_id(e, id, reterr);
     if (id < 0)
         return (int)id;
@@ -1527,6 +1598,7 @@ int engine_campaign_op(struct engine *e, int64_t id, const char *op, struct ll_e
 
 int engine_approve(struct engine *e, int64_t id, int approve, struct ll_error *reterr)
 {
+    e->dirty = 1;
     id = resolve_id(e, id, reterr);
     if (id < 0)
         return (int)id;
@@ -1577,6 +1649,7 @@ int engine_approve(struct engine *e, int64_t id, int approve, struct ll_error *r
 
 int engine_estop(struct engine *e, struct ll_error *reterr)
 {
+    e->dirty = 1;
     int r = store_begin(e->store, reterr);
     if (r == 0)
         r = store_meta_set(e->store, "estop", "1", reterr);
@@ -1614,6 +1687,7 @@ int engine_estop(struct engine *e, struct ll_error *reterr)
 
 int engine_resolve(struct engine *e, int64_t step_id, const char *answer, struct ll_error *reterr)
 {
+    e->dirty = 1;
     int to = strcmp(answer, "done") == 0     ? STORE_STEP_DONE
              : strcmp(answer, "failed") == 0 ? STORE_STEP_FAILED
                                              : -1;
@@ -1792,6 +1866,19 @@ json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
                                                 "ratio",
                                                 lb > 0 ? ms / lb : 0.0));
         }
+        double all_ms = 0, all_lb = 0;
+        char all_busiest[LABCONF_NAME_MAX] = "";
+        json_t *whole = json_null();
+        if (round_makespan(e, exps, -1, &all_ms, &all_lb, all_busiest, sizeof(all_busiest)) == 0)
+            whole = json_pack("{s:f,s:f,s:s,s:f}",
+                              "makespan_s",
+                              all_ms,
+                              "lower_bound_s",
+                              all_lb,
+                              "busiest",
+                              all_busiest,
+                              "ratio",
+                              all_lb > 0 ? all_ms / all_lb : 0.0);
         int pending = store_approval_pending(e->store, cid, NULL);
         json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:o,s:I,s:o}",
                               "id",
@@ -1809,6 +1896,7 @@ json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
                               "rounds",
                               rounds);
         json_object_set(o, "reason", json_object_get(c, "reason"));
+        json_object_set_new(o, "whole", whole);
         if (pending >= 0)
             json_object_set_new(o, "approval_pending_round", json_integer(pending));
         json_array_append_new(list, o);

@@ -22,6 +22,7 @@ struct recipe_step {
 struct recipe {
     char source[256];
     char approval[16];
+    int async;
     size_t n_steps;
     struct recipe_step steps[RECIPE_MAX_STEPS];
     size_t n_targets;
@@ -287,6 +288,19 @@ int recipe_parse(const char *text,
         }
         snprintf(r->approval, sizeof(r->approval), "%s", approval);
     }
+    const char *schedule = NULL;
+    if (config_setting_lookup_string(camp, "schedule", &schedule)) {
+        if (strcmp(schedule, "sync") != 0 && strcmp(schedule, "async") != 0) {
+            res = ll_error_set(reterr,
+                               -EINVAL,
+                               "%s:%d: campaign: schedule '%s' is not \"sync\" or \"async\"",
+                               source,
+                               config_setting_source_line(config_setting_lookup(camp, "schedule")),
+                               schedule);
+            goto out;
+        }
+        r->async = strcmp(schedule, "async") == 0;
+    }
     config_setting_t *target = config_setting_lookup(camp, "target");
     if (target != NULL) {
         for (int i = 0; i < config_setting_length(target); i++) {
@@ -360,6 +374,10 @@ size_t recipe_n_steps(const struct recipe *r)
 const char *recipe_approval(const struct recipe *r)
 {
     return r->approval;
+}
+int recipe_async(const struct recipe *r)
+{
+    return r->async;
 }
 size_t recipe_n_targets(const struct recipe *r)
 {

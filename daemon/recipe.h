@@ -5,6 +5,9 @@
  * this module reads (planner/campaign.h ignores them):
  *
  *   approval = "auto";        # or "batch": every batch waits for `labloop approve`
+ *   schedule = "sync";        # or "async": the next batch is proposed (with the open ones as
+ *                             # pending points) as soon as the busiest instrument has no
+ *                             # step of the open experiments left to do, so it never idles
  *   target = { pce_pct = 22.0; };   # optional: stop once one experiment reaches every value
  *   recipe = (
  *     { instrument = "robot"; action = "dispense"; expected_s = 8.0;
@@ -70,6 +73,7 @@ void recipe_free(struct recipe **r);
  * objective is >= value for a maximised objective, <= for a minimised one). */
 size_t recipe_n_steps(const struct recipe *r);
 const char *recipe_approval(const struct recipe *r);
+int recipe_async(const struct recipe *r); /* 1 for schedule = "async" */
 size_t recipe_n_targets(const struct recipe *r);
 const char *recipe_target_name(const struct recipe *r, size_t i);
 double recipe_target_value(const struct recipe *r, size_t i);

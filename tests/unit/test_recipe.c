@@ -101,6 +101,7 @@ static void test_recipe_perovskite_expands_to_the_composition(void **state)
         fail_msg("%s", err.msg);
     assert_int_equal(recipe_n_steps(r), 10);
     assert_string_equal(recipe_approval(r), "auto");
+    assert_int_equal(recipe_async(r), 1);
     double x[6] = {0.7, 0.1, 0.8, 120.0, 10.0, 4000};
     json_t *steps = NULL;
     assert_int_equal(recipe_expand(r, &c, x, &steps, &err), 0);
@@ -154,6 +155,8 @@ static void test_recipe_errors_carry_file_and_line(void **state)
          "= \"${z} * 2\"; } );",                                                     "t.conf:6: recipe step 1: expression '${z} * 2'"},
         {"approval = \"sometimes\"; recipe = ( { action = \"measure\"; expected_s = 1; } );",
          "t.conf:6: campaign: approval"                                                                                                       },
+        {"schedule = \"later\"; recipe = ( { action = \"measure\"; expected_s = 1; } );",
+         "t.conf:6: campaign: schedule 'later'"                                                                                               },
         {"target = { nope = 1.0; }; recipe = ( { action = \"measure\"; expected_s = 1; } );",
          "target 'nope'"                                                                                                                      },
         {"",                                                                                  "'recipe' is missing"                           },
