@@ -178,9 +178,13 @@ int drv_step_poll(struct drv *drv,
                   struct ll_error *reterr);
 
 /* After a restart: did step run? *ret->state is DONE, FAILED (finished with an error),
- * RUNNING, NOT_STARTED or UNKNOWN (only the robot and coater can tell from the step id; the
- * furnace compares the loaded program with the step and answers UNKNOWN when it cannot
- * tell). Only reads. */
+ * RUNNING, NOT_STARTED or UNKNOWN. Only reads. The robot and the coater echo the step id
+ * (job ids increase in start order: a step older than the instrument's last job is UNKNOWN,
+ * a newer one NOT_STARTED). The furnace keeps no id: it compares the loaded program with the
+ * step's — not loaded: NOT_STARTED (the daemon uses a furnace for one step at a time);
+ * loaded and running: RUNNING; loaded and ended or in reset: UNKNOWN, unless this driver
+ * started the step itself (then DONE), since an earlier anneal with the same parameters
+ * looks the same. */
 int drv_step_query(struct drv *drv,
                    const struct drv_step *step,
                    struct drv_status *ret,

@@ -85,6 +85,17 @@ static struct program program_of(const struct labconf_furnace_map *m, const stru
     return p;
 }
 
+/* The program of step on this instrument (its configured anneal end type). */
+static struct program program_for(const struct drv *drv, const struct drv_step *s)
+{
+    const struct labconf_furnace_map *m = &drv->inst.map;
+    struct program p = program_of(m, s);
+
+    if (strcmp(drv->inst.anneal_end_type, "sp2") == 0)
+        p.end_type = (uint16_t)m->end_type_values.sp2;
+    return p;
+}
+
 static int
 read_program(struct drv *drv, struct program *p, int64_t deadline_ms, struct ll_error *reterr)
 {
@@ -139,7 +150,7 @@ static int furnace_start(struct drv *drv,
                          struct ll_error *reterr)
 {
     const struct labconf_furnace_map *m = &drv->inst.map;
-    struct program want = program_of(m, step), have;
+    struct program want = program_for(drv, step), have;
     uint16_t ps;
     int r;
 
@@ -316,7 +327,7 @@ static int furnace_query(struct drv *drv,
                          struct ll_error *reterr)
 {
     const struct labconf_furnace_map *m = &drv->inst.map;
-    struct program want = program_of(m, step), have;
+    struct program want = program_for(drv, step), have;
     struct readings rd;
     bool running;
     int r = read_state(drv, &rd, deadline_ms, reterr);
@@ -335,11 +346,17 @@ static int furnace_query(struct drv *drv,
     } else if (running) {
         ret->state = DRV_STEP_RUNNING;
         snprintf(ret->reason, sizeof(ret->reason), "this step's program is running");
-    } else if (rd.ps == m->program_status_values.end || (rd.status & ST_PROGRAM_END(m))) {
+    } else if ((rd.ps == m->program_status_values.end || (rd.status & ST_PROGRAM_END(m))) &&
+               drv->started_step_id == step->id) {
         ret->state = DRV_STEP_DONE;
+        snprintf(ret->reason, sizeof(ret->reason), "this step's program ended");
+    } else if (rd.ps == m->program_status_values.end || (rd.status & ST_PROGRAM_END(m))) {
+        /* the controller keeps no step id: consecutive anneals often share parameters */
+        ret->state = DRV_STEP_UNKNOWN;
         snprintf(ret->reason,
                  sizeof(ret->reason),
-                 "a program with this step's parameters ended (the controller keeps no step id)");
+                 "a program with this step's parameters ended, but the controller keeps no step "
+                 "id: it may have been an earlier step with the same parameters");
     } else {
         ret->state = DRV_STEP_UNKNOWN;
         snprintf(ret->reason,

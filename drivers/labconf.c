@@ -339,6 +339,7 @@ static const char *const furnace_keys[] = {"name",
                                            "stop_bits",
                                            "slave",
                                            "map",
+                                           "anneal_end_type",
                                            "response_timeout_ms",
                                            "byte_timeout_ms",
                                            "step_timeout_s",
@@ -567,6 +568,20 @@ static int parse_instrument(struct parse *p,
                         what,
                         in->map_name);
         in->map = *m;
+        r = get_string(p,
+                       g,
+                       what,
+                       "anneal_end_type",
+                       false,
+                       "reset",
+                       in->anneal_end_type,
+                       sizeof(in->anneal_end_type));
+        if (r == 0 && strcmp(in->anneal_end_type, "reset") != 0 &&
+            strcmp(in->anneal_end_type, "sp2") != 0)
+            r = fail(p,
+                     config_setting_get_member(g, "anneal_end_type"),
+                     "%s: anneal_end_type must be \"reset\" or \"sp2\" (a safe end)",
+                     what);
         break;
     }
     case LABCONF_DRIVER_COATER_SPN1:
@@ -980,7 +995,11 @@ static void write_instrument(FILE *out, const struct labconf_instrument *in, boo
                 in->data_bits,
                 in->stop_bits);
         if (in->driver == LABCONF_DRIVER_FURNACE_MODBUS_RTU)
-            fprintf(out, "      slave = %d;\n      map = \"%s\";\n", in->slave, in->map_name);
+            fprintf(out,
+                    "      slave = %d;\n      map = \"%s\";\n      anneal_end_type = \"%s\";\n",
+                    in->slave,
+                    in->map_name,
+                    in->anneal_end_type);
     }
     fprintf(out,
             "      response_timeout_ms = %d;\n      byte_timeout_ms = %d;\n"

@@ -110,6 +110,10 @@ struct labconf_instrument {
     /* furnace map, resolved (a copy of lab.maps[map_name]) */
     char map_name[LABCONF_NAME_MAX];
     struct labconf_furnace_map map;
+    /* furnace: how an anneal program ends, "reset" (default) or "sp2"; both leave the
+     * controller at its safe setpoint without the host; "sp2" leaves the program status at
+     * "end" (an unambiguous end) instead of back in reset */
+    char anneal_end_type[8];
     /* timing */
     int response_timeout_ms; /* default 500 */
     int byte_timeout_ms;     /* default 100 */

@@ -18,6 +18,9 @@ Checks, for both maps in lab.conf (eurotherm3216, vendorb: no code change betwee
     (program reset, safe setpoint);
   - no answer (replies dropped) -> exit 1 "no answer"; garbled replies -> "garbled answer";
   - a sensor break during the anneal -> step failed "instrument fault", safe state commanded;
+  - anneal_end_type = "sp2": the program ends in "end";
+  - query from another process: not this step's program -> not started; this step's
+    parameters, ended -> unknown (the controller keeps no step id);
   - link lost (the line cut) -> "link lost".
 """
 import asyncio
@@ -104,9 +107,13 @@ class Furnace(ModbusSequentialDataBlock):
             super().setValues(m["pv"], [32767])
             return
         super().setValues(m["pv"], [self.reg(m["seg_target"])])
-        # end type reset: back to reset, program-end bit set
-        super().setValues(m["program_status"], [m["ps"]["reset"]])
-        super().setValues(m["status"], [B9_PROGRAM_END])
+        if self.reg(m["end_type"]) == m["end_reset"]:
+            # end type reset: back to reset, program-end bit set
+            super().setValues(m["program_status"], [m["ps"]["reset"]])
+            super().setValues(m["status"], [B9_PROGRAM_END])
+        else:
+            # sp2: the safe setpoint, program status end
+            super().setValues(m["program_status"], [m["ps"]["end"]])
 
 
 class Context(ModbusSlaveContext):
@@ -156,9 +163,10 @@ def make_pty():
     return master, slave, os.ttyname(slave)
 
 
-def write_lab(path, device, map_name, slave):
+def write_lab(path, device, map_name, slave, end_type="reset"):
     text = open(os.path.join(SRC, "config", "lab.conf")).read()
-    text = text.replace('device = "/dev/ttyUSB0";', 'device = "%s";' % device)
+    text = text.replace('device = "/dev/ttyUSB0";',
+                        'device = "%s";\n      anneal_end_type = "%s";' % (device, end_type))
     text = text.replace("slave = 1;", "slave = %d;" % slave)
     text = re.sub(r'map = "eurotherm3216";', 'map = "%s";' % map_name, text)
     text = text.replace("response_timeout_ms = 500;\n      byte_timeout_ms = 50;",
@@ -233,7 +241,8 @@ def run_map(map_name, slave, block, bridge, pa, tmp):
     # query after the fact: the loaded program is this step's and it ended
     rc, out = labloop(lab, "query", "anneal", "--setpoint", "150", "--ramp", "10", "--dwell", "2",
                       "--step-id", "7")
-    check(rc == 0 and "step 7: done" in out, map_name + ": query says done")
+    check(rc == 0 and "step 7: unknown" in out and "earlier step" in out,
+          map_name + ": query from a new process: unknown (no step id in the controller)")
     rc, out = labloop(lab, "query", "anneal", "--setpoint", "120", "--ramp", "10", "--dwell", "2",
                       "--step-id", "8")
     check(rc == 0 and "not started" in out, map_name + ": query of another step says not started")
@@ -277,6 +286,22 @@ def run_map(map_name, slave, block, bridge, pa, tmp):
     return lab
 
 
+def run_sp2(block, pa, tmp):
+    """anneal_end_type = "sp2": the program ends in "end" (safe setpoint) rather than reset."""
+    m = MAPS["eurotherm3216"]
+    lab = os.path.join(tmp, "lab-sp2.conf")
+    write_lab(lab, pa, "eurotherm3216", 1, "sp2")
+    block.reset_state()
+    rc, out = labloop(lab, "run", "anneal", "--setpoint", "120", "--ramp", "20", "--dwell", "1",
+                      "--step-id", "21")
+    check(rc == 0 and "done" in out and "program end" in out, "sp2: anneal runs to done (program end)")
+    check(dict(block.writes).get(m["end_type"]) == 2, "sp2: end type sp2 loaded")
+    rc, out = labloop(lab, "query", "anneal", "--setpoint", "120", "--ramp", "20", "--dwell", "1",
+                      "--step-id", "21")
+    check(rc == 0 and "step 21: unknown" in out and "earlier step" in out,
+          "sp2: query from a new process after the end: unknown (no step id in the controller)")
+
+
 def main():
     # one pymodbus server (its module keeps global state: one event loop per process) with
     # both maps, as two slaves on one line: 1 = eurotherm3216, 2 = vendorb
@@ -292,6 +317,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for slave, map_name in ((1, "eurotherm3216"), (2, "vendorb")):
             lab = run_map(map_name, slave, blocks[map_name], bridge, pa, tmp)
+        run_sp2(blocks["eurotherm3216"], pa, tmp)
         # link lost: cut the line (close the driver side's master)
         bridge.stop = True
         bridge.join()
