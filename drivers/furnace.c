@@ -270,6 +270,9 @@ static int furnace_poll(struct drv *drv,
         return r;
     fill_readings(drv, &rd, ret);
     fault = fault_of(m, rd.status);
+    /* the host's own over-temperature check, whatever the controller's alarm says */
+    if (!fault && ret->temp_c > drv->inst.limits.max_temp_c + 10.0)
+        fault = "PV more than 10 C above max_temp_c";
     if (fault) {
         ret->state = DRV_STEP_FAILED;
         ret->error = DRV_EFAULT;

@@ -18,6 +18,7 @@ Checks, for both maps in lab.conf (eurotherm3216, vendorb: no code change betwee
     (program reset, safe setpoint);
   - no answer (replies dropped) -> exit 1 "no answer"; garbled replies -> "garbled answer";
   - a sensor break during the anneal -> step failed "instrument fault", safe state commanded;
+  - PV above max_temp_c + 10 C with no status bit -> the same (the driver's own check);
   - anneal_end_type = "sp2": the program ends in "end";
   - query from another process: not this step's program -> not started; this step's
     parameters, ended -> unknown (the controller keeps no step id);
@@ -72,6 +73,7 @@ class Furnace(ModbusSequentialDataBlock):
         self.writes = []
         self.refuse_addr = None
         self.sensor_break_on_run = False
+        self.overheat_on_run = False
         self.finish_after_s = 0.6
         self.lock = threading.Lock()
         self.reset_state()
@@ -105,6 +107,9 @@ class Furnace(ModbusSequentialDataBlock):
         if self.sensor_break_on_run:
             super().setValues(m["status"], [B5_SENSOR_BREAK])
             super().setValues(m["pv"], [32767])
+            return
+        if self.overheat_on_run:  # output stuck on, no alarm configured: PV 215 C
+            super().setValues(m["pv"], [2150])
             return
         super().setValues(m["pv"], [self.reg(m["seg_target"])])
         if self.reg(m["end_type"]) == m["end_reset"]:
@@ -267,6 +272,16 @@ def run_map(map_name, slave, block, bridge, pa, tmp):
     check("safe state commanded" in out and block.reg(m["program_status"]) == m["ps"]["reset"],
           map_name + ": sensor break -> program reset (safe)")
     super(Furnace, block).setValues(m["status"], [0])
+
+    # over-temperature without any status bit: the driver's own check
+    block.reset_state()
+    block.overheat_on_run = True
+    rc, out = labloop(lab, "run", "anneal", "--setpoint", "150", "--ramp", "10", "--dwell", "1")
+    block.overheat_on_run = False
+    check(rc == 1 and "above max_temp_c" in out and "safe state commanded" in out and
+          block.reg(m["program_status"]) == m["ps"]["reset"],
+          map_name + ": PV above max + 10 C -> instrument fault, program reset")
+    super(Furnace, block).setValues(m["pv"], [250])
 
     # no answer
     bridge.mode = "drop_replies"
