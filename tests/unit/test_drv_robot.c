@@ -13,7 +13,8 @@
  * fault; query follows §3.3's reconciliation rules; ABORT stops a running job; silence is
  * "no answer" within the call budget; a cut connection is reopened at the next call; a dead
  * server is "link lost". The worker runs requests off the caller's thread, signals
- * completions on its eventfd and puts SAFE ahead of queued requests.
+ * completions on its eventfd, puts SAFE ahead of queued requests, refuses requests beyond
+ * its queue (keeping places for SAFE) and stops within one call budget.
  */
 #include "common/ll_crc.h"
 #include "common/ll_time.h"
@@ -561,6 +562,33 @@ static void test_worker_runs_requests_off_the_loop(void **state)
     fake_stop(f);
 }
 
+static void test_worker_queue_limit_and_stop_with_queued_requests(void **state)
+{
+    struct fake *f = fake_start();
+    struct labconf_instrument in = robot_inst(f->port);
+    struct drv_worker *w = NULL;
+    struct ll_error err = {0};
+    struct drv_request req;
+    int64_t t0;
+    (void)state;
+
+    assert_int_equal(drv_worker_start(&in, &w, &err), 0);
+    FAKE(f, f->mute = true);
+    memset(&req, 0, sizeof(req));
+    req.op = DRV_REQ_STATUS;
+    for (int i = 0; i < DRV_WORKER_QUEUE_MAX; i++)
+        assert_int_equal(drv_worker_submit(w, &req, &err), 0);
+    assert_int_equal(drv_worker_submit(w, &req, &err), -EAGAIN);
+    req.op = DRV_REQ_SAFE; /* places are kept for SAFE */
+    assert_int_equal(drv_worker_submit(w, &req, &err), 0);
+    /* stop: the running request ends within its budget, the queued ones are dropped */
+    t0 = ll_monotonic_ms();
+    drv_worker_stop(&w);
+    assert_null(w);
+    assert_true(ll_monotonic_ms() - t0 <= DRV_CALL_BUDGET(&in) + 500);
+    fake_stop(f);
+}
+
 static void test_worker_reports_open_failure(void **state)
 {
     struct fake *f = fake_start();
@@ -591,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_robot_exceptions_and_job_error),
         cmocka_unit_test(test_robot_silence_cut_and_dead_server),
         cmocka_unit_test(test_worker_runs_requests_off_the_loop),
+        cmocka_unit_test(test_worker_queue_limit_and_stop_with_queued_requests),
         cmocka_unit_test(test_worker_reports_open_failure),
     };
 
