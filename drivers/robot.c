@@ -242,6 +242,14 @@ static int robot_start(struct drv *drv,
         return r;
     if (rr.accepted == step->id || rr.last_done == step->id)
         return 0; /* already accepted: never send a job twice */
+    /* a wrong base or another device's map would take the job block as something else */
+    if (rr.raw[IR_MAP_VERSION] >> 8 != 0x01)
+        return ll_error_set(reterr,
+                            DRV_EPROTO,
+                            "robot reports map version 0x%04x at base %d, not 0x01xx: wrong base "
+                            "or not a labloop robot map; not sent",
+                            (unsigned)rr.raw[IR_MAP_VERSION],
+                            drv->inst.base);
     r = ready_for_job(&rr, reterr);
     if (r)
         return r;

@@ -56,13 +56,14 @@ struct fake {
     /* faults */
     int drop_reply, swallow, exception_next;
     bool job_error, mute, disconnect_next;
+    uint16_t map_version; /* 0: 0x0100 */
 };
 
 static void update_inputs(struct fake *f)
 {
     uint16_t *ir = f->map->tab_input_registers;
 
-    ir[0] = 0x0100;
+    ir[0] = f->map_version ? f->map_version : 0x0100;
     ir[1] = (uint16_t)f->state;
     ir[2] = (uint16_t)(f->accepted >> 16);
     ir[3] = (uint16_t)f->accepted;
@@ -380,6 +381,13 @@ static void test_robot_limits_send_nothing(void **state)
     snprintf(s.move.to_place, sizeof(s.move.to_place), "roof");
     assert_int_equal(drv_step_start(drv, &s, &err), -EINVAL);
     FAKE(f, requests = f->requests);
+    assert_int_equal(requests, 0);
+    /* another map at this base: the block is not written */
+    FAKE(f, f->map_version = 0x0200);
+    s = dispense(11, 1, 10, 0);
+    assert_int_equal(drv_step_start(drv, &s, &err), DRV_EPROTO);
+    assert_non_null(strstr(err.msg, "map version 0x0200"));
+    FAKE(f, requests = f->fc16);
     assert_int_equal(requests, 0);
     drv_close(&drv);
     fake_stop(f);
