@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The planner alone, in a loop (no daemon, no instruments): a closed planning loop on
 # labsim's perovskite world, driven only through the public commands. `labloop plan`
-# proposes the 14-point space-filling design, then 10 rounds of 4 experiments chosen by the
-# planner (GPs + exact EHVI) from everything measured so far; `labsim world perovskite` "measures" each batch with the default noise (0.3 % PCE,
-# 0.05 log10 T80). At the end it prints the Pareto front of the measurements and the
-# hypervolume of the evaluated points' noise-free truth as a share of the world's best (25.85
-# for reference point PCE 10 %, log10 T80 2.0). It shows what a script can do with
-# `labloop plan` on any problem; the README's dry run (scripts/dry-run.sh) runs the full lab.
+# proposes the 14-point space-filling design, then 10 rounds of 4 experiments chosen by
+# the planner (GPs + exact EHVI) from everything measured so far; `labsim world perovskite`
+# "measures" each batch with the default noise (0.3 % PCE, 0.05 log10 T80). At the end it
+# prints the Pareto front of the measurements and the hypervolume of the evaluated points'
+# noise-free truth as a share of the world's best (25.85 for reference point PCE 10 %,
+# log10 T80 2.0). It shows what a script can do with `labloop plan` on any problem; the
+# README's dry run (scripts/dry-run.sh) runs the full lab.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
