@@ -1040,11 +1040,14 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
             training, json_pack("{s:I,s:o}", "experiment", (json_int_t)jint(x, "id"), "row", row));
         r = planner_tell(p, xv, yv, err);
     }
-    /* open experiments (async rounds) are pending points: the planner avoids them */
+    /* open experiments (async rounds) are pending points: the planner avoids them; so are
+     * batches the operator denied, so that it proposes other points, not the same again */
     json_array_foreach(exps, i, x)
     {
         int s = store_experiment_state_from_name(jstr(x, "state"));
-        if (r < 0 || s >= STORE_EXP_MEASURED)
+        int denied =
+            s == STORE_EXP_ABANDONED && strcmp(jstr(x, "reason"), "denied by operator") == 0;
+        if (r < 0 || (s >= STORE_EXP_MEASURED && !denied))
             continue;
         double xv[CAMPAIGN_MAX_PARAMS];
         for (size_t k = 0; k < np; k++)
@@ -1122,8 +1125,16 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         for (size_t d = 0; d < np; d++)
             json_object_set_new(params, c->c.params[d].name, json_real(xs[(size_t)k * np + d]));
         int64_t exp_id = 0;
-        r = store_experiment_create(
-            e->store, c->id, total + k, round, -1, params, info[k].acquisition, &exp_id, err);
+        /* idx counts every experiment of the campaign, denied ones too */
+        r = store_experiment_create(e->store,
+                                    c->id,
+                                    (int)json_array_size(exps) + k,
+                                    round,
+                                    -1,
+                                    params,
+                                    info[k].acquisition,
+                                    &exp_id,
+                                    err);
         json_array_append_new(chosen,
                               json_pack("{s:I,s:o,s:f,s:b}",
                                         "experiment",

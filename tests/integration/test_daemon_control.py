@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Operator control of a running campaign over real sockets (labsim + labloopd):
+approval "batch" (pending approval, deny -> abandoned and proposed again without spending
+budget, approve), pause at a step boundary (nothing new starts; labsim's job count stays
+put) and resume, then export (CSV and JSON with model fits), experiments and events.
+"""
+import csv
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import zmq
+
+LABSIM = os.environ["LABSIM"]
+LABLOOPD = os.environ["LABLOOPD"]
+LABLOOP = os.environ["LABLOOP"]
+SRC = os.environ["LL_SOURCE_DIR"]
+procs = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def labloop(run_dir, *args):
+    r = subprocess.run([LABLOOP, *args, "--run-dir", run_dir], capture_output=True, text=True, timeout=60)
+    return r
+
+
+def status(run_dir):
+    r = labloop(run_dir, "status", "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def wait_for(what, pred, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def robot_jobs(tmp):
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, 5000)
+    s.connect("ipc://" + os.path.join(tmp, "sim", "control"))
+    s.send_json({"cmd": "counts"})
+    c = s.recv_json()
+    ctx.destroy(linger=0)
+    return sum(c.get("robot_jobs", {}).values())
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="test_daemon_control.")
+    port = free_port()
+    lab = open(os.path.join(SRC, "config/lab.conf")).read()
+    lab = lab.replace("tcp://127.0.0.1:5555", f"tcp://127.0.0.1:{port}").replace("port = 15020;", "port = 0;")
+    open(os.path.join(tmp, "lab.conf"), "w").write(lab)
+    camp = open(os.path.join(SRC, "config/perovskite.conf")).read()
+    camp = re.sub(r"initial = \d+;", "initial = 2;", camp)
+    camp = re.sub(r"batch = \d+;", "batch = 2;", camp)
+    camp = re.sub(r"budget = \d+;", "budget = 4;", camp)
+    camp = re.sub(r'approval = "auto";', 'approval = "batch";', camp)
+    camp = re.sub(r'schedule = "async";', 'schedule = "sync";', camp)
+    open(os.path.join(tmp, "c.conf"), "w").write(camp)
+    os.makedirs(os.path.join(tmp, "sim"))
+    run = os.path.join(tmp, "run")
+    procs.append(subprocess.Popen([LABSIM, "--lab", os.path.join(tmp, "lab.conf"), "--runtime-dir",
+                                   os.path.join(tmp, "sim"), "--speed", "300"],
+                                  stderr=open(os.path.join(tmp, "labsim.log"), "w")))
+    wait_for("labsim", lambda: os.path.exists(os.path.join(tmp, "sim", "ready")))
+    daemon = subprocess.Popen([LABLOOPD, "--lab", os.path.join(tmp, "sim", "lab.conf"), "--db",
+                               os.path.join(tmp, "l.db"), "--run-dir", run, "--time-scale", "300",
+                               "--poll-ms", "5"], stderr=open(os.path.join(tmp, "labloopd.log"), "w"))
+    procs.append(daemon)
+    wait_for("labloopd", lambda: labloop(run, "status").returncode == 0)
+    assert labloop(run, "campaign", "start", os.path.join(tmp, "c.conf")).returncode == 0
+
+    # the first batch waits for approval; nothing moves
+    st = wait_for("approval", lambda: (lambda s: s if s["campaigns"][0].get("approval_pending_round") == 0 else None)(status(run)))
+    assert st["campaigns"][0]["experiments"] == {"awaiting_approval": 2}, st["campaigns"][0]
+    assert "labloop approve" in labloop(run, "status").stdout
+    time.sleep(0.3)
+    assert robot_jobs(tmp) == 0
+    # deny: abandoned, and a new batch is proposed without spending the budget
+    r = labloop(run, "deny")
+    assert r.returncode == 0, r.stderr
+    st = wait_for("second proposal", lambda: (lambda s: s if s["campaigns"][0].get("approval_pending_round") == 1 else None)(status(run)))
+    assert st["campaigns"][0]["experiments"] == {"abandoned": 2, "awaiting_approval": 2}, st
+    assert labloop(run, "approve", "1").returncode == 0
+    assert labloop(run, "approve").returncode == 1  # nothing is waiting any more
+
+    # pause once the robot has started: running steps finish, nothing new starts
+    wait_for("robot work", lambda: robot_jobs(tmp) >= 2)
+    r = labloop(run, "campaign", "pause")
+    assert r.returncode == 0 and "no new step starts" in r.stdout, r
+    wait_for("in-flight steps to end", lambda: not status(run)["in_flight"], timeout=120)
+    n = robot_jobs(tmp)
+    time.sleep(1.0)
+    assert robot_jobs(tmp) == n, "a step started while paused"
+    assert status(run)["campaigns"][0]["state"] == "paused"
+    assert labloop(run, "campaign", "resume").returncode == 0
+
+    # round 2 (the model round) needs approval too
+    wait_for("round 2 approval", lambda: status(run)["campaigns"][0].get("approval_pending_round") == 2, timeout=180)
+    assert labloop(run, "approve").returncode == 0
+    st = wait_for("completion", lambda: (lambda s: s if s["campaigns"][0]["state"] == "completed" else None)(status(run)), timeout=180)
+    assert st["campaigns"][0]["experiments"] == {"abandoned": 2, "measured": 4}, st["campaigns"][0]
+
+    r = labloop(run, "export")
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == 6 and {"fa", "spin_rpm", "pce_pct", "log10_t80_h"} <= set(rows[0]), rows[0].keys()
+    assert sum(1 for x in rows if x["state"] == "measured" and float(x["pce_pct"]) > 0) == 4
+    assert all(x["reason"] == "denied by operator" for x in rows if x["state"] == "abandoned")
+    out = os.path.join(tmp, "e.json")
+    assert labloop(run, "export", "--format", "json", "--campaign", "1", "--output", out).returncode == 0
+    doc = json.load(open(out))
+    fits = doc["model_fits"]
+    assert [f["round"] for f in fits] == [0, 1, 2], fits
+    assert fits[2]["fit"]["model_fitted"] and len(fits[2]["fit"]["hyperparameters"]) == 2
+    assert len(fits[2]["fit"]["chosen"]) == 2 and len(fits[2]["fit"]["training"]) == 2
+    ev = labloop(run, "events", "--limit", "500").stdout
+    assert "batch denied" in ev and "batch approved" in ev and "operator pause" in ev, ev
+    daemon.terminate()
+    assert daemon.wait(timeout=30) == 0
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            p.wait(timeout=30)
+    subprocess.run(["rm", "-rf", tmp])
+    print("ok")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
