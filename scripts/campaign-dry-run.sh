@@ -5,9 +5,10 @@
 # hypervolume and stop both cleanly.
 #
 #   scripts/campaign-dry-run.sh [--speed N] [--campaign FILE] [--budget N] [--initial N]
-#                               [--batch N] [--keep]
+#                               [--batch N] [--faults SPEC] [--keep]
 #
 # Environment: LL_BUILD_DIR (default build), LL_NO_BUILD=1 to use existing binaries,
+# LL_DRY_RUN_PARETO / LL_DRY_RUN_STATUS = files to receive `labloop pareto/status --json`,
 # LABSIM / LABLOOPD / LABLOOP to point at other binaries. --keep leaves the temporary
 # directory (store, logs) in place and prints its path.
 set -euo pipefail
@@ -18,6 +19,7 @@ budget=""
 initial=""
 batch=""
 keep=0
+faults=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --speed) speed=$2; shift 2 ;;
@@ -25,6 +27,7 @@ while [ $# -gt 0 ]; do
     --budget) budget=$2; shift 2 ;;
     --initial) initial=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
+    --faults) faults=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     *) echo "usage: $0 [--speed N] [--campaign FILE] [--budget N] [--initial N] [--batch N] [--keep]" >&2; exit 2 ;;
     esac
@@ -59,7 +62,8 @@ cp "$campaign" "$tmp/campaign.conf"
 mkdir -p "$tmp/sim" "$tmp/run"
 
 start=$(date +%s.%N)
-"$labsim" --lab "$tmp/lab.conf" --runtime-dir "$tmp/sim" --speed "$speed" 2>"$tmp/labsim.log" &
+"$labsim" --lab "$tmp/lab.conf" --runtime-dir "$tmp/sim" --speed "$speed" ${faults:+--faults "$faults"} \
+    2>"$tmp/labsim.log" &
 sim_pid=$!
 for _ in $(seq 200); do [ -f "$tmp/sim/ready" ] && break; sleep 0.05; done
 [ -f "$tmp/sim/ready" ] || { echo "labsim did not start:" >&2; tail "$tmp/labsim.log" >&2; exit 1; }
@@ -83,6 +87,7 @@ end=$(date +%s.%N)
 echo
 "$labloop" pareto
 "$labloop" pareto --json >"$tmp/pareto.json"
+[ -n "${LL_DRY_RUN_STATUS:-}" ] && "$labloop" status --json >"$LL_DRY_RUN_STATUS"
 [ -n "${LL_DRY_RUN_PARETO:-}" ] && cp "$tmp/pareto.json" "$LL_DRY_RUN_PARETO"
 echo
 python3 - "$start" "$end" <<'PY'
