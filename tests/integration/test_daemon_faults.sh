@@ -10,7 +10,7 @@ src=${LL_SOURCE_DIR:?}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 LL_NO_BUILD=1 LL_DRY_RUN_PARETO="$out/pareto.json" LL_DRY_RUN_STATUS="$out/status.json" \
-    "$src/scripts/campaign-dry-run.sh" --budget 6 --initial 4 --batch 2 --speed 1000 --keep \
+    "$src/scripts/campaign-dry-run.sh" --budget 4 --initial 4 --batch 2 --speed 1000 --keep \
     --faults "robot.no_reply=0.05,coater.no_reply=0.05,furnace.no_reply=0.05,station.duplicate=0.3,station.drop=0.2,station.corrupt=0.1" \
     | tee "$out/log"
 kept=$(sed -n 's/^kept: //p' "$out/log")
@@ -18,7 +18,7 @@ kept=$(sed -n 's/^kept: //p' "$out/log")
 import json, sqlite3, sys, glob, os
 p = json.load(open(sys.argv[1]))
 st = json.load(open(sys.argv[2]))
-assert p["state"] == "completed" and p["n_measured"] == 6, (p["state"], p["n_measured"])
+assert p["state"] == "completed" and p["n_measured"] == 4, (p["state"], p["n_measured"])
 dups = sum(s["duplicates"] for s in st["stations"])
 print(f"duplicates answered: {dups}, rejected: {st['measurements']['rejected']}")
 db = sqlite3.connect(os.path.join(sys.argv[3], "labloop.db"))
