@@ -2,7 +2,8 @@
 """Operator control of a running campaign over real sockets (labsim + labloopd):
 approval "batch" (pending approval, deny -> abandoned and proposed again without spending
 budget, approve), pause at a step boundary (nothing new starts; labsim's job count stays
-put) and resume, then export (CSV and JSON with model fits), experiments and events.
+put) and resume, then export (CSV and JSON with model fits), experiments and events; a second
+campaign: software e-stop (stopped, latched), resume, abort (experiments abandoned, final).
 """
 import csv
 import io
@@ -136,6 +137,25 @@ def main():
     assert len(fits[2]["fit"]["chosen"]) == 2 and len(fits[2]["fit"]["training"]) == 2
     ev = labloop(run, "events", "--limit", "500").stdout
     assert "batch denied" in ev and "batch approved" in ev and "operator pause" in ev, ev
+    # a second campaign: software e-stop while it runs, resume, then abort
+    camp2 = camp.replace('approval = "batch";', 'approval = "auto";')
+    open(os.path.join(tmp, "c2.conf"), "w").write(camp2)
+    assert labloop(run, "campaign", "start", os.path.join(tmp, "c2.conf")).returncode == 0
+    wait_for("campaign 2 running", lambda: status(run)["in_flight"])
+    r = labloop(run, "e-stop")
+    assert r.returncode == 0 and "SOFTWARE STOP" in r.stdout, r
+    st = status(run)
+    assert st["estop"] and st["campaigns"][1]["state"] == "stopped", st["campaigns"][1]
+    r = labloop(run, "campaign", "resume")
+    assert r.returncode == 0, r.stderr
+    st = status(run)
+    assert not st["estop"] and st["campaigns"][1]["state"] == "running"
+    assert labloop(run, "campaign", "abort", "2").returncode == 0
+    st = status(run)
+    assert st["campaigns"][1]["state"] == "aborted", st["campaigns"][1]
+    # steps the e-stop aborted on the instruments end failed; the rest are abandoned
+    assert set(st["campaigns"][1]["experiments"]) <= {"abandoned", "failed"}, st["campaigns"][1]
+    assert labloop(run, "campaign", "resume", "2").returncode == 1  # aborted is final
     daemon.terminate()
     assert daemon.wait(timeout=30) == 0
     for p in procs:
