@@ -368,6 +368,28 @@ static int hexval(char ch)
     return -1;
 }
 
+/* The job id of a "RUN <n> <jobid>" body (bytes from..to of line) into job (cap bytes);
+ * "" for any other body. Job-scoped fault rules (NAME@job=ID) see it on every per-frame
+ * opportunity of that RUN frame (docs/instruments.md §6). */
+static void run_job_of(const char *line, size_t from, size_t to, char *job, size_t cap)
+{
+    job[0] = '\0';
+    if (to < from + 4 || memcmp(line + from, "RUN ", 4) != 0)
+        return;
+    size_t i = from + 4;
+    while (i < to && line[i] != ' ')
+        i++; /* the recipe number */
+    if (i >= to)
+        return;
+    size_t start = i + 1, end = start;
+    while (end < to && line[end] != ' ')
+        end++;
+    if (end != to || end == start || end - start >= cap)
+        return;
+    memcpy(job, line + start, end - start);
+    job[end - start] = '\0';
+}
+
 size_t sim_coater_line(
     struct sim_coater *c, const char *line, size_t len, int64_t now_ms, char *out, size_t cap)
 {
@@ -411,8 +433,11 @@ size_t sim_coater_line(
         }
         return frame_reply((unsigned)seq, "ERR E04 SEQ_REUSED", out, cap);
     }
-    if (c->faults != NULL && sim_fault_check(c->faults, "coater.err", NULL)) {
-        sim_log(SIM_LOG_WARNING, "fault=coater.err seq=%lu", seq);
+    char run_job[SIM_COATER_LINE_MAX];
+    run_job_of(line, body_start, star, run_job, sizeof(run_job));
+    const char *jobp = run_job[0] != '\0' ? run_job : NULL;
+    if (c->faults != NULL && sim_fault_check(c->faults, "coater.err", jobp)) {
+        sim_log(SIM_LOG_WARNING, "fault=coater.err seq=%lu job=%s", seq, jobp ? jobp : "-");
         return frame_reply((unsigned)seq, "ERR E99 INTERNAL", out, cap);
     }
 
@@ -438,13 +463,17 @@ size_t sim_coater_line(
     e->seq = (unsigned)seq;
     e->crc = crc;
     snprintf(e->reply, sizeof(e->reply), "%s", out);
-    if (c->faults != NULL && sim_fault_check(c->faults, "coater.no_reply", NULL)) {
-        sim_log(SIM_LOG_WARNING, "fault=coater.no_reply seq=%lu", seq);
+    if (c->faults != NULL && sim_fault_check(c->faults, "coater.no_reply", jobp)) {
+        sim_log(SIM_LOG_WARNING, "fault=coater.no_reply seq=%lu job=%s", seq, jobp ? jobp : "-");
         return 0;
     }
-    if (c->faults != NULL && sim_fault_check(c->faults, "coater.garbage", NULL)) {
+    if (c->faults != NULL && sim_fault_check(c->faults, "coater.garbage", jobp)) {
         size_t g = 1 + (size_t)(sim_fault_uniform(c->faults, "coater.garbage") * 8);
-        sim_log(SIM_LOG_WARNING, "fault=coater.garbage seq=%lu bytes=%zu", seq, g);
+        sim_log(SIM_LOG_WARNING,
+                "fault=coater.garbage seq=%lu job=%s bytes=%zu",
+                seq,
+                jobp ? jobp : "-",
+                g);
         if (rlen + g + 1 <= cap) {
             memmove(out + g, out, rlen + 1);
             for (size_t k = 0; k < g; k++)

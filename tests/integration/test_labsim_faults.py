@@ -3,7 +3,8 @@ reproducible from the seed (docs/instruments.md §6).
 
 - Scripted: robot.no_reply@job=3 drops exactly the reply to job 3's START (the job still
   runs, once; the blind retry is a no-op), coater.err@n=2 answers the second SPN/1 frame with
-  ERR E99 without executing it, station.corrupt@n=1 and station.duplicate@n=1 make the first
+  ERR E99 without executing it, coater.no_reply@job=J7 drops exactly the reply to the RUN of
+  coater job J7 (the run happens, once; the same frame again gets the cached reply), station.corrupt@n=1 and station.duplicate@n=1 make the first
   send of a measurement unreadable and the resend arrive twice. The control socket counts
   exactly these faults.
 - By rate: the same seed gives the same sequence of exception / garbage / normal replies over
@@ -58,7 +59,8 @@ def wait_done(s, job, tid=900):
 
 def scripted():
     ls = Labsim(["--seed", "7", "--faults",
-                 "robot.no_reply@job=3,coater.err@n=2,station.corrupt@n=1,station.duplicate@n=1"])
+                 "robot.no_reply@job=3,coater.err@n=2,coater.no_reply@job=J7,"
+                 "station.corrupt@n=1,station.duplicate@n=1"])
     try:
         s = socket.create_connection(("127.0.0.1", ls.robot_port), timeout=3)
         for job in (1, 2):
@@ -88,6 +90,24 @@ def scripted():
         check(sp.raw(frame).startswith("%d ERR E99 INTERNAL*" % sp.seq), "coater.err@n=2: ERR E99")
         check(sp.raw(frame).startswith("%d OK WD 5*" % sp.seq), "the retry of the same frame executes")
         check(sp.cmd("WD 0") == "OK WD 0", "watchdog off again")
+        check(sp.cmd("RCP 1 STAGE 1 1000 1000 0.2") == "OK RCP 1 STAGE 1", "recipe 1 loaded")
+        for job in ("J6", "J7"):
+            check(sp.cmd("ARM") == "OK ARM", "armed for %s" % job)
+            sp.seq += 1
+            frame = sp.frame(sp.seq, "RUN 1 %s" % job)
+            if job == "J7":
+                sp.s.write(frame)
+                got = sp.s.read_until(lambda b: b.endswith(b"\r\n"), timeout=1.0)
+                check(got == b"", "coater.no_reply@job=J7: no reply to J7's RUN (got %r)" % got)
+            rep = sp.raw(frame)
+            check(rep.startswith("%d OK RUN 1 %s*" % (sp.seq, job)), "RUN %s answered: %r" % (job, rep))
+            deadline = time.time() + 10
+            while not sp.cmd("STATUS?").startswith("OK STATE=DONE JOB=%s" % job):
+                if time.time() > deadline:
+                    raise AssertionError("coater run %s never ended" % job)
+                time.sleep(0.05)
+        check(ls.ctl(cmd="counts")["coater_runs"] == {"J6": 1, "J7": 1},
+              "each coater job ran exactly once")
         sp.s.close()
 
         r = ls.router
@@ -112,8 +132,8 @@ def scripted():
         check(0.7 < got[1][1] - t0 < 3.0, "the resend came after the 1 s resend interval")
         r.send_multipart([b"jv-1", json.dumps({"v": 1, "type": "ack", "seq": 1, "status": "stored"}).encode()])
         counts = ls.ctl(cmd="counts")
-        check(counts["faults"] == {"robot.no_reply": 1, "coater.err": 1, "station.corrupt": 1,
-                                   "station.duplicate": 1},
+        check(counts["faults"] == {"robot.no_reply": 1, "coater.err": 1, "coater.no_reply": 1,
+                                   "station.corrupt": 1, "station.duplicate": 1},
               "the control socket counts exactly the scripted faults: %s" % counts["faults"])
         check(counts["measurements"] == {"r-9": 1}, "one measurement made")
     except Exception:

@@ -173,6 +173,45 @@ static void test_sim_coater_fault_script_stops_run(void **state)
     assert_string_equal(cmd(&c, &seq, "CLR", 0), "ERR E06 VACUUM_LOST");
 }
 
+/* coater.no_reply@job=ID: only the reply to that job's RUN is dropped; the run is executed
+ * and cached, so the same frame again gets the cached reply (docs/instruments.md §6). */
+static void test_sim_coater_no_reply_at_job(void **state)
+{
+    (void)state;
+    struct sim_faults f;
+    assert_int_equal(sim_faults_init(&f, "coater.no_reply@job=J2", 5, NULL), 0);
+    struct sim_coater c;
+    sim_coater_init(&c, 8000, 5000, &f);
+    unsigned seq = 0;
+    assert_string_equal(cmd(&c, &seq, "RCP 1 STAGE 1 2000 1000 5", 0), "OK RCP 1 STAGE 1");
+    assert_string_equal(cmd(&c, &seq, "ARM", 0), "OK ARM");
+    assert_string_equal(cmd(&c, &seq, "RUN 1 J1", 0), "OK RUN 1 J1");
+    sim_coater_advance(&c, 30.0, 0);
+    assert_int_equal(c.state, SIM_COATER_DONE);
+    assert_string_equal(cmd(&c, &seq, "ARM", 0), "OK ARM");
+
+    char text[64], line[80];
+    snprintf(text, sizeof(text), "%u RUN 1 J2", ++seq);
+    snprintf(line, sizeof(line), "%s*%04X", text, crc_of(text));
+    assert_int_equal(sim_coater_line(&c, line, strlen(line), 0, reply, sizeof(reply)), 0);
+    assert_int_equal(c.state, SIM_COATER_RUNNING); /* executed all the same */
+    assert_string_equal(c.job, "J2");
+    /* the host's retry of the same frame: the cached reply, not a second run */
+    char want[64];
+    snprintf(want, sizeof(want), "%u OK RUN 1 J2*", seq);
+    assert_int_equal(strncmp(send_line(&c, line, 0), want, strlen(want)), 0);
+    /* the rule fired once: other frames are answered */
+    assert_non_null(strstr(cmd(&c, &seq, "STATUS?", 0), "STATE=RUNNING JOB=J2"));
+    sim_coater_advance(&c, 30.0, 0);
+    assert_string_equal(cmd(&c, &seq, "ARM", 0), "OK ARM");
+    assert_string_equal(cmd(&c, &seq, "RUN 1 J3", 0), "OK RUN 1 J3");
+    int hits = -1;
+    for (int i = 0; i < f.n_names; i++)
+        if (strcmp(f.names[i].name, "coater.no_reply") == 0)
+            hits = (int)f.names[i].hits;
+    assert_int_equal(hits, 1);
+}
+
 int main(void)
 {
     ll_test_init();
@@ -182,6 +221,7 @@ int main(void)
         cmocka_unit_test(test_sim_coater_run_states_and_limits),
         cmocka_unit_test(test_sim_coater_interlocks_and_watchdog),
         cmocka_unit_test(test_sim_coater_fault_script_stops_run),
+        cmocka_unit_test(test_sim_coater_no_reply_at_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
