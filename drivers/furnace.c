@@ -11,7 +11,10 @@
  * below max_temp_c + 10 C as a second line. Each register write is FC06 and is read back
  * after a lost answer (drv__mb_write_reg); the loaded program is read back and compared
  * before RUN. Status bits come from the map's status_bits (3200 series by default: B0
- * alarm 1, B5 sensor break, B9 program end, B10 PV over-range).
+ * alarm 1, B5 sensor break, B9 program end, B10 PV over-range). A program back in reset is
+ * done only with the program-end bit set (the controller sets it at the end, whatever the
+ * end type, and clears it at a start: docs/instruments.md §2); without it, it was reset
+ * before its end (an operator, a power cycle) and the step fails.
  */
 #include "drivers/driver_internal.h"
 
@@ -289,20 +292,24 @@ static int furnace_poll(struct drv *drv,
         ret->state = DRV_STEP_RUNNING;
         snprintf(ret->reason,
                  sizeof(ret->reason),
-                 "anneal %u %s: PV %.1f C, working setpoint %.1f C",
+                 "anneal %u %s: PV %.1f C, working setpoint %.1f C%s",
                  (unsigned)step->id,
                  rd.ps == m->program_status_values.run ? "running" : "held",
                  ret->temp_c,
-                 ret->setpoint_c);
+                 ret->setpoint_c,
+                 /* the end of a reset-type program is told by this bit: it must be clear */
+                 rd.status & ST_PROGRAM_END(m)
+                     ? " (WARNING: the program-end status bit is set while the program runs: "
+                       "this controller does not clear it at a start, so an operator's reset "
+                       "would pass for the end)"
+                     : "");
         return 0;
     }
-    /* End type reset returns the program to reset at its end. The program-end bit (B9)
-     * says so where the controller sets it; otherwise a reset after this driver saw the
-     * program run is taken as its end (an operator's reset would look the same). */
+    /* End type reset returns the program to reset at its end; the program-end status bit
+     * (B9 on a 3200) tells that end from a reset by an operator or a power cycle mid-anneal,
+     * which leaves the bit clear (starting a program clears it). */
     if (rd.ps == m->program_status_values.end ||
-        (rd.ps == m->program_status_values.reset &&
-         ((rd.status & ST_PROGRAM_END(m)) ||
-          (drv->program_seen_running && drv->started_step_id == step->id)))) {
+        (rd.ps == m->program_status_values.reset && (rd.status & ST_PROGRAM_END(m)))) {
         ret->state = DRV_STEP_DONE;
         ret->progress = 1.0;
         snprintf(ret->reason,
@@ -315,11 +322,20 @@ static int furnace_poll(struct drv *drv,
     }
     ret->state = DRV_STEP_FAILED;
     ret->error = DRV_EFAULT;
-    snprintf(ret->reason,
-             sizeof(ret->reason),
-             "anneal %u: the program is %s and was never seen running",
-             (unsigned)step->id,
-             program_status_name(m, rd.ps));
+    if (drv->program_seen_running && drv->started_step_id == step->id)
+        snprintf(ret->reason,
+                 sizeof(ret->reason),
+                 "anneal %u was reset before its end (program %s without the program-end status "
+                 "bit: an operator's reset or a controller power cycle), PV %.1f C",
+                 (unsigned)step->id,
+                 program_status_name(m, rd.ps),
+                 ret->temp_c);
+    else
+        snprintf(ret->reason,
+                 sizeof(ret->reason),
+                 "anneal %u: the program is %s and was never seen running",
+                 (unsigned)step->id,
+                 program_status_name(m, rd.ps));
     return 0;
 }
 

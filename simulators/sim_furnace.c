@@ -99,6 +99,7 @@ static void end_program(struct sim_furnace *f)
         break;
     }
     f->in_dwell = 0;
+    f->program_ended = 1; /* status B9 until the next program starts */
 }
 
 void sim_furnace_step(struct sim_furnace *f, double dt_s)
@@ -162,16 +163,17 @@ void sim_furnace_step(struct sim_furnace *f, double dt_s)
 uint16_t sim_furnace_status(const struct sim_furnace *f)
 {
     uint16_t s = 0;
+    const struct labconf_status_bits *b = &f->map.status_bits;
     if (f->alarm_latched)
-        s |= 1u << 0;
+        s |= 1u << b->alarm1;
     if (f->manual)
         s |= 1u << 4;
     if (f->sensor_break_s > 0.0)
-        s |= 1u << 5;
-    if (f->program == SIM_PROG_END)
-        s |= 1u << 9;
+        s |= 1u << b->sensor_break;
+    if (f->program_ended)
+        s |= 1u << b->program_end;
     if (f->temp_c > 1.05 * f->max_temp_c)
-        s |= 1u << 10;
+        s |= 1u << b->over_range;
     if (f->program == SIM_PROG_RUN || f->sp_work_c != sim_furnace_active_sp(f))
         s |= 1u << 13;
     return s;
@@ -273,6 +275,7 @@ static int write_program_status(struct sim_furnace *f, int value)
             f->dwell_elapsed_s = 0.0;
             f->heater_off = 0;
             f->use_override = 0;
+            f->program_ended = 0;
             f->programs_run++;
         }
     } else if (value == v->hold) {

@@ -39,6 +39,8 @@ struct sim_furnace {
     double seg_target_c, seg_rate_c_min, seg_dwell_min, dwell_elapsed_s;
     int in_dwell;
     enum sim_end_type end_type;
+    int program_ended;     /* status B9: set when a program reaches its end (any end type, also
+                              reset), cleared when a new program is started */
     double sensor_break_s; /* remaining simulated seconds of a sensor break */
     /* accounting */
     long eeprom_writes, programs_run;

@@ -12,6 +12,8 @@ Checks, for both maps in lab.conf (eurotherm3216, vendorb: no code change betwee
   - an anneal is loaded as a one-segment program (target, rate, dwell; end type = reset),
     the rate register is set (never 0), alarm 1 is lowered to max + 10 C, program run;
     the run ends when the "controller" resets with the program-end bit (end type reset);
+  - an operator's reset mid-anneal (program back in reset WITHOUT the program-end bit, which
+    a program start clears) -> step failed "reset before its end", not done;
   - a setpoint above max_temp_c and a ramp above max_ramp_c_min never reach the wire
     (0 bytes from the driver) and exit 2;
   - refused (exception 02 from the server) -> exit 1 "refused", safe state commanded
@@ -74,6 +76,7 @@ class Furnace(ModbusSequentialDataBlock):
         self.refuse_addr = None
         self.sensor_break_on_run = False
         self.overheat_on_run = False
+        self.operator_reset_on_run = False
         self.finish_after_s = 0.6
         self.lock = threading.Lock()
         self.reset_state()
@@ -96,7 +99,12 @@ class Furnace(ModbusSequentialDataBlock):
         with self.lock:
             for i, v in enumerate(values):
                 self.writes.append((address + i, v))
+        was = self.reg(m["program_status"])
         super().setValues(address, values)
+        if address == m["program_status"] and values[0] == m["ps"]["run"] and \
+                was != m["ps"]["hold"]:
+            # a program start clears the program-end bit (docs/instruments.md §2)
+            super().setValues(m["status"], [self.reg(m["status"]) & ~B9_PROGRAM_END])
         if address == m["program_status"] and values[0] == m["ps"]["run"]:
             threading.Timer(self.finish_after_s, self.finish).start()
 
@@ -111,14 +119,18 @@ class Furnace(ModbusSequentialDataBlock):
         if self.overheat_on_run:  # output stuck on, no alarm configured: PV 215 C
             super().setValues(m["pv"], [2150])
             return
+        if self.operator_reset_on_run:  # reset on the front panel mid-anneal: no B9
+            super().setValues(m["program_status"], [m["ps"]["reset"]])
+            return
         super().setValues(m["pv"], [self.reg(m["seg_target"])])
         if self.reg(m["end_type"]) == m["end_reset"]:
             # end type reset: back to reset, program-end bit set
             super().setValues(m["program_status"], [m["ps"]["reset"]])
             super().setValues(m["status"], [B9_PROGRAM_END])
         else:
-            # sp2: the safe setpoint, program status end
+            # sp2: the safe setpoint, program status end, program-end bit set
             super().setValues(m["program_status"], [m["ps"]["end"]])
+            super().setValues(m["status"], [B9_PROGRAM_END])
 
 
 class Context(ModbusSlaveContext):
@@ -282,6 +294,16 @@ def run_map(map_name, slave, block, bridge, pa, tmp):
           block.reg(m["program_status"]) == m["ps"]["reset"],
           map_name + ": PV above max + 10 C -> instrument fault, program reset")
     super(Furnace, block).setValues(m["pv"], [250])
+
+    # an operator resets the program mid-anneal: a failed step, not a normal end
+    block.reset_state()
+    super(Furnace, block).setValues(m["status"], [B9_PROGRAM_END])  # left from an earlier end
+    block.operator_reset_on_run = True
+    rc, out = labloop(lab, "run", "anneal", "--setpoint", "150", "--ramp", "10", "--dwell", "1",
+                      "--step-id", "9")
+    block.operator_reset_on_run = False
+    check(rc == 1 and "reset before its end" in out and "done" not in out,
+          map_name + ": operator reset mid-anneal -> step failed, not done: %r" % out.strip())
 
     # no answer
     bridge.mode = "drop_replies"

@@ -179,13 +179,28 @@ static void test_sim_furnace_program_end_types_on_both_maps(void **state)
         struct sim_furnace f;
         init_with_map(&f, maps[k]);
         const struct labconf_furnace_map *m = &f.map;
+        assert_false(read_reg(&f, m->status) & (1 << 9));
         run_program(&f, m, m->end_type_values.reset);
+        assert_false(read_reg(&f, m->status) & (1 << 9)); /* still running */
         run_s(&f, 120);
         assert_int_equal(read_reg(&f, m->program_status), m->program_status_values.reset);
+        /* end type reset: back in reset, but with the program-end bit B9 */
+        assert_true(read_reg(&f, m->status) & (1 << 9));
         ll_assert_close(sim_furnace_active_sp(&f), 25.0, 0, 1e-9);
         run_s(&f, 3600);
         assert_true(f.temp_c < 35.0); /* cooled without the host */
         assert_int_equal(f.programs_run, 1);
+        /* B9 survives a reset write; the next program start clears it */
+        assert_int_equal(write_reg(&f, m->program_status, m->program_status_values.reset), 0);
+        assert_true(read_reg(&f, m->status) & (1 << 9));
+        assert_int_equal(write_reg(&f, m->program_status, m->program_status_values.run), 0);
+        assert_false(read_reg(&f, m->status) & (1 << 9));
+        run_s(&f, 60);
+        /* a reset mid-program (an operator's) leaves B9 clear */
+        assert_int_equal(write_reg(&f, m->program_status, m->program_status_values.reset), 0);
+        assert_int_equal(read_reg(&f, m->program_status), m->program_status_values.reset);
+        assert_false(read_reg(&f, m->status) & (1 << 9));
+        assert_int_equal(f.programs_run, 2);
 
         init_with_map(&f, maps[k]);
         run_program(&f, m, m->end_type_values.dwell);
