@@ -61,6 +61,7 @@ struct flight {
     int recovering; /* settling after a restart */
     int64_t next_at, deadline_at, deadline_ms;
     int misses, failures;
+    int sent; /* measure: the request reached the station's queue at least once */
 };
 
 struct engine {
@@ -540,7 +541,8 @@ int engine_timeout_ms(const struct engine *e)
         if (!f->used)
             continue;
         int64_t at = f->deadline_at;
-        if (f->phase == PH_POLL_AT || f->phase == PH_QUERY_AT)
+        if (f->phase == PH_POLL_AT || f->phase == PH_QUERY_AT ||
+            (f->phase == PH_MEASURE && !f->sent))
             at = f->next_at < at ? f->next_at : at;
         int64_t wait = at > now ? at - now : 0;
         if (best < 0 || wait < best)
@@ -680,12 +682,7 @@ static int start_step(struct engine *e, json_t *step, int exp_state)
              jstr(step, "instrument"));
     if (is_measure) {
         f->phase = PH_MEASURE;
-        if (ingest_send_measure(
-                e->ing, f->station, f->request, exp_id, f->sample, f->kind, f->protocol, &err) < 0)
-            log_line(LOG_LVL_WARNING,
-                     "step=%lld: %s (re-sent at the deadline)",
-                     (long long)step_id,
-                     err.msg);
+        f->next_at = now; /* sent by the next tick (send_measure) */
     } else {
         e->instrs[f->instr].busy_step = step_id;
         submit(e, f, DRV_REQ_START);
@@ -1317,6 +1314,28 @@ static int camp_tick(struct engine *e,
     return r;
 }
 
+/* Sends (or re-sends, same request id) a flight's measure request; a station that is not
+ * connected yet is tried again every second. */
+static void send_measure(struct engine *e, struct flight *f, int64_t now)
+{
+    struct ll_error err;
+    ll_error_clear(&err);
+    if (e->ing != NULL &&
+        ingest_send_measure(
+            e->ing, f->station, f->request, f->exp_id, f->sample, f->kind, f->protocol, &err) ==
+            0) {
+        f->sent = 1;
+        return;
+    }
+    f->sent = 0;
+    f->next_at = now + 1000;
+    log_line(LOG_LVL_WARNING,
+             "step=%lld: measure %s not sent: %s (retrying)",
+             (long long)f->step_id,
+             f->request,
+             err.msg);
+}
+
 int engine_tick(struct engine *e, struct ll_error *reterr)
 {
     int64_t now = ll_monotonic_ms();
@@ -1336,6 +1355,8 @@ int engine_tick(struct engine *e, struct ll_error *reterr)
             submit(e, f, DRV_REQ_POLL);
         else if (f->phase == PH_QUERY_AT && now >= f->next_at)
             submit(e, f, DRV_REQ_QUERY);
+        else if (f->phase == PH_MEASURE && !f->sent && now >= f->next_at)
+            send_measure(e, f, now);
         if (now >= f->deadline_at) {
             f->misses++;
             e->missed_deadlines++;
@@ -1354,16 +1375,7 @@ int engine_tick(struct engine *e, struct ll_error *reterr)
                     flight_finish(e, f, STORE_STEP_FAILED, "no measurement from the station");
                     continue;
                 }
-                struct ll_error err;
-                if (ingest_send_measure(e->ing,
-                                        f->station,
-                                        f->request,
-                                        f->exp_id,
-                                        f->sample,
-                                        f->kind,
-                                        f->protocol,
-                                        &err) < 0)
-                    log_line(LOG_LVL_WARNING, "step=%lld: %s", (long long)f->step_id, err.msg);
+                send_measure(e, f, now);
             }
         }
     }
@@ -1446,8 +1458,8 @@ int engine_recover(struct engine *e, struct ll_error *reterr)
                     json_incref(json_object_get(json_object_get(st, "params"), "protocol"));
                 f->phase = PH_MEASURE;
                 /* stations answer a repeated request from their store: re-send at once */
-                f->deadline_at = ll_monotonic_ms();
-                f->misses = -1;
+                f->next_at = ll_monotonic_ms();
+                f->sent = 0;
                 log_line(LOG_LVL_INFO,
                          "recovery: step=%lld measure %s re-sent to %s",
                          (long long)f->step_id,
