@@ -520,7 +520,7 @@ int cmd_pareto(int argc, char **argv)
             printf("  %10lld", ji(x, "id"));
             json_array_foreach(objs, k, ob)
             {
-                printf("  %19.4f",
+                printf("  %19.6g",
                        json_number_value(
                            json_object_get(json_object_get(x, "objectives"), js(ob, "name"))));
             }

@@ -132,6 +132,34 @@ static void test_recipe_perovskite_expands_to_the_composition(void **state)
     free(text);
 }
 
+static void test_recipe_electrolyte_campaign_loads(void **state)
+{
+    (void)state;
+    const char *path = ll_test_source_path("config/electrolyte.conf");
+    struct campaign c;
+    struct ll_error err;
+    ll_error_clear(&err);
+    if (campaign_load_file(path, &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    char *text = read_all(path);
+    struct recipe *r = NULL;
+    if (recipe_parse(text, path, &c, &r, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(recipe_n_steps(r), 6);
+    assert_string_equal(recipe_approval(r), "batch");
+    assert_int_equal(recipe_async(r), 0);
+    double x[5] = {0.6, 0.1, 0.1, 1150.0, 600.0};
+    json_t *steps = NULL;
+    assert_int_equal(recipe_expand(r, &c, x, &steps, &err), 0);
+    json_t *vols =
+        json_object_get(json_object_get(json_array_get(steps, 0), "params"), "volumes_ul");
+    ll_assert_close(json_number_value(json_array_get(vols, 0)), 100.0, 0, 1e-12);
+    ll_assert_close(json_number_value(json_array_get(vols, 1)), 60.0, 1e-12, 0);
+    json_decref(steps);
+    recipe_free(&r);
+    free(text);
+}
+
 static void test_recipe_errors_carry_file_and_line(void **state)
 {
     (void)state;
@@ -181,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_recipe_expr_values),
         cmocka_unit_test(test_recipe_expr_errors_name_the_column),
         cmocka_unit_test(test_recipe_perovskite_expands_to_the_composition),
+        cmocka_unit_test(test_recipe_electrolyte_campaign_loads),
         cmocka_unit_test(test_recipe_errors_carry_file_and_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
