@@ -333,7 +333,8 @@ static int furnace_poll(struct drv *drv,
     else
         snprintf(ret->reason,
                  sizeof(ret->reason),
-                 "anneal %u: the program is %s and was never seen running",
+                 "anneal %u: the program is %s without the program-end status bit: never "
+                 "started by this driver, or reset before its end",
                  (unsigned)step->id,
                  program_status_name(m, rd.ps));
     return 0;
