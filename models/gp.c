@@ -880,6 +880,26 @@ int gp_predict(const struct gp *gp,
     return 0;
 }
 
+double gp_loo_mean_z2(const struct gp *gp)
+{
+    if (!gp || gp->n < 2)
+        return (double)NAN;
+    size_t n = gp->n;
+    double *kinv_diag = calloc(n, sizeof(double));
+    if (!kinv_diag)
+        return (double)NAN;
+    for (size_t i = 0; i < n; i++) {
+        const double *row = gp->Linv + i * gp->cap;
+        for (size_t j = 0; j <= i; j++)
+            kinv_diag[j] += row[j] * row[j];
+    }
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sum += gp->alpha[i] * gp->alpha[i] / kinv_diag[i];
+    free(kinv_diag);
+    return sum / (double)n;
+}
+
 /* Grows the row capacity to at least want, copying the factor to the new stride. */
 static int gp_reserve(struct gp *gp, size_t want)
 {

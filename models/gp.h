@@ -102,6 +102,13 @@ int gp_predict(const struct gp *gp,
                double *ret_dmean,
                double *ret_dvar);
 
+/* Calibration of the predictive distribution by leave-one-out (Rasmussen & Williams eq. 5.12):
+ * the mean over the observations of z_i^2, z_i = (y_i - mu_-i) / sd_-i, where mu_-i and sd_-i
+ * (noise included) are the prediction at x_i from the other observations under the same
+ * hyperparameters. About 1 for a well-calibrated model; below 1 the model is more uncertain
+ * than its errors warrant. O(n^2). NaN for NULL or fewer than 2 observations. */
+double gp_loo_mean_z2(const struct gp *gp);
+
 /* Conditions the posterior on one more observation (x, y in y's units) WITHOUT refitting the
  * hyperparameters or the standardisation (for fantasies / Kriging believer and pending
  * experiments), by an O(n^2) update of the (inverse) Cholesky factor; the stored log marginal

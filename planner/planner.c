@@ -2,6 +2,10 @@
  *
  * One round of planner_ask, once the initial design is done:
  *   1. fit one GP per objective on all observations (unit-cube inputs, minimisation form);
+ *      for EHVI, calibrate each GP's predictive variance by leave-one-out: the variance the
+ *      acquisition sees is multiplied by the mean squared standardised LOO residual
+ *      (gp_loo_mean_z2) when that is below 1 (clamped at CALIB_MIN), so a model more
+ *      uncertain than its own errors warrant explores less (docs/bench-planner.md);
  *   2. fantasise every pending point (Kriging believer: condition each GP on its own mean);
  *   3. draw one candidate pool for the round: scrambled Sobol points plus perturbations of
  *      the non-dominated observed points, all made feasible (projected, rounded);
@@ -46,6 +50,7 @@
 #define UCB_BETA 2.0
 #define PI_XI_REL 0.01        /* PI margin, share of the objective's standard deviation */
 #define MAX_DESIGN_TRIES 2000 /* infeasible design points skipped per wanted point, at most */
+#define CALIB_MIN 0.0625      /* smallest leave-one-out variance multiplier (sd x 0.25) */
 
 struct planner {
     struct campaign c;
@@ -72,6 +77,7 @@ struct round {
     double ref[CAMPAIGN_MAX_OBJECTIVES];    /* minimisation form */
     double var_scale[CAMPAIGN_MAX_OBJECTIVES];
     double y_std[CAMPAIGN_MAX_OBJECTIVES];
+    double var_mult[CAMPAIGN_MAX_OBJECTIVES]; /* EHVI sees var * var_mult (calibration) */
     double *front; /* observed values + fantasy means, minimisation form, n_front rows */
     size_t n_front, cap_front;
     double *good_u; /* unit-cube inputs of good observed points, n_good rows */
@@ -275,8 +281,12 @@ static double round_eval(const struct round *rd, const double *u, double *grad, 
         for (size_t k = 0; k < rd->m; k++)
             *ret_var_sum += var[k] / rd->var_scale[k];
     }
+    for (size_t k = 0; k < rd->m; k++)
+        var[k] *= rd->var_mult[k];
     double a = acq_value(&rd->ctx, mu, var, grad ? da_dmu : NULL, grad ? da_dvar : NULL);
     if (grad) {
+        for (size_t k = 0; k < rd->m; k++)
+            da_dvar[k] *= rd->var_mult[k];
         for (size_t j = 0; j < rd->d; j++) {
             double g = 0;
             if (!rd->fixed[j])
@@ -567,6 +577,13 @@ static int round_fit(struct round *rd,
         gp_get_hyper(rd->gp[k], &h);
         rd->y_std[k] = h.y_std > 0 ? h.y_std : 1;
         rd->var_scale[k] = rd->y_std[k] * rd->y_std[k];
+        rd->var_mult[k] = 1.0;
+        if (p->kind == ACQ_EHVI) {
+            /* leave-one-out calibration: shrink an over-dispersed posterior (mean z^2 < 1) */
+            double z2 = gp_loo_mean_z2(rd->gp[k]);
+            if (isfinite(z2))
+                rd->var_mult[k] = z2 < CALIB_MIN ? CALIB_MIN : z2 > 1.0 ? 1.0 : z2;
+        }
         if (info) {
             info->hyper[k] = h;
             info->model_fitted = 1;

@@ -16,7 +16,9 @@
  *   unit cube, maximised objectives negated so everything is minimised), then q points by
  *   sequential greedy selection: pending points, then each chosen point, are "fantasised"
  *   (Kriging believer: the GP is conditioned on its own predicted mean, hyperparameters
- *   kept). Each point maximises the acquisition — exact EHVI against the observed
+ *   kept). Each point maximises the acquisition — exact EHVI (with each GP's predictive
+ *   variance multiplied by its leave-one-out calibration factor when that is below 1, see
+ *   gp_loo_mean_z2) against the observed
  *   non-dominated front for 2-3 objectives, EI/PI/UCB for one, posterior variance for
  *   "uncertainty" — over scrambled Sobol candidates refined by projected gradient ascent.
  *   Integer and level parameters are rounded before a value is evaluated, so the value

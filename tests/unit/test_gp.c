@@ -4,7 +4,7 @@
  * the Matérn 5/2 formulas (independent of gp.c); predictive gradients and the log-marginal-
  * likelihood gradient against central finite differences; bounds on the fit of a few noisy
  * points; determinism per seed; gp_add_observation against a fixed-hyperparameter refit;
- * clone; bad input.
+ * leave-one-out calibration against explicit refits; clone; bad input.
  */
 #include "ll_test.h"
 #include "models/gp.h"
@@ -304,6 +304,46 @@ static void test_gp_add_observation_equals_fixed_refit(void **state)
     gp_free(&ref);
 }
 
+/* gp_loo_mean_z2 against leave-one-out done by hand: a fixed-hyperparameter fit on the other
+ * n - 1 points predicts x_i; z_i = (y_i - mu) / sqrt(var + noise var), all in y's units. */
+static void test_gp_loo_calibration_matches_explicit_refits(void **state)
+{
+    (void)state;
+    enum { N = 15, D = 2 };
+    double x[N * D], y[N], xo[N * D], yo[N];
+    make_data(21, N, D, 0.2, x, y);
+    struct gp *gp = NULL;
+    assert_int_equal(gp_fit(x, y, N, D, NULL, &gp, NULL), 0);
+    struct gp_hyper h;
+    gp_get_hyper(gp, &h);
+    double sum = 0;
+    for (size_t i = 0; i < N; i++) {
+        size_t k = 0;
+        for (size_t o = 0; o < N; o++)
+            if (o != i) {
+                memcpy(xo + k * D, x + o * D, D * sizeof(double));
+                yo[k++] = y[o];
+            }
+        struct gp *loo = NULL;
+        assert_int_equal(gp_fit_fixed(xo, yo, N - 1, D, &h, &loo, NULL), 0);
+        double mu, var;
+        assert_int_equal(gp_predict(loo, x + i * D, &mu, &var, NULL, NULL), 0);
+        double z = (y[i] - mu) / sqrt(var + h.noise_var * h.y_std * h.y_std);
+        sum += z * z;
+        gp_free(&loo);
+    }
+    double got = gp_loo_mean_z2(gp);
+    ll_assert_close(got, sum / N, 1e-6, 1e-9);
+    assert_true(got > 0.05 && got < 20);
+    /* a fantasy (gp_add_observation) is included like any observation */
+    double xn[D] = {0.5, 0.5}, mn;
+    assert_int_equal(gp_predict(gp, xn, &mn, NULL, NULL, NULL), 0);
+    assert_int_equal(gp_add_observation(gp, xn, mn + 1.0), 0);
+    assert_true(isfinite(gp_loo_mean_z2(gp)));
+    assert_true(isnan(gp_loo_mean_z2(NULL)));
+    gp_free(&gp);
+}
+
 /* beyond GP_PREDICT_STACK_N observations gp_predict allocates its work vectors */
 static void test_gp_predict_with_many_observations(void **state)
 {
@@ -387,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_gp_fit_is_deterministic_per_seed),
         cmocka_unit_test(test_gp_warm_start_stays_at_the_optimum),
         cmocka_unit_test(test_gp_add_observation_equals_fixed_refit),
+        cmocka_unit_test(test_gp_loo_calibration_matches_explicit_refits),
         cmocka_unit_test(test_gp_predict_with_many_observations),
         cmocka_unit_test(test_gp_rejects_bad_input),
     };
