@@ -666,11 +666,12 @@ static int coater_query(struct drv *drv,
     job_name(step->id, job, sizeof(job));
     snprintf(ret->text, sizeof(ret->text), "%s", st.raw);
     running = !strcmp(st.state, "RUNNING") || !strcmp(st.state, "STOPPING");
-    if (strcmp(last.job, job) == 0) {
-        from_last(&last, step, ret);
-    } else if (strcmp(st.job, job) == 0 && running) {
+    /* running first: while a spin runs, LAST? already names it with RESULT=RUNNING */
+    if (strcmp(st.job, job) == 0 && running) {
         ret->state = DRV_STEP_RUNNING;
         snprintf(ret->reason, sizeof(ret->reason), "spin %s is running", job);
+    } else if (strcmp(last.job, job) == 0) {
+        from_last(&last, step, ret);
     } else if (!running && strcmp(st.job, job) != 0 && older_job(last.job, step->id) &&
                older_job(st.job, step->id)) {
         ret->state = DRV_STEP_NOT_STARTED;

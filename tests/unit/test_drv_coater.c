@@ -132,6 +132,9 @@ static void fake_exec(struct fake *f, const char *body, char *rb, size_t size)
                 snprintf(f->last_result, sizeof(f->last_result), "E07");
             } else {
                 snprintf(f->state, sizeof(f->state), "RUNNING");
+                /* as labsim and SPN/1 devices do: LAST? names the running job */
+                snprintf(f->last_job, sizeof(f->last_job), "%s", job);
+                snprintf(f->last_result, sizeof(f->last_result), "RUNNING");
             }
             snprintf(rb, size, "OK RUN %d %s", n, job);
         }
@@ -354,7 +357,15 @@ static void test_coater_spin_runs_once_to_done(void **state)
     (void)state;
 
     assert_int_equal(drv_open(&in, &drv, &err), 0);
+    int64_t started_ms = ll_monotonic_ms();
     assert_int_equal(drv_step_start(drv, &s, &err), 0);
+    /* a query while the spin runs (LAST? already names it, RESULT=RUNNING) says running; the
+     * spin lasts 0.3 s, so a query answered within 0.25 s must see it running */
+    assert_int_equal(drv_step_query(drv, &s, &st, &err), 0);
+    if (ll_monotonic_ms() - started_ms < 250)
+        assert_int_equal(st.state, DRV_STEP_RUNNING);
+    else
+        assert_true(st.state == DRV_STEP_RUNNING || st.state == DRV_STEP_DONE);
     assert_int_equal(drv_step_start(drv, &s, &err), 0); /* idempotent */
     assert_int_equal(wait_end(drv, &s, &st), DRV_STEP_DONE);
     pthread_mutex_lock(&f->lock);
