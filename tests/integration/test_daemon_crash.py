@@ -88,11 +88,6 @@ def main():
     port = free_port()
     lab = open(os.path.join(SRC, "config/lab.conf")).read()
     lab = lab.replace("tcp://127.0.0.1:5555", f"tcp://127.0.0.1:{port}").replace("port = 15020;", "port = 0;")
-    # The furnace ends its anneal program with the safe setpoint and status "end" (sp2): with
-    # the default "reset" end type, a driver restarted mid-anneal reports the program's end
-    # as a failure (it never saw it running itself), so nearly every experiment would fail and
-    # the measurement path would go untested here. (Reported; drivers/furnace.c.)
-    lab = lab.replace('map = "eurotherm3216";', 'map = "eurotherm3216"; anneal_end_type = "sp2";')
     open(os.path.join(tmp, "lab.conf"), "w").write(lab)
     camp = open(os.path.join(SRC, "config/perovskite.conf")).read()
     camp = re.sub(r"initial = \d+;", "initial = 4;", camp)
