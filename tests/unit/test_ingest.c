@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 struct fixture {
+    int skip_analysis; /* exchange() leaves the analysis phase to the test */
     void *zctx;
     struct store *store;
     struct ingest *ing;
@@ -156,7 +157,7 @@ static json_t *exchange(struct fixture *f, const void *data, size_t len, int exp
         assert_true(handled >= 0);
     }
     assert_int_equal(handled, 1);
-    while (ingest_analyse(f->ing, 16, &err) > 0)
+    while (!f->skip_analysis && ingest_analyse(f->ing, 16, &err) > 0)
         ;
     if (!expect_ack) {
         zmq_pollitem_t it = {.socket = f->dealer, .events = ZMQ_POLLIN};
@@ -318,6 +319,31 @@ static void test_ingest_sends_measure_and_refuses_unknown_station(void **state)
         -EHOSTUNREACH);
 }
 
+static void test_ingest_acked_but_unanalysed_survives_a_restart(void **state)
+{
+    struct fixture *f = *state;
+    f->skip_analysis = 1;
+    char *msg = jv_message(1, "r-1", "S000001", 22.0);
+    json_t *ack = exchange(f, msg, strlen(msg), 1);
+    assert_string_equal(status_of(ack), "stored");
+    json_decref(ack);
+    free(msg);
+    assert_int_equal(f->hook_calls, 0); /* acked before any analysis */
+    /* "crash": the ingest goes away before its analysis phase ran */
+    ingest_free(&f->ing);
+    struct ll_error err;
+    char ep[600];
+    snprintf(ep, sizeof(ep), "ipc://%s/stations2", ll_test_tmpdir());
+    struct ingest_options opt = {
+        .endpoint = ep, .group_commit_ms = 2, .on_measured = on_measured, .ctx = f};
+    assert_int_equal(ingest_new(f->zctx, f->store, &opt, &f->ing, &err), 0);
+    assert_int_equal(ingest_analyse(f->ing, 16, &err), 1);
+    assert_int_equal(f->hook_calls, 1);
+    assert_true(f->last_pce > 10.0);
+    assert_int_equal(ingest_analyse(f->ing, 16, &err), 0); /* exactly once */
+    assert_int_equal(f->hook_calls, 1);
+}
+
 int main(void)
 {
     ll_test_init();
@@ -326,6 +352,8 @@ int main(void)
             test_ingest_stores_once_and_answers_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ingest_rejects_bad_input_and_changes_nothing_else, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_ingest_acked_but_unanalysed_survives_a_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ingest_sends_measure_and_refuses_unknown_station, setup, teardown),
     };
