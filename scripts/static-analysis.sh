@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Static analysis, the last stage of CI (STYLE.md): cppcheck
+# (--enable=warning,performance,portability) and clang-tidy (the checks in .clang-tidy:
+# clang-analyzer-*, bugprone-*, functions of at most 150 lines) over the project's C files.
+#
+#   scripts/static-analysis.sh              every tracked .c file (libraries, daemon,
+#                                           simulators, tests, benchmarks, fuzz targets)
+#   scripts/static-analysis.sh FILE...      only these .c files (e.g. the changed ones)
+#
+# Findings print as file:line: ...; the exit status is 1 when there is any finding.
+# The compile database comes from a Debug configure (asserts on, so the analyser sees
+# the invariants) in build-analysis-static/ (LL_ANALYSIS_BUILD_DIR overrides); nothing
+# is compiled. False positives are silenced at the line, with a reason:
+#   // cppcheck-suppress ID  -- why          /* NOLINT(check-name): why */
+set -euo pipefail
+cd "$(dirname "$0")/.."
+builddir=${LL_ANALYSIS_BUILD_DIR:-build-analysis-static}
+jobs=${LL_ANALYSIS_JOBS:-$(nproc)}
+start=$(date +%s)
+
+for tool in cppcheck clang-tidy clang; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "static-analysis: $tool not found" >&2; exit 2; }
+done
+
+if [ $# -gt 0 ]; then
+    files=("$@")
+else
+    mapfile -t files < <(git ls-files '*.c' | grep -v -e '^tests/fuzz/corpus/' -e '^build')
+fi
+[ ${#files[@]} -gt 0 ] || { echo "static-analysis: no files"; exit 0; }
+
+cmake -S . -B "$builddir" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug >/dev/null
+
+# Reports live in the build folder (not /tmp, which other jobs may sweep); kept after the
+# run for reading: cppcheck.txt, tidy.txt (with notes), tidy-findings.txt.
+out=$builddir/static-analysis
+rm -rf "$out"
+mkdir -p "$out"
+status=0
+
+echo "== cppcheck (${#files[@]} files)"
+# One configuration (-D given), the project include root, no system headers (their
+# absence is reported as missingIncludeSystem, which says nothing about our code).
+if ! cppcheck -q -j"$jobs" --std=c11 --language=c -I. -D_GNU_SOURCE -D__linux__ \
+        --enable=warning,performance,portability --inline-suppr --error-exitcode=1 \
+        --suppress=missingIncludeSystem \
+        --template='{file}:{line}: {severity}: {message} [cppcheck-{id}]' \
+        "${files[@]}" 2>"$out/cppcheck.txt"; then
+    status=1
+fi
+cat "$out/cppcheck.txt"
+grep -q . "$out/cppcheck.txt" && status=1
+
+echo "== clang-tidy (${#files[@]} files, -P$jobs)"
+# Each file separately so a crash in one cannot hide the others; -quiet drops the
+# "N warnings generated" chatter; findings in our headers are printed once per file
+# that includes them and de-duplicated below.
+printf '%s\n' "${files[@]}" |
+    xargs -P"$jobs" -n1 clang-tidy -p "$builddir" --quiet --warnings-as-errors='*' \
+        >"$out/tidy.txt" 2>"$out/tidy.err" || status=1
+# Keep the diagnostic lines (path:line:col: warning|error: ... [check]) plus their notes.
+grep -E '^[^ ].*:[0-9]+:[0-9]+: (warning|error):' "$out/tidy.txt" |
+    sed -e "s|^$PWD/||" | sort -u >"$out/tidy-findings.txt" || true
+cat "$out/tidy-findings.txt"
+if grep -qE 'error: .*(no such file|unable to|compilation database)' "$out/tidy.err"; then
+    grep -E 'error:' "$out/tidy.err" >&2
+    status=1
+fi
+
+n_cpp=$(grep -c . "$out/cppcheck.txt" || true)
+n_tidy=$(grep -c . "$out/tidy-findings.txt" || true)
+echo "== static analysis: cppcheck $n_cpp, clang-tidy $n_tidy finding(s) in $(($(date +%s) - start)) s"
+if [ "$n_tidy" -gt 0 ]; then
+    echo "clang-tidy findings per check:"
+    grep -oE '\[[a-zA-Z0-9._-]+' "$out/tidy-findings.txt" | tr -d '[' | sort | uniq -c | sort -rn
+fi
+exit "$status"
