@@ -906,9 +906,9 @@ static void put_double(FILE *out, double v)
         if (strtod(buf, NULL) == v)
             break;
     }
-    if (!strpbrk(buf, ".eE"))
-        strcat(buf, ".0");
     fputs(buf, out);
+    if (!strpbrk(buf, ".eE"))
+        fputs(".0", out);
 }
 
 static void write_map(FILE *out, const struct labconf_furnace_map *m)

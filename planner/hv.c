@@ -294,7 +294,8 @@ double hv_improvement(const double *points, size_t n, size_t m, const double *re
         if (!(p[k] < ref[k]))
             return 0.0;
     /* exclusive volume of p: vol(p, r) - hv(limit(P, p)) */
-    double *tmp = malloc(n > 0 ? n * m * sizeof(double) : 1);
+    size_t n_values = n * m;
+    double *tmp = malloc((n_values > 0 ? n_values : 1) * sizeof(double));
     if (!tmp)
         return (double)NAN;
     size_t k = 0;

@@ -60,7 +60,7 @@ static void show(const struct field *f, char *buf, size_t cap)
     }
     buf[o] = '\0';
     if (f->len > 40 && o + 4 < cap)
-        strcat(buf, "...");
+        memcpy(buf + o, "...", 4);
 }
 
 static int parse_header(const char *line,

@@ -242,7 +242,7 @@ static int robot_open(struct labsim *ls, struct ll_error *err)
     if (ls->listen_fd < 0)
         return ll_error_set(
             err, -errno, "robot: listen on %s:%d: %s", host, inst->port, modbus_strerror(errno));
-    struct sockaddr_in sa;
+    struct sockaddr_in sa = {0};
     socklen_t sl = sizeof(sa);
     if (getsockname(ls->listen_fd, (struct sockaddr *)&sa, &sl) != 0)
         return ll_error_set(err, -errno, "robot: getsockname: %s", strerror(errno));
