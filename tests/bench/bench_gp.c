@@ -53,7 +53,7 @@ int main(void)
         size_t n = sizes[s];
         int n_seeds = n >= 500 ? 3 : 7;
         double *x = malloc(n * D * sizeof(double)), *y = malloc(n * sizeof(double));
-        double times[8];
+        double times[8] = {0};
         struct gp *gp = NULL;
         for (int seed = 0; seed < n_seeds; seed++) {
             gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);

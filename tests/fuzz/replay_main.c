@@ -152,10 +152,14 @@ static int replay_path(const char *path, long n_mutations, int *n_files)
         if (grown == NULL)
             abort();
         names = grown;
-        names[n++] = strdup(de->d_name);
+        names[n] = strdup(de->d_name);
+        if (names[n] == NULL)
+            abort();
+        n++;
     }
     closedir(dir);
-    qsort(names, n, sizeof(*names), cmp_names); /* same order on every machine */
+    if (n > 0) /* qsort's array must not be NULL, even for 0 elements */
+        qsort(names, n, sizeof(*names), cmp_names); /* same order on every machine */
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         char full[4096];

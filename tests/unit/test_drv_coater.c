@@ -174,8 +174,8 @@ static void fake_line(struct fake *f, const char *line)
     }
     f->frames++;
     snprintf(body, sizeof(body), "%.*s", (int)(star - sp - 1), sp + 1);
-    strncat(f->log, body, sizeof(f->log) - strlen(f->log) - 2);
-    strcat(f->log, "\n");
+    size_t used = strlen(f->log);
+    snprintf(f->log + used, sizeof(f->log) - used, "%s\n", body);
     if (!strncmp(body, "RUN ", 4)) {
         if (f->run_frames < 4)
             f->run_seqs[f->run_frames] = seq;

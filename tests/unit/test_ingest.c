@@ -243,10 +243,10 @@ static void test_ingest_rejects_bad_input_and_changes_nothing_else(void **state)
     char *nan_at = strstr(generated[0], "\"current_ma_cm2\":[") + strlen("\"current_ma_cm2\":[");
     char *comma = strchr(nan_at, ',');
     size_t head = (size_t)(nan_at - generated[0]);
-    char *with_nan = malloc(strlen(generated[0]) + 8);
-    memcpy(with_nan, generated[0], head);
-    strcpy(with_nan + head, "\"NaN\"");
-    strcat(with_nan, comma);
+    size_t with_nan_cap = strlen(generated[0]) + 8;
+    char *with_nan = malloc(with_nan_cap);
+    assert_non_null(with_nan);
+    snprintf(with_nan, with_nan_cap, "%.*s\"NaN\"%s", (int)head, generated[0], comma);
     free(generated[0]);
     generated[0] = with_nan;
     cases[2].text = generated[0];
@@ -256,7 +256,8 @@ static void test_ingest_rejects_bad_input_and_changes_nothing_else(void **state)
     cases[4].text = generated[2];
     char *other = jv_message(8, "r-1", "S000001", 22.0);
     char *pos = strstr(other, "\"jv-1\"");
-    memcpy(pos, "\"jv-9\"", 6);
+    /* overwrites 6 bytes inside the string: the terminator stays where it was */
+    memcpy(pos, "\"jv-9\"", 6); // NOLINT(bugprone-not-null-terminated-result)
     generated[3] = other;
     cases[5].text = other;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -275,8 +276,10 @@ static void test_ingest_rejects_bad_input_and_changes_nothing_else(void **state)
     /* oversize: 5 MiB of spaces around a valid message */
     size_t big = 5u * 1024 * 1024;
     char *huge = malloc(big);
+    assert_non_null(huge);
     memset(huge, ' ', big);
-    memcpy(huge, "{\"v\":1,", 7);
+    /* a frame with an explicit length, not a C string: no terminator wanted */
+    memcpy(huge, "{\"v\":1,", 7); // NOLINT(bugprone-not-null-terminated-result)
     huge[big - 1] = '}';
     json_t *ack = exchange(f, huge, big, 1);
     assert_string_equal(status_of(ack), "rejected");

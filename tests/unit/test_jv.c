@@ -215,8 +215,10 @@ static void test_jv_two_diode_cells_within_targets(void **state)
         }
         voc = 0.5 * (lo + hi);
         jsc = two_diode_current(&cells[c], 0.0);
-        for (double x = 0.5; x < voc; x += 1e-5)
+        for (size_t k = 0; 0.5 + 1e-5 * (double)k < voc; k++) {
+            double x = 0.5 + 1e-5 * (double)k;
             pmax = fmax(pmax, x * two_diode_current(&cells[c], x));
+        }
         for (size_t i = 0; i < 141; i++) {
             v[i] = 1.3 - 0.01 * (double)i;
             j[i] = two_diode_current(&cells[c], v[i]);

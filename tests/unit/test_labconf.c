@@ -162,11 +162,10 @@ static char *default_with(const char *from, const char *to)
     char *out;
 
     assert_non_null(at);
-    out = malloc(strlen(base) + strlen(to) + 1);
+    size_t cap = strlen(base) + strlen(to) + 1;
+    out = malloc(cap);
     assert_non_null(out);
-    memcpy(out, base, (size_t)(at - base));
-    strcpy(out + (at - base), to);
-    strcat(out, at + strlen(from));
+    snprintf(out, cap, "%.*s%s%s", (int)(at - base), base, to, at + strlen(from));
     return out;
 }
 
@@ -208,7 +207,7 @@ static void test_labconf_bad_input_names_line_and_problem(void **state)
         char *text = default_with(cases[i].from, cases[i].to);
         int r = labconf_load_string(text, "t.conf", &lab, &err);
 
-        if (r != -EINVAL || !strstr(err.msg, cases[i].want) || strncmp(err.msg, "t.conf", 6))
+        if (r != -EINVAL || !strstr(err.msg, cases[i].want) || strncmp(err.msg, "t.conf", 6) != 0)
             print_error("case %zu: r=%d msg='%s', want '%s'\n", i, r, err.msg, cases[i].want);
         assert_int_equal(r, -EINVAL);
         assert_non_null(strstr(err.msg, cases[i].want));

@@ -39,7 +39,8 @@ static void test_synth_current_solves_diode_equation(void **state)
     for (size_t i = 0; i < sizeof(worked) / sizeof(worked[0]); i++) {
         const struct synth_diode *d = &worked[i].d;
         double a = d->ideality * SYNTH_K_B_EV * d->temp_k;
-        for (double v = -0.2; v <= 1.4; v += 0.05) {
+        for (int k = 0; k <= 32; k++) { /* v = -0.2 ... 1.4 V */
+            double v = -0.2 + 0.05 * (double)k;
             double j = synth_diode_current(d, v) * 1e-3; /* A/cm² */
             double vd = v + j * d->rs_ohm_cm2;
             double rhs =
