@@ -5,7 +5,13 @@
 #
 #   scripts/static-analysis.sh              every tracked .c file (libraries, daemon,
 #                                           simulators, tests, benchmarks, fuzz targets)
-#   scripts/static-analysis.sh FILE...      only these .c files (e.g. the changed ones)
+#   scripts/static-analysis.sh FILE...      only these .c files
+#   scripts/static-analysis.sh --changed [REV]
+#                                           the .c files that differ from REV (default
+#                                           HEAD: uncommitted changes) plus untracked ones;
+#                                           a changed header is analysed through the .c
+#                                           files that include it, so run the whole tree
+#                                           after changing a header
 #
 # Findings print as file:line: ...; the exit status is 1 when there is any finding.
 # The compile database comes from a Debug configure (asserts on, so the analyser sees
@@ -22,7 +28,12 @@ for tool in cppcheck clang-tidy clang; do
     command -v "$tool" >/dev/null 2>&1 || { echo "static-analysis: $tool not found" >&2; exit 2; }
 done
 
-if [ $# -gt 0 ]; then
+if [ "${1:-}" = "--changed" ]; then
+    rev=${2:-HEAD}
+    mapfile -t files < <({ git diff --name-only --diff-filter=d "$rev" -- '*.c'
+                           git ls-files --others --exclude-standard -- '*.c'; } |
+                         grep -v -e '^tests/fuzz/corpus/' -e '^build' | sort -u)
+elif [ $# -gt 0 ]; then
     files=("$@")
 else
     mapfile -t files < <(git ls-files '*.c' | grep -v -e '^tests/fuzz/corpus/' -e '^build')
@@ -55,9 +66,11 @@ echo "== clang-tidy (${#files[@]} files, -P$jobs)"
 # Each file separately so a crash in one cannot hide the others; -quiet drops the
 # "N warnings generated" chatter; findings in our headers are printed once per file
 # that includes them and de-duplicated below.
+tidy_rc=0
 printf '%s\n' "${files[@]}" |
     xargs -P"$jobs" -n1 clang-tidy -p "$builddir" --quiet --warnings-as-errors='*' \
-        >"$out/tidy.txt" 2>"$out/tidy.err" || status=1
+        >"$out/tidy.txt" 2>"$out/tidy.err" || tidy_rc=$?
+[ "$tidy_rc" -eq 0 ] || status=1
 # Keep the diagnostic lines (path:line:col: warning|error: ... [check]) plus their notes.
 grep -E '^[^ ].*:[0-9]+:[0-9]+: (warning|error):' "$out/tidy.txt" |
     sed -e "s|^$PWD/||" | sort -u >"$out/tidy-findings.txt" || true
@@ -69,6 +82,11 @@ fi
 
 n_cpp=$(grep -c . "$out/cppcheck.txt" || true)
 n_tidy=$(grep -c . "$out/tidy-findings.txt" || true)
+if [ "$tidy_rc" -ne 0 ] && [ "$n_tidy" -eq 0 ]; then
+    # clang-tidy failed without a diagnostic of ours: a crash or a file it cannot compile
+    echo "clang-tidy failed (exit $tidy_rc) without findings; its messages:" >&2
+    grep -v 'warnings\? generated' "$out/tidy.err" "$out/tidy.txt" | tail -20 >&2
+fi
 echo "== static analysis: cppcheck $n_cpp, clang-tidy $n_tidy finding(s) in $(($(date +%s) - start)) s"
 if [ "$n_tidy" -gt 0 ]; then
     echo "clang-tidy findings per check:"
