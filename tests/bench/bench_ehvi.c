@@ -44,7 +44,7 @@ int main(void)
             double *front = malloc(n * m * sizeof(double));
             for (size_t i = 0; i < n; i++) {
                 /* evenly spread angles so that every point is non-dominated */
-                double t = (i + 0.5) / (double)n * M_PI / 2.0;
+                double t = ((double)i + 0.5) / (double)n * M_PI / 2.0;
                 double p = gsl_rng_uniform(rng) * M_PI / 2.0;
                 if (m == 2) {
                     front[2 * i] = cos(t);

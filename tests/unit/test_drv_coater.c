@@ -76,7 +76,7 @@ static void fake_exec(struct fake *f, const char *body, char *rb, size_t size)
                  f->state,
                  f->job,
                  strcmp(f->state, "RUNNING") ? 0 : 3000,
-                 f->run_started_ms ? (ll_monotonic_ms() - f->run_started_ms) / 1000.0 : 0.0,
+                 f->run_started_ms ? (double)(ll_monotonic_ms() - f->run_started_ms) / 1000.0 : 0.0,
                  f->lid,
                  f->err);
     } else if (!strcmp(verb, "ID?")) {
