@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
     # build
-    build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
+    build-essential cmake pkg-config clang libclang-rt-14-dev clang-format clang-tidy cppcheck
     # libraries
     libmodbus-dev libserialport-dev libzmq3-dev libsqlite3-dev libgsl-dev
     libjansson-dev libconfig-dev libcmocka-dev libsystemd-dev
