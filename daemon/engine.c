@@ -60,6 +60,7 @@ struct flight {
     enum phase phase;
     int recovering; /* settling after a restart */
     int64_t next_at, deadline_at, deadline_ms;
+    int64_t expected_end_at; /* monotonic ms the step should end at; 0 unknown (recovered) */
     int misses, failures;
     int sent; /* measure: the request reached the station's queue at least once */
 };
@@ -159,6 +160,22 @@ static int poll_ms_of(const struct engine *e, int instr)
     if (e->opt.poll_ms > 0)
         return e->opt.poll_ms;
     return e->instrs[instr].poll_ms > 0 ? e->instrs[instr].poll_ms : 250;
+}
+
+/* When to poll a running step next: every poll interval, but five times as often (at least
+ * every millisecond) from one interval before its expected end to ten intervals after it,
+ * so that the end of a step is seen soon and the next one on that instrument (or the next
+ * sample's move) starts without waiting a whole interval. */
+static int64_t poll_next_at(const struct engine *e, const struct flight *f, int64_t now)
+{
+    int64_t poll = poll_ms_of(e, f->instr);
+    int64_t fast = poll / 5 > 1 ? poll / 5 : 1;
+    if (f->expected_end_at > 0 && now >= f->expected_end_at - poll &&
+        now < f->expected_end_at + 10 * poll)
+        return now + fast;
+    if (f->expected_end_at > now && f->expected_end_at - poll < now + poll)
+        return f->expected_end_at - poll > now + fast ? f->expected_end_at - poll : now + fast;
+    return now + poll;
 }
 
 static int64_t deadline_ms_of(const struct engine *e, int64_t expected_ms)
@@ -404,21 +421,38 @@ static int step_settle(struct engine *e, int64_t step_id, int to, const char *re
     return r;
 }
 
+/* Settles a flight's step and appends its event in one transaction (one durable commit). */
 static void flight_finish(struct engine *e, struct flight *f, int to, const char *result)
 {
     e->dirty = 1;
     int level = to == STORE_STEP_DONE ? LOG_LVL_INFO : LOG_LVL_WARNING;
-    if (step_settle(e, f->step_id, to, result) == 0)
-        event(e,
-              f->campaign_id,
-              f->exp_id,
-              f->step_id,
-              level,
-              "step",
-              "%s%s%s",
-              store_step_state_name(to),
-              result != NULL ? ": " : "",
-              result != NULL ? result : "");
+    char msg[DRV_TEXT_MAX + 128];
+    snprintf(msg,
+             sizeof(msg),
+             "%s%s%s",
+             store_step_state_name(to),
+             result != NULL ? ": " : "",
+             result != NULL ? result : "");
+    struct ll_error err;
+    ll_error_clear(&err);
+    int r = store_begin(e->store, &err);
+    if (r == 0)
+        r = store_step_set_state(e->store, f->step_id, to, 0, result, &err);
+    if (r == 0)
+        r = store_event(e->store, f->campaign_id, f->exp_id, f->step_id, level, "step", msg, &err);
+    if (r == 0)
+        r = store_commit(e->store, &err);
+    if (r < 0) {
+        store_rollback(e->store);
+        log_line(LOG_LVL_ERR, "step=%lld: cannot record state: %s", (long long)f->step_id, err.msg);
+    } else {
+        log_line(level,
+                 "step campaign=%lld exp=%lld step=%lld %s",
+                 (long long)f->campaign_id,
+                 (long long)f->exp_id,
+                 (long long)f->step_id,
+                 msg);
+    }
     flight_drop(e, f);
 }
 
@@ -462,7 +496,7 @@ static void on_completion(struct engine *e, const struct drv_completion *c)
     case DRV_REQ_START:
         if (c->rc == 0) {
             f->phase = PH_POLL_AT;
-            f->next_at = now + poll;
+            f->next_at = poll_next_at(e, f, now);
         } else if (c->rc == DRV_EBUSY) {
             snprintf(why, sizeof(why), "instrument busy, not accepted: %s", c->err.msg);
             flight_finish(e, f, STORE_STEP_PENDING, why);
@@ -490,7 +524,7 @@ static void on_completion(struct engine *e, const struct drv_completion *c)
         switch (c->status.state) {
         case DRV_STEP_RUNNING:
             f->phase = PH_POLL_AT;
-            f->next_at = now + poll;
+            f->next_at = poll_next_at(e, f, now);
             f->recovering = 0;
             break;
         case DRV_STEP_DONE:
@@ -673,6 +707,7 @@ static int start_step(struct engine *e, json_t *step, int exp_state)
     f->ds.id = (uint32_t)job;
     int64_t now = ll_monotonic_ms();
     f->deadline_at = now + f->deadline_ms;
+    f->expected_end_at = now + (int64_t)((double)jint(step, "expected_ms") / e->opt.time_scale);
     log_line(LOG_LVL_DEBUG,
              "step start campaign=%lld exp=%lld step=%lld action=%s instrument=%s",
              (long long)campaign_id,
