@@ -678,9 +678,24 @@ static int start_step(struct engine *e, json_t *step, int exp_state)
         int r = step_to_drv(step, &f->ds, &err);
         if (r < 0 || f->instr < 0 || e->instrs[f->instr].w == NULL) {
             flight_drop(e, f);
-            /* an impossible step: record it as started then failed, so the reason stays */
-            step_settle(e, step_id, STORE_STEP_STARTED, NULL);
-            step_settle(e, step_id, STORE_STEP_FAILED, r < 0 ? err.msg : "no such instrument");
+            /* an impossible step: record it as started (its experiment running) then failed,
+             * so that the reason stays and the experiment ends as failed */
+            char why[LL_ERROR_MSG_MAX];
+            snprintf(why, sizeof(why), "%s", r < 0 ? err.msg : "no such instrument");
+            ll_error_clear(&err);
+            int rr = store_begin(e->store, &err);
+            if (rr == 0)
+                rr = store_step_set_state(e->store, step_id, STORE_STEP_STARTED, 0, NULL, &err);
+            if (rr == 0 && exp_state == STORE_EXP_QUEUED)
+                rr = store_experiment_set_state(e->store, exp_id, STORE_EXP_RUNNING, NULL, &err);
+            if (rr == 0)
+                rr = store_commit(e->store, &err);
+            if (rr < 0) {
+                store_rollback(e->store);
+                log_line(LOG_LVL_ERR, "step=%lld: %s", (long long)step_id, err.msg);
+                return rr;
+            }
+            step_settle(e, step_id, STORE_STEP_FAILED, why);
             return 0;
         }
     }
@@ -1072,14 +1087,15 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
             training, json_pack("{s:I,s:o}", "experiment", (json_int_t)jint(x, "id"), "row", row));
         r = planner_tell(p, xv, yv, err);
     }
-    /* open experiments (async rounds) are pending points: the planner avoids them; so are
-     * batches the operator denied, so that it proposes other points, not the same again */
+    /* every experiment without a measurement is a pending point: open ones (async rounds),
+     * failed ones, and abandoned ones (denied, aborted, fate unknown). So the initial design's
+     * index (observations + pending) moves past a failed point instead of proposing it again,
+     * and the model, which fantasises its own prediction at every pending point, does not
+     * come back to exactly that point either (docs/daemon.md, "Failed experiments") */
     json_array_foreach(exps, i, x)
     {
         int s = store_experiment_state_from_name(jstr(x, "state"));
-        int denied =
-            s == STORE_EXP_ABANDONED && strcmp(jstr(x, "reason"), "denied by operator") == 0;
-        if (r < 0 || (s >= STORE_EXP_MEASURED && !denied))
+        if (r < 0 || s == STORE_EXP_MEASURED)
             continue;
         double xv[CAMPAIGN_MAX_PARAMS];
         for (size_t k = 0; k < np; k++)

@@ -1,7 +1,11 @@
 /* recipe: the expression evaluator (table-driven), loading the campaign's daemon keys with
  * line-numbered errors, and expanding config/perovskite.conf into steps whose dispense
- * volumes recover the composition. */
+ * volumes recover the composition. Also the engine's rounds when every experiment of the
+ * recipe fails: failed experiments are pending points, so no point is proposed twice. */
+#include "daemon/engine.h"
 #include "daemon/recipe.h"
+#include "daemon/store.h"
+#include "drivers/labconf.h"
 #include "ll_test.h"
 #include "planner/campaign.h"
 
@@ -10,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const names[] = {"a", "b", "long_name"};
 static const double values[] = {2.0, 0.5, 10.0};
@@ -202,6 +207,85 @@ static void test_recipe_errors_carry_file_and_line(void **state)
     }
 }
 
+/* Replaces the first occurrence of from in *text by to (reallocating). */
+static void replace_once(char **text, const char *from, const char *to)
+{
+    char *at = strstr(*text, from);
+    assert_non_null(at);
+    size_t head = (size_t)(at - *text), n = strlen(*text), lf = strlen(from), lt = strlen(to);
+    char *out = malloc(n - lf + lt + 1);
+    assert_non_null(out);
+    memcpy(out, *text, head);
+    memcpy(out + head, to, lt);
+    memcpy(out + head + lt, at + lf, n - head - lf + 1);
+    free(*text);
+    *text = out;
+}
+
+/* An engine without instruments: every recipe step is impossible, so every experiment
+ * fails at its first step. The perovskite campaign cut to 8 initial + 2 batches of 4 must
+ * propose 16 distinct points (a failed experiment is a pending point, so the initial
+ * design's index moves past it) and end with its budget spent, every experiment failed. */
+static void test_recipe_failed_experiments_are_not_proposed_again(void **state)
+{
+    (void)state;
+    char db[512], p[600];
+    snprintf(db, sizeof(db), "%s/failed-design.db", ll_test_tmpdir());
+    unlink(db);
+    struct ll_error err;
+    ll_error_clear(&err);
+    struct store *store = NULL;
+    struct labconf *lab = NULL;
+    struct engine *engine = NULL;
+    if (store_open(db, &store, &err) < 0 || labconf_load_default(&lab, &err) < 0)
+        fail_msg("%s", err.msg);
+    struct engine_options eo = {.store = store, .lab = lab, .time_scale = 1.0, .no_instruments = 1};
+    if (engine_new(&eo, &engine, &err) < 0)
+        fail_msg("%s", err.msg);
+    char *text = read_all(ll_test_source_path("config/perovskite.conf"));
+    replace_once(&text, "initial = 14;", "initial = 8;");
+    replace_once(&text, "budget = 54;", "budget = 16;");
+    int64_t id = 0;
+    if (engine_campaign_start(engine, text, "perovskite.conf", &id, &err) < 0)
+        fail_msg("%s", err.msg);
+    int cstate = -1;
+    for (int i = 0; i < 200; i++) {
+        if (engine_tick(engine, &err) < 0)
+            fail_msg("tick: %s", err.msg);
+        cstate = store_campaign_get_state(store, id, &err);
+        if (cstate >= STORE_CAMPAIGN_COMPLETED)
+            break;
+    }
+    assert_int_equal(cstate, STORE_CAMPAIGN_COMPLETED);
+    json_t *exps = store_experiments_json(store, id, &err);
+    assert_non_null(exps);
+    assert_int_equal(json_array_size(exps), 16);
+    size_t i, k;
+    json_t *x, *y;
+    json_array_foreach(exps, i, x)
+    {
+        assert_string_equal(json_string_value(json_object_get(x, "state")), "failed");
+        json_array_foreach(exps, k, y)
+        {
+            if (k <= i)
+                continue;
+            int same = json_equal(json_object_get(x, "params"), json_object_get(y, "params"));
+            if (same)
+                fail_msg("experiments %zu and %zu have the same parameters", i, k);
+        }
+    }
+    json_decref(exps);
+    free(text);
+    engine_free(&engine);
+    store_close(&store);
+    labconf_free(&lab);
+    unlink(db);
+    snprintf(p, sizeof(p), "%s-wal", db);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", db);
+    unlink(p);
+}
+
 int main(void)
 {
     ll_test_init();
@@ -211,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_recipe_perovskite_expands_to_the_composition),
         cmocka_unit_test(test_recipe_electrolyte_campaign_loads),
         cmocka_unit_test(test_recipe_errors_carry_file_and_line),
+        cmocka_unit_test(test_recipe_failed_experiments_are_not_proposed_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
