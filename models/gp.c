@@ -32,6 +32,7 @@
  */
 #include "models/gp.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <gsl/gsl_blas.h>
 #include <gsl/gsl_errno.h>
@@ -388,6 +389,7 @@ static double neg_log_post_eval(const gsl_vector *u, struct fit_params *p, gsl_v
     struct natural nat;
     to_natural(u, d, p->min_noise_var, &nat);
     double lml, g[GP_MAX_DIM + 3];
+    /* cppcheck-suppress legacyUninitvar ; g is lml_eval's output, written before it is read */
     if (lml_eval(p->w, nat.ls, nat.sf2, nat.sn2, nat.c, &lml, ret_grad ? g : NULL) < 0 ||
         !isfinite(lml)) {
         if (ret_grad)
@@ -906,6 +908,7 @@ static int gp_reserve(struct gp *gp, size_t want)
     if (want <= gp->cap)
         return 0;
     size_t cap = want + want / 2 + GP_SPARE_ROWS, n = gp->n, d = gp->d;
+    assert(d > 0); /* gp_fit rejects d == 0, so no zero-byte realloc */
     double *x = realloc(gp->x, cap * d * sizeof(double));
     if (!x)
         return -ENOMEM;

@@ -33,6 +33,7 @@
 #include "planner/hv.h"
 #include "planner/space.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -114,6 +115,7 @@ static int grow(double **arr, size_t *cap, size_t need, size_t row)
 {
     if (need <= *cap)
         return 0;
+    assert(row > 0); /* rows of zero doubles would make a zero-byte realloc */
     size_t cap2 = *cap ? *cap * 2 : 64;
     while (cap2 < need)
         cap2 *= 2;
