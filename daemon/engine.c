@@ -38,6 +38,11 @@ struct instr {
     struct drv_worker *w;
     int poll_ms;
     int64_t busy_step; /* 0 when free */
+    /* liveness of the worker thread: requests submitted and not yet completed, and when it
+     * last made progress (its last completion, or the submit that found it idle) */
+    int n_outstanding;
+    int64_t progress_at;
+    int64_t budget_ms; /* the longest call: a start, 2 x DRV_CALL_BUDGET */
 };
 
 enum phase {
@@ -235,6 +240,7 @@ int engine_new(const struct engine_options *opt, struct engine **ret, struct ll_
         struct instr *in = &e->instrs[e->n_instrs];
         snprintf(in->name, sizeof(in->name), "%s", opt->lab->instruments[i].name);
         in->poll_ms = opt->lab->instruments[i].poll_ms;
+        in->budget_ms = 2 * DRV_CALL_BUDGET(&opt->lab->instruments[i]);
         if (!opt->no_instruments) {
             r = drv_worker_start(&opt->lab->instruments[i], &in->w, reterr);
             if (r < 0)
@@ -456,6 +462,17 @@ static void flight_finish(struct engine *e, struct flight *f, int to, const char
     flight_drop(e, f);
 }
 
+/* Hands a request to instrument i's worker and counts it as outstanding. */
+static int
+worker_submit(struct engine *e, int i, const struct drv_request *req, struct ll_error *err)
+{
+    struct instr *in = &e->instrs[i];
+    int r = drv_worker_submit(in->w, req, err);
+    if (r == 0 && in->n_outstanding++ == 0)
+        in->progress_at = ll_monotonic_ms();
+    return r;
+}
+
 static void submit(struct engine *e, struct flight *f, enum drv_request_op op)
 {
     struct drv_request req = {.op = op, .cookie = (uint64_t)f->step_id, .step = f->ds};
@@ -466,7 +483,7 @@ static void submit(struct engine *e, struct flight *f, enum drv_request_op op)
              (int)op);
     struct ll_error err;
     ll_error_clear(&err);
-    if (drv_worker_submit(e->instrs[f->instr].w, &req, &err) < 0) {
+    if (worker_submit(e, f->instr, &req, &err) < 0) {
         /* queue full: try again shortly */
         f->phase =
             op == DRV_REQ_START ? PH_QUERY_AT : (op == DRV_REQ_POLL ? PH_POLL_AT : PH_QUERY_AT);
@@ -553,9 +570,37 @@ int engine_on_completions(struct engine *e, struct ll_error *reterr)
     (void)reterr;
     struct drv_completion c;
     for (int i = 0; i < e->n_instrs; i++)
-        while (e->instrs[i].w != NULL && drv_worker_next(e->instrs[i].w, &c) == 1)
+        while (e->instrs[i].w != NULL && drv_worker_next(e->instrs[i].w, &c) == 1) {
+            if (e->instrs[i].n_outstanding > 0)
+                e->instrs[i].n_outstanding--;
+            e->instrs[i].progress_at = ll_monotonic_ms();
             on_completion(e, &c);
+        }
     return 0;
+}
+
+int engine_workers_alive(
+    const struct engine *e, int64_t now, int64_t margin_ms, char *why, size_t n)
+{
+    for (int i = 0; i < e->n_instrs; i++) {
+        const struct instr *in = &e->instrs[i];
+        if (in->w == NULL || in->n_outstanding == 0)
+            continue;
+        int64_t late = now - in->progress_at - in->budget_ms;
+        if (late > margin_ms) {
+            if (why != NULL && n > 0)
+                snprintf(why,
+                         n,
+                         "instrument worker %s: %d request(s) outstanding, no completion for "
+                         "%lld ms (a call must end within %lld ms)",
+                         in->name,
+                         in->n_outstanding,
+                         (long long)(now - in->progress_at),
+                         (long long)in->budget_ms);
+            return 0;
+        }
+    }
+    return 1;
 }
 
 int engine_fds(const struct engine *e, int *fds, int max)
@@ -1750,7 +1795,7 @@ int engine_estop(struct engine *e, struct ll_error *reterr)
     for (int i = 0; i < e->n_instrs; i++)
         if (e->instrs[i].w != NULL) {
             struct drv_request req = {.op = DRV_REQ_SAFE, .cookie = 0};
-            drv_worker_submit(e->instrs[i].w, &req, NULL);
+            worker_submit(e, i, &req, NULL);
         }
     log_line(LOG_LVL_ERR,
              "estop: software stop: safe state commanded on %d instruments (this is not a wired "

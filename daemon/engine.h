@@ -43,6 +43,7 @@
 #include "drivers/labconf.h"
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct engine;
@@ -95,6 +96,15 @@ int engine_fds(const struct engine *e, int *fds, int max);
 
 /* Takes every waiting worker completion and acts on it. */
 int engine_on_completions(struct engine *e, struct ll_error *reterr);
+
+/* The watchdog's question: are the instrument worker threads alive? A worker holding
+ * submitted requests must complete one within its longest call budget (drivers/driver.h
+ * "Deadlines": 2 x DRV_CALL_BUDGET for a start) after its previous completion, or after the
+ * submit that found it idle. Returns 1 when every worker is within that plus margin_ms at
+ * monotonic time now (ll_monotonic_ms()); 0 when one is not, with the sentence in why (size
+ * n). labloopd stops its WATCHDOG=1 pings while this is 0, so that systemd restarts it. */
+int engine_workers_alive(
+    const struct engine *e, int64_t now, int64_t margin_ms, char *why, size_t n);
 
 /* 1 while any campaign is running, paused or stopped with open experiments. */
 int engine_busy(const struct engine *e);

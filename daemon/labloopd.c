@@ -39,6 +39,7 @@
 #include <zmq.h>
 
 #define MAX_POLL 32
+#define WORKER_MARGIN_MS 5000 /* beyond a worker's call budget before the watchdog pings stop */
 
 struct settings {
     char db[512], run_dir[512], lab[512], endpoint[256];
@@ -217,6 +218,7 @@ int main(int argc, char **argv)
     uint64_t wd_usec = 0;
     int watchdog = sd_watchdog_enabled(0, &wd_usec) > 0;
     int64_t wd_every_ms = watchdog ? (int64_t)(wd_usec / 2000) : 0, wd_last = 0;
+    int wd_withheld = 0;
     int64_t started = ll_monotonic_ms(), status_last = 0;
     int ready = 0, stop = 0, more_analysis = 1;
     char summary[256] = "", last_summary[256] = "";
@@ -282,8 +284,20 @@ int main(int argc, char **argv)
             }
             status_last = now;
         }
+        /* the ping says the main loop AND every instrument worker thread are alive: a worker
+         * that holds a request past its call budget + WORKER_MARGIN_MS stops the pings, so
+         * that systemd restarts labloopd (recovery then settles its steps) */
         if (watchdog && now - wd_last >= wd_every_ms) {
-            sd_notify(0, "WATCHDOG=1");
+            char why[256];
+            int alive = engine_workers_alive(engine, now, WORKER_MARGIN_MS, why, sizeof(why));
+            if (alive) {
+                sd_notify(0, "WATCHDOG=1");
+                if (wd_withheld)
+                    log_line(LOG_LVL_NOTICE, "watchdog: pings resumed (every worker answered)");
+            } else if (!wd_withheld) {
+                log_line(LOG_LVL_ERR, "watchdog: pings stopped: %s", why);
+            }
+            wd_withheld = !alive;
             wd_last = now;
         }
     }

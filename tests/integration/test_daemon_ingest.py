@@ -3,7 +3,9 @@
 NaN, unknown requests, another station's name, a two-frame message and an oversize message;
 each gets `rejected` with a reason, nothing else changes, the daemon keeps running. Also the
 control CLI: status, exit 3 when the daemon is unreachable, a bad campaign file (exit 1 with
-FILE:LINE), backup, e-stop latched across a restart.
+FILE:LINE), backup, e-stop latched across a restart. Under a systemd-like notify socket with a
+watchdog: READY=1, then WATCHDOG=1 pings at half the interval, also after an e-stop sent
+requests to every instrument worker (their completions arrive, so the workers count as alive).
 """
 import json
 import os
@@ -33,10 +35,16 @@ def labloop(run_dir, *args):
     return subprocess.run([LABLOOP, *args, "--run-dir", run_dir], capture_output=True, text=True, timeout=60)
 
 
-def start_daemon(tmp, lab, run_dir):
+def start_daemon(tmp, lab, run_dir, notify=None):
     log = open(os.path.join(tmp, "labloopd.log"), "a")
-    p = subprocess.Popen([LABLOOPD, "--lab", lab, "--db", os.path.join(tmp, "l.db"), "--run-dir", run_dir],
-                         stderr=log)
+    argv = [LABLOOPD, "--lab", lab, "--db", os.path.join(tmp, "l.db"), "--run-dir", run_dir]
+    env = None
+    if notify is not None:
+        # as systemd does: NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID (the shell's pid,
+        # which exec keeps)
+        env = dict(os.environ, NOTIFY_SOCKET=notify, WATCHDOG_USEC="400000")
+        argv = ["/bin/sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh"] + argv
+    p = subprocess.Popen(argv, stderr=log, env=env)
     deadline = time.time() + 20
     while time.time() < deadline:
         if labloop(run_dir, "status").returncode == 0:
@@ -130,11 +138,30 @@ def main():
         assert r.returncode == 0 and "not an emergency stop" in r.stdout, r
         daemon.terminate()
         assert daemon.wait(timeout=30) == 0
-        daemon = start_daemon(tmp, lab, run_dir)
+        notify_path = os.path.join(tmp, "notify")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(notify_path)
+        daemon = start_daemon(tmp, lab, run_dir, notify=notify_path)
         st = json.loads(labloop(run_dir, "status", "--json").stdout)
         assert st["estop"] is True, st
         r = labloop(run_dir, "status")
         assert "E-STOP LATCHED" in r.stdout, r.stdout
+
+        # --- the watchdog: pings while the loop and every worker are alive
+        assert labloop(run_dir, "e-stop").returncode == 0
+        notify.settimeout(0.5)
+        got = []
+        until = time.time() + 1.5
+        while time.time() < until:
+            try:
+                got.append(notify.recv(4096).decode())
+            except socket.timeout:
+                pass
+        notify.close()
+        assert any("READY=1" in m for m in got), got
+        pings = sum("WATCHDOG=1" in m for m in got)
+        assert pings >= 4, got
+        assert "pings stopped" not in open(os.path.join(tmp, "labloopd.log")).read()
     finally:
         ctx.destroy(linger=0)
         if daemon.poll() is None:

@@ -1,7 +1,9 @@
 /* recipe: the expression evaluator (table-driven), loading the campaign's daemon keys with
  * line-numbered errors, and expanding config/perovskite.conf into steps whose dispense
  * volumes recover the composition. Also the engine's rounds when every experiment of the
- * recipe fails: failed experiments are pending points, so no point is proposed twice. */
+ * recipe fails: failed experiments are pending points, so no point is proposed twice. And the
+ * watchdog's check of the engine's instrument workers (engine_workers_alive). */
+#include "common/ll_time.h"
 #include "daemon/engine.h"
 #include "daemon/recipe.h"
 #include "daemon/store.h"
@@ -11,9 +13,12 @@
 
 #include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static const char *const names[] = {"a", "b", "long_name"};
@@ -286,6 +291,76 @@ static void test_recipe_failed_experiments_are_not_proposed_again(void **state)
     unlink(p);
 }
 
+/* Real workers on instruments that cannot answer (the robot's port is bound but not
+ * listening, the serial devices do not exist): after engine_estop() each worker holds one
+ * SAFE request. Alive now; not alive at a time past every call budget while a request is
+ * outstanding (the sentence names the worker); alive again, at any time, once every
+ * completion has been taken. */
+static void test_recipe_engine_workers_alive_tracks_outstanding_requests(void **state)
+{
+    (void)state;
+    int sock = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(sock >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    assert_int_equal(bind(sock, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(sock, (struct sockaddr *)&a, &al), 0);
+    char port[64];
+    snprintf(port, sizeof(port), "port = %d;", (int)ntohs(a.sin_port));
+    char *text = strdup(labconf_default_text());
+    assert_non_null(text);
+    replace_once(&text, "port = 15020;", port);
+    replace_once(&text, "/dev/ttyUSB0", "/nonexistent/ll-test-furnace");
+    replace_once(&text, "/dev/ttyUSB1", "/nonexistent/ll-test-coater");
+    char db[512], p[600];
+    snprintf(db, sizeof(db), "%s/workers-alive.db", ll_test_tmpdir());
+    unlink(db);
+    struct ll_error err;
+    ll_error_clear(&err);
+    struct store *store = NULL;
+    struct labconf *lab = NULL;
+    struct engine *engine = NULL;
+    if (store_open(db, &store, &err) < 0 || labconf_load_string(text, "test-lab", &lab, &err) < 0)
+        fail_msg("%s", err.msg);
+    struct engine_options eo = {.store = store, .lab = lab, .time_scale = 1.0};
+    if (engine_new(&eo, &engine, &err) < 0)
+        fail_msg("%s", err.msg);
+    char why[256] = "";
+    int64_t now = ll_monotonic_ms();
+    assert_int_equal(engine_workers_alive(engine, now, 0, why, sizeof(why)), 1);
+    engine_estop(engine, &err);
+    now = ll_monotonic_ms();
+    assert_int_equal(engine_workers_alive(engine, now, 1000, why, sizeof(why)), 1);
+    int64_t later = now + 3600 * 1000;
+    assert_int_equal(engine_workers_alive(engine, later, 1000, why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "instrument worker"));
+    assert_non_null(strstr(why, "outstanding"));
+    /* take the completions as labloopd's loop does */
+    int64_t until = ll_monotonic_ms() + 20000;
+    int alive = 0;
+    while (!alive && ll_monotonic_ms() < until) {
+        int fds[LABCONF_MAX_INSTRUMENTS];
+        struct pollfd pf[LABCONF_MAX_INSTRUMENTS];
+        int nf = engine_fds(engine, fds, LABCONF_MAX_INSTRUMENTS);
+        for (int i = 0; i < nf; i++)
+            pf[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+        poll(pf, (nfds_t)nf, 100);
+        engine_on_completions(engine, &err);
+        alive = engine_workers_alive(engine, later, 1000, why, sizeof(why));
+    }
+    assert_int_equal(alive, 1);
+    engine_free(&engine);
+    store_close(&store);
+    labconf_free(&lab);
+    free(text);
+    close(sock);
+    unlink(db);
+    snprintf(p, sizeof(p), "%s-wal", db);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", db);
+    unlink(p);
+}
+
 int main(void)
 {
     ll_test_init();
@@ -296,6 +371,7 @@ int main(void)
         cmocka_unit_test(test_recipe_electrolyte_campaign_loads),
         cmocka_unit_test(test_recipe_errors_carry_file_and_line),
         cmocka_unit_test(test_recipe_failed_experiments_are_not_proposed_again),
+        cmocka_unit_test(test_recipe_engine_workers_alive_tracks_outstanding_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
