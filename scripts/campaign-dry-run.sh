@@ -5,12 +5,14 @@
 # hypervolume and stop both cleanly.
 #
 #   scripts/campaign-dry-run.sh [--speed N] [--campaign FILE] [--budget N] [--initial N]
-#                               [--batch N] [--faults SPEC] [--keep]
+#                               [--batch N] [--faults SPEC] [--keep] [--profile]
 #
 # Environment: LL_BUILD_DIR (default build), LL_NO_BUILD=1 to use existing binaries,
 # LL_DRY_RUN_PARETO / LL_DRY_RUN_STATUS = files to receive `labloop pareto/status --json`,
 # LABSIM / LABLOOPD / LABLOOP to point at other binaries. --keep leaves the temporary
-# directory (store, logs) in place and prints its path.
+# directory (store, logs) in place and prints its path. --profile prints, from the steps'
+# start and end times in the store, the whole-campaign makespan against the lower bound (the
+# busiest instrument's total step time) and where that instrument idled between its steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 speed=2000
@@ -20,6 +22,7 @@ initial=""
 batch=""
 keep=0
 faults=""
+profile=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --speed) speed=$2; shift 2 ;;
@@ -29,7 +32,8 @@ while [ $# -gt 0 ]; do
     --batch) batch=$2; shift 2 ;;
     --faults) faults=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    *) echo "usage: $0 [--speed N] [--campaign FILE] [--budget N] [--initial N] [--batch N] [--keep]" >&2; exit 2 ;;
+    --profile) profile=1; shift ;;
+    *) echo "usage: $0 [--speed N] [--campaign FILE] [--budget N] [--initial N] [--batch N] [--faults SPEC] [--keep] [--profile]" >&2; exit 2 ;;
     esac
 done
 builddir=${LL_BUILD_DIR:-build}
@@ -101,4 +105,42 @@ daemon_pid=""
 kill "$sim_pid"; wait "$sim_pid" || true
 sim_pid=""
 grep -q "stopped cleanly" "$tmp/labloopd.log" && echo "labloopd and labsim stopped cleanly"
+if [ "$profile" = 1 ]; then
+    python3 - "$tmp/labloop.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute("SELECT instrument, action, started_at, finished_at FROM steps "
+                  "WHERE state = 'done' ORDER BY started_at").fetchall()
+t0, t1 = min(r[2] for r in rows), max(r[3] for r in rows)
+busy = {}
+for inst, _, a, b in rows:
+    busy[inst] = busy.get(inst, 0) + b - a
+top = max(busy, key=busy.get)
+print(f"makespan {(t1 - t0) / 1e3:.2f} s, lower bound {busy[top] / 1e3:.2f} s ({top}), "
+      f"ratio {(t1 - t0) / busy[top]:.3f}")
+mine = [r for r in rows if r[0] == top]
+gaps = [mine[i + 1][2] - mine[i][3] for i in range(len(mine) - 1)]
+print(f"{top} idle: {mine[0][2] - t0} ms before its first step, {t1 - mine[-1][3]} ms after its "
+      f"last; between steps {sum(gaps)} ms in {len(gaps)} gaps (mean {sum(gaps) / max(len(gaps), 1):.1f} ms)")
+# inside each gap: the other steps that ran, and the hand-offs between them (the time from
+# one step's recorded end to the next step's recorded start is labloopd's own share)
+hand, inner, n = 0, 0, 0
+for i in range(len(mine) - 1):
+    a, b = mine[i][3], mine[i + 1][2]
+    seq = [r for r in rows if r[0] != top and r[2] >= a and r[3] <= b and r[0] in busy
+           and not r[1] == "measure"]
+    if not seq:
+        continue
+    seq.sort(key=lambda r: r[2])
+    if any(seq[k + 1][2] < seq[k][3] for k in range(len(seq) - 1)):
+        continue  # overlapping steps: not a chain of hand-offs
+    ends = [a] + [x for r in seq for x in (r[2], r[3])] + [b]
+    hand += sum(ends[k + 1] - ends[k] for k in range(0, len(ends), 2))
+    inner += sum(r[3] - r[2] for r in seq)
+    n += 1
+if n:
+    print(f"in {n} gaps filled by a chain of steps: those steps {inner / n:.1f} ms, hand-offs "
+          f"(one step's end to the next one's start) {hand / n:.1f} ms per gap")
+PY
+fi
 [ "$state" = completed ] || { echo "campaign ended $state" >&2; exit 1; }
