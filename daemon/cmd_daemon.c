@@ -40,6 +40,8 @@ static int parse(int argc, char **argv, struct opts *o, const char *usage)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        /* argv[i] is never NULL for i < argc (C11 5.1.2.2.1); the analyser cannot know that */
+        // NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker)
         if (strcmp(a, "--json") == 0) {
             o->json = 1;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

@@ -1053,65 +1053,14 @@ static int targets_met(const struct camp *c, json_t *exps)
     return 0;
 }
 
-/* Asks the planner for the next batch and commits it with its model fit. */
-static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, struct ll_error *err)
+/* Tells the planner every measured experiment (recording each as a training row) and adds
+ * every experiment without a measurement as a pending point. */
+static int feed_planner(
+    struct camp *c, json_t *exps, struct planner *p, json_t *training, struct ll_error *err)
 {
-    e->dirty = 1;
-    int total = 0, n_final = 0;
-    int r = store_experiment_counts(e->store, c->id, &total, &n_final, err);
-    if (r < 0)
-        return r;
-    int round = 0;
-    size_t i;
+    size_t np = c->c.n_params, no = c->c.n_objectives, i;
     json_t *x;
-    json_array_foreach(exps, i, x)
-    {
-        if (jint(x, "round") + 1 > round)
-            round = (int)jint(x, "round") + 1;
-    }
-    if (round > 0 && n_open == 0) {
-        double ms = 0, lb = 0;
-        char busiest[LABCONF_NAME_MAX];
-        if (round_makespan(e, exps, round - 1, &ms, &lb, busiest, sizeof(busiest)) == 0)
-            event(e,
-                  c->id,
-                  0,
-                  0,
-                  LOG_LVL_INFO,
-                  "round",
-                  "round %d finished: makespan %.1f s, lower bound %.1f s (%s), ratio %.3f",
-                  round - 1,
-                  ms,
-                  lb,
-                  busiest,
-                  lb > 0 ? ms / lb : 0.0);
-    }
-    if (targets_met(c, exps) || total >= c->c.budget) {
-        if (n_open > 0)
-            return 0; /* async: let the open experiments finish first */
-        return store_campaign_set_state(e->store,
-                                        c->id,
-                                        STORE_CAMPAIGN_COMPLETED,
-                                        total >= c->c.budget ? "budget spent" : "target reached",
-                                        err);
-    }
-    int q = total == 0 ? c->c.initial : c->c.batch;
-    if (q > c->c.budget - total)
-        q = c->c.budget - total;
-    if (q > CAMPAIGN_MAX_BATCH && total > 0)
-        q = CAMPAIGN_MAX_BATCH;
-    struct planner *p = NULL;
-    size_t np = c->c.n_params, no = c->c.n_objectives;
-    double *xs = calloc((size_t)q * np + 1, sizeof(double));
-    struct planner_point_info *info = calloc((size_t)q + 1, sizeof(*info));
-    struct planner_round_info ri;
-    json_t *training = json_array();
-    memset(&ri, 0, sizeof(ri));
-    if (xs == NULL || info == NULL) {
-        r = ll_error_set(err, -ENOMEM, "out of memory");
-        goto out;
-    }
-    r = planner_new(&c->c, &p, err);
+    int r = 0;
     json_array_foreach(exps, i, x)
     {
         if (r < 0 || strcmp(jstr(x, "state"), "measured") != 0)
@@ -1148,11 +1097,16 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
                 json_object_get(json_object_get(x, "params"), c->c.params[k].name));
         r = planner_add_pending(p, xv, err);
     }
-    if (r == 0)
-        r = planner_ask(p, (size_t)q, xs, info, &ri, err);
-    if (r < 0)
-        goto out;
-    /* the model fit record: everything needed to reproduce or audit this round */
+    return r;
+}
+
+/* The model fit record of a round: everything needed to reproduce or audit it. Returns a
+ * new reference. */
+static json_t *
+fit_record(const struct camp *c, int round, const struct planner_round_info *rip, json_t *training)
+{
+    size_t np = c->c.n_params, no = c->c.n_objectives;
+    struct planner_round_info ri = *rip;
     json_t *fit = json_pack("{s:i,s:I,s:s,s:I,s:I,s:b,s:f,s:o}",
                             "round",
                             round,
@@ -1208,6 +1162,114 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         }
         json_object_set_new(fit, "hyperparameters", hyp);
     }
+    return fit;
+}
+
+/* Stores the steps of a new experiment (expanded from the recipe); a measure step goes to
+ * the lab's station for its kind and gets the request id the station will echo. */
+static int create_steps(struct engine *e, int64_t exp_id, json_t *steps, struct ll_error *err)
+{
+    int r = 0;
+    size_t si;
+    json_t *st;
+    json_array_foreach(steps, si, st)
+    {
+        if (r < 0)
+            break;
+        const char *instrument = jstr(st, "instrument");
+        char request[64] = "";
+        if (strcmp(jstr(st, "action"), "measure") == 0) {
+            instrument = station_for_kind(e, jstr(json_object_get(st, "params"), "kind"));
+            snprintf(request, sizeof(request), "r-%lld-%zu", (long long)exp_id, si + 1);
+            if (instrument == NULL) {
+                r = ll_error_set(err,
+                                 -EINVAL,
+                                 "no station of the lab measures '%s'",
+                                 jstr(json_object_get(st, "params"), "kind"));
+                break;
+            }
+        }
+        int64_t sid = 0;
+        r = store_step_create(e->store,
+                              exp_id,
+                              (int)si,
+                              instrument,
+                              jstr(st, "action"),
+                              json_object_get(st, "params"),
+                              jint(st, "expected_ms"),
+                              request[0] ? request : NULL,
+                              &sid,
+                              err);
+    }
+    return r;
+}
+
+/* Asks the planner for the next batch and commits it with its model fit. */
+static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, struct ll_error *err)
+{
+    e->dirty = 1;
+    int total = 0, n_final = 0;
+    int r = store_experiment_counts(e->store, c->id, &total, &n_final, err);
+    if (r < 0)
+        return r;
+    int round = 0;
+    size_t i;
+    json_t *x;
+    json_array_foreach(exps, i, x)
+    {
+        if (jint(x, "round") + 1 > round)
+            round = (int)jint(x, "round") + 1;
+    }
+    if (round > 0 && n_open == 0) {
+        double ms = 0, lb = 0;
+        char busiest[LABCONF_NAME_MAX];
+        if (round_makespan(e, exps, round - 1, &ms, &lb, busiest, sizeof(busiest)) == 0)
+            event(e,
+                  c->id,
+                  0,
+                  0,
+                  LOG_LVL_INFO,
+                  "round",
+                  "round %d finished: makespan %.1f s, lower bound %.1f s (%s), ratio %.3f",
+                  round - 1,
+                  ms,
+                  lb,
+                  busiest,
+                  lb > 0 ? ms / lb : 0.0);
+    }
+    if (targets_met(c, exps) || total >= c->c.budget) {
+        if (n_open > 0)
+            return 0; /* async: let the open experiments finish first */
+        return store_campaign_set_state(e->store,
+                                        c->id,
+                                        STORE_CAMPAIGN_COMPLETED,
+                                        total >= c->c.budget ? "budget spent" : "target reached",
+                                        err);
+    }
+    int q = total == 0 ? c->c.initial : c->c.batch;
+    if (q > c->c.budget - total)
+        q = c->c.budget - total;
+    if (q > CAMPAIGN_MAX_BATCH && total > 0)
+        q = CAMPAIGN_MAX_BATCH;
+    struct planner *p = NULL;
+    size_t np = c->c.n_params;
+    double *xs = calloc((size_t)q * np + 1, sizeof(double));
+    struct planner_point_info *info = calloc((size_t)q + 1, sizeof(*info));
+    struct planner_round_info ri;
+    json_t *training = json_array();
+    memset(&ri, 0, sizeof(ri));
+    if (xs == NULL || info == NULL) {
+        r = ll_error_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    r = planner_new(&c->c, &p, err);
+    if (r == 0)
+        r = feed_planner(c, exps, p, training, err);
+    if (r == 0)
+        r = planner_ask(p, (size_t)q, xs, info, &ri, err);
+    if (r < 0)
+        goto out;
+    json_t *fit = fit_record(c, round, &ri, training);
     json_t *chosen = json_array();
     json_object_set_new(fit, "chosen", chosen);
     const char *approval = recipe_approval(c->r);
@@ -1242,37 +1304,8 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         json_t *steps = NULL;
         if (r == 0)
             r = recipe_expand(c->r, &c->c, &xs[(size_t)k * np], &steps, err);
-        size_t si;
-        json_t *st;
-        json_array_foreach(steps, si, st)
-        {
-            if (r < 0)
-                break;
-            const char *instrument = jstr(st, "instrument");
-            char request[64] = "";
-            if (strcmp(jstr(st, "action"), "measure") == 0) {
-                instrument = station_for_kind(e, jstr(json_object_get(st, "params"), "kind"));
-                snprintf(request, sizeof(request), "r-%lld-%zu", (long long)exp_id, si + 1);
-                if (instrument == NULL) {
-                    r = ll_error_set(err,
-                                     -EINVAL,
-                                     "no station of the lab measures '%s'",
-                                     jstr(json_object_get(st, "params"), "kind"));
-                    break;
-                }
-            }
-            int64_t sid = 0;
-            r = store_step_create(e->store,
-                                  exp_id,
-                                  (int)si,
-                                  instrument,
-                                  jstr(st, "action"),
-                                  json_object_get(st, "params"),
-                                  jint(st, "expected_ms"),
-                                  request[0] ? request : NULL,
-                                  &sid,
-                                  err);
-        }
+        if (r == 0)
+            r = create_steps(e, exp_id, steps, err);
         json_decref(steps);
         if (r == 0)
             r = store_experiment_set_state(e->store,

@@ -143,6 +143,51 @@ static int parse_args(int argc, char **argv, struct settings *s)
     return 0;
 }
 
+/* systemd notifications from the main loop: STATUS (when the summary changes) and the
+ * watchdog ping */
+struct notifier {
+    int watchdog, wd_withheld;
+    int64_t wd_every_ms, wd_last, status_last;
+    char last_summary[256];
+};
+
+static void notifier_init(struct notifier *nt)
+{
+    uint64_t wd_usec = 0;
+    memset(nt, 0, sizeof(*nt));
+    nt->watchdog = sd_watchdog_enabled(0, &wd_usec) > 0;
+    nt->wd_every_ms = nt->watchdog ? (int64_t)(wd_usec / 2000) : 0;
+}
+
+static void notifier_tick(struct notifier *nt, struct engine *engine, int64_t now)
+{
+    if (now - nt->status_last > 2000) {
+        char summary[256];
+        engine_summary(engine, summary, sizeof(summary));
+        if (strcmp(summary, nt->last_summary) != 0) {
+            sd_notifyf(0, "STATUS=%s", summary);
+            snprintf(nt->last_summary, sizeof(nt->last_summary), "%s", summary);
+        }
+        nt->status_last = now;
+    }
+    /* the ping says the main loop AND every instrument worker thread are alive: a worker
+     * that holds a request past its call budget + WORKER_MARGIN_MS stops the pings, so
+     * that systemd restarts labloopd (recovery then settles its steps) */
+    if (nt->watchdog && now - nt->wd_last >= nt->wd_every_ms) {
+        char why[256];
+        int alive = engine_workers_alive(engine, now, WORKER_MARGIN_MS, why, sizeof(why));
+        if (alive) {
+            sd_notify(0, "WATCHDOG=1");
+            if (nt->wd_withheld)
+                log_line(LOG_LVL_NOTICE, "watchdog: pings resumed (every worker answered)");
+        } else if (!nt->wd_withheld) {
+            log_line(LOG_LVL_ERR, "watchdog: pings stopped: %s", why);
+        }
+        nt->wd_withheld = !alive;
+        nt->wd_last = now;
+    }
+}
+
 int main(int argc, char **argv)
 {
     gsl_set_error_handler_off();
@@ -215,13 +260,10 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    uint64_t wd_usec = 0;
-    int watchdog = sd_watchdog_enabled(0, &wd_usec) > 0;
-    int64_t wd_every_ms = watchdog ? (int64_t)(wd_usec / 2000) : 0, wd_last = 0;
-    int wd_withheld = 0;
-    int64_t started = ll_monotonic_ms(), status_last = 0;
+    struct notifier nt;
+    notifier_init(&nt);
+    int64_t started = ll_monotonic_ms();
     int ready = 0, stop = 0, more_analysis = 1;
-    char summary[256] = "", last_summary[256] = "";
     while (!stop) {
         zmq_pollitem_t items[MAX_POLL];
         int n = 0;
@@ -239,8 +281,8 @@ int main(int argc, char **argv)
             timeout = 200;
         if (more_analysis)
             timeout = 0;
-        if (watchdog && (timeout < 0 || timeout > wd_every_ms))
-            timeout = wd_every_ms;
+        if (nt.watchdog && (timeout < 0 || timeout > nt.wd_every_ms))
+            timeout = nt.wd_every_ms;
         if (zmq_poll(items, n, timeout) < 0 && errno != EINTR) {
             log_line(LOG_LVL_ERR, "labloopd: zmq_poll: %s", zmq_strerror(errno));
             break;
@@ -276,30 +318,7 @@ int main(int argc, char **argv)
             sd_notify(0, "READY=1");
             log_line(LOG_LVL_INFO, "labloopd: ready (recovery finished)");
         }
-        if (now - status_last > 2000) {
-            engine_summary(engine, summary, sizeof(summary));
-            if (strcmp(summary, last_summary) != 0) {
-                sd_notifyf(0, "STATUS=%s", summary);
-                snprintf(last_summary, sizeof(last_summary), "%s", summary);
-            }
-            status_last = now;
-        }
-        /* the ping says the main loop AND every instrument worker thread are alive: a worker
-         * that holds a request past its call budget + WORKER_MARGIN_MS stops the pings, so
-         * that systemd restarts labloopd (recovery then settles its steps) */
-        if (watchdog && now - wd_last >= wd_every_ms) {
-            char why[256];
-            int alive = engine_workers_alive(engine, now, WORKER_MARGIN_MS, why, sizeof(why));
-            if (alive) {
-                sd_notify(0, "WATCHDOG=1");
-                if (wd_withheld)
-                    log_line(LOG_LVL_NOTICE, "watchdog: pings resumed (every worker answered)");
-            } else if (!wd_withheld) {
-                log_line(LOG_LVL_ERR, "watchdog: pings stopped: %s", why);
-            }
-            wd_withheld = !alive;
-            wd_last = now;
-        }
+        notifier_tick(&nt, engine, now);
     }
     sd_notify(0, "STOPPING=1");
     status = 0;

@@ -106,7 +106,7 @@ static int transition_ok(const unsigned *allowed, int n, int from, int to)
 {
     if (from < 0 || from >= n || to < 0 || to >= n)
         return 0;
-    return (allowed[from] >> to) & 1u;
+    return (int)((allowed[from] >> to) & 1u);
 }
 int store_campaign_transition_ok(int from, int to)
 {
@@ -417,7 +417,7 @@ static int migrate(struct store *s, struct ll_error *err)
                             STORE_SCHEMA_VERSION);
     for (int64_t v = version; v < STORE_SCHEMA_VERSION; v++) {
         char pragma[64];
-        snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%lld", (long long)(v + 1));
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%lld", (long long)v + 1);
         r = store_begin(s, err);
         if (r == 0)
             r = exec(s, migrations[v], err);

@@ -220,9 +220,7 @@ static void replace_once(char **text, const char *from, const char *to)
     size_t head = (size_t)(at - *text), n = strlen(*text), lf = strlen(from), lt = strlen(to);
     char *out = malloc(n - lf + lt + 1);
     assert_non_null(out);
-    memcpy(out, *text, head);
-    memcpy(out + head, to, lt);
-    memcpy(out + head + lt, at + lf, n - head - lf + 1);
+    snprintf(out, n - lf + lt + 1, "%.*s%s%s", (int)head, *text, to, at + lf);
     free(*text);
     *text = out;
 }
