@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -170,8 +171,13 @@ static int coater_connect(struct drv *drv, int64_t deadline_ms, struct ll_error 
         if (r != SP_OK)
             return sp_error(drv, r, "cannot open", reterr);
     }
-    /* a SEQ the device cannot have cached from an earlier session of ours */
-    drv->seq = (uint16_t)((uint64_t)ll_wall_ms() ^ ((uint64_t)getpid() << 5));
+    /* a random start, so that this session's SEQs are unlikely to meet the device's cache of
+     * an earlier session's last 8 frames (a same-body hit would replay a stale reply; time and
+     * pid alone gave overlapping ranges for operator commands run back to back) */
+    uint16_t seq0 = 0;
+    if (getrandom(&seq0, sizeof(seq0), GRND_NONBLOCK) != (ssize_t)sizeof(seq0))
+        seq0 = (uint16_t)((uint64_t)ll_wall_ms() ^ ((uint64_t)getpid() << 5));
+    drv->seq = seq0;
     drv->rxlen = 0;
     drv->connected = true;
     return 0;
@@ -313,7 +319,7 @@ static int transact(struct drv *drv,
     char frame[SPN1_LINE_MAX + 8], line[SPN1_LINE_MAX + 8] = "";
     int len, garbled = 0, attempts = 0;
     unsigned seq = drv->seq++;
-    bool reseq = false;
+    int reseq = 0;
     int r;
 
     if (!drv->connected) {
@@ -353,10 +359,13 @@ static int transact(struct drv *drv,
                 garbled++;
                 break; /* the device saw a damaged frame and did not execute it */
             }
-            if (rep->err_code == 4 && !strcmp(rep->data, "SEQ_REUSED") && attempts == 1 && !reseq) {
-                /* the device caches this SEQ from another body (an earlier session): a
-                 * fresh SEQ, and the command was not executed */
-                reseq = true;
+            if (rep->err_code == 4 && !strcmp(rep->data, "SEQ_REUSED") && attempts == 1 &&
+                reseq < 3) {
+                /* the device caches this SEQ from another body (an earlier session) and did
+                 * not execute the command: jump past the device's cache of 8 frames (the
+                 * next SEQs are likely cached too) and send it again */
+                reseq++;
+                drv->seq = (uint16_t)(drv->seq + 16);
                 seq = drv->seq++;
                 len = spn1_format(seq, body, frame, sizeof(frame));
                 attempts = 0;
