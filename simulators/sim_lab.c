@@ -143,15 +143,66 @@ void sim_lab_furnace_step(struct sim_lab *lab, double temp_c, double sp_c, doubl
     s->n_hist++;
 }
 
+/* an anneal's dwell is above this; the safe setpoint (25 °C) is below it */
+#define SIM_ANNEAL_MIN_SP_C 50.0
+
+struct sp_time {
+    double sp_c, dt_s;
+};
+
+static int cmp_sp(const void *a, const void *b)
+{
+    double x = ((const struct sp_time *)a)->sp_c, y = ((const struct sp_time *)b)->sp_c;
+    return (x > y) - (x < y);
+}
+
+/* The setpoint the sample spent the longest time at (the program's dwell target), with
+ * setpoints taken to 0.1 °C; -1e300 when there is no history. A ramp passes through many
+ * setpoints briefly, a dwell holds one: so a sample loaded into a furnace still hot from a
+ * hotter anneal is credited with its own dwell, not with the ramp down from the last one. */
+static double dwell_setpoint(const struct sim_sample *s)
+{
+    if (s->n_hist == 0)
+        return -1e300;
+    struct sp_time *v = malloc((size_t)s->n_hist * sizeof(*v));
+    if (v == NULL)
+        return -1e300;
+    /* setpoints at or below SIM_ANNEAL_MIN_SP_C (the safe setpoint a sample waits at before
+     * or after its program) never count as the dwell, however long the wait */
+    int n = 0;
+    double sp_max = -1e300;
+    for (int i = 0; i < s->n_hist; i++) {
+        sp_max = fmax(sp_max, s->hist_sp_c[i]);
+        if (s->hist_sp_c[i] > SIM_ANNEAL_MIN_SP_C)
+            v[n++] = (struct sp_time){round(s->hist_sp_c[i] * 10.0) / 10.0, s->hist_dt_s[i]};
+    }
+    if (n == 0) {
+        free(v);
+        return sp_max;
+    }
+    qsort(v, (size_t)n, sizeof(*v), cmp_sp);
+    double best = v[0].sp_c, best_t = -1.0;
+    for (int i = 0; i < n;) {
+        double t = 0.0;
+        int j = i;
+        for (; j < n && v[j].sp_c == v[i].sp_c; j++)
+            t += v[j].dt_s;
+        if (t > best_t) {
+            best_t = t;
+            best = v[i].sp_c;
+        }
+        i = j;
+    }
+    free(v);
+    return best;
+}
+
 void sim_sample_anneal(const struct sim_sample *s, double *ret_anneal_c, double *ret_anneal_min)
 {
-    double sp_max = -1e300;
-    for (int i = 0; i < s->n_hist; i++)
-        if (s->hist_sp_c[i] > sp_max)
-            sp_max = s->hist_sp_c[i];
+    double sp_dwell = dwell_setpoint(s);
     double time_s = 0.0, sum = 0.0;
     for (int i = 0; i < s->n_hist; i++) {
-        if (s->hist_t_c[i] >= sp_max - 5.0) {
+        if (s->hist_t_c[i] >= sp_dwell - 5.0) {
             time_s += s->hist_dt_s[i];
             sum += (double)s->hist_t_c[i] * s->hist_dt_s[i];
         }

@@ -80,8 +80,10 @@ void sim_lab_spun(struct sim_lab *lab, double peak_rpm);
 /* One furnace step of dt_s seconds at temperature temp_c with working setpoint sp_c. */
 void sim_lab_furnace_step(struct sim_lab *lab, double temp_c, double sp_c, double dt_s);
 
-/* The anneal the sample really got: setpoint = highest working setpoint seen, anneal_min =
- * time with T >= setpoint - 5 °C, anneal_c = mean T over that time (25 °C / 0 min if none). */
+/* The anneal the sample really got: setpoint = the working setpoint it spent the longest
+ * time at (the program's dwell target), anneal_min = time with T >= setpoint - 5 °C (hotter
+ * periods included, e.g. a furnace still cooling from a hotter anneal), anneal_c = mean T
+ * over that time (25 °C / 0 min if none). */
 void sim_sample_anneal(const struct sim_sample *s, double *ret_anneal_c, double *ret_anneal_min);
 
 /* Perovskite world inputs of sample s (composition from the volumes, spin, anneal). A

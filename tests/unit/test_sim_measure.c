@@ -217,6 +217,34 @@ static void test_sim_measure_eis_matches_conductivity(void **state)
     gsl_rng_free(rng);
 }
 
+/* A sample loaded into a furnace still at 138 °C from a hotter anneal, whose own program
+ * ramps down to 89 °C and dwells 12 min: it is credited with its dwell (about 89 °C for a
+ * little more than 12 min, the hot ramp-down included), not with 0.2 min at 138 °C, which
+ * is what taking the highest setpoint seen gave. */
+static void test_sim_anneal_hot_start_credits_the_dwell(void **state)
+{
+    (void)state;
+    const struct labconf_instrument *robot = labconf_find_instrument(lab, "robot");
+    struct sim_lab l;
+    sim_lab_init(&l, SIM_WORLD_PEROVSKITE, robot);
+    double vol[8] = {100};
+    assert_int_equal(sim_lab_dispense(&l, 0, vol), 0);
+    assert_int_equal(sim_lab_move(&l, 0, 0, 2), 0);
+    for (int i = 0; i < 100; i++) /* setpoint and PV ramp 138 -> 89 °C over 100 s */
+        sim_lab_furnace_step(&l, 138.0 - 0.49 * i, 138.0 - 0.49 * i, 1.0);
+    for (int i = 0; i < 720; i++) /* dwell: 12 min at 89 °C */
+        sim_lab_furnace_step(&l, 89.0, 89.0, 1.0);
+    for (int i = 0; i < 900; i++) /* end: safe setpoint, PV cools; 15 min waiting for the robot */
+        sim_lab_furnace_step(&l, 25.0 + 64.0 * exp(-i / 300.0), 25.0, 1.0);
+    double anneal_c = 0, anneal_min = 0;
+    sim_sample_anneal(sim_lab_at(&l, 2), &anneal_c, &anneal_min);
+    /* ramp (100 s) + dwell (720 s) + cooling above 84 °C (25 s) = 14.1 min; the longer wait
+     * at the safe setpoint afterwards is not the dwell */
+    ll_assert_close(anneal_min, 845.0 / 60.0, 0, 0.05);
+    assert_true(anneal_c > 89.0 && anneal_c < 96.0);
+    sim_lab_free(&l);
+}
+
 static void test_sim_measure_refuses_what_the_world_cannot_make(void **state)
 {
     (void)state;
@@ -248,6 +276,7 @@ int main(void)
         cmocka_unit_test(test_sim_measure_stability_crosses_at_t80),
         cmocka_unit_test(test_sim_measure_eis_matches_conductivity),
         cmocka_unit_test(test_sim_measure_refuses_what_the_world_cannot_make),
+        cmocka_unit_test(test_sim_anneal_hot_start_credits_the_dwell),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
