@@ -14,7 +14,10 @@
  *
  * One thread, one poll() loop: the Modbus listener and clients, the two pty masters, the
  * ZeroMQ sockets (ZMQ_FD is edge-triggered, so every socket is drained after every wake-up)
- * and a 50 ms physics tick; idle, it wakes 20 times a second and does almost nothing.
+ * and a physics tick at least every 50 ms, earlier when a simulated event (a robot job, a
+ * spin stage, a furnace segment, a measurement) is due, so that it ends on time; every
+ * wake-up first brings the world up to the present. Idle, it wakes 20 times a second and
+ * does almost nothing.
  *
  *   labsim world perovskite [--seed S] [--noise-free] < PARAMS.csv > RESULTS.csv
  *
@@ -785,6 +788,26 @@ static void drain_zmq(struct labsim *ls)
         sim_station_drain(&ls->stations[i], &ls->env, now);
 }
 
+/* Real monotonic ms at which the earliest scheduled simulated event is due (a job, a spin
+ * stage, a furnace segment, a measurement), or INT64_MAX when nothing is scheduled. Rounded
+ * up, so that a tick at that time has advanced the world past the event. */
+static int64_t next_due_ms(const struct labsim *ls)
+{
+    double due_s = HUGE_VAL;
+    if (ls->robot_i >= 0)
+        due_s = fmin(due_s, sim_robot_next_event_s(&ls->robot));
+    if (ls->coater_i >= 0)
+        due_s = fmin(due_s, sim_coater_next_event_s(&ls->coater));
+    if (ls->furnace_i >= 0)
+        due_s = fmin(due_s, sim_furnace_next_event_s(&ls->furnace));
+    for (int i = 0; i < ls->n_stations; i++)
+        due_s = fmin(due_s, sim_station_next_event_s(&ls->stations[i]));
+    double real_ms = due_s / ls->opt.speed * 1000.0;
+    if (!(real_ms < (double)TICK_MS))
+        return INT64_MAX;
+    return ls->last_ms + (int64_t)ceil(real_ms + 1e-6);
+}
+
 static int run_loop(struct labsim *ls)
 {
     struct pollfd pfd[8 + MAX_CLIENTS + 2 * MAX_STATIONS];
@@ -819,12 +842,21 @@ static int run_loop(struct labsim *ls)
                 if (fds[k] >= 0)
                     pfd[n++] = (struct pollfd){.fd = fds[k], .events = POLLIN};
         }
-        int64_t wait = TICK_MS - (ll_monotonic_ms() - ls->last_ms);
+        /* wake at the next tick or when the next simulated event is due, whichever comes
+         * first; an event already due still waits 1 ms (no busy loop) */
+        int64_t now = ll_monotonic_ms();
+        int64_t wait = TICK_MS - (now - ls->last_ms);
+        int64_t due = next_due_ms(ls);
+        if (due != INT64_MAX && due - now < wait)
+            wait = due - now < 1 ? 1 : due - now;
         int rc = poll(pfd, (nfds_t)n, wait < 0 ? 0 : (int)wait);
         if (rc < 0 && errno != EINTR) {
             sim_log(SIM_LOG_ERR, "event=poll_failed error=\"%s\"", strerror(errno));
             return -errno;
         }
+        /* bring the world up to now on every wake-up: scheduled events end on time, and a
+         * job started by the request handled below starts now */
+        tick(ls);
         if (rc > 0) {
             if (pfd[i_sig].revents & POLLIN) {
                 struct signalfd_siginfo si;
@@ -848,8 +880,6 @@ static int run_loop(struct labsim *ls)
                 coater_readable(ls);
         }
         drain_zmq(ls);
-        if (ll_monotonic_ms() - ls->last_ms >= TICK_MS)
-            tick(ls);
     }
     return 0;
 }

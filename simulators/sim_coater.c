@@ -492,6 +492,19 @@ static void finish_run(struct sim_coater *c)
     c->run_finished = 1;
 }
 
+double sim_coater_next_event_s(const struct sim_coater *c)
+{
+    if (c->state == SIM_COATER_STOPPING)
+        return fmax(0.0, c->rpm / STOP_DECEL_RPM_S);
+    if (c->state != SIM_COATER_RUNNING)
+        return HUGE_VAL;
+    const struct sim_coater_stage *st = &c->recipes[c->run_recipe - 1].stages[c->stage];
+    double due = st->s - c->t_stage_s;
+    if (c->pending_err)
+        due = fmin(due, c->pending_at_s - c->t_run_s);
+    return fmax(0.0, due);
+}
+
 void sim_coater_advance(struct sim_coater *c, double dt_s, int64_t now_ms)
 {
     if (c->wd_s > 0 && (c->state == SIM_COATER_ARMED || c->state == SIM_COATER_RUNNING) &&

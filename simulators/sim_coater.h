@@ -93,6 +93,10 @@ size_t sim_coater_line(
 /* Moves the spin on by dt_s simulated seconds and checks the watchdog at real time now_ms. */
 void sim_coater_advance(struct sim_coater *c, double dt_s, int64_t now_ms);
 
+/* Simulated seconds until the spin's next scheduled change (stage end, injected interlock
+ * fault, spin-down reaching 0 rpm; 0 when due now), or HUGE_VAL when no spin is running.
+ * The real-time watchdog is not included. */
+double sim_coater_next_event_s(const struct sim_coater *c);
 /* Name of a state as STATUS? reports it. */
 const char *sim_coater_state_name(enum sim_coater_state s);
 

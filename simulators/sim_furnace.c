@@ -14,9 +14,10 @@
 #include <math.h>
 #include <string.h>
 
-#define KP 0.05     /* output per °C of error */
-#define KI 0.0005   /* output per °C·s */
-#define NOISE_C 0.2 /* PV noise, standard deviation */
+#define KP 0.05          /* output per °C of error */
+#define KI 0.0005        /* output per °C·s */
+#define NOISE_C 0.2      /* PV noise, standard deviation */
+#define FAULT_STEP_S 0.5 /* simulated seconds per furnace.sensor_break opportunity */
 
 static uint64_t splitmix64(uint64_t *state)
 {
@@ -104,10 +105,15 @@ static void end_program(struct sim_furnace *f)
 
 void sim_furnace_step(struct sim_furnace *f, double dt_s)
 {
-    if (f->faults != NULL && f->sensor_break_s <= 0.0 &&
-        sim_fault_check(f->faults, "furnace.sensor_break", NULL)) {
-        f->sensor_break_s = 30.0;
-        sim_log(SIM_LOG_WARNING, "fault=furnace.sensor_break duration_s=30");
+    /* one opportunity per FAULT_STEP_S of simulated time, however the caller slices it */
+    f->fault_clock_s += dt_s;
+    while (f->fault_clock_s >= FAULT_STEP_S - 1e-9) {
+        f->fault_clock_s -= FAULT_STEP_S;
+        if (f->faults != NULL && f->sensor_break_s <= 0.0 &&
+            sim_fault_check(f->faults, "furnace.sensor_break", NULL)) {
+            f->sensor_break_s = 30.0;
+            sim_log(SIM_LOG_WARNING, "fault=furnace.sensor_break duration_s=30");
+        }
     }
     if (f->sensor_break_s > 0.0)
         f->sensor_break_s -= dt_s;
@@ -158,6 +164,22 @@ void sim_furnace_step(struct sim_furnace *f, double dt_s)
     f->pv_c = f->temp_c + NOISE_C * gaussian(&f->rng);
     if (f->pv_c > f->alarm1_c)
         f->alarm_latched = 1;
+}
+
+double sim_furnace_next_event_s(const struct sim_furnace *f)
+{
+    double due = HUGE_VAL;
+    if (f->sensor_break_s > 0.0)
+        due = f->sensor_break_s;
+    if (f->program == SIM_PROG_RUN) {
+        if (f->in_dwell)
+            due = fmin(due, f->seg_dwell_min * 60.0 - f->dwell_elapsed_s);
+        else if (f->seg_rate_c_min > 0.0)
+            due = fmin(due, fabs(f->seg_target_c - f->sp_work_c) / (f->seg_rate_c_min / 60.0));
+        else
+            due = 0.0;
+    }
+    return fmax(0.0, due);
 }
 
 uint16_t sim_furnace_status(const struct sim_furnace *f)

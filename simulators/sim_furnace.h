@@ -42,6 +42,7 @@ struct sim_furnace {
     int program_ended;     /* status B9: set when a program reaches its end (any end type, also
                               reset), cleared when a new program is started */
     double sensor_break_s; /* remaining simulated seconds of a sensor break */
+    double fault_clock_s;  /* simulated seconds towards the next sensor-break opportunity */
     /* accounting */
     long eeprom_writes, programs_run;
     uint64_t rng;
@@ -73,6 +74,9 @@ void sim_furnace_flush_partial(struct sim_furnace *f);
 size_t sim_furnace_handle(
     struct sim_furnace *f, const uint8_t *frame, size_t len, uint8_t *out, size_t cap);
 
+/* Simulated seconds until the program's next change (ramp reaches the segment target, dwell
+ * ends) or a sensor break ends (0 when due now), or HUGE_VAL when nothing is scheduled. */
+double sim_furnace_next_event_s(const struct sim_furnace *f);
 /* The status bitmap (register `status`). */
 uint16_t sim_furnace_status(const struct sim_furnace *f);
 

@@ -4,6 +4,7 @@
 #include "common/ll_crc.h"
 #include "simulators/sim_log.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,6 +299,13 @@ void sim_robot_discrete(const struct sim_robot *r, uint8_t out[SIM_ROBOT_N_DISCR
     out[3] = r->state == SIM_ROBOT_ERROR;
     out[4] = r->state == SIM_ROBOT_ESTOP;
     out[5] = !(r->interlocks & 0x1);
+}
+
+double sim_robot_next_event_s(const struct sim_robot *r)
+{
+    if (r->state != SIM_ROBOT_BUSY)
+        return HUGE_VAL;
+    return fmax(0.0, r->job_duration_s - r->job_elapsed_s);
 }
 
 void sim_robot_advance(struct sim_robot *r, double dt_s)

@@ -103,6 +103,9 @@ void sim_robot_discrete(const struct sim_robot *r, uint8_t out[SIM_ROBOT_N_DISCR
 /* Advances the running job by dt_s simulated seconds; a job that ends takes effect. */
 void sim_robot_advance(struct sim_robot *r, double dt_s);
 
+/* Simulated seconds until the running job ends (0 when it is due now), or HUGE_VAL when no
+ * job is running (nothing scheduled). */
+double sim_robot_next_event_s(const struct sim_robot *r);
 /* Increments the count of key in a count table (grows it). */
 void sim_count_add(struct sim_count **table, int *n, int *cap, const char *key);
 

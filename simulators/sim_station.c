@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -610,6 +611,13 @@ void sim_station_drain(struct sim_station *st, struct sim_station_env *env, int6
         handle_message(st, env, zmq_msg_data(&msg), zmq_msg_size(&msg), now_ms);
         zmq_msg_close(&msg);
     }
+}
+
+double sim_station_next_event_s(const struct sim_station *st)
+{
+    if (st->measuring)
+        return fmax(0.0, st->remaining_s);
+    return st->n_queue > 0 ? 0.0 : HUGE_VAL;
 }
 
 void sim_station_tick(struct sim_station *st,

@@ -99,6 +99,10 @@ void sim_station_tick(struct sim_station *st,
                       double dt_s,
                       int64_t now_ms);
 
+/* Simulated seconds until the running measurement is ready (0 when due now, also when a
+ * queued request waits to start), or HUGE_VAL when nothing is measured or queued. Real-time
+ * timers (resends, heartbeats, reconnects) are not included. */
+double sim_station_next_event_s(const struct sim_station *st);
 /* The ZMQ_FD of the data socket and of the monitor (-1 when closed), for poll(). */
 int sim_station_fds(const struct sim_station *st, int fds[2]);
 
