@@ -32,15 +32,22 @@ def measure(ls, request, ack=True):
     req = {"v": 1, "type": "measure", "request": request, "experiment": 1, "sample": "S-" + request,
            "kind": "jv", "protocol": {}}
     r.send_multipart([b"jv-1", json.dumps(req).encode()])
-    return next_measurement(ls, ack)
+    return next_measurement(ls, ack, request)
 
 
-def next_measurement(ls, ack=True):
+def next_measurement(ls, ack=True, request=None):
+    """The next measurement message (for `request`, if given). Delivery is at-least-once: a
+    measurement whose ack a kill -9 cut off is resent at start AND answered again when its
+    request is repeated, so copies of an earlier request may arrive first; they are acked
+    and skipped."""
     r = ls.router
     r.setsockopt(zmq.RCVTIMEO, 10000)
     while True:
         ident, msg = r.recv_multipart()
         j = json.loads(msg)
+        if j["type"] == "measurement" and request is not None and j["request"] != request:
+            r.send_multipart([ident, json.dumps({"v": 1, "type": "ack", "seq": j["seq"], "status": "duplicate"}).encode()])
+            continue
         if j["type"] == "measurement":
             if ack:
                 r.send_multipart([ident, json.dumps({"v": 1, "type": "ack", "seq": j["seq"], "status": "stored"}).encode()])
