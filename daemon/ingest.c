@@ -7,6 +7,8 @@
 #include "models/measurement.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,7 @@ struct station_info {
 struct pending {
     uint8_t identity[IDENTITY_MAX];
     size_t identity_len;
+    char user_id[80]; /* the station bound to the connection's CURVE key ("" without CURVE) */
     zmq_msg_t body;
     int n_frames; /* frames after the identity */
     char *ack;    /* JSON text to send after the commit, or NULL (hello/heartbeat) */
@@ -34,6 +37,14 @@ struct pending {
 
 struct ingest {
     void *sock;
+    /* CURVE: the ZAP handler thread and its REP socket (owned by the thread after start) */
+    int curve;
+    void *zap;
+    pthread_t zap_thread;
+    int zap_started;
+    atomic_int zap_stop;
+    struct ingest_station_key keys[INGEST_MAX_STATIONS];
+    size_t n_keys;
     struct store *store;
     struct ingest_options opt;
     struct station_info stations[INGEST_MAX_STATIONS];
@@ -59,6 +70,94 @@ static int zmq_err(struct ll_error *err, const char *what)
 {
     int e = errno;
     return ll_error_set(err, -e, "%s: %s", what, zmq_strerror(e));
+}
+
+/* The ZAP handler (ZeroMQ RFC 27): answers each CURVE handshake with 200 and the station's
+ * name as User-Id when the client's public key is in the allowed list, 400 otherwise.
+ * libzmq's CURVE server admits ANY key when no handler is bound, hence this thread. */
+static void *zap_main(void *arg)
+{
+    struct ingest *ing = arg;
+    while (!atomic_load(&ing->zap_stop)) {
+        zmq_msg_t part[8];
+        int n = 0, more = 1;
+        while (more && n < 8) {
+            zmq_msg_init(&part[n]);
+            if (zmq_msg_recv(&part[n], ing->zap, 0) < 0) {
+                zmq_msg_close(&part[n]);
+                break;
+            }
+            more = zmq_msg_more(&part[n]);
+            n++;
+        }
+        if (n == 0)
+            continue; /* time-out: look at zap_stop again */
+        const char *status = "400", *text = "unknown key", *user = "";
+        if (n >= 7 && zmq_msg_size(&part[5]) == 5 &&
+            memcmp(zmq_msg_data(&part[5]), "CURVE", 5) == 0 && zmq_msg_size(&part[6]) == 32) {
+            for (size_t k = 0; k < ing->n_keys; k++) {
+                uint8_t key[32];
+                if (zmq_z85_decode(key, ing->keys[k].public_z85) != NULL &&
+                    memcmp(key, zmq_msg_data(&part[6]), 32) == 0) {
+                    status = "200";
+                    text = "OK";
+                    user = ing->keys[k].station;
+                    break;
+                }
+            }
+        }
+        if (n >= 2) {
+            zmq_send(ing->zap, "1.0", 3, ZMQ_SNDMORE);
+            zmq_send(ing->zap, zmq_msg_data(&part[1]), zmq_msg_size(&part[1]), ZMQ_SNDMORE);
+            zmq_send(ing->zap, status, 3, ZMQ_SNDMORE);
+            zmq_send(ing->zap, text, strlen(text), ZMQ_SNDMORE);
+            zmq_send(ing->zap, user, strlen(user), ZMQ_SNDMORE);
+            zmq_send(ing->zap, "", 0, 0);
+        }
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&part[i]);
+    }
+    zmq_close(ing->zap);
+    return NULL;
+}
+
+/* CURVE server keys and the ZAP handler, before the ROUTER binds. */
+static int curve_setup(struct ingest *ing,
+                       void *zctx,
+                       const struct ingest_options *opt,
+                       struct ll_error *reterr)
+{
+    if (strlen(opt->curve_secret_z85) != 40)
+        return ll_error_set(reterr, -EINVAL, "ingest: curve_secret_key must be 40 Z85 characters");
+    if (opt->n_keys > INGEST_MAX_STATIONS)
+        return ll_error_set(
+            reterr, -EINVAL, "ingest: more than %d station keys", INGEST_MAX_STATIONS);
+    for (size_t k = 0; k < opt->n_keys; k++) {
+        uint8_t key[32];
+        if (strlen(opt->keys[k].public_z85) != 40 ||
+            zmq_z85_decode(key, opt->keys[k].public_z85) == NULL)
+            return ll_error_set(reterr,
+                                -EINVAL,
+                                "ingest: station '%s': public_key is not 40 Z85 characters",
+                                opt->keys[k].station);
+        ing->keys[k] = opt->keys[k];
+    }
+    ing->n_keys = opt->n_keys;
+    int one = 1, timeout_ms = 100;
+    ing->zap = zmq_socket(zctx, ZMQ_REP);
+    if (ing->zap == NULL ||
+        zmq_setsockopt(ing->zap, ZMQ_RCVTIMEO, &timeout_ms, sizeof(timeout_ms)) != 0 ||
+        zmq_bind(ing->zap, "inproc://zeromq.zap.01") != 0)
+        return zmq_err(reterr, "ingest: ZAP handler socket");
+    if (zmq_setsockopt(ing->sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) != 0 ||
+        zmq_setsockopt(ing->sock, ZMQ_CURVE_SECRETKEY, opt->curve_secret_z85, 41) != 0 ||
+        zmq_setsockopt(ing->sock, ZMQ_ZAP_DOMAIN, "labloop", 7) != 0)
+        return zmq_err(reterr, "ingest: CURVE options");
+    if (pthread_create(&ing->zap_thread, NULL, zap_main, ing) != 0)
+        return ll_error_set(reterr, -EAGAIN, "ingest: cannot start the ZAP handler thread");
+    ing->zap_started = 1;
+    ing->curve = 1;
+    return 0;
 }
 
 int ingest_new(void *zctx,
@@ -94,6 +193,11 @@ int ingest_new(void *zctx,
         r = zmq_err(reterr, "ingest: zmq_setsockopt");
         goto out;
     }
+    if (opt->curve_secret_z85 != NULL && opt->curve_secret_z85[0] != '\0') {
+        r = curve_setup(ing, zctx, opt, reterr);
+        if (r < 0)
+            goto out;
+    }
     if (zmq_bind(ing->sock, opt->endpoint) != 0) {
         int e = errno;
         r = ll_error_set(reterr, -e, "ingest: cannot bind %s: %s", opt->endpoint, zmq_strerror(e));
@@ -112,6 +216,12 @@ void ingest_free(struct ingest **ing)
         return;
     if ((*ing)->sock != NULL)
         zmq_close((*ing)->sock);
+    if ((*ing)->zap_started) {
+        atomic_store(&(*ing)->zap_stop, 1);
+        pthread_join((*ing)->zap_thread, NULL); /* it closes its socket */
+    } else if ((*ing)->zap != NULL) {
+        zmq_close((*ing)->zap);
+    }
     free(*ing);
     *ing = NULL;
 }
@@ -358,6 +468,17 @@ static int handle(struct ingest *ing, struct pending *p, struct ll_error *err)
         measurement_free(&m);
         return r;
     }
+    if (ing->curve && strcmp(p->user_id, who) != 0) {
+        char reason[256];
+        snprintf(reason,
+                 sizeof(reason),
+                 "station: '%s' is not the station of the connection's CURVE key ('%s')",
+                 who,
+                 p->user_id);
+        r = reject(ing, p, who, measurement_seq(m), reason, err);
+        measurement_free(&m);
+        return r;
+    }
     struct station_info *si = station_get(ing, who);
     if (si != NULL)
         si->last_seen_ms = ll_monotonic_ms();
@@ -389,6 +510,7 @@ static int receive_one(struct ingest *ing, struct pending *p)
     }
     p->identity_len = zmq_msg_size(&frame) < IDENTITY_MAX ? zmq_msg_size(&frame) : IDENTITY_MAX;
     memcpy(p->identity, zmq_msg_data(&frame), p->identity_len);
+    p->user_id[0] = '\0';
     p->n_frames = 0;
     p->ack = NULL;
     zmq_msg_init(&p->body);
@@ -397,8 +519,13 @@ static int receive_one(struct ingest *ing, struct pending *p)
         zmq_msg_init(&frame);
         if (zmq_msg_recv(&frame, ing->sock, 0) < 0)
             break;
-        if (p->n_frames++ == 0)
+        if (p->n_frames++ == 0) {
+            /* the ZAP handler's User-Id travels with the frames the peer sent, not with the
+             * identity frame the ROUTER adds */
+            const char *uid = ing->curve ? zmq_msg_gets(&frame, "User-Id") : NULL;
+            snprintf(p->user_id, sizeof(p->user_id), "%s", uid ? uid : "");
             zmq_msg_copy(&p->body, &frame);
+        }
     }
     zmq_msg_close(&frame);
     return 1;

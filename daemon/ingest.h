@@ -56,9 +56,21 @@ typedef int (*ingest_measured_fn)(void *ctx,
                                   const char *analysis_error,
                                   struct ll_error *reterr);
 
+/* A station allowed to connect when CURVE is on: its name and its public key (Z85 text). */
+struct ingest_station_key {
+    char station[65];
+    char public_z85[41];
+};
+
 struct ingest_options {
     const char *endpoint; /* e.g. "tcp://127.0.0.1:5555" */
-    int group_commit_ms;  /* how long to wait for more messages before a commit (default 2) */
+    /* CURVE: the daemon's secret key (Z85, 40 characters), or NULL / "" for plain TCP. With
+     * it, a ZAP handler thread admits only the stations listed in keys (others are refused
+     * at the handshake) and every message's station must be the name bound to its key. */
+    const char *curve_secret_z85;
+    const struct ingest_station_key *keys;
+    size_t n_keys;
+    int group_commit_ms; /* how long to wait for more messages before a commit (default 2) */
     ingest_measured_fn on_measured;
     void *ctx;
 };

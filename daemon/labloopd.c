@@ -43,6 +43,9 @@
 
 struct settings {
     char db[512], run_dir[512], lab[512], endpoint[256];
+    char curve_secret[64]; /* Z85; "" = CURVE off */
+    struct ingest_station_key keys[INGEST_MAX_STATIONS];
+    size_t n_keys;
     double time_scale;
     int poll_ms, group_commit_ms, log_level;
 };
@@ -89,6 +92,27 @@ static int load_config(const char *path, struct settings *s)
         s->group_commit_ms = i;
     if (config_lookup_int(&cfg, "daemon.log_level", &i))
         s->log_level = i;
+    if (config_lookup_string(&cfg, "daemon.curve_secret_key", &str))
+        snprintf(s->curve_secret, sizeof(s->curve_secret), "%s", str);
+    config_setting_t *keys = config_lookup(&cfg, "daemon.station_keys");
+    int n = keys ? config_setting_length(keys) : 0;
+    for (int k = 0; k < n; k++) {
+        config_setting_t *e = config_setting_get_elem(keys, (unsigned)k);
+        const char *name = NULL, *key = NULL;
+        if (!config_setting_lookup_string(e, "station", &name) ||
+            !config_setting_lookup_string(e, "public_key", &key) ||
+            (size_t)k >= INGEST_MAX_STATIONS) {
+            fprintf(stderr,
+                    "<3>labloopd: %s:%d: station_keys entries need station and public_key\n",
+                    path,
+                    config_setting_source_line(e));
+            config_destroy(&cfg);
+            return -EINVAL;
+        }
+        snprintf(s->keys[k].station, sizeof(s->keys[k].station), "%s", name);
+        snprintf(s->keys[k].public_z85, sizeof(s->keys[k].public_z85), "%s", key);
+        s->n_keys = (size_t)k + 1;
+    }
     config_destroy(&cfg);
     return 0;
 }
@@ -239,6 +263,9 @@ int main(int argc, char **argv)
     }
     zctx = zmq_ctx_new();
     struct ingest_options io = {.endpoint = set.endpoint,
+                                .curve_secret_z85 = set.curve_secret,
+                                .keys = set.keys,
+                                .n_keys = set.n_keys,
                                 .group_commit_ms = set.group_commit_ms,
                                 .on_measured = engine_on_measured,
                                 .ctx = engine};
