@@ -44,6 +44,7 @@ struct ingest {
     int zap_started;
     atomic_int zap_stop;
     struct ingest_station_key keys[INGEST_MAX_STATIONS];
+    uint8_t key_bin[INGEST_MAX_STATIONS][32]; /* the keys decoded once, at start */
     size_t n_keys;
     struct store *store;
     struct ingest_options opt;
@@ -96,9 +97,7 @@ static void *zap_main(void *arg)
         if (n >= 7 && zmq_msg_size(&part[5]) == 5 &&
             memcmp(zmq_msg_data(&part[5]), "CURVE", 5) == 0 && zmq_msg_size(&part[6]) == 32) {
             for (size_t k = 0; k < ing->n_keys; k++) {
-                uint8_t key[32];
-                if (zmq_z85_decode(key, ing->keys[k].public_z85) != NULL &&
-                    memcmp(key, zmq_msg_data(&part[6]), 32) == 0) {
+                if (memcmp(ing->key_bin[k], zmq_msg_data(&part[6]), 32) == 0) {
                     status = "200";
                     text = "OK";
                     user = ing->keys[k].station;
@@ -133,9 +132,8 @@ static int curve_setup(struct ingest *ing,
         return ll_error_set(
             reterr, -EINVAL, "ingest: more than %d station keys", INGEST_MAX_STATIONS);
     for (size_t k = 0; k < opt->n_keys; k++) {
-        uint8_t key[32];
         if (strlen(opt->keys[k].public_z85) != 40 ||
-            zmq_z85_decode(key, opt->keys[k].public_z85) == NULL)
+            zmq_z85_decode(ing->key_bin[k], opt->keys[k].public_z85) == NULL)
             return ll_error_set(reterr,
                                 -EINVAL,
                                 "ingest: station '%s': public_key is not 40 Z85 characters",

@@ -13,10 +13,10 @@
 #include "common/ll_time.h"
 #include "daemon/ingest.h"
 #include "daemon/store.h"
+#include "ll_test_messages.h"
 
 #include <gsl/gsl_errno.h>
 #include <jansson.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,61 +31,6 @@ struct gen {
     int acked, rejected;
 };
 
-static char *jv_message(const char *station, int64_t seq, const char *request)
-{
-    json_t *v_rev = json_array(), *j_rev = json_array(), *v_fwd = json_array(),
-           *j_fwd = json_array();
-    for (int i = 0; i <= 130; i++) {
-        double v = -0.1 + 0.01 * i;
-        double j = 22.0 - 1e-12 * (exp(v / (1.5 * 0.025852)) - 1.0);
-        json_array_append_new(v_fwd, json_real(v));
-        json_array_append_new(j_fwd, json_real(j));
-        json_array_insert_new(v_rev, 0, json_real(v));
-        json_array_insert_new(j_rev, 0, json_real(j));
-    }
-    char sample[32];
-    snprintf(sample, sizeof(sample), "S%06d", 1);
-    json_t *msg =
-        json_pack("{s:i,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:{s:f,s:f,s:[{s:s,s:o,s:o},{s:s,s:o,s:o}]}}",
-                  "v",
-                  1,
-                  "type",
-                  "measurement",
-                  "station",
-                  station,
-                  "seq",
-                  (json_int_t)seq,
-                  "request",
-                  request,
-                  "kind",
-                  "jv",
-                  "sample",
-                  sample,
-                  "time",
-                  "2026-11-25T17:40:03.120Z",
-                  "data",
-                  "irradiance_mw_cm2",
-                  100.0,
-                  "area_cm2",
-                  0.09,
-                  "sweeps",
-                  "direction",
-                  "reverse",
-                  "voltage_v",
-                  v_rev,
-                  "current_ma_cm2",
-                  j_rev,
-                  "direction",
-                  "forward",
-                  "voltage_v",
-                  v_fwd,
-                  "current_ma_cm2",
-                  j_fwd);
-    char *t = json_dumps(msg, JSON_COMPACT);
-    json_decref(msg);
-    return t;
-}
-
 static void *generator(void *arg)
 {
     struct gen *g = arg;
@@ -99,7 +44,7 @@ static void *generator(void *arg)
     zmq_connect(s, g->endpoint);
     int sent = 0, answered = 0;
     /* the message is made once; only its seq changes (so the generator costs little) */
-    char *tmpl = jv_message(name, 987654321, "r-1");
+    char *tmpl = ll_test_jv_message(name, 987654321, "r-1", "S000001", 22.0);
     char *mark = strstr(tmpl, "987654321");
     size_t len = strlen(tmpl);
     char *buf_msg = malloc(len + 32);

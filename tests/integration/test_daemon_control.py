@@ -9,8 +9,6 @@ import csv
 import io
 import json
 import os
-import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,24 +16,10 @@ import time
 
 import zmq
 
-LABSIM = os.environ["LABSIM"]
-LABLOOPD = os.environ["LABLOOPD"]
-LABLOOP = os.environ["LABLOOP"]
-SRC = os.environ["LL_SOURCE_DIR"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon_helpers import LABLOOPD, LABSIM, labloop, write_campaign, write_lab  # noqa: E402
+
 procs = []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def labloop(run_dir, *args):
-    r = subprocess.run([LABLOOP, *args, "--run-dir", run_dir], capture_output=True, text=True, timeout=60)
-    return r
 
 
 def status(run_dir):
@@ -68,17 +52,8 @@ def robot_jobs(tmp):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="test_daemon_control.")
-    port = free_port()
-    lab = open(os.path.join(SRC, "config/lab.conf")).read()
-    lab = lab.replace("tcp://127.0.0.1:5555", f"tcp://127.0.0.1:{port}").replace("port = 15020;", "port = 0;")
-    open(os.path.join(tmp, "lab.conf"), "w").write(lab)
-    camp = open(os.path.join(SRC, "config/perovskite.conf")).read()
-    camp = re.sub(r"initial = \d+;", "initial = 2;", camp)
-    camp = re.sub(r"batch = \d+;", "batch = 2;", camp)
-    camp = re.sub(r"budget = \d+;", "budget = 4;", camp)
-    camp = re.sub(r'approval = "auto";', 'approval = "batch";', camp)
-    camp = re.sub(r'schedule = "async";', 'schedule = "sync";', camp)
-    open(os.path.join(tmp, "c.conf"), "w").write(camp)
+    write_lab(tmp)
+    write_campaign(tmp, "c.conf", initial=2, batch=2, budget=4, approval="batch", schedule="sync")
     os.makedirs(os.path.join(tmp, "sim"))
     run = os.path.join(tmp, "run")
     procs.append(subprocess.Popen([LABSIM, "--lab", os.path.join(tmp, "lab.conf"), "--runtime-dir",
@@ -138,8 +113,7 @@ def main():
     ev = labloop(run, "events", "--limit", "500").stdout
     assert "batch denied" in ev and "batch approved" in ev and "operator pause" in ev, ev
     # a second campaign: software e-stop while it runs, resume, then abort
-    camp2 = camp.replace('approval = "batch";', 'approval = "auto";')
-    open(os.path.join(tmp, "c2.conf"), "w").write(camp2)
+    write_campaign(tmp, "c2.conf", initial=2, batch=2, budget=4, approval="auto", schedule="sync")
     assert labloop(run, "campaign", "start", os.path.join(tmp, "c2.conf")).returncode == 0
     wait_for("campaign 2 running", lambda: status(run)["in_flight"])
     r = labloop(run, "e-stop")

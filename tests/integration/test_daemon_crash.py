@@ -21,17 +21,15 @@ import os
 import random
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 
-LABSIM = os.environ["LABSIM"]
-LABLOOPD = os.environ["LABLOOPD"]
-LABLOOP = os.environ["LABLOOP"]
-SRC = os.environ["LL_SOURCE_DIR"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon_helpers import LABLOOPD, LABSIM, labloop, write_campaign, write_lab  # noqa: E402
+
 KILLS = int(os.environ.get("LL_CRASH_KILLS", "20"))
 SPEED = int(os.environ.get("LL_CRASH_SPEED", "1000"))
 rng = random.Random(int(os.environ.get("LL_CRASH_SEED", str(int(time.time())))))
@@ -44,18 +42,6 @@ def cleanup():
         if p.poll() is None:
             p.kill()
             p.wait()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def labloop(run_dir, *args):
-    return subprocess.run([LABLOOP, *args, "--run-dir", run_dir], capture_output=True, text=True, timeout=60)
 
 
 def status(run_dir):
@@ -85,15 +71,8 @@ def wait_up(run_dir, p, timeout=20):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="test_daemon_crash.")
-    port = free_port()
-    lab = open(os.path.join(SRC, "config/lab.conf")).read()
-    lab = lab.replace("tcp://127.0.0.1:5555", f"tcp://127.0.0.1:{port}").replace("port = 15020;", "port = 0;")
-    open(os.path.join(tmp, "lab.conf"), "w").write(lab)
-    camp = open(os.path.join(SRC, "config/perovskite.conf")).read()
-    camp = re.sub(r"initial = \d+;", "initial = 4;", camp)
-    camp = re.sub(r"batch = \d+;", "batch = 2;", camp)
-    camp = re.sub(r"budget = \d+;", "budget = 8;", camp)
-    open(os.path.join(tmp, "campaign.conf"), "w").write(camp)
+    write_lab(tmp)
+    write_campaign(tmp, "campaign.conf", initial=4, batch=2, budget=8)
     os.makedirs(os.path.join(tmp, "sim"))
     run_dir = os.path.join(tmp, "run")
     sim = subprocess.Popen([LABSIM, "--lab", os.path.join(tmp, "lab.conf"), "--runtime-dir",

@@ -14,7 +14,7 @@ import time
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_daemon_ingest import free_port, labloop, LABLOOPD, SRC  # noqa: E402
+from daemon_helpers import LABLOOPD, labloop, write_lab  # noqa: E402
 
 
 def dealer(ctx, name, server_public, keypair, port):
@@ -39,11 +39,7 @@ def measurement(station, seq):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="test_daemon_curve.")
-    port = free_port()
-    lab_text = open(os.path.join(SRC, "config/lab.conf")).read()
-    lab_text = lab_text.replace("tcp://127.0.0.1:5555", f"tcp://127.0.0.1:{port}").replace("port = 15020;", "port = 0;")
-    lab = os.path.join(tmp, "lab.conf")
-    open(lab, "w").write(lab_text)
+    lab, port = write_lab(tmp)
     server = zmq.curve_keypair()
     jv = zmq.curve_keypair()
     stranger = zmq.curve_keypair()
