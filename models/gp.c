@@ -15,6 +15,8 @@
  *   s_n^2 = min_noise_var + exp(u_n); c. The priors are those of BoTorch's default single-task
  *   GP (Gamma(3, 6) on each length scale, Gamma(2, 0.15) on s_f^2, Gamma(1.1, 0.05) on s_n^2)
  *   plus N(0, 1) on c; they keep a handful of noisy points from producing absurd fits.
+ *   With opt->fix_mean the mean c is held at the caller's value (its gradient component and
+ *   prior are dropped) and only the kernel's hyperparameters are fitted.
  *   The first start is the prior's centre (or the caller's start, gp_fit_from), the others are
  *   drawn from a gsl_rng seeded with opt->seed, so a fit is deterministic per seed. Each
  *   likelihood evaluation costs O(n^3) with GSL's reference BLAS, so the restarts are short
@@ -82,6 +84,8 @@ void gp_options_default(struct gp_options *ret_opt)
     ret_opt->seed = 1;
     ret_opt->n_restarts = 5;
     ret_opt->min_noise_var = 1e-6;
+    ret_opt->fix_mean = 0;
+    ret_opt->fixed_mean = 0.0;
 }
 
 /* Matérn 5/2 value and g = dk/d(r^2) for a squared scaled distance r2. */
@@ -336,7 +340,9 @@ out:
 struct fit_params {
     struct lml_work *w;
     double min_noise_var;
-    int cached; /* 0: nothing, 1: f at cache_u, 2: f and gradient at cache_u */
+    int fix_mean;   /* the constant mean is not fitted: it stays at fixed_c */
+    double fixed_c; /* on the standardised scale */
+    int cached;     /* 0: nothing, 1: f at cache_u, 2: f and gradient at cache_u */
     double cache_u[GP_MAX_DIM + 3], cache_f, cache_grad[GP_MAX_DIM + 3];
 };
 
@@ -388,6 +394,8 @@ static double neg_log_post_eval(const gsl_vector *u, struct fit_params *p, gsl_v
     size_t d = p->w->d;
     struct natural nat;
     to_natural(u, d, p->min_noise_var, &nat);
+    if (p->fix_mean)
+        nat.c = p->fixed_c;
     double lml, g[GP_MAX_DIM + 3];
     /* cppcheck-suppress legacyUninitvar ; g is lml_eval's output, written before it is read */
     if (lml_eval(p->w, nat.ls, nat.sf2, nat.sn2, nat.c, &lml, ret_grad ? g : NULL) < 0 ||
@@ -401,7 +409,8 @@ static double neg_log_post_eval(const gsl_vector *u, struct fit_params *p, gsl_v
         lp += (PRIOR_LS_SHAPE - 1.0) * log(nat.ls[j]) - PRIOR_LS_RATE * nat.ls[j];
     lp += (PRIOR_SF_SHAPE - 1.0) * log(nat.sf2) - PRIOR_SF_RATE * nat.sf2;
     lp += (PRIOR_SN_SHAPE - 1.0) * log(nat.sn2) - PRIOR_SN_RATE * nat.sn2;
-    lp += -0.5 * nat.c * nat.c;
+    if (!p->fix_mean)
+        lp += -0.5 * nat.c * nat.c;
     if (ret_grad) {
         for (size_t j = 0; j < d; j++) {
             double gl = g[j] + (PRIOR_LS_SHAPE - 1.0) - PRIOR_LS_RATE * nat.ls[j];
@@ -410,7 +419,7 @@ static double neg_log_post_eval(const gsl_vector *u, struct fit_params *p, gsl_v
         gsl_vector_set(ret_grad, d, -(g[d] + (PRIOR_SF_SHAPE - 1.0) - PRIOR_SF_RATE * nat.sf2));
         double gsn = g[d + 1] / nat.sn2 + (PRIOR_SN_SHAPE - 1.0) / nat.sn2 - PRIOR_SN_RATE;
         gsl_vector_set(ret_grad, d + 1, -gsn * nat.dsn2_du);
-        gsl_vector_set(ret_grad, d + 2, -(g[d + 2] - nat.c));
+        gsl_vector_set(ret_grad, d + 2, p->fix_mean ? 0.0 : -(g[d + 2] - nat.c));
     }
     return -lp;
 }
@@ -706,7 +715,11 @@ static int search_hyper(const double *x,
     ret = lml_work_init(&w, xs, yss, n_restart, d);
     if (ret < 0)
         goto out;
-    struct fit_params fp = {.w = &w, .min_noise_var = opt->min_noise_var, .cached = 0};
+    struct fit_params fp = {.w = &w,
+                            .min_noise_var = opt->min_noise_var,
+                            .fix_mean = opt->fix_mean,
+                            .fixed_c = h->const_mean,
+                            .cached = 0};
     gsl_multimin_function_fdf fn = {
         .f = nlp_f, .df = nlp_df, .fdf = nlp_fdf, .n = np, .params = &fp};
     double best_f = HUGE_VAL;
@@ -719,7 +732,7 @@ static int search_hyper(const double *x,
         from_natural(st.length_scale,
                      st.signal_var,
                      r == 0 && start ? st.noise_var : st.noise_var + opt->min_noise_var,
-                     st.const_mean,
+                     opt->fix_mean ? h->const_mean : st.const_mean,
                      d,
                      opt->min_noise_var,
                      u);
@@ -748,7 +761,7 @@ static int search_hyper(const double *x,
         h->length_scale[j] = nat.ls[j];
     h->signal_var = nat.sf2;
     h->noise_var = nat.sn2;
-    h->const_mean = nat.c;
+    h->const_mean = opt->fix_mean ? h->const_mean : nat.c;
 out:
     lml_work_free(&w);
     gsl_multimin_fdfminimizer_free(s);
@@ -783,6 +796,8 @@ int gp_fit_from(const double *x,
         opt = &defaults;
     if (!(opt->min_noise_var >= 0.0) || !isfinite(opt->min_noise_var))
         return ll_error_set(reterr, -EINVAL, "gp: min_noise_var must be finite and >= 0");
+    if (opt->fix_mean && !isfinite(opt->fixed_mean))
+        return ll_error_set(reterr, -EINVAL, "gp: fixed_mean must be finite");
     struct gp_hyper h = {.d = d};
     standardise(y, n, &h.y_mean, &h.y_std);
     double *ys = malloc(n * sizeof(*ys));
@@ -790,6 +805,8 @@ int gp_fit_from(const double *x,
         return ll_error_set(reterr, -ENOMEM, "gp: out of memory");
     for (size_t i = 0; i < n; i++)
         ys[i] = (y[i] - h.y_mean) / h.y_std;
+    if (opt->fix_mean)
+        h.const_mean = (opt->fixed_mean - h.y_mean) / h.y_std;
     ret = search_hyper(x, ys, n, d, opt, start, &h);
     if (ret < 0) {
         ll_error_set(reterr, ret, "gp: out of memory while fitting %zu observations", n);

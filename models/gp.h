@@ -41,6 +41,10 @@ struct gp_options {
     unsigned long seed;   /* restarts' random starting points */
     int n_restarts;       /* >= 1; default 5 */
     double min_noise_var; /* floor of the noise variance on the standardised scale; default 1e-6 */
+    int fix_mean;         /* 1: the constant mean is fixed_mean, not fitted (e.g. the worst
+                             value observed, which keeps an optimiser out of unknown corners;
+                             see planner.c); default 0 */
+    double fixed_mean;    /* in y's units, finite (only with fix_mean) */
 };
 
 /* Fills ret_opt with the defaults (seed 1, 5 restarts, noise floor 1e-6). */

@@ -11,9 +11,11 @@
  * (6 inputs, 2 objectives), median of a few repetitions.
  *
  * Usage: bench_planner [--problems LIST] [--seeds N] [--first-seed S] [--timing-reps R]
- *                      [--no-timing] [--no-loops] [--noise-free] [--verbose]
+ *                      [--no-timing] [--no-loops] [--noise-free] [--verbose] [--points FILE]
  *   LIST: comma-separated of perovskite, branincurrin, dtlz2_2, dtlz2_3 (default all)
  *   --noise-free: the perovskite world without measurement noise (as BoTorch's noise-free row)
+ *   --points FILE: writes every evaluated point as CSV (problem, acquisition, seed, index,
+ *                  inputs, noise-free objectives in minimisation form) for diagnosis
  * Prints numbers only; never passes or fails. Figures and commands: docs/bench-planner.md.
  */
 #include "planner/hv.h"
@@ -193,6 +195,7 @@ static double now_s(void)
 }
 
 static double noise_scale = 1.0; /* --noise-free sets 0 */
+static FILE *points_out;         /* --points FILE: every evaluated point of every loop */
 
 static uint64_t splitmix64(uint64_t *state)
 {
@@ -296,6 +299,14 @@ static double run_loop(const struct problem *pb,
                     1000 * (t1 - t0));
     }
     planner_free(&p);
+    for (size_t i = 0; points_out && i < n; i++) {
+        fprintf(points_out, "%s,%s,%lu,%zu", pb->name, acq, seed, i);
+        for (size_t j = 0; j < d; j++)
+            fprintf(points_out, ",%.6g", x[i * d + j]);
+        for (size_t k = 0; k < m; k++)
+            fprintf(points_out, ",%.6g", ftrue[i * m + k]);
+        fputc('\n', points_out);
+    }
     return hv_compute(ftrue, n, m, pb->ref);
 }
 
@@ -434,10 +445,17 @@ int main(int argc, char **argv)
             verbose = 1;
         else if (strcmp(argv[i], "--noise-free") == 0)
             noise_scale = 0;
-        else {
+        else if (strcmp(argv[i], "--points") == 0 && i + 1 < argc) {
+            points_out = fopen(argv[++i], "w");
+            if (points_out == NULL) {
+                fprintf(stderr, "bench_planner: cannot write %s\n", argv[i]);
+                return 2;
+            }
+        } else {
             fprintf(stderr,
                     "usage: bench_planner [--problems LIST] [--seeds N] [--first-seed S] "
-                    "[--timing-reps R] [--no-timing] [--no-loops] [--noise-free] [--verbose]\n");
+                    "[--timing-reps R] [--no-timing] [--no-loops] [--noise-free] [--verbose] "
+                    "[--points FILE]\n");
             return 2;
         }
     }
@@ -460,5 +478,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < 3; i++)
             run_timing(ns[i], reps);
     }
+    if (points_out)
+        fclose(points_out);
     return 0;
 }

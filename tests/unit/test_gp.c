@@ -4,7 +4,8 @@
  * the Matérn 5/2 formulas (independent of gp.c); predictive gradients and the log-marginal-
  * likelihood gradient against central finite differences; bounds on the fit of a few noisy
  * points; determinism per seed; gp_add_observation against a fixed-hyperparameter refit;
- * leave-one-out calibration against explicit refits; clone; bad input.
+ * leave-one-out calibration against explicit refits; a fixed (not fitted) constant mean; clone;
+ * bad input.
  */
 #include "ll_test.h"
 #include "models/gp.h"
@@ -378,6 +379,54 @@ static void test_gp_predict_with_many_observations(void **state)
     free(y);
 }
 
+/* With fix_mean the constant mean stays at the caller's value (worst observed here) and is
+ * what the model reverts to far from the data; the free fit reverts to its fitted mean. */
+static void test_gp_fixed_mean_is_kept_and_rules_far_away(void **state)
+{
+    (void)state;
+    enum { N = 20, D = 2 };
+    double x[N * D], y[N];
+    make_data(11, N, D, 0.05, x, y);
+    double worst = -HUGE_VAL;
+    for (size_t i = 0; i < N; i++) {
+        x[i * D] *= 0.3; /* all data in [0, 0.3] x [0, 1]: x0 = 1 is far away */
+        worst = y[i] > worst ? y[i] : worst;
+    }
+    struct gp_options opt;
+    gp_options_default(&opt);
+    opt.fix_mean = 1;
+    opt.fixed_mean = worst;
+    struct gp *fixed = NULL, *free_fit = NULL;
+    assert_int_equal(gp_fit(x, y, N, D, &opt, &fixed, NULL), 0);
+    assert_int_equal(gp_fit(x, y, N, D, NULL, &free_fit, NULL), 0);
+    struct gp_hyper hf, h0;
+    gp_get_hyper(fixed, &hf);
+    gp_get_hyper(free_fit, &h0);
+    ll_assert_close(hf.y_mean + hf.y_std * hf.const_mean, worst, 1e-12, 1e-12);
+    /* the data are still interpolated (to the noise) */
+    for (size_t i = 0; i < N; i++) {
+        double m, v;
+        gp_predict(fixed, x + i * D, &m, &v, NULL, NULL);
+        ll_assert_close(m, y[i], 0.0, 0.2);
+    }
+    /* far away: near the fixed mean, and clearly above the free fit's prediction */
+    double far[2] = {1.0, 0.5}, mf, m0, v;
+    gp_predict(fixed, far, &mf, &v, NULL, NULL);
+    gp_predict(free_fit, far, &m0, &v, NULL, NULL);
+    double free_mean = h0.y_mean + h0.y_std * h0.const_mean;
+    assert_true(fabs(mf - worst) < fabs(m0 - worst));
+    assert_true(mf > free_mean);
+    /* a fixed mean must be finite */
+    struct ll_error err;
+    struct gp *bad = NULL;
+    opt.fixed_mean = (double)NAN;
+    assert_int_equal(gp_fit(x, y, N, D, &opt, &bad, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "fixed_mean"));
+    assert_null(bad);
+    gp_free(&fixed);
+    gp_free(&free_fit);
+}
+
 static void test_gp_rejects_bad_input(void **state)
 {
     (void)state;
@@ -429,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_gp_add_observation_equals_fixed_refit),
         cmocka_unit_test(test_gp_loo_calibration_matches_explicit_refits),
         cmocka_unit_test(test_gp_predict_with_many_observations),
+        cmocka_unit_test(test_gp_fixed_mean_is_kept_and_rules_far_away),
         cmocka_unit_test(test_gp_rejects_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
