@@ -11,9 +11,11 @@
  * (6 inputs, 2 objectives), median of a few repetitions.
  *
  * Usage: bench_planner [--problems LIST] [--seeds N] [--first-seed S] [--timing-reps R]
- *                      [--no-timing] [--no-loops] [--noise-free] [--verbose] [--points FILE]
+ *                      [--no-timing] [--no-loops] [--noise-free] [--noise-scale X]
+ *                      [--verbose] [--points FILE]
  *   LIST: comma-separated of perovskite, branincurrin, dtlz2_2, dtlz2_3 (default all)
  *   --noise-free: the perovskite world without measurement noise (as BoTorch's noise-free row)
+ *   --noise-scale X: the perovskite world with X times the specified noise
  *   --points FILE: writes every evaluated point as CSV (problem, acquisition, seed, index,
  *                  inputs, noise-free objectives in minimisation form) for diagnosis
  * Prints numbers only; never passes or fails. Figures and commands: docs/bench-planner.md.
@@ -445,6 +447,8 @@ int main(int argc, char **argv)
             verbose = 1;
         else if (strcmp(argv[i], "--noise-free") == 0)
             noise_scale = 0;
+        else if (strcmp(argv[i], "--noise-scale") == 0 && i + 1 < argc)
+            noise_scale = atof(argv[++i]);
         else if (strcmp(argv[i], "--points") == 0 && i + 1 < argc) {
             points_out = fopen(argv[++i], "w");
             if (points_out == NULL) {
