@@ -33,11 +33,28 @@ struct camp {
     char bottleneck[LABCONF_NAME_MAX]; /* instrument with the most expected work per sample */
 };
 
+/* A furnace's gate for the next sample (furnace_may_take()): the move into the furnace that
+ * waits until the furnace's PV is at most that sample's anneal setpoint + tolerance. */
+struct cool_wait {
+    int64_t move_step; /* the move that asked; 0 none */
+    int64_t exp_id, campaign_id;
+    double setpoint_c; /* the sample's anneal setpoint */
+    double pv_c;       /* the last reading (NAN none) */
+    int64_t pv_at;     /* when it was read (monotonic ms) */
+    int reading;       /* a STATUS request is with the worker */
+    int64_t next_at;   /* too hot: the next reading is due then; 0 due when asked */
+    int64_t since;     /* the first reading above the limit (monotonic ms); 0 not waiting */
+    int warned;        /* the wait has passed load_wait_warn_min (event written) */
+};
+
 struct instr {
     char name[LABCONF_NAME_MAX];
     struct drv_worker *w;
     int poll_ms;
     int64_t busy_step; /* 0 when free */
+    int is_furnace;
+    double load_tolerance_c, load_wait_warn_min; /* furnace: lab.conf */
+    struct cool_wait cool;
     /* liveness of the worker thread: requests submitted and not yet completed, and when it
      * last made progress (its last completion, or the submit that found it idle) */
     int n_outstanding;
@@ -240,6 +257,10 @@ int engine_new(const struct engine_options *opt, struct engine **ret, struct ll_
         struct instr *in = &e->instrs[e->n_instrs];
         snprintf(in->name, sizeof(in->name), "%s", opt->lab->instruments[i].name);
         in->poll_ms = opt->lab->instruments[i].poll_ms;
+        in->is_furnace = opt->lab->instruments[i].driver == LABCONF_DRIVER_FURNACE_MODBUS_RTU;
+        in->load_tolerance_c = opt->lab->instruments[i].load_tolerance_c;
+        in->load_wait_warn_min = opt->lab->instruments[i].load_wait_warn_min;
+        in->cool.pv_c = (double)NAN;
         in->budget_ms = 2 * DRV_CALL_BUDGET(&opt->lab->instruments[i]);
         if (!opt->no_instruments) {
             r = drv_worker_start(&opt->lab->instruments[i], &in->w, reterr);
@@ -493,8 +514,14 @@ static void submit(struct engine *e, struct flight *f, enum drv_request_op op)
     f->phase = PH_WAIT;
 }
 
-static void on_completion(struct engine *e, const struct drv_completion *c)
+static void on_furnace_reading(struct engine *e, int fi, const struct drv_completion *c);
+
+static void on_completion(struct engine *e, int instr, const struct drv_completion *c)
 {
+    if (c->op == DRV_REQ_STATUS) {
+        on_furnace_reading(e, instr, c);
+        return;
+    }
     struct flight *f = flight_get(e, (int64_t)c->cookie);
     if (c->op == DRV_REQ_SAFE) {
         log_line(c->rc == 0 ? LOG_LVL_NOTICE : LOG_LVL_ERR,
@@ -574,7 +601,7 @@ int engine_on_completions(struct engine *e, struct ll_error *reterr)
             if (e->instrs[i].n_outstanding > 0)
                 e->instrs[i].n_outstanding--;
             e->instrs[i].progress_at = ll_monotonic_ms();
-            on_completion(e, &c);
+            on_completion(e, i, &c);
         }
     return 0;
 }
@@ -624,6 +651,14 @@ int engine_timeout_ms(const struct engine *e)
             (f->phase == PH_MEASURE && !f->sent))
             at = f->next_at < at ? f->next_at : at;
         int64_t wait = at > now ? at - now : 0;
+        if (best < 0 || wait < best)
+            best = wait;
+    }
+    for (int i = 0; i < e->n_instrs; i++) {
+        const struct cool_wait *cw = &e->instrs[i].cool;
+        if (cw->move_step == 0 || cw->reading || cw->next_at == 0)
+            continue;
+        int64_t wait = cw->next_at > now ? cw->next_at - now : 0;
         if (best < 0 || wait < best)
             best = wait;
     }
@@ -783,6 +818,170 @@ static int start_step(struct engine *e, json_t *step, int exp_state)
         submit(e, f, DRV_REQ_START);
     }
     return 0;
+}
+
+/* --- a hot furnace waits before it takes the next sample --------------------------------- */
+
+int engine_furnace_may_load(double pv_c, double setpoint_c, double tolerance_c)
+{
+    double limit = setpoint_c + tolerance_c;
+    return isfinite(pv_c) && isfinite(limit) && pv_c <= limit;
+}
+
+int engine_furnace_wait_overdue(int64_t waited_ms, double time_scale, double warn_min)
+{
+    return (double)waited_ms * time_scale > warn_min * 60000.0;
+}
+
+/* How often a furnace that is too hot is read again: every 5 s of instrument time, or every
+ * poll interval if that is longer (it cools with a time constant of minutes). */
+static int64_t cool_interval_ms(const struct engine *e, int fi)
+{
+    int64_t every = (int64_t)(5000.0 / e->opt.time_scale);
+    int64_t poll = poll_ms_of(e, fi);
+    return every > poll ? every : poll;
+}
+
+static double lab_minutes(const struct engine *e, int64_t real_ms)
+{
+    return (double)real_ms * e->opt.time_scale / 60000.0;
+}
+
+static void cool_reset(struct cool_wait *cw)
+{
+    memset(cw, 0, sizeof(*cw));
+    cw->pv_c = (double)NAN;
+}
+
+/* The instrument index of the furnace that the step `anneal` runs on, or -1 when it is not a
+ * furnace anneal. */
+static int furnace_of(const struct engine *e, json_t *anneal)
+{
+    if (strcmp(jstr(anneal, "action"), "anneal") != 0 || jint(anneal, "idx") >= CLEANUP_IDX_BASE)
+        return -1;
+    int fi = instr_index(e, jstr(anneal, "instrument"));
+    return fi >= 0 && e->instrs[fi].is_furnace ? fi : -1;
+}
+
+/* May the move `move` take its sample into furnace fi, whose next step for that sample is
+ * `anneal`? 1 once a fresh reading of the furnace's PV (at most one poll interval old) is at
+ * most the anneal's setpoint + load_tolerance_c. Otherwise 0: a reading is asked for (a
+ * STATUS request to the furnace's worker, answered in on_furnace_reading()) or, while the
+ * furnace is too hot, is due later (engine_tick() makes a pass then). Nothing is committed
+ * while the sample waits, so after a restart it simply waits again. */
+static int furnace_may_take(struct engine *e, int fi, json_t *move, json_t *anneal, int64_t now)
+{
+    struct instr *in = &e->instrs[fi];
+    struct cool_wait *cw = &in->cool;
+    if (in->w == NULL)
+        return 1; /* no instrument to read (engine without workers): nothing to wait for */
+    int64_t move_id = jint(move, "id");
+    double sp = json_number_value(json_object_get(json_object_get(anneal, "params"), "setpoint_c"));
+    if (cw->move_step != move_id) {
+        cool_reset(cw);
+        cw->move_step = move_id;
+        cw->exp_id = jint(move, "experiment_id");
+        cw->campaign_id = jint(move, "campaign_id");
+        cw->setpoint_c = sp;
+    }
+    if (cw->reading)
+        return 0;
+    if (now - cw->pv_at <= poll_ms_of(e, fi) &&
+        engine_furnace_may_load(cw->pv_c, cw->setpoint_c, in->load_tolerance_c)) {
+        if (cw->since > 0)
+            event(e,
+                  cw->campaign_id,
+                  cw->exp_id,
+                  0,
+                  LOG_LVL_INFO,
+                  "furnace",
+                  "furnace cooled to %.1f °C (<= %.1f °C) after waiting %.1f min: loading "
+                  "experiment %lld (furnace '%s')",
+                  cw->pv_c,
+                  cw->setpoint_c + in->load_tolerance_c,
+                  lab_minutes(e, now - cw->since),
+                  (long long)cw->exp_id,
+                  in->name);
+        cool_reset(cw);
+        return 1;
+    }
+    if (cw->next_at > now)
+        return 0;
+    struct drv_request req = {.op = DRV_REQ_STATUS, .cookie = (uint64_t)move_id};
+    struct ll_error err;
+    ll_error_clear(&err);
+    if (worker_submit(e, fi, &req, &err) < 0) {
+        cw->next_at = now + 100; /* queue full: ask again shortly */
+        return 0;
+    }
+    cw->reading = 1;
+    cw->next_at = 0;
+    return 0;
+}
+
+/* A reading of furnace fi's PV for the sample waiting at its door. */
+static void on_furnace_reading(struct engine *e, int fi, const struct drv_completion *c)
+{
+    struct instr *in = &e->instrs[fi];
+    struct cool_wait *cw = &in->cool;
+    if (cw->move_step == 0 || c->cookie != (uint64_t)cw->move_step)
+        return; /* asked for a sample that no longer waits */
+    cw->reading = 0;
+    int64_t now = ll_monotonic_ms();
+    double limit = cw->setpoint_c + in->load_tolerance_c;
+    if (c->rc < 0) {
+        log_line(LOG_LVL_WARNING,
+                 "furnace %s: cannot read its PV before loading exp=%lld (%s); not loading, "
+                 "reading again",
+                 in->name,
+                 (long long)cw->exp_id,
+                 c->err.msg);
+        cw->pv_c = (double)NAN;
+        if (cw->since == 0)
+            cw->since = now;
+    } else {
+        cw->pv_c = c->status.temp_c;
+        cw->pv_at = now;
+        if (engine_furnace_may_load(cw->pv_c, cw->setpoint_c, in->load_tolerance_c)) {
+            e->dirty = 1; /* the next pass starts the move */
+            return;
+        }
+        if (cw->since == 0) {
+            cw->since = now;
+            event(e,
+                  cw->campaign_id,
+                  cw->exp_id,
+                  0,
+                  LOG_LVL_NOTICE,
+                  "furnace",
+                  "waiting for furnace to cool from %.1f °C to <= %.1f °C before loading "
+                  "experiment %lld (its anneal: %.1f °C on '%s')",
+                  cw->pv_c,
+                  limit,
+                  (long long)cw->exp_id,
+                  cw->setpoint_c,
+                  in->name);
+        }
+    }
+    if (!cw->warned &&
+        engine_furnace_wait_overdue(now - cw->since, e->opt.time_scale, in->load_wait_warn_min)) {
+        cw->warned = 1;
+        event(e,
+              cw->campaign_id,
+              cw->exp_id,
+              0,
+              LOG_LVL_WARNING,
+              "furnace",
+              "furnace still at %.1f °C (> %.1f °C) after %.1f min (load_wait_warn_min %g of "
+              "'%s'): experiment %lld keeps waiting; its sample is not loaded",
+              cw->pv_c,
+              limit,
+              lab_minutes(e, now - cw->since),
+              in->load_wait_warn_min,
+              in->name,
+              (long long)cw->exp_id);
+    }
+    cw->next_at = now + cool_interval_ms(e, fi);
 }
 
 /* --- the pass ---------------------------------------------------------------------------- */
@@ -1413,6 +1612,13 @@ static int camp_tick(struct engine *e,
                 if (strcmp(action, "move") == 0 &&
                     place_taken(occ, who, *n_occ, jstr(json_object_get(st, "params"), "to"), v->id))
                     break;
+                /* a move that takes the sample into a furnace for its anneal: not while the
+                 * furnace is hotter than that anneal's setpoint + tolerance */
+                int fi = strcmp(action, "move") == 0 && k + 1 < v->n_steps
+                             ? furnace_of(e, v->steps[k + 1])
+                             : -1;
+                if (fi >= 0 && !furnace_may_take(e, fi, st, v->steps[k + 1], ll_monotonic_ms()))
+                    break;
             }
             if (start_step(e, st, v->state) == 0 && strcmp(action, "move") == 0 && *n_occ < 64) {
                 snprintf(
@@ -1506,6 +1712,15 @@ int engine_tick(struct engine *e, struct ll_error *reterr)
                 }
                 send_measure(e, f, now);
             }
+        }
+    }
+    /* a furnace too hot for the next sample: its next reading is due (the pass asks for it,
+     * if the sample may still go in: not while paused or stopped) */
+    for (int i = 0; i < e->n_instrs; i++) {
+        struct cool_wait *cw = &e->instrs[i].cool;
+        if (cw->move_step != 0 && !cw->reading && cw->next_at != 0 && now >= cw->next_at) {
+            cw->next_at = 0;
+            e->dirty = 1;
         }
     }
     /* the full pass reads the store: only when something changed, or once a second (a
@@ -2084,13 +2299,35 @@ json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
     json_object_set_new(out, "in_flight", fl);
     json_object_set_new(out, "missed_deadlines", json_integer(e->missed_deadlines));
     json_t *ins = json_array();
-    for (int k = 0; k < e->n_instrs; k++)
-        json_array_append_new(ins,
-                              json_pack("{s:s,s:I}",
-                                        "name",
-                                        e->instrs[k].name,
-                                        "busy_step",
-                                        (json_int_t)e->instrs[k].busy_step));
+    for (int k = 0; k < e->n_instrs; k++) {
+        json_t *o = json_pack("{s:s,s:I}",
+                              "name",
+                              e->instrs[k].name,
+                              "busy_step",
+                              (json_int_t)e->instrs[k].busy_step);
+        /* a sample waiting for this furnace to cool (its move still pending) */
+        const struct cool_wait *cw = &e->instrs[k].cool;
+        if (cw->since > 0 &&
+            store_step_get_state(e->store, cw->move_step, NULL) == STORE_STEP_PENDING)
+            json_object_set_new(o,
+                                "cooling",
+                                json_pack("{s:I,s:I,s:f,s:f,s:o,s:f,s:b}",
+                                          "experiment",
+                                          (json_int_t)cw->exp_id,
+                                          "move_step",
+                                          (json_int_t)cw->move_step,
+                                          "setpoint_c",
+                                          cw->setpoint_c,
+                                          "limit_c",
+                                          cw->setpoint_c + e->instrs[k].load_tolerance_c,
+                                          "pv_c",
+                                          isfinite(cw->pv_c) ? json_real(cw->pv_c) : json_null(),
+                                          "waited_min",
+                                          lab_minutes(e, now - cw->since),
+                                          "overdue",
+                                          cw->warned));
+        json_array_append_new(ins, o);
+    }
     json_object_set_new(out, "instruments", ins);
     json_object_set_new(
         out, "stations", e->ing != NULL ? ingest_stations_json(e->ing) : json_array());
@@ -2113,13 +2350,17 @@ void engine_summary(struct engine *e, char *buf, size_t n)
         return;
     }
     store_experiment_counts(e->store, e->camps[0].id, &total, &fin, NULL);
+    int cooling = 0;
+    for (int i = 0; i < e->n_instrs; i++)
+        cooling |= e->instrs[i].cool.since > 0;
     snprintf(buf,
              n,
-             "%scampaign %lld '%s': %d/%d experiments ended, %d in flight",
+             "%scampaign %lld '%s': %d/%d experiments ended, %d in flight%s",
              e->estop ? "E-STOP latched; " : "",
              (long long)e->camps[0].id,
              e->camps[0].c.name,
              fin,
              e->camps[0].c.budget,
-             total - fin);
+             total - fin,
+             cooling ? "; waiting for the furnace to cool" : "");
 }

@@ -31,6 +31,14 @@
  * re-sent at each miss and fail after 5). Each finished round logs its makespan and the lower
  * bound (the busiest instrument's total work in that round).
  *
+ * A hot furnace: the move that takes a sample into a furnace (a move followed by that sample's
+ * anneal) starts only once the furnace's PV, read through its worker (drv_status), is at
+ * most the anneal's setpoint + the furnace's load_tolerance_c (lab.conf); until then the
+ * furnace is read again on a timer (every poll interval, at least every 5 s of instrument
+ * time), with one event when the wait begins, one when it ends, and a warning after
+ * load_wait_warn_min. The move is not started while it waits (no intent), so a restart
+ * simply waits again. docs/daemon.md "A hot furnace waits before loading".
+ *
  * Pause: no step starts; running ones finish. Stop (e-stop): the same, plus DRV_REQ_SAFE to
  * every instrument, latched in the store until a resume. Abort: open experiments abandoned.
  */
@@ -105,6 +113,16 @@ int engine_on_completions(struct engine *e, struct ll_error *reterr);
  * n). labloopd stops its WATCHDOG=1 pings while this is 0, so that systemd restarts it. */
 int engine_workers_alive(
     const struct engine *e, int64_t now, int64_t margin_ms, char *why, size_t n);
+
+/* The furnace-loading rule: 1 when a sample whose anneal is at setpoint_c may be moved into
+ * a furnace whose PV reads pv_c, i.e. pv_c <= setpoint_c + tolerance_c (a furnace below the
+ * setpoint is fine: heating up is the anneal's own ramp); 0 when the furnace is hotter, or
+ * when pv_c or the limit is not a finite number (no usable reading). */
+int engine_furnace_may_load(double pv_c, double setpoint_c, double tolerance_c);
+
+/* 1 when a wait that began waited_ms ago (real milliseconds) has lasted longer than warn_min
+ * minutes of instrument time at time_scale (instrument seconds per real second). */
+int engine_furnace_wait_overdue(int64_t waited_ms, double time_scale, double warn_min);
 
 /* 1 while any campaign is running, paused or stopped with open experiments. */
 int engine_busy(const struct engine *e);

@@ -147,6 +147,37 @@ static int get_double(struct parse *p,
     return 0;
 }
 
+/* An optional number: dflt when absent, else within [min, max]. */
+static int get_double_opt(struct parse *p,
+                          const config_setting_t *group,
+                          const char *what,
+                          const char *key,
+                          double dflt,
+                          double min,
+                          double max,
+                          double *ret)
+{
+    const config_setting_t *s = config_setting_get_member(group, key);
+    double v;
+
+    if (!s) {
+        *ret = dflt;
+        return 0;
+    }
+    if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
+        v = config_setting_get_float(s);
+    else if (config_setting_type(s) == CONFIG_TYPE_INT)
+        v = (double)config_setting_get_int(s);
+    else if (config_setting_type(s) == CONFIG_TYPE_INT64)
+        v = (double)config_setting_get_int64(s);
+    else
+        return fail(p, s, "%s: '%s' must be a number", what, key);
+    if (!isfinite(v) || v < min || v > max)
+        return fail(p, s, "%s: '%s' = %g is outside [%g, %g]", what, key, v, min, max);
+    *ret = v;
+    return 0;
+}
+
 static int get_string(struct parse *p,
                       const config_setting_t *group,
                       const char *what,
@@ -340,6 +371,8 @@ static const char *const furnace_keys[] = {"name",
                                            "slave",
                                            "map",
                                            "anneal_end_type",
+                                           "load_tolerance_c",
+                                           "load_wait_warn_min",
                                            "response_timeout_ms",
                                            "byte_timeout_ms",
                                            "step_timeout_s",
@@ -581,6 +614,17 @@ static int parse_instrument(struct parse *p,
             r = fail(p,
                      config_setting_get_member(g, "anneal_end_type"),
                      "%s: anneal_end_type must be \"reset\" or \"sp2\" (a safe end)",
+                     what);
+        if (r == 0)
+            r = get_double_opt(
+                p, g, what, "load_tolerance_c", 5.0, 0.0, 500.0, &in->load_tolerance_c);
+        if (r == 0)
+            r = get_double_opt(
+                p, g, what, "load_wait_warn_min", 60.0, 0.0, 525600.0, &in->load_wait_warn_min);
+        if (r == 0 && !(in->load_wait_warn_min > 0.0))
+            r = fail(p,
+                     config_setting_get_member(g, "load_wait_warn_min"),
+                     "%s: 'load_wait_warn_min' must be above 0 (minutes)",
                      what);
         break;
     }
@@ -1000,6 +1044,13 @@ static void write_instrument(FILE *out, const struct labconf_instrument *in, boo
                     in->slave,
                     in->map_name,
                     in->anneal_end_type);
+        if (in->driver == LABCONF_DRIVER_FURNACE_MODBUS_RTU) {
+            fputs("      load_tolerance_c = ", out);
+            put_double(out, in->load_tolerance_c);
+            fputs(";\n      load_wait_warn_min = ", out);
+            put_double(out, in->load_wait_warn_min);
+            fputs(";\n", out);
+        }
     }
     fprintf(out,
             "      response_timeout_ms = %d;\n      byte_timeout_ms = %d;\n"

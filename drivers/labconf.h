@@ -114,6 +114,12 @@ struct labconf_instrument {
      * controller at its safe setpoint without the host; "sp2" leaves the program status at
      * "end" (an unambiguous end) instead of back in reset */
     char anneal_end_type[8];
+    /* furnace, for the daemon (docs/daemon.md "Loading a sample into a hot furnace"): a
+     * sample is moved into the furnace only once its PV is at most the sample's anneal
+     * setpoint + load_tolerance_c (default 5 °C; 0..500), and a wait longer than
+     * load_wait_warn_min minutes of instrument time (default 60; > 0) is a warning event */
+    double load_tolerance_c;
+    double load_wait_warn_min;
     /* timing */
     int response_timeout_ms; /* default 500 */
     int byte_timeout_ms;     /* default 100 */

@@ -51,6 +51,8 @@ static const char default_lab[] =
     "      response_timeout_ms = 500;\n"
     "      byte_timeout_ms = 50;\n"
     "      limits = { max_temp_c = 200.0; max_ramp_c_min = 30.0; safe_setpoint_c = 25.0; };\n"
+    "      load_tolerance_c = 5.0;    # labloopd loads a sample once PV <= its setpoint + this\n"
+    "      load_wait_warn_min = 60.0; # a longer wait (instrument minutes) is a warning event\n"
     "    },\n"
     "    {\n"
     "      name = \"coater\";\n"
