@@ -45,6 +45,7 @@ struct cool_wait {
     int64_t next_at;   /* too hot: the next reading is due then; 0 due when asked */
     int64_t since;     /* the first reading above the limit (monotonic ms); 0 not waiting */
     int warned;        /* the wait has passed load_wait_warn_min (event written) */
+    int64_t pass;      /* the full pass that last asked (one sample holds the gate per pass) */
 };
 
 struct instr {
@@ -100,6 +101,7 @@ struct engine {
     int estop;
     int dirty;            /* something changed: the next tick makes a full pass */
     int64_t last_pass_ms; /* when the last full pass ran (one per second at least) */
+    int64_t passes;       /* full passes so far */
 };
 
 /* --- small helpers ------------------------------------------------------------------ */
@@ -878,12 +880,17 @@ static int furnace_may_take(struct engine *e, int fi, json_t *move, json_t *anne
     int64_t move_id = jint(move, "id");
     double sp = json_number_value(json_object_get(json_object_get(anneal, "params"), "setpoint_c"));
     if (cw->move_step != move_id) {
+        /* the sample that asked first in this pass (the oldest) holds the gate; a move that
+         * asked before but did not ask again in this pass has started or cannot go now */
+        if (cw->move_step != 0 && cw->pass == e->passes)
+            return 0;
         cool_reset(cw);
         cw->move_step = move_id;
         cw->exp_id = jint(move, "experiment_id");
         cw->campaign_id = jint(move, "campaign_id");
         cw->setpoint_c = sp;
     }
+    cw->pass = e->passes;
     if (cw->reading)
         return 0;
     if (now - cw->pv_at <= poll_ms_of(e, fi) &&
@@ -917,6 +924,17 @@ static int furnace_may_take(struct engine *e, int fi, json_t *move, json_t *anne
     cw->reading = 1;
     cw->next_at = 0;
     return 0;
+}
+
+/* 1 while a sample waits for furnace fi to cool: a reading was too hot, its move has not
+ * started (nor been skipped by an abort) and its campaign runs (a pause or an e-stop stops
+ * the waiting as it stops every step; a resume continues it). */
+static int cool_active(struct engine *e, int fi)
+{
+    const struct cool_wait *cw = &e->instrs[fi].cool;
+    return cw->since > 0 && !e->estop &&
+           store_step_get_state(e->store, cw->move_step, NULL) == STORE_STEP_PENDING &&
+           store_campaign_get_state(e->store, cw->campaign_id, NULL) == STORE_CAMPAIGN_RUNNING;
 }
 
 /* A reading of furnace fi's PV for the sample waiting at its door. */
@@ -1729,6 +1747,7 @@ int engine_tick(struct engine *e, struct ll_error *reterr)
         return 0;
     e->dirty = 0;
     e->last_pass_ms = now;
+    e->passes++;
     /* occupancy across every campaign first, then settle and dispatch */
     char occ[64][LABCONF_NAME_MAX];
     int64_t who[64];
@@ -2305,10 +2324,9 @@ json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
                               e->instrs[k].name,
                               "busy_step",
                               (json_int_t)e->instrs[k].busy_step);
-        /* a sample waiting for this furnace to cool (its move still pending) */
+        /* a sample waiting for this furnace to cool */
         const struct cool_wait *cw = &e->instrs[k].cool;
-        if (cw->since > 0 &&
-            store_step_get_state(e->store, cw->move_step, NULL) == STORE_STEP_PENDING)
+        if (cool_active(e, k))
             json_object_set_new(o,
                                 "cooling",
                                 json_pack("{s:I,s:I,s:f,s:f,s:o,s:f,s:b}",
@@ -2352,7 +2370,7 @@ void engine_summary(struct engine *e, char *buf, size_t n)
     store_experiment_counts(e->store, e->camps[0].id, &total, &fin, NULL);
     int cooling = 0;
     for (int i = 0; i < e->n_instrs; i++)
-        cooling |= e->instrs[i].cool.since > 0;
+        cooling |= cool_active(e, i);
     snprintf(buf,
              n,
              "%scampaign %lld '%s': %d/%d experiments ended, %d in flight%s",
