@@ -866,11 +866,14 @@ static int furnace_of(const struct engine *e, json_t *anneal)
 }
 
 /* May the move `move` take its sample into furnace fi, whose next step for that sample is
- * `anneal`? 1 once a fresh reading of the furnace's PV (at most one poll interval old) is at
- * most the anneal's setpoint + load_tolerance_c. Otherwise 0: a reading is asked for (a
- * STATUS request to the furnace's worker, answered in on_furnace_reading()) or, while the
- * furnace is too hot, is due later (engine_tick() makes a pass then). Nothing is committed
- * while the sample waits, so after a restart it simply waits again. */
+ * `anneal`? Asked only while the furnace runs no step (so it is not heating: a program ends
+ * at the safe setpoint). 1 once a recent reading of the furnace's PV (no older than one
+ * reading interval) is at most the anneal's setpoint + load_tolerance_c; the caller then
+ * starts the move when the robot and the place are free and calls furnace_loading().
+ * Otherwise 0: a reading is asked for (a STATUS request to the furnace's worker, answered in
+ * on_furnace_reading()) or, while the furnace is too hot, is due later (engine_tick() makes
+ * a pass then). Nothing is committed while the sample waits, so after a restart it simply
+ * waits again. */
 static int furnace_may_take(struct engine *e, int fi, json_t *move, json_t *anneal, int64_t now)
 {
     struct instr *in = &e->instrs[fi];
@@ -893,25 +896,9 @@ static int furnace_may_take(struct engine *e, int fi, json_t *move, json_t *anne
     cw->pass = e->passes;
     if (cw->reading)
         return 0;
-    if (now - cw->pv_at <= poll_ms_of(e, fi) &&
-        engine_furnace_may_load(cw->pv_c, cw->setpoint_c, in->load_tolerance_c)) {
-        if (cw->since > 0)
-            event(e,
-                  cw->campaign_id,
-                  cw->exp_id,
-                  0,
-                  LOG_LVL_INFO,
-                  "furnace",
-                  "furnace cooled to %.1f °C (<= %.1f °C) after waiting %.1f min: loading "
-                  "experiment %lld (furnace '%s')",
-                  cw->pv_c,
-                  cw->setpoint_c + in->load_tolerance_c,
-                  lab_minutes(e, now - cw->since),
-                  (long long)cw->exp_id,
-                  in->name);
-        cool_reset(cw);
+    if (now - cw->pv_at <= cool_interval_ms(e, fi) &&
+        engine_furnace_may_load(cw->pv_c, cw->setpoint_c, in->load_tolerance_c))
         return 1;
-    }
     if (cw->next_at > now)
         return 0;
     struct drv_request req = {.op = DRV_REQ_STATUS, .cookie = (uint64_t)move_id};
@@ -935,6 +922,30 @@ static int cool_active(struct engine *e, int fi)
     return cw->since > 0 && !e->estop &&
            store_step_get_state(e->store, cw->move_step, NULL) == STORE_STEP_PENDING &&
            store_campaign_get_state(e->store, cw->campaign_id, NULL) == STORE_CAMPAIGN_RUNNING;
+}
+
+/* The move `move_id` that furnace_may_take() allowed has started: the wait (if any) ends. */
+static void furnace_loading(struct engine *e, int fi, int64_t move_id)
+{
+    struct instr *in = &e->instrs[fi];
+    struct cool_wait *cw = &in->cool;
+    if (cw->move_step != move_id)
+        return;
+    if (cw->since > 0)
+        event(e,
+              cw->campaign_id,
+              cw->exp_id,
+              0,
+              LOG_LVL_INFO,
+              "furnace",
+              "furnace cooled to %.1f °C (<= %.1f °C) after waiting %.1f min: loading experiment "
+              "%lld (furnace '%s')",
+              cw->pv_c,
+              cw->setpoint_c + in->load_tolerance_c,
+              lab_minutes(e, ll_monotonic_ms() - cw->since),
+              (long long)cw->exp_id,
+              in->name);
+    cool_reset(cw);
 }
 
 /* A reading of furnace fi's PV for the sample waiting at its door. */
@@ -1619,26 +1630,32 @@ static int camp_tick(struct engine *e,
                 continue; /* about to be skipped; only the clean-up move runs */
             const char *action = jstr(st, "action");
             const char *instrument = jstr(st, "instrument");
+            int fi = -1; /* a furnace the move takes the sample into */
             if (strcmp(action, "measure") == 0) {
                 if (e->ing == NULL || station_busy(e, instrument) ||
                     !ingest_station_online(e->ing, instrument))
                     break;
             } else {
+                /* a move that takes the sample into a furnace for its anneal: not while the
+                 * furnace runs a step, nor while it is hotter than that anneal's setpoint +
+                 * tolerance. Asked before the robot and the place are free, so that the
+                 * furnace is read while the previous sample is taken out */
+                if (strcmp(action, "move") == 0 && k + 1 < v->n_steps)
+                    fi = furnace_of(e, v->steps[k + 1]);
+                if (fi >= 0 && (e->instrs[fi].busy_step != 0 ||
+                                !furnace_may_take(e, fi, st, v->steps[k + 1], ll_monotonic_ms())))
+                    break;
                 int in = instr_index(e, instrument);
                 if (in >= 0 && e->instrs[in].busy_step != 0)
                     break;
                 if (strcmp(action, "move") == 0 &&
                     place_taken(occ, who, *n_occ, jstr(json_object_get(st, "params"), "to"), v->id))
                     break;
-                /* a move that takes the sample into a furnace for its anneal: not while the
-                 * furnace is hotter than that anneal's setpoint + tolerance */
-                int fi = strcmp(action, "move") == 0 && k + 1 < v->n_steps
-                             ? furnace_of(e, v->steps[k + 1])
-                             : -1;
-                if (fi >= 0 && !furnace_may_take(e, fi, st, v->steps[k + 1], ll_monotonic_ms()))
-                    break;
             }
-            if (start_step(e, st, v->state) == 0 && strcmp(action, "move") == 0 && *n_occ < 64) {
+            int started = start_step(e, st, v->state) == 0;
+            if (started && fi >= 0)
+                furnace_loading(e, fi, jint(st, "id"));
+            if (started && strcmp(action, "move") == 0 && *n_occ < 64) {
                 snprintf(
                     occ[*n_occ], LABCONF_NAME_MAX, "%s", jstr(json_object_get(st, "params"), "to"));
                 who[(*n_occ)++] = v->id;
