@@ -995,16 +995,20 @@ static void on_furnace_reading(struct engine *e, int fi, const struct drv_comple
     if (!cw->warned &&
         engine_furnace_wait_overdue(now - cw->since, e->opt.time_scale, in->load_wait_warn_min)) {
         cw->warned = 1;
+        char what[768]; /* two %.1f of any double fit */
+        if (isfinite(cw->pv_c))
+            snprintf(what, sizeof(what), "at %.1f °C (> %.1f °C)", cw->pv_c, limit);
+        else
+            snprintf(what, sizeof(what), "unreadable (limit %.1f °C)", limit);
         event(e,
               cw->campaign_id,
               cw->exp_id,
               0,
               LOG_LVL_WARNING,
               "furnace",
-              "furnace still at %.1f °C (> %.1f °C) after %.1f min (load_wait_warn_min %g of "
-              "'%s'): experiment %lld keeps waiting; its sample is not loaded",
-              cw->pv_c,
-              limit,
+              "furnace still %s after %.1f min (load_wait_warn_min %g of '%s'): experiment %lld "
+              "keeps waiting; its sample is not loaded",
+              what,
               lab_minutes(e, now - cw->since),
               in->load_wait_warn_min,
               in->name,
