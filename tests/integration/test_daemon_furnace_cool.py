@@ -92,11 +92,13 @@ def status(run):
 
 
 def furnace_cooling(run):
+    """The furnace's wait for the cool sample, from status (a hot sample may wait briefly
+    for the other hot one too; that one is not it)."""
     st = status(run)
     if st is None:
         return None
     for ins in st.get("instruments", []):
-        if ins["name"] == "furnace" and "cooling" in ins:
+        if ins["name"] == "furnace" and ins.get("cooling", {}).get("setpoint_c", 1e9) < 100.0:
             return ins["cooling"]
     return None
 
