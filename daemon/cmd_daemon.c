@@ -187,6 +187,25 @@ static void print_status(json_t *st)
         else
             printf(" %s (idle)", js(c, "name"));
     }
+    json_array_foreach(json_object_get(st, "instruments"), i, c)
+    {
+        /* a sample held back until this furnace has cooled (docs/daemon.md) */
+        json_t *cw = json_object_get(c, "cooling");
+        if (!json_is_object(cw))
+            continue;
+        json_t *pv = json_object_get(cw, "pv_c");
+        char now_c[32] = "not read yet";
+        if (json_is_number(pv))
+            snprintf(now_c, sizeof(now_c), "%.1f C", json_number_value(pv));
+        printf("\n  %s: experiment %lld waits for it to cool to <= %.1f C (now %s, %.1f min "
+               "so far)%s",
+               js(c, "name"),
+               ji(cw, "experiment"),
+               json_number_value(json_object_get(cw, "limit_c")),
+               now_c,
+               json_number_value(json_object_get(cw, "waited_min")),
+               json_is_true(json_object_get(cw, "overdue")) ? "  OVERDUE" : "");
+    }
     printf("\nstations:");
     json_array_foreach(json_object_get(st, "stations"), i, c)
     {

@@ -147,6 +147,12 @@ def main():
     assert row[2] == "pending", f"the move into the furnace is {row[2]} after a crash during the wait"
     db.close()
     daemon = start_daemon(tmp, run)
+    # the restarted daemon waits again, and the plain `labloop status` says so
+    def text_shows_wait():
+        out = labloop(run, "status").stdout
+        return out if f"experiment {exp} waits for it to cool to <= " in out else None
+    text = wait_for("the wait in `labloop status`", text_shows_wait, timeout=30, every=0.01)
+    assert "furnace: experiment" in text, text
 
     # both campaigns complete
     def completed():
