@@ -4,12 +4,17 @@
  * unit cube and outputs standardised to zero mean and unit variance. The kernel is Matérn 5/2
  * with one length scale per input (ARD):
  *     k(x, x') = s_f^2 (1 + sqrt5 r + 5/3 r^2) exp(-sqrt5 r),  r^2 = sum_i (x_i - x'_i)^2 / l_i^2.
+ * Optionally (gp_options.additive) a first-order additive part is added to it,
+ *     s_a^2 / d sum_i m(|x_i - x'_i| / l'_i),  m(r) = (1 + sqrt5 r + 5/3 r^2) exp(-sqrt5 r),
+ * with l'_i = l_i (shared) or own length scales; it pools information along each input, which
+ * suits objectives that are close to additive (Duvenaud et al., "Additive Gaussian
+ * processes", NIPS 2011). s_a^2 is fitted like s_f^2, so the data can switch either part off.
  * Hyperparameters (l_1..l_d, s_f^2, s_n^2, c) are chosen by maximising the log marginal
  * likelihood plus weak log-normal priors on the length scales and variances (a MAP estimate),
  * with analytic gradients, by GSL's BFGS in log space from several seeded random starts; the
  * length scales are kept inside [GP_LENGTH_SCALE_MIN, GP_LENGTH_SCALE_MAX] so that a handful of
  * noisy points cannot give absurd ones. The restarts run on a subset of at most 40
- * observations, the best is continued on all of them (on a random subset of 200 when there are
+ * observations, the best is continued on all of them (on a random subset of 80 when there are
  * more: then the hyperparameters are a subset-of-data estimate; the model uses all points). The
  * Cholesky factor of K + s_n^2 I (GSL, with jitter escalation) and alpha = (K + s_n^2 I)^-1 (y - c)
  * are kept for prediction.
@@ -29,8 +34,9 @@
 #include <stddef.h>
 
 #define GP_MAX_DIM 32
-/* gp_predict keeps its work vectors on the stack up to this many observations and allocates
- * above it (never in the planner's usual range). */
+/* gp_predict keeps its work vectors on the stack up to this many observations (and, with
+ * gradients, up to 6 GP_PREDICT_STACK_N / (3 + d) of them) and allocates above it (never in the
+ * planner's usual range). */
 #define GP_PREDICT_STACK_N 1024
 #define GP_LENGTH_SCALE_MIN 0.01
 #define GP_LENGTH_SCALE_MAX 10.0
@@ -45,6 +51,8 @@ struct gp_options {
                              value observed, which keeps an optimiser out of unknown corners;
                              see planner.c); default 0 */
     double fixed_mean;    /* in y's units, finite (only with fix_mean) */
+    int additive;         /* 0: ARD kernel only; 1: + additive part sharing the ARD length
+                             scales; 2: + additive part with its own length scales */
 };
 
 /* Fills ret_opt with the defaults (seed 1, 5 restarts, noise floor 1e-6). */
@@ -66,7 +74,11 @@ struct gp_hyper {
     size_t d;
     double length_scale[GP_MAX_DIM];          /* in unit-cube units */
     double signal_var, noise_var, const_mean; /* on the standardised scale */
-    double y_mean, y_std;                     /* standardisation */
+    /* first-order additive part: add_var / d * sum_j M52(|x_j - x'_j| / add_length_scale[j]);
+     * add_var = 0 switches it off (then add_length_scale is ignored) */
+    double add_var;
+    double add_length_scale[GP_MAX_DIM];
+    double y_mean, y_std; /* standardisation */
     double log_marginal_likelihood;
 };
 
@@ -98,7 +110,7 @@ int gp_fit_fixed(const double *x,
 /* Posterior mean and variance of the latent function (y's units; variance excludes noise) at one
  * point x (d values). ret_dmean/ret_dvar (d values each) may be NULL; when given they receive the
  * gradients with respect to x. Returns 0, or -EINVAL for NULL arguments, -ENOMEM if n >
- * GP_PREDICT_STACK_N and the work buffer cannot be allocated. Does not modify gp. */
+ * GP_PREDICT_STACK_N (see there) and the work buffer cannot be allocated. Does not modify gp. */
 int gp_predict(const struct gp *gp,
                const double *x,
                double *ret_mean,
@@ -138,7 +150,8 @@ void gp_get_hyper(const struct gp *gp, struct gp_hyper *ret_hyper);
 /* Log marginal likelihood of the standardised data (y - hyper->y_mean) / hyper->y_std under the
  * hyperparameters in hyper (no priors), and, if ret_grad is not NULL, its gradient with respect
  * to the log hyperparameters in the order log l_1..log l_d, log signal_var, log noise_var,
- * const_mean (d + 3 values). Returns 0, -EINVAL, -ENOMEM or -EDOM (not positive definite);
+ * const_mean, log add_var, log add_length_scale_1..d (2d + 4 values; the last d + 1 are 0 when
+ * add_var is 0). Returns 0, -EINVAL, -ENOMEM or -EDOM (not positive definite);
  * the value goes to *ret_lml. Exposed for tests of the gradient. */
 int gp_log_marginal_likelihood(const double *x,
                                const double *y,

@@ -576,6 +576,8 @@ static int round_fit(struct round *rd,
         opt.seed = p->c.seed * 1000003ul + n * 31ul + k;
         if (n > 200)
             opt.n_restarts = 2;
+        /* ARD + first-order additive kernel, length scales shared (see gp.h) */
+        opt.additive = 1;
         /* the prior mean is the worst value observed, not fitted (see the file comment) */
         opt.fix_mean = 1;
         opt.fixed_mean = -(double)INFINITY;

@@ -12,10 +12,13 @@
  *
  * Usage: bench_planner [--problems LIST] [--seeds N] [--first-seed S] [--timing-reps R]
  *                      [--no-timing] [--no-loops] [--noise-free] [--noise-scale X]
- *                      [--verbose] [--points FILE]
+ *                      [--verbose] [--points FILE] [--budget N] [--timing-n N]
  *   LIST: comma-separated of perovskite, branincurrin, dtlz2_2, dtlz2_3 (default all)
  *   --noise-free: the perovskite world without measurement noise (as BoTorch's noise-free row)
  *   --noise-scale X: the perovskite world with X times the specified noise
+ *   --budget N: N evaluations per loop instead of the problem's budget (initial design as
+ *               specified, then rounds of 4; N <= 600)
+ *   --timing-n N: times only the proposal at n = N (one of 20, 100, 500)
  *   --points FILE: writes every evaluated point as CSV (problem, acquisition, seed, index,
  *                  inputs, noise-free objectives in minimisation form) for diagnosis
  * Prints numbers only; never passes or fails. Figures and commands: docs/bench-planner.md.
@@ -198,6 +201,8 @@ static double now_s(void)
 
 static double noise_scale = 1.0; /* --noise-free sets 0 */
 static FILE *points_out;         /* --points FILE: every evaluated point of every loop */
+static int budget_override;      /* --budget N: evaluations per loop instead of the problem's */
+static size_t timing_n;          /* --timing-n N: time only n = N (20, 100 or 500) */
 
 static uint64_t splitmix64(uint64_t *state)
 {
@@ -449,6 +454,10 @@ int main(int argc, char **argv)
             noise_scale = 0;
         else if (strcmp(argv[i], "--noise-scale") == 0 && i + 1 < argc)
             noise_scale = atof(argv[++i]);
+        else if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc)
+            budget_override = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--timing-n") == 0 && i + 1 < argc)
+            timing_n = (size_t)atoi(argv[++i]);
         else if (strcmp(argv[i], "--points") == 0 && i + 1 < argc) {
             points_out = fopen(argv[++i], "w");
             if (points_out == NULL) {
@@ -459,12 +468,16 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "usage: bench_planner [--problems LIST] [--seeds N] [--first-seed S] "
                     "[--timing-reps R] [--no-timing] [--no-loops] [--noise-free] [--verbose] "
-                    "[--points FILE]\n");
+                    "[--points FILE] [--budget N] [--timing-n N]\n");
             return 2;
         }
     }
-    if (n_seeds < 1 || n_seeds > MAX_SEEDS || reps < 1 || reps > 64) {
-        fprintf(stderr, "bench_planner: --seeds 1..%d, --timing-reps 1..64\n", MAX_SEEDS);
+    if (n_seeds < 1 || n_seeds > MAX_SEEDS || reps < 1 || reps > 64 || budget_override < 0 ||
+        budget_override > MAX_EVALS) {
+        fprintf(stderr,
+                "bench_planner: --seeds 1..%d, --timing-reps 1..64, --budget 1..%d\n",
+                MAX_SEEDS,
+                MAX_EVALS);
         return 2;
     }
     if (loops)
@@ -473,14 +486,18 @@ int main(int argc, char **argv)
             snprintf(pat, sizeof(pat), ",%s,", problems[i].name);
             char have[512];
             snprintf(have, sizeof(have), ",%s,", list);
+            struct problem pb = problems[i];
+            if (budget_override > 0)
+                pb.budget = budget_override;
             if (strstr(have, pat))
-                run_problem(&problems[i], first_seed, n_seeds, verbose);
+                run_problem(&pb, first_seed, n_seeds, verbose);
         }
     if (timing) {
         printf("proposal time, perovskite world (6 inputs, 2 objectives), q = 4:\n");
         static const size_t ns[] = {20, 100, 500};
         for (size_t i = 0; i < 3; i++)
-            run_timing(ns[i], reps);
+            if (timing_n == 0 || timing_n == ns[i])
+                run_timing(ns[i], reps);
     }
     if (points_out)
         fclose(points_out);

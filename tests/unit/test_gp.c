@@ -4,8 +4,8 @@
  * the Matérn 5/2 formulas (independent of gp.c); predictive gradients and the log-marginal-
  * likelihood gradient against central finite differences; bounds on the fit of a few noisy
  * points; determinism per seed; gp_add_observation against a fixed-hyperparameter refit;
- * leave-one-out calibration against explicit refits; a fixed (not fitted) constant mean; clone;
- * bad input.
+ * leave-one-out calibration against explicit refits; a fixed (not fitted) constant mean; the
+ * additive kernel part; clone; bad input.
  */
 #include "ll_test.h"
 #include "models/gp.h"
@@ -151,37 +151,49 @@ static void test_gp_predictive_gradients_match_finite_differences(void **state)
 static void test_gp_lml_gradient_matches_finite_differences(void **state)
 {
     (void)state;
-    enum { N = 15, D = 3 };
+    enum { N = 15, D = 3, NP = 2 * D + 4 };
     double x[N * D], y[N];
     make_data(5, N, D, 0.2, x, y);
-    struct gp_hyper h = {
-        .d = D,
-        .length_scale = {0.3, 0.7, 1.4},
-        .signal_var = 0.8,
-        .noise_var = 0.05,
-        .const_mean = 0.1,
-        .y_mean = 10.0,
-        .y_std = 3.0
-    };
-    double lml, grad[D + 3];
-    assert_int_equal(gp_log_marginal_likelihood(x, y, N, D, &h, &lml, grad), 0);
-    for (size_t p = 0; p < D + 3; p++) {
-        const double step = 1e-6;
-        double f[2];
-        for (int s = 0; s < 2; s++) {
-            struct gp_hyper hp = h;
-            double delta = s == 0 ? step : -step;
-            if (p < D)
-                hp.length_scale[p] *= exp(delta);
-            else if (p == D)
-                hp.signal_var *= exp(delta);
-            else if (p == D + 1)
-                hp.noise_var *= exp(delta);
-            else
-                hp.const_mean += delta;
-            assert_int_equal(gp_log_marginal_likelihood(x, y, N, D, &hp, &f[s], NULL), 0);
+    /* without and with the additive part */
+    for (int with_add = 0; with_add < 2; with_add++) {
+        struct gp_hyper h = {
+            .d = D,
+            .length_scale = {0.3, 0.7, 1.4},
+            .signal_var = 0.8,
+            .noise_var = 0.05,
+            .const_mean = 0.1,
+            .y_mean = 10.0,
+            .y_std = 3.0,
+            .add_var = with_add ? 0.6 : 0.0,
+            .add_length_scale = {0.5, 0.2, 0.9}
+        };
+        double lml, grad[NP];
+        assert_int_equal(gp_log_marginal_likelihood(x, y, N, D, &h, &lml, grad), 0);
+        for (size_t p = 0; p < (with_add ? NP : D + 3); p++) {
+            const double step = 1e-6;
+            double f[2];
+            for (int s = 0; s < 2; s++) {
+                struct gp_hyper hp = h;
+                double delta = s == 0 ? step : -step;
+                if (p < D)
+                    hp.length_scale[p] *= exp(delta);
+                else if (p == D)
+                    hp.signal_var *= exp(delta);
+                else if (p == D + 1)
+                    hp.noise_var *= exp(delta);
+                else if (p == D + 2)
+                    hp.const_mean += delta;
+                else if (p == D + 3)
+                    hp.add_var *= exp(delta);
+                else
+                    hp.add_length_scale[p - D - 4] *= exp(delta);
+                assert_int_equal(gp_log_marginal_likelihood(x, y, N, D, &hp, &f[s], NULL), 0);
+            }
+            ll_assert_close(grad[p], (f[0] - f[1]) / (2.0 * step), 1e-4, 1e-6);
         }
-        ll_assert_close(grad[p], (f[0] - f[1]) / (2.0 * step), 1e-4, 1e-6);
+        if (!with_add)
+            for (size_t p = D + 3; p < NP; p++)
+                assert_true(grad[p] == 0.0);
     }
 }
 
@@ -427,6 +439,129 @@ static void test_gp_fixed_mean_is_kept_and_rules_far_away(void **state)
     gp_free(&free_fit);
 }
 
+/* The additive kernel part (gp_hyper.add_var > 0): a one-observation posterior against the
+ * formulas written out here (also where the stored exponential factors would overflow and
+ * gp.c takes the exponentials directly); fits with shared and with own length scales;
+ * predictive gradients, gp_add_observation and the LOO calibration as for the plain kernel. */
+static void test_gp_additive_kernel(void **state)
+{
+    (void)state;
+    {
+        const double ls[2] = {0.4, 0.7}, als[2] = {0.3, 0.05}, sf2 = 0.7, sa2 = 0.9, sn2 = 0.01;
+        struct gp_hyper h = {
+            .d = 2,
+            .length_scale = {ls[0],  ls[1] },
+            .signal_var = sf2,
+            .noise_var = sn2,
+            .const_mean = 0.0,
+            .y_mean = 0.0,
+            .y_std = 1.0,
+            .add_var = sa2,
+            .add_length_scale = {als[0], als[1]}
+        };
+        const double x0[2] = {0.2, 0.6}, y0 = 1.3;
+        /* the second query is outside the box, where exp(sqrt5 x / l') would be huge */
+        const double xq[2][2] = {
+            {0.5, 0.63},
+            {3.0, 7.5 }
+        };
+        struct gp *gp = NULL;
+        assert_int_equal(gp_fit_fixed(x0, &y0, 1, 2, &h, &gp, NULL), 0);
+        for (int q = 0; q < 2; q++) {
+            double r2 = 0.0, ka = 0.0;
+            for (int j = 0; j < 2; j++) {
+                double t = xq[q][j] - x0[j];
+                r2 += t * t / (ls[j] * ls[j]);
+                ka += k52(fabs(t) / als[j], 1.0);
+            }
+            double k = k52(sqrt(r2), sf2) + sa2 / 2.0 * ka, kxx = sf2 + sa2;
+            double m, v;
+            assert_int_equal(gp_predict(gp, xq[q], &m, &v, NULL, NULL), 0);
+            ll_assert_close(m, k * y0 / (kxx + sn2), 1e-12, 1e-14);
+            ll_assert_close(v, kxx - k * k / (kxx + sn2), 1e-12, 1e-14);
+        }
+        gp_free(&gp);
+    }
+    enum { N = 25, D = 3 };
+    double x[(N + 3) * D], y[N + 3];
+    make_data(17, N + 3, D, 0.05, x, y);
+    for (int mode = 1; mode <= 2; mode++) {
+        struct gp_options opt;
+        gp_options_default(&opt);
+        opt.additive = mode;
+        struct gp *gp = NULL;
+        assert_int_equal(gp_fit(x, y, N, D, &opt, &gp, NULL), 0);
+        struct gp_hyper h;
+        gp_get_hyper(gp, &h);
+        assert_true(h.add_var > 0.0 && isfinite(h.add_var));
+        for (size_t j = 0; j < D; j++) {
+            assert_true(h.add_length_scale[j] >= GP_LENGTH_SCALE_MIN * (1 - 1e-12));
+            assert_true(h.add_length_scale[j] <= GP_LENGTH_SCALE_MAX * (1 + 1e-12));
+            if (mode == 1)
+                assert_true(h.add_length_scale[j] == h.length_scale[j]);
+        }
+        /* predictive gradients */
+        for (int trial = 0; trial < 5; trial++) {
+            double xq[D], dm[D], dv[D], m, v, sm = 0.0, sv = 0.0;
+            for (size_t j = 0; j < D; j++)
+                xq[j] = 0.1 + 0.17 * (double)trial + 0.05 * (double)j;
+            assert_int_equal(gp_predict(gp, xq, &m, &v, dm, dv), 0);
+            for (size_t j = 0; j < D; j++) {
+                sm = fmax(sm, fabs(dm[j]));
+                sv = fmax(sv, fabs(dv[j]));
+            }
+            for (size_t j = 0; j < D; j++) {
+                const double step = 1e-5;
+                double xp[D], xm[D], mp, vp, mm, vm;
+                memcpy(xp, xq, sizeof(xp));
+                memcpy(xm, xq, sizeof(xm));
+                xp[j] += step;
+                xm[j] -= step;
+                gp_predict(gp, xp, &mp, &vp, NULL, NULL);
+                gp_predict(gp, xm, &mm, &vm, NULL, NULL);
+                ll_assert_close(dm[j], (mp - mm) / (2.0 * step), 0.0, 1e-4 * sm + 1e-9);
+                ll_assert_close(dv[j], (vp - vm) / (2.0 * step), 0.0, 1e-4 * sv + 1e-9);
+            }
+        }
+        /* LOO calibration against explicit refits */
+        double sum = 0.0, xo[N * D], yo[N];
+        for (size_t i = 0; i < N; i++) {
+            size_t k = 0;
+            for (size_t o = 0; o < N; o++)
+                if (o != i) {
+                    memcpy(xo + k * D, x + o * D, D * sizeof(double));
+                    yo[k++] = y[o];
+                }
+            struct gp *loo = NULL;
+            assert_int_equal(gp_fit_fixed(xo, yo, N - 1, D, &h, &loo, NULL), 0);
+            double mu, var;
+            assert_int_equal(gp_predict(loo, x + i * D, &mu, &var, NULL, NULL), 0);
+            double z = (y[i] - mu) / sqrt(var + h.noise_var * h.y_std * h.y_std);
+            sum += z * z;
+            gp_free(&loo);
+        }
+        ll_assert_close(gp_loo_mean_z2(gp), sum / N, 1e-6, 1e-9);
+        /* gp_add_observation against a fixed-hyperparameter refit */
+        struct gp *ref = NULL;
+        for (size_t k = 0; k < 3; k++)
+            assert_int_equal(gp_add_observation(gp, x + (N + k) * D, y[N + k]), 0);
+        assert_int_equal(gp_fit_fixed(x, y, N + 3, D, &h, &ref, NULL), 0);
+        struct gp_hyper h1, h2;
+        gp_get_hyper(gp, &h1);
+        gp_get_hyper(ref, &h2);
+        ll_assert_close(h1.log_marginal_likelihood, h2.log_marginal_likelihood, 1e-9, 1e-9);
+        for (int i = 0; i < 5; i++) {
+            double xq[D] = {0.1 + 0.2 * i, 0.9 - 0.15 * i, 0.5}, m1, v1, m2, v2;
+            gp_predict(gp, xq, &m1, &v1, NULL, NULL);
+            gp_predict(ref, xq, &m2, &v2, NULL, NULL);
+            ll_assert_close(m1, m2, 1e-9, 1e-9);
+            ll_assert_close(v1, v2, 1e-9, 1e-12);
+        }
+        gp_free(&ref);
+        gp_free(&gp);
+    }
+}
+
 static void test_gp_rejects_bad_input(void **state)
 {
     (void)state;
@@ -479,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_gp_loo_calibration_matches_explicit_refits),
         cmocka_unit_test(test_gp_predict_with_many_observations),
         cmocka_unit_test(test_gp_fixed_mean_is_kept_and_rules_far_away),
+        cmocka_unit_test(test_gp_additive_kernel),
         cmocka_unit_test(test_gp_rejects_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
