@@ -359,6 +359,7 @@ static const char *const robot_keys[] = {"name",
                                          "limits",
                                          "reservoirs",
                                          "places",
+                                         "wells",
                                          "sim",
                                          NULL};
 static const char *const furnace_keys[] = {"name",
@@ -581,6 +582,8 @@ static int parse_instrument(struct parse *p,
             r = get_int(p, g, what, "unit_id", false, 255, 0, 255, &in->unit_id);
         if (r == 0)
             r = get_int(p, g, what, "base", false, 0, 0, 65535 - 20, &in->base);
+        if (r == 0)
+            r = get_int(p, g, what, "wells", false, 96, 1, LABCONF_MAX_WELLS, &in->wells);
         if (r == 0)
             r = parse_robot_extras(p, g, what, in);
         break;
@@ -1085,7 +1088,7 @@ static void write_instrument(FILE *out, const struct labconf_instrument *in, boo
         fputs(" ];\n      places = {", out);
         for (int i = 0; i < in->n_places; i++)
             fprintf(out, " %s = %d;", in->places[i].name, in->places[i].slot);
-        fputs(" };\n", out);
+        fprintf(out, " };\n      wells = %d;\n", in->wells);
     }
     fputs(last ? "    }\n" : "    },\n", out);
 }

@@ -33,6 +33,7 @@
 #define LABCONF_MAX_STATIONS 32
 #define LABCONF_MAX_RESERVOIRS 8
 #define LABCONF_MAX_PLACES 16
+#define LABCONF_MAX_WELLS 96 /* the robot's DEST_WELL is 0..95 */
 #define LABCONF_MAX_KINDS 8
 
 /* The driver an instrument needs; the config spells them as in labconf_driver_name(). */
@@ -130,6 +131,10 @@ struct labconf_instrument {
     int n_reservoirs;
     struct labconf_place places[LABCONF_MAX_PLACES]; /* robot */
     int n_places;
+    /* robot: the wells of its rack (1..LABCONF_MAX_WELLS, default 96; A1 = 0 row-major).
+     * labloopd gives each new sample the lowest well that holds no sample (docs/daemon.md
+     * "The rack") */
+    int wells;
     int line; /* source line of the instrument's definition */
 };
 

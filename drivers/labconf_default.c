@@ -35,7 +35,7 @@ static const char default_lab[] =
     "      # precursor stock solutions, reservoir 1..8 in order\n"
     "      reservoirs = [ \"FAPbI3\", \"MAPbI3\", \"CsPbI3\", \"FAPbBr3\", \"MAPbBr3\", "
     "\"CsPbBr3\" ];\n"
-    "      # robot slot numbers of the places a sample visits\n"
+    "      wells = 96;  # rack wells (A1 = 0 .. H12 = 95); places: robot slots a sample visits\n"
     "      places = { rack = 0; coater = 1; furnace = 2; jv = 3; stability = 4; eis = 5; };\n"
     "    },\n"
     "    {\n"

@@ -78,6 +78,7 @@ static void test_labconf_default_values_resolved(void **state)
     assert_non_null(coater);
     assert_int_equal(robot->driver, LABCONF_DRIVER_ROBOT_MODBUS_TCP);
     assert_int_equal(robot->unit_id, 255);
+    assert_int_equal(robot->wells, 96);
     assert_int_equal(robot->n_reservoirs, 6);
     assert_string_equal(robot->reservoirs[5], "CsPbBr3");
     assert_int_equal(labconf_place_slot(robot, "furnace"), 2);
@@ -194,6 +195,12 @@ static void test_labconf_bad_input_names_line_and_problem(void **state)
         {"lab: {",                   "lab: { x = ;",                    "syntax error"                                                  },
         {"lab: {",                   "labx: {",                         "no 'lab' group"                                                },
         {"rack = 0;",                "rack = 16;",                      "place 'rack' must be a slot 0..15"                             },
+        {"wells = 96;",
+         "wells = 97;",                                                 "t.conf:28: instrument 'robot': 'wells' = 97 is outside 1..96"  },
+        {"wells = 96;",
+         "wells = 0;",                                                  "t.conf:28: instrument 'robot': 'wells' = 0 is outside 1..96"   },
+        {"wells = 96;",
+         "wells = \"many\";",                                           "t.conf:28: instrument 'robot': 'wells' must be an integer"     },
         {"end_type_values = {",
          "status_bits = { sensor_break = 16; }; end_type_values = {",   "'sensor_break' = 16 is outside 0..15"                          },
         {"end_type_values = {",
