@@ -1,6 +1,6 @@
 /* cmd_daemon — the labloop subcommands that talk to labloopd over its control socket
  * (daemon/control.h): status, campaign, approve, deny, experiments, export, pareto, fits,
- * events, backup, e-stop, resolve.
+ * events, backup, e-stop, resolve, rack.
  *
  * Common options: --json (print the daemon's JSON reply), --run-dir DIR (where labloopd's
  * control socket is; default $LABLOOP_RUN_DIR or /run/labloop), --timeout MS (default 10000).
@@ -168,6 +168,17 @@ static void print_status(json_t *st)
                js(c, "action"),
                js(c, "result"),
                ji(c, "id"));
+    }
+    json_t *rack = json_object_get(st, "rack");
+    if (json_is_object(rack)) {
+        printf("rack: %lld of %lld wells hold samples, %lld free\n",
+               ji(rack, "occupied"),
+               ji(rack, "wells"),
+               ji(rack, "free"));
+        if (json_is_true(json_object_get(rack, "full")))
+            printf("RACK FULL: all %lld wells hold samples; no new experiment starts until the "
+                   "rack is unloaded: unload it, then run `labloop rack unloaded`\n",
+                   ji(rack, "wells"));
     }
     printf("missed deadlines so far: %lld\n", ji(st, "missed_deadlines"));
     json_array_foreach(json_object_get(st, "in_flight"), i, c)
@@ -644,6 +655,45 @@ int cmd_resolve(int argc, char **argv)
                  &reply);
     if (r == 0 && !o.json)
         printf("step %s recorded as %s\n", o.args[0], o.args[1]);
+    json_decref(reply);
+    return r;
+}
+
+int cmd_rack(int argc, char **argv)
+{
+    struct opts o;
+    const char *usage = "rack [unloaded] [--json]";
+    if (parse(argc, argv, &o, usage) < 0)
+        return CMD_EXIT_USAGE;
+    if (o.n_args > 1 || (o.n_args == 1 && strcmp(o.args[0], "unloaded") != 0)) {
+        fprintf(stderr, "usage: labloop %s\n", usage);
+        return CMD_EXIT_USAGE;
+    }
+    int unload = o.n_args == 1;
+    json_t *reply = NULL;
+    int r = call(&o,
+                 argv[0],
+                 unload ? json_pack("{s:s,s:s}", "cmd", "rack", "op", "unloaded")
+                        : json_pack("{s:s}", "cmd", "rack"),
+                 &reply);
+    if (r == 0 && !o.json) {
+        if (unload)
+            printf("rack unloaded: %lld finished samples' wells are free again\n",
+                   ji(reply, "unloaded"));
+        printf("rack: %lld of %lld wells hold samples, %lld free",
+               ji(reply, "occupied"),
+               ji(reply, "wells"),
+               ji(reply, "free"));
+        size_t i;
+        json_t *w;
+        json_array_foreach(json_object_get(reply, "occupied_wells"), i, w)
+        {
+            printf("%s%lld", i == 0 ? "; occupied:" : ",", (long long)json_integer_value(w));
+        }
+        printf("\n");
+        if (json_is_true(json_object_get(reply, "full")))
+            printf("RACK FULL: unload the rack, then run `labloop rack unloaded`\n");
+    }
     json_decref(reply);
     return r;
 }

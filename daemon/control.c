@@ -136,6 +136,19 @@ json_t *control_dispatch(struct engine *e, struct store *s, json_t *req)
         out = json_pack("{s:s}",
                         "note",
                         "software stop: safe states commanded; this is not a wired emergency stop");
+    } else if (strcmp(cmd, "rack") == 0) {
+        const char *op = json_string_value(json_object_get(req, "op"));
+        int n = 0;
+        if (op != NULL && strcmp(op, "unloaded") != 0)
+            return fail("rack: op must be \"unloaded\" (or absent, to list the wells)");
+        if (op != NULL)
+            r = engine_rack_unloaded(e, &n, &err);
+        if (r == 0)
+            out = engine_rack_json(e, &err);
+        if (out != NULL && op != NULL)
+            json_object_set_new(out, "unloaded", json_integer(n));
+        if (r == 0 && out == NULL)
+            r = -EIO;
     } else if (strcmp(cmd, "resolve") == 0) {
         json_t *step = json_object_get(req, "step");
         const char *answer = json_string_value(json_object_get(req, "answer"));

@@ -13,6 +13,8 @@
  *   {"cmd": "fits", "id": 3}  /  {"cmd": "events", "id": 3, "limit": 50}
  *   {"cmd": "backup", "file": "/abs/path.db"}
  *   {"cmd": "estop"}   {"cmd": "resolve", "step": 17, "answer": "done"|"failed"}
+ *   {"cmd": "rack"} -> {wells, occupied, free, full, occupied_wells}
+ *   {"cmd": "rack", "op": "unloaded"} -> the same after the unload, plus "unloaded": n
  * Errors: {"ok": false, "error": "one sentence"}. A request that is not a JSON object, or
  * names no known command, gets such an error; nothing a client sends stops the daemon.
  */
@@ -38,6 +40,10 @@ int control_process(struct control *c, struct engine *e, struct store *s);
 /* The reply to one request (a new object; caller json_decref()s). Exposed for tests and the
  * fuzz target: req may be any JSON value. */
 json_t *control_dispatch(struct engine *e, struct store *s, json_t *req);
+
+/* `labloop rack [unloaded]` (cmd_daemon.c). Declared here rather than in commands.h, which
+ * this change does not own; it has the signature of every cmd_NAME there. */
+int cmd_rack(int argc, char **argv);
 
 /* Client side: sends req to the daemon of run_dir and waits up to timeout_ms for the reply.
  * Returns 0 and a new reply, -EHOSTUNREACH when no daemon answers (message says why), or

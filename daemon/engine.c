@@ -102,6 +102,10 @@ struct engine {
     int dirty;            /* something changed: the next tick makes a full pass */
     int64_t last_pass_ms; /* when the last full pass ran (one per second at least) */
     int64_t passes;       /* full passes so far */
+    int n_wells;          /* the rack's wells (lab.conf robot `wells`) */
+    int rack_full;        /* a campaign wanted experiments and no well was free (meta
+                           * "rack_full" keeps it across restarts, so the event is written
+                           * once per full rack) */
 };
 
 /* --- small helpers ------------------------------------------------------------------ */
@@ -271,7 +275,12 @@ int engine_new(const struct engine_options *opt, struct engine **ret, struct ll_
         }
         e->n_instrs++;
     }
+    const struct labconf_instrument *robot =
+        labconf_find_driver(opt->lab, LABCONF_DRIVER_ROBOT_MODBUS_TCP);
+    e->n_wells = robot != NULL && robot->wells > 0 ? robot->wells : LABCONF_MAX_WELLS;
     char v[8];
+    if (store_meta_get(e->store, "rack_full", v, sizeof(v), NULL) == 1 && strcmp(v, "1") == 0)
+        e->rack_full = 1;
     if (store_meta_get(e->store, "estop", v, sizeof(v), NULL) == 1 && strcmp(v, "1") == 0)
         e->estop = 1;
 out:
@@ -1436,6 +1445,55 @@ static int create_steps(struct engine *e, int64_t exp_id, json_t *steps, struct 
     return r;
 }
 
+int engine_rack_pick_well(const unsigned char *occupied, int n_wells)
+{
+    for (int w = 0; w < n_wells; w++)
+        if (!occupied[w])
+            return w;
+    return -ENOSPC;
+}
+
+/* No well is free: no experiment is created; one event (and the meta latch) per full rack. */
+static int rack_full(struct engine *e, struct camp *c)
+{
+    if (e->rack_full)
+        return 0;
+    struct ll_error err;
+    ll_error_clear(&err);
+    e->rack_full = 1;
+    int r = store_begin(e->store, &err);
+    if (r == 0)
+        r = store_meta_set(e->store, "rack_full", "1", &err);
+    if (r == 0) {
+        event(e,
+              c->id,
+              0,
+              0,
+              LOG_LVL_WARNING,
+              "rack",
+              "rack full: all %d wells hold samples; unload the rack and run `labloop rack "
+              "unloaded`",
+              e->n_wells);
+        r = store_commit(e->store, &err);
+    }
+    if (r < 0) {
+        store_rollback(e->store);
+        log_line(LOG_LVL_ERR, "store: rack full not recorded: %s", err.msg);
+    }
+    return 0;
+}
+
+/* A well is free again (an unload, or an abandoned sample that was never dispensed). */
+static void rack_free(struct engine *e)
+{
+    if (!e->rack_full)
+        return;
+    e->rack_full = 0;
+    struct ll_error err;
+    if (store_meta_set(e->store, "rack_full", "0", &err) < 0)
+        log_line(LOG_LVL_ERR, "store: rack latch not cleared: %s", err.msg);
+}
+
 /* Asks the planner for the next batch and commits it with its model fit. */
 static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, struct ll_error *err)
 {
@@ -1483,6 +1541,16 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         q = c->c.budget - total;
     if (q > CAMPAIGN_MAX_BATCH && total > 0)
         q = CAMPAIGN_MAX_BATCH;
+    /* every new sample needs a well that holds no sample: at most as many as are free */
+    unsigned char occupied[LABCONF_MAX_WELLS];
+    int n_occupied = store_rack_occupied(e->store, e->n_wells, occupied, err);
+    if (n_occupied < 0)
+        return n_occupied;
+    if (n_occupied >= e->n_wells)
+        return rack_full(e, c);
+    if (q > e->n_wells - n_occupied)
+        q = e->n_wells - n_occupied;
+    rack_free(e);
     struct planner *p = NULL;
     size_t np = c->c.n_params;
     double *xs = calloc((size_t)q * np + 1, sizeof(double));
@@ -1512,12 +1580,20 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         for (size_t d = 0; d < np; d++)
             json_object_set_new(params, c->c.params[d].name, json_real(xs[(size_t)k * np + d]));
         int64_t exp_id = 0;
-        /* idx counts every experiment of the campaign, denied ones too */
+        int well = engine_rack_pick_well(occupied, e->n_wells);
+        if (well < 0) {
+            r = ll_error_set(err, -ENOSPC, "no free rack well"); /* q was capped: not reached */
+            json_decref(params);
+            break;
+        }
+        occupied[well] = 1;
+        /* idx counts every experiment of the campaign, denied ones too; the well is stored
+         * with the experiment in this transaction */
         r = store_experiment_create(e->store,
                                     c->id,
                                     (int)json_array_size(exps) + k,
                                     round,
-                                    -1,
+                                    well,
                                     params,
                                     info[k].acquisition,
                                     &exp_id,
@@ -2368,6 +2444,9 @@ json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
         json_array_append_new(ins, o);
     }
     json_object_set_new(out, "instruments", ins);
+    json_t *rack = engine_rack_json(e, NULL);
+    if (rack != NULL)
+        json_object_set_new(out, "rack", rack);
     json_object_set_new(
         out, "stations", e->ing != NULL ? ingest_stations_json(e->ing) : json_array());
     int64_t stored = 0, rejected = 0;
@@ -2379,6 +2458,68 @@ json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
     json_t *ev = store_events_json(e->store, 0, 10, NULL);
     json_object_set_new(out, "recent_events", ev != NULL ? ev : json_array());
     return out;
+}
+
+json_t *engine_rack_json(struct engine *e, struct ll_error *reterr)
+{
+    unsigned char occupied[LABCONF_MAX_WELLS];
+    int n = store_rack_occupied(e->store, e->n_wells, occupied, reterr);
+    if (n < 0)
+        return NULL;
+    json_t *wells = json_array();
+    for (int w = 0; w < e->n_wells; w++)
+        if (occupied[w])
+            json_array_append_new(wells, json_integer(w));
+    return json_pack("{s:i,s:i,s:i,s:b,s:o,s:s*}",
+                     "wells",
+                     e->n_wells,
+                     "occupied",
+                     n,
+                     "free",
+                     e->n_wells - n,
+                     "full",
+                     e->rack_full,
+                     "occupied_wells",
+                     wells,
+                     "message",
+                     e->rack_full ? "rack full: unload the rack and run `labloop rack unloaded`"
+                                  : NULL);
+}
+
+int engine_rack_unloaded(struct engine *e, int *ret_n, struct ll_error *reterr)
+{
+    unsigned char occupied[LABCONF_MAX_WELLS];
+    int n = 0;
+    e->dirty = 1;
+    int r = store_begin(e->store, reterr);
+    if (r == 0)
+        r = store_rack_unload(e->store, &n, reterr);
+    if (r == 0)
+        r = store_meta_set(e->store, "rack_full", "0", reterr);
+    int n_occ = r == 0 ? store_rack_occupied(e->store, e->n_wells, occupied, reterr) : r;
+    if (n_occ < 0)
+        r = n_occ;
+    char msg[256];
+    snprintf(msg,
+             sizeof(msg),
+             "rack unloaded: %d samples taken out; %d of %d wells free (%d hold samples still in "
+             "progress)",
+             n,
+             e->n_wells - (n_occ > 0 ? n_occ : 0),
+             e->n_wells,
+             n_occ > 0 ? n_occ : 0);
+    if (r == 0)
+        r = store_event(e->store, 0, 0, 0, LOG_LVL_INFO, "rack", msg, reterr);
+    if (r == 0)
+        r = store_commit(e->store, reterr);
+    else
+        store_rollback(e->store);
+    if (r < 0)
+        return r;
+    log_line(LOG_LVL_INFO, "rack %s", msg);
+    e->rack_full = 0;
+    *ret_n = n;
+    return 0;
 }
 
 void engine_summary(struct engine *e, char *buf, size_t n)
@@ -2394,12 +2535,13 @@ void engine_summary(struct engine *e, char *buf, size_t n)
         cooling |= cool_active(e, i);
     snprintf(buf,
              n,
-             "%scampaign %lld '%s': %d/%d experiments ended, %d in flight%s",
+             "%scampaign %lld '%s': %d/%d experiments ended, %d in flight%s%s",
              e->estop ? "E-STOP latched; " : "",
              (long long)e->camps[0].id,
              e->camps[0].c.name,
              fin,
              e->camps[0].c.budget,
              total - fin,
-             cooling ? "; waiting for the furnace to cool" : "");
+             cooling ? "; waiting for the furnace to cool" : "",
+             e->rack_full ? "; rack full: unload it and run `labloop rack unloaded`" : "");
 }

@@ -39,6 +39,9 @@
  * load_wait_warn_min. The move is not started while it waits (no intent), so a restart
  * simply waits again. docs/daemon.md "A hot furnace waits before loading".
  *
+ * The rack: each new sample gets the lowest rack well that holds no sample (a well stays
+ * occupied until `labloop rack unloaded`); with none free no experiment is created (one
+ * event, status and STATUS= say "rack full") while running ones go on.
  * Pause: no step starts; running ones finish. Stop (e-stop): the same, plus DRV_REQ_SAFE to
  * every instrument, latched in the store until a resume. Abort: open experiments abandoned.
  */
@@ -123,6 +126,21 @@ int engine_furnace_may_load(double pv_c, double setpoint_c, double tolerance_c);
 /* 1 when a wait that began waited_ms ago (real milliseconds) has lasted longer than warn_min
  * minutes of instrument time at time_scale (instrument seconds per real second). */
 int engine_furnace_wait_overdue(int64_t waited_ms, double time_scale, double warn_min);
+
+/* The rack rule (docs/daemon.md "The rack"): the lowest well below n_wells whose
+ * occupied[w] is 0, or -ENOSPC when every well holds a sample. A well is occupied from its
+ * experiment's creation until the operator unloads the rack (store_rack_occupied()). */
+int engine_rack_pick_well(const unsigned char *occupied, int n_wells);
+
+/* The rack for status and `labloop rack`: {wells, occupied, free, full, occupied_wells,
+ * message (only while full)}; full: a campaign is held back because no well is free. Caller
+ * decrefs; NULL on a store error. */
+json_t *engine_rack_json(struct engine *e, struct ll_error *reterr);
+
+/* `labloop rack unloaded`: every measured, failed or abandoned sample's well becomes free
+ * (persisted, with an event); samples in progress keep theirs; the engine makes a full pass
+ * next (new experiments if a campaign waited for wells). *ret_n: samples unloaded. */
+int engine_rack_unloaded(struct engine *e, int *ret_n, struct ll_error *reterr);
 
 /* 1 while any campaign is running, paused or stopped with open experiments. */
 int engine_busy(const struct engine *e);

@@ -6,6 +6,7 @@
  * daemon/cmd_NAME.c; this file only dispatches. See commands.h for exit statuses.
  */
 #include "daemon/commands.h"
+#include "daemon/control.h" /* cmd_rack */
 
 #include <gsl/gsl_errno.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@ static const struct command commands[] = {
     {"backup",      cmd_backup,      "online backup of the store to FILE"                                },
     {"e-stop",      cmd_estop,       "SOFTWARE stop: safe state on every instrument (not a wired e-stop)"},
     {"resolve",     cmd_resolve,     "answer an operator question: STEP done|failed"                     },
+    {"rack",        cmd_rack,        "rack wells in use; `rack unloaded` after emptying the rack"        },
 };
 
 static void usage(FILE *out)

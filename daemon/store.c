@@ -398,6 +398,9 @@ static const char *const migrations[] = {
     /* 2 -> 3: analysis runs after the ack (ingest.h); rows waiting for it are marked */
     "ALTER TABLE measurements ADD COLUMN analysed INTEGER NOT NULL DEFAULT 1;"
     "CREATE INDEX measurements_unanalysed ON measurements(analysed) WHERE analysed = 0;",
+    /* 3 -> 4: rack wells are reused once the operator has unloaded the rack (`labloop rack
+     * unloaded`): a finished sample's well is free again from unloaded_at on */
+    "ALTER TABLE experiments ADD COLUMN unloaded_at INTEGER;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -787,16 +790,8 @@ int store_experiment_create(struct store *s,
     int64_t id = sqlite3_last_insert_rowid(s->db);
     char sample[32];
     snprintf(sample, sizeof(sample), "S%06lld", (long long)id);
-    /* well < 0: the rack well follows the global experiment id, so wells are not reused
-     * across campaigns until 96 samples have been made */
     r = run(s,
-            prep(s,
-                 reterr,
-                 "UPDATE experiments SET sample = ?, well = CASE WHEN well < 0 THEN (id - 1) % 96 "
-                 "ELSE well END WHERE id = ?",
-                 "si",
-                 sample,
-                 id),
+            prep(s, reterr, "UPDATE experiments SET sample = ? WHERE id = ?", "si", sample, id),
             reterr,
             "experiment sample");
     if (r == 0)
@@ -874,6 +869,52 @@ json_t *store_experiments_json(struct store *s, int64_t campaign_id, struct ll_e
              "i",
              campaign_id),
         reterr);
+}
+
+int store_rack_occupied(struct store *s,
+                        int n_wells,
+                        unsigned char *occupied,
+                        struct ll_error *reterr)
+{
+    for (int w = 0; w < n_wells; w++)
+        occupied[w] = 0;
+    sqlite3_stmt *st = prep(s,
+                            reterr,
+                            "SELECT DISTINCT well FROM experiments e WHERE unloaded_at IS NULL "
+                            "AND well >= 0 AND well < ? AND (state NOT IN ('failed', 'abandoned') "
+                            "OR EXISTS (SELECT 1 FROM steps t WHERE t.experiment_id = e.id AND "
+                            "t.started_at IS NOT NULL))",
+                            "i",
+                            (int64_t)n_wells);
+    if (st == NULL)
+        return reterr != NULL && reterr->code != 0 ? reterr->code : -EIO;
+    int rc, n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int w = sqlite3_column_int(st, 0);
+        if (w >= 0 && w < n_wells && !occupied[w]) {
+            occupied[w] = 1;
+            n++;
+        }
+    }
+    int r = rc == SQLITE_DONE ? n : fail(s, rc, reterr, "rack wells");
+    release(s, st);
+    return r;
+}
+
+int store_rack_unload(struct store *s, int *ret_n, struct ll_error *reterr)
+{
+    int r = run(s,
+                prep(s,
+                     reterr,
+                     "UPDATE experiments SET unloaded_at = ? WHERE unloaded_at IS NULL AND state "
+                     "IN ('measured', 'failed', 'abandoned')",
+                     "i",
+                     ll_wall_ms()),
+                reterr,
+                "rack unload");
+    if (r == 0)
+        *ret_n = sqlite3_changes(s->db);
+    return r;
 }
 
 int store_experiment_counts(

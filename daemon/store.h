@@ -30,7 +30,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 struct store;
 
@@ -176,7 +176,8 @@ json_t *store_campaigns_json(struct store *s, int all, struct ll_error *reterr);
 
 /* --- experiments --- */
 /* Inserts a proposed experiment; params is a JSON object (borrowed); sample ids are made
- * from the id ("S%06d"); well < 0 picks the rack well (id - 1) mod 96. Returns its id. */
+ * from the id ("S%06d"); well is its rack well (the engine picks a free one, or -1 in tests
+ * that never dispense). Returns its id. */
 int store_experiment_create(struct store *s,
                             int64_t campaign_id,
                             int idx,
@@ -189,6 +190,19 @@ int store_experiment_create(struct store *s,
 int store_experiment_set_state(
     struct store *s, int64_t id, int to, const char *reason, struct ll_error *reterr);
 int store_experiment_get_state(struct store *s, int64_t id, struct ll_error *reterr);
+/* --- the rack (docs/daemon.md "The rack") --- */
+/* Sets occupied[w] = 1 for every well w < n_wells that may hold a sample, 0 for the others,
+ * and returns how many are occupied (or negative errno). A well is occupied from its
+ * experiment's creation until `labloop rack unloaded` (experiments.unloaded_at), except for
+ * a failed or abandoned experiment of which no step ever started (nothing was dispensed). */
+int store_rack_occupied(struct store *s,
+                        int n_wells,
+                        unsigned char *occupied,
+                        struct ll_error *reterr);
+/* The operator emptied the rack: every measured, failed or abandoned sample's well becomes
+ * free (unloaded_at = now); open experiments keep theirs. *ret_n: how many samples. */
+int store_rack_unload(struct store *s, int *ret_n, struct ll_error *reterr);
+
 /* Records why an experiment is ending (before its final state is set). */
 int store_experiment_set_reason(struct store *s,
                                 int64_t id,

@@ -665,6 +665,10 @@ static json_t *control_handle(struct labsim *ls, const char *data, size_t len)
         rep = control_samples(ls);
     } else if (strcmp(cmd, "status") == 0) {
         rep = control_status(ls);
+    } else if (strcmp(cmd, "rack_unload") == 0) {
+        int n = sim_lab_rack_unload(&ls->slab);
+        sim_log(SIM_LOG_INFO, "event=rack_unload removed=%d", n);
+        rep = json_pack("{s:b,s:i}", "ok", 1, "removed", n);
     } else if (strcmp(cmd, "fault") == 0) {
         const char *name = json_string_value(json_object_get(req, "name"));
         json_t *jc = json_object_get(req, "count");

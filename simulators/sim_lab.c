@@ -39,18 +39,33 @@ void sim_lab_init(struct sim_lab *lab, enum sim_world world, const struct labcon
     }
 }
 
+static void sample_free(struct sim_lab *lab, int well)
+{
+    struct sim_sample *s = lab->samples[well];
+    if (s == NULL)
+        return;
+    free(s->hist_t_c);
+    free(s->hist_sp_c);
+    free(s->hist_dt_s);
+    free(s);
+    lab->samples[well] = NULL;
+}
+
 void sim_lab_free(struct sim_lab *lab)
 {
-    for (int i = 0; i < SIM_LAB_WELLS; i++) {
-        struct sim_sample *s = lab->samples[i];
-        if (s == NULL)
-            continue;
-        free(s->hist_t_c);
-        free(s->hist_sp_c);
-        free(s->hist_dt_s);
-        free(s);
-        lab->samples[i] = NULL;
-    }
+    for (int i = 0; i < SIM_LAB_WELLS; i++)
+        sample_free(lab, i);
+}
+
+int sim_lab_rack_unload(struct sim_lab *lab)
+{
+    int n = 0;
+    for (int i = 0; i < SIM_LAB_WELLS; i++)
+        if (lab->samples[i] != NULL && lab->samples[i]->slot == lab->rack_slot) {
+            sample_free(lab, i);
+            n++;
+        }
+    return n;
 }
 
 const char *sim_lab_slot_name(const struct sim_lab *lab, int slot)

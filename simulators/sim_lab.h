@@ -67,6 +67,10 @@ void sim_lab_free(struct sim_lab *lab);
  * SIM_LAB_ERR_DEST (bad well, well already used). */
 int sim_lab_dispense(struct sim_lab *lab, int well, const double *vol_ul);
 
+/* The operator took every sample on the rack away (labsim control `rack_unload`): those
+ * wells are empty again; samples at other places stay. Returns how many were removed. */
+int sim_lab_rack_unload(struct sim_lab *lab);
+
 /* Moves sample `well` from slot `from` to slot `to`. SIM_LAB_ERR_DEST when the sample is not
  * at `from`, `to` is not a place or is occupied. */
 int sim_lab_move(struct sim_lab *lab, int well, int from, int to);

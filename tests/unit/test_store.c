@@ -85,7 +85,8 @@ static void test_store_migrates_version_1_to_current(void **state)
     assert_int_equal(sqlite3_exec(db,
                                   "DROP INDEX steps_by_job; ALTER TABLE steps DROP COLUMN job; "
                                   "DROP INDEX measurements_unanalysed; ALTER TABLE measurements "
-                                  "DROP COLUMN analysed; PRAGMA user_version=1;",
+                                  "DROP COLUMN analysed; ALTER TABLE experiments DROP COLUMN "
+                                  "unloaded_at; PRAGMA user_version=1;",
                                   NULL,
                                   NULL,
                                   NULL),
@@ -112,6 +113,74 @@ static void test_store_migrates_version_1_to_current(void **state)
     assert_int_equal(store_step_get_job(s, st1, &j1, &err), 0);
     assert_int_equal(j2, 1);
     assert_int_equal(j1, 2);
+    store_close(&s);
+}
+
+/* Wells: occupied from creation until the rack is unloaded; a failed/abandoned experiment
+ * that never started a step holds none; open experiments keep theirs across an unload; the
+ * state survives a reopen and a migration from schema 3 (whose experiments all count). */
+static void test_store_rack_wells_occupied_until_unloaded(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    struct ll_error err;
+    int64_t c = 0, e[4], st = 0;
+    unsigned char occ[8];
+    int n = 0;
+    json_t *p = json_object();
+    assert_int_equal(store_campaign_create(s, "rack", "x", "auto", &c, &err), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(store_experiment_create(s, c, i, 0, i, p, 0, &e[i], &err), 0);
+    assert_int_equal(store_rack_occupied(s, 8, occ, &err), 4);
+    /* 0 measured, 1 abandoned before any step, 2 failed after its dispense, 3 running */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(store_experiment_set_state(s, e[i], STORE_EXP_QUEUED, NULL, &err), 0);
+    assert_int_equal(store_experiment_set_state(s, e[1], STORE_EXP_ABANDONED, "x", &err), 0);
+    assert_int_equal(store_step_create(s, e[2], 0, "robot", "dispense", p, 1, NULL, &st, &err), 0);
+    assert_int_equal(store_step_set_state(s, st, STORE_STEP_STARTED, 1, NULL, &err), 0);
+    for (int i = 0; i < 4; i++)
+        if (i != 1)
+            assert_int_equal(store_experiment_set_state(s, e[i], STORE_EXP_RUNNING, NULL, &err), 0);
+    assert_int_equal(store_experiment_set_state(s, e[0], STORE_EXP_MEASURED, NULL, &err), 0);
+    assert_int_equal(store_experiment_set_state(s, e[2], STORE_EXP_FAILED, "x", &err), 0);
+    assert_int_equal(store_rack_occupied(s, 8, occ, &err), 3);
+    assert_int_equal(occ[0], 1);
+    assert_int_equal(occ[1], 0);
+    assert_int_equal(occ[2], 1);
+    assert_int_equal(occ[3], 1);
+    assert_int_equal(store_rack_occupied(s, 2, occ, &err), 1); /* a smaller rack */
+    /* reopen: nothing forgotten */
+    store_close(&s);
+    assert_int_equal(store_open(db_path, &s, &err), 0);
+    assert_int_equal(store_rack_occupied(s, 8, occ, &err), 3);
+    assert_int_equal(store_rack_unload(s, &n, &err), 0);
+    assert_int_equal(n, 3); /* measured, abandoned, failed */
+    assert_int_equal(store_rack_occupied(s, 8, occ, &err), 1);
+    assert_int_equal(occ[3], 1);
+    assert_int_equal(store_rack_unload(s, &n, &err), 0);
+    assert_int_equal(n, 0);
+    /* a new sample in well 0 occupies it again */
+    int64_t e4 = 0;
+    assert_int_equal(store_experiment_create(s, c, 4, 1, 0, p, 0, &e4, &err), 0);
+    assert_int_equal(store_rack_occupied(s, 8, occ, &err), 2);
+    assert_int_equal(occ[0], 1);
+    json_decref(p);
+    store_close(&s);
+    /* schema 3 -> 4: existing experiments keep their wells occupied */
+    sqlite3 *db = NULL;
+    sqlite3_open(db_path, &db);
+    assert_int_equal(sqlite3_exec(db,
+                                  "ALTER TABLE experiments DROP COLUMN unloaded_at; PRAGMA "
+                                  "user_version=3;",
+                                  NULL,
+                                  NULL,
+                                  NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open(db_path, &s, &err), 0);
+    assert_int_equal(user_version(db_path), STORE_SCHEMA_VERSION);
+    assert_int_equal(store_rack_occupied(s, 8, occ, &err), 3); /* 0, 2, 3 (1 never started) */
+    assert_int_equal(occ[1], 0);
     store_close(&s);
 }
 
@@ -352,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_sha256_matches_fips_vectors),
         cmocka_unit_test(test_store_open_migrates_and_reopens),
         cmocka_unit_test(test_store_migrates_version_1_to_current),
+        cmocka_unit_test(test_store_rack_wells_occupied_until_unloaded),
         cmocka_unit_test(test_store_refuses_newer_schema_and_garbage),
         cmocka_unit_test(test_store_state_tables),
         cmocka_unit_test(test_store_transitions_are_checked_in_the_database),
