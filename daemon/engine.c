@@ -1494,6 +1494,40 @@ static void rack_free(struct engine *e)
         log_line(LOG_LVL_ERR, "store: rack latch not cleared: %s", err.msg);
 }
 
+/* How many wells are free (occupied[] filled in); 0 when none is (the rack-full event is
+ * written once), negative errno on a store error. */
+static int
+rack_room(struct engine *e, struct camp *c, unsigned char *occupied, struct ll_error *err)
+{
+    int n_occupied = store_rack_occupied(e->store, e->n_wells, occupied, err);
+    if (n_occupied < 0)
+        return n_occupied;
+    if (n_occupied >= e->n_wells)
+        return rack_full(e, c);
+    rack_free(e);
+    return e->n_wells - n_occupied;
+}
+
+/* Creates an experiment in the lowest free well (marked occupied in occupied[]); the well is
+ * stored with the experiment, in the caller's transaction. */
+static int experiment_create(struct engine *e,
+                             struct camp *c,
+                             int idx,
+                             int round,
+                             unsigned char *occupied,
+                             json_t *params,
+                             double acquisition,
+                             int64_t *ret_id,
+                             struct ll_error *err)
+{
+    int well = engine_rack_pick_well(occupied, e->n_wells);
+    if (well < 0) /* the batch was cut to the free wells: not reached */
+        return ll_error_set(err, -ENOSPC, "rack: no free well");
+    occupied[well] = 1;
+    return store_experiment_create(
+        e->store, c->id, idx, round, well, params, acquisition, ret_id, err);
+}
+
 /* Asks the planner for the next batch and commits it with its model fit. */
 static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, struct ll_error *err)
 {
@@ -1543,14 +1577,11 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         q = CAMPAIGN_MAX_BATCH;
     /* every new sample needs a well that holds no sample: at most as many as are free */
     unsigned char occupied[LABCONF_MAX_WELLS];
-    int n_occupied = store_rack_occupied(e->store, e->n_wells, occupied, err);
-    if (n_occupied < 0)
-        return n_occupied;
-    if (n_occupied >= e->n_wells)
-        return rack_full(e, c);
-    if (q > e->n_wells - n_occupied)
-        q = e->n_wells - n_occupied;
-    rack_free(e);
+    int n_free = rack_room(e, c, occupied, err);
+    if (n_free <= 0)
+        return n_free;
+    if (q > n_free)
+        q = n_free;
     struct planner *p = NULL;
     size_t np = c->c.n_params;
     double *xs = calloc((size_t)q * np + 1, sizeof(double));
@@ -1580,24 +1611,16 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         for (size_t d = 0; d < np; d++)
             json_object_set_new(params, c->c.params[d].name, json_real(xs[(size_t)k * np + d]));
         int64_t exp_id = 0;
-        int well = engine_rack_pick_well(occupied, e->n_wells);
-        if (well < 0) {
-            r = ll_error_set(err, -ENOSPC, "no free rack well"); /* q was capped: not reached */
-            json_decref(params);
-            break;
-        }
-        occupied[well] = 1;
-        /* idx counts every experiment of the campaign, denied ones too; the well is stored
-         * with the experiment in this transaction */
-        r = store_experiment_create(e->store,
-                                    c->id,
-                                    (int)json_array_size(exps) + k,
-                                    round,
-                                    well,
-                                    params,
-                                    info[k].acquisition,
-                                    &exp_id,
-                                    err);
+        /* idx counts every experiment of the campaign, denied ones too */
+        r = experiment_create(e,
+                              c,
+                              (int)json_array_size(exps) + k,
+                              round,
+                              occupied,
+                              params,
+                              info[k].acquisition,
+                              &exp_id,
+                              err);
         json_array_append_new(chosen,
                               json_pack("{s:I,s:o,s:f,s:b}",
                                         "experiment",
