@@ -1531,11 +1531,18 @@ static int experiment_create(struct engine *e,
 /* Asks the planner for the next batch and commits it with its model fit. */
 static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, struct ll_error *err)
 {
-    e->dirty = 1;
     int total = 0, n_final = 0;
     int r = store_experiment_counts(e->store, c->id, &total, &n_final, err);
     if (r < 0)
         return r;
+    int done = targets_met(c, exps) || total >= c->c.budget;
+    /* every new sample needs a well that holds no sample: at most as many as are free. A full
+     * rack holds the campaign back before anything is written (this runs at every pass) */
+    unsigned char occupied[LABCONF_MAX_WELLS];
+    int n_free = done ? 0 : rack_room(e, c, occupied, err);
+    if (!done && n_free <= 0)
+        return n_free;
+    e->dirty = 1;
     int round = 0;
     size_t i;
     json_t *x;
@@ -1561,7 +1568,7 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
                   busiest,
                   lb > 0 ? ms / lb : 0.0);
     }
-    if (targets_met(c, exps) || total >= c->c.budget) {
+    if (done) {
         if (n_open > 0)
             return 0; /* async: let the open experiments finish first */
         return store_campaign_set_state(e->store,
@@ -1575,11 +1582,6 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         q = c->c.budget - total;
     if (q > CAMPAIGN_MAX_BATCH && total > 0)
         q = CAMPAIGN_MAX_BATCH;
-    /* every new sample needs a well that holds no sample: at most as many as are free */
-    unsigned char occupied[LABCONF_MAX_WELLS];
-    int n_free = rack_room(e, c, occupied, err);
-    if (n_free <= 0)
-        return n_free;
     if (q > n_free)
         q = n_free;
     struct planner *p = NULL;

@@ -133,8 +133,8 @@ int engine_furnace_wait_overdue(int64_t waited_ms, double time_scale, double war
 int engine_rack_pick_well(const unsigned char *occupied, int n_wells);
 
 /* The rack for status and `labloop rack`: {wells, occupied, free, full, occupied_wells,
- * message (only while full)}; full: a campaign is held back because no well is free. Caller
- * decrefs; NULL on a store error. */
+ * message (only while full)}; full: a campaign wanted a well and none was free, until the
+ * unload (or until a well frees). Caller decrefs; NULL on a store error. */
 json_t *engine_rack_json(struct engine *e, struct ll_error *reterr);
 
 /* `labloop rack unloaded`: every measured, failed or abandoned sample's well becomes free
