@@ -31,5 +31,6 @@ int cmd_events(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_estop(int argc, char **argv);
 int cmd_resolve(int argc, char **argv);
+int cmd_rack(int argc, char **argv); /* `labloop rack [unloaded]` */
 
 #endif

@@ -41,10 +41,6 @@ int control_process(struct control *c, struct engine *e, struct store *s);
  * fuzz target: req may be any JSON value. */
 json_t *control_dispatch(struct engine *e, struct store *s, json_t *req);
 
-/* `labloop rack [unloaded]` (cmd_daemon.c). Declared here rather than in commands.h, which
- * this change does not own; it has the signature of every cmd_NAME there. */
-int cmd_rack(int argc, char **argv);
-
 /* Client side: sends req to the daemon of run_dir and waits up to timeout_ms for the reply.
  * Returns 0 and a new reply, -EHOSTUNREACH when no daemon answers (message says why), or
  * -ENOMEM. */

@@ -6,7 +6,6 @@
  * daemon/cmd_NAME.c; this file only dispatches. See commands.h for exit statuses.
  */
 #include "daemon/commands.h"
-#include "daemon/control.h" /* cmd_rack */
 
 #include <gsl/gsl_errno.h>
 #include <stdio.h>
