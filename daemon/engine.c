@@ -1529,6 +1529,63 @@ static int experiment_create(struct engine *e,
 }
 
 /* Asks the planner for the next batch and commits it with its model fit. */
+/* The hottest anneal setpoint of the steps of one proposed point (-inf without an anneal). */
+static double hottest_anneal(const struct camp *c, const double *x)
+{
+    json_t *steps = NULL;
+    struct ll_error ignored;
+    double hot = -(double)INFINITY;
+    if (recipe_expand(c->r, &c->c, x, &steps, &ignored) != 0)
+        return hot;
+    size_t i;
+    json_t *st;
+    json_array_foreach(steps, i, st)
+    {
+        json_t *sp = json_object_get(json_object_get(st, "params"), "setpoint_c");
+        const char *action = json_string_value(json_object_get(st, "action"));
+        if (action != NULL && strcmp(action, "anneal") == 0 && json_is_number(sp) &&
+            json_number_value(sp) > hot)
+            hot = json_number_value(sp);
+    }
+    json_decref(steps);
+    return hot;
+}
+
+struct round_key {
+    double hot;
+    int k;
+};
+
+static int cmp_round_key(const void *a, const void *b)
+{
+    const struct round_key *x = a, *y = b;
+    if (x->hot != y->hot)
+        return x->hot < y->hot ? -1 : 1;
+    return (x->k > y->k) - (x->k < y->k);
+}
+
+/* The order in which a round's q points become experiments: by their hottest anneal,
+ * coolest first (ties and points without an anneal keep the planner's order), so that the
+ * furnace heats up through a round instead of having to cool between its samples (a sample
+ * is only loaded into a furnace at most load_tolerance_c above its setpoint). Without
+ * memory for the keys the planner's order is kept. */
+static void round_order(const struct camp *c, const double *xs, int q, size_t np, int *order)
+{
+    struct round_key *key = calloc((size_t)q + 1, sizeof(*key));
+    for (int k = 0; k < q; k++)
+        order[k] = k;
+    if (key == NULL)
+        return;
+    for (int k = 0; k < q; k++) {
+        key[k].hot = hottest_anneal(c, &xs[(size_t)k * np]);
+        key[k].k = k;
+    }
+    qsort(key, (size_t)q, sizeof(*key), cmp_round_key);
+    for (int k = 0; k < q; k++)
+        order[k] = key[k].k;
+    free(key);
+}
+
 static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, struct ll_error *err)
 {
     int total = 0, n_final = 0;
@@ -1588,10 +1645,11 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
     size_t np = c->c.n_params;
     double *xs = calloc((size_t)q * np + 1, sizeof(double));
     struct planner_point_info *info = calloc((size_t)q + 1, sizeof(*info));
+    int *order = calloc((size_t)q + 1, sizeof(int));
     struct planner_round_info ri;
     json_t *training = json_array();
     memset(&ri, 0, sizeof(ri));
-    if (xs == NULL || info == NULL) {
+    if (xs == NULL || info == NULL || order == NULL) {
         r = ll_error_set(err, -ENOMEM, "out of memory");
         goto out;
     }
@@ -1607,8 +1665,10 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
     json_object_set_new(fit, "chosen", chosen);
     const char *approval = recipe_approval(c->r);
     int batch = strcmp(approval, "batch") == 0;
+    round_order(c, xs, q, np, order);
     r = store_begin(e->store, err);
-    for (int k = 0; k < q && r == 0; k++) {
+    for (int o = 0; o < q && r == 0; o++) {
+        int k = order[o];
         json_t *params = json_object();
         for (size_t d = 0; d < np; d++)
             json_object_set_new(params, c->c.params[d].name, json_real(xs[(size_t)k * np + d]));
@@ -1616,7 +1676,7 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         /* idx counts every experiment of the campaign, denied ones too */
         r = experiment_create(e,
                               c,
-                              (int)json_array_size(exps) + k,
+                              (int)json_array_size(exps) + o,
                               round,
                               occupied,
                               params,
@@ -1674,6 +1734,7 @@ out:
     planner_free(&p);
     free(xs);
     free(info);
+    free(order);
     json_decref(training);
     return r;
 }
