@@ -1,10 +1,14 @@
 """Helpers shared by the labloopd integration tests (not a test itself: ctest runs only
 test_*.py): program paths from the test environment, a free loopback port, the labloop CLI,
-and per-test copies of the embedded lab and of a campaign file."""
+per-test copies of the embedded lab and of a campaign file, polling, and one request to a
+ZeroMQ control socket (labsim's or labloopd's)."""
 import os
 import re
 import socket
 import subprocess
+import time
+
+import zmq
 
 LABSIM = os.environ["LABSIM"]
 LABLOOPD = os.environ["LABLOOPD"]
@@ -47,3 +51,31 @@ def write_campaign(tmp, name, **settings):
     path = os.path.join(tmp, name)
     open(path, "w").write(text)
     return path
+
+
+def wait_for(what, pred, timeout=60, every=0.05):
+    """pred()'s first true value, polled every `every` s; an AssertionError naming `what` after
+    `timeout` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def request(endpoint, req):
+    """One JSON request on a REQ socket to endpoint; the reply, or None after 5 s."""
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, 5000)
+    s.connect(endpoint)
+    try:
+        s.send_json(req)
+        return s.recv_json()
+    except zmq.ZMQError:
+        return None
+    finally:
+        s.close()

@@ -17,7 +17,7 @@ import time
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABLOOPD, LABSIM, labloop, write_campaign, write_lab  # noqa: E402
+from daemon_helpers import LABLOOPD, LABSIM, labloop, wait_for, write_campaign, write_lab  # noqa: E402
 
 procs = []
 
@@ -26,16 +26,6 @@ def status(run_dir):
     r = labloop(run_dir, "status", "--json")
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
-
-
-def wait_for(what, pred, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def robot_jobs(tmp):

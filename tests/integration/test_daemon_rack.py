@@ -24,40 +24,14 @@ import sys
 import tempfile
 import time
 
-import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABLOOPD, LABSIM, SRC, labloop, write_lab  # noqa: E402
+from daemon_helpers import LABLOOPD, LABSIM, SRC, labloop, request, wait_for, write_lab  # noqa: E402
 
 SPEED = 400
 WELLS = 4
 BUDGET = 6
 procs = []
-
-
-def wait_for(what, pred, timeout=60, every=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(every)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def request(endpoint, req):
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.REQ)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.RCVTIMEO, 5000)
-    s.connect(endpoint)
-    try:
-        s.send_json(req)
-        return s.recv_json()
-    except zmq.ZMQError:
-        return None
-    finally:
-        s.close()
 
 
 def campaign(tmp):
