@@ -79,3 +79,19 @@ def request(endpoint, req):
         return None
     finally:
         s.close()
+
+
+def start_labloopd(tmp, run, speed, procs, env=None):
+    """labloopd on tmp/sim/lab.conf (labsim's copy) and tmp/l.db at time scale `speed`, 5 ms
+    polls, stderr appended to tmp/labloopd.log; added to procs; returns once it answers."""
+    p = subprocess.Popen([LABLOOPD, "--lab", os.path.join(tmp, "sim", "lab.conf"), "--db",
+                          os.path.join(tmp, "l.db"), "--run-dir", run, "--time-scale", str(speed),
+                          "--poll-ms", "5"], stderr=open(os.path.join(tmp, "labloopd.log"), "a"), env=env)
+    procs.append(p)
+    wait_for("labloopd", lambda: labloop(run, "status").returncode == 0)
+    return p
+
+
+def daemon_status(run):
+    """labloopd's status (the control socket's JSON), or None if it does not answer."""
+    return request("ipc://" + os.path.join(run, "control"), {"cmd": "status"})

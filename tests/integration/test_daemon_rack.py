@@ -26,7 +26,8 @@ import time
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABLOOPD, LABSIM, SRC, labloop, request, wait_for, write_lab  # noqa: E402
+from daemon_helpers import (LABSIM, SRC, daemon_status, labloop, request, start_labloopd,  # noqa: E402
+                            wait_for, write_lab)
 
 SPEED = 400
 WELLS = 4
@@ -74,17 +75,10 @@ class Notify:
 
 
 def start_daemon(tmp, run, notify):
-    env = dict(os.environ, NOTIFY_SOCKET=notify.path)
-    p = subprocess.Popen([LABLOOPD, "--lab", os.path.join(tmp, "sim", "lab.conf"), "--db",
-                          os.path.join(tmp, "l.db"), "--run-dir", run, "--time-scale", str(SPEED),
-                          "--poll-ms", "5"], stderr=open(os.path.join(tmp, "labloopd.log"), "a"), env=env)
-    procs.append(p)
-    wait_for("labloopd", lambda: labloop(run, "status").returncode == 0)
-    return p
+    return start_labloopd(tmp, run, SPEED, procs, env=dict(os.environ, NOTIFY_SOCKET=notify.path))
 
 
-def status(run):
-    return request("ipc://" + os.path.join(run, "control"), {"cmd": "status"})
+status = daemon_status
 
 
 def n_experiments(db_path):
