@@ -1530,13 +1530,10 @@ static int experiment_create(struct engine *e,
 
 /* Asks the planner for the next batch and commits it with its model fit. */
 /* The hottest anneal setpoint of the steps of one proposed point (-inf without an anneal). */
-static double hottest_anneal(const struct camp *c, const double *x)
+/* The hottest anneal setpoint among one point's expanded steps (-inf without an anneal). */
+static double hottest_anneal(json_t *steps)
 {
-    json_t *steps = NULL;
-    struct ll_error ignored;
     double hot = -(double)INFINITY;
-    if (recipe_expand(c->r, &c->c, x, &steps, &ignored) != 0)
-        return hot;
     size_t i;
     json_t *st;
     json_array_foreach(steps, i, st)
@@ -1547,7 +1544,6 @@ static double hottest_anneal(const struct camp *c, const double *x)
             json_number_value(sp) > hot)
             hot = json_number_value(sp);
     }
-    json_decref(steps);
     return hot;
 }
 
@@ -1569,7 +1565,7 @@ static int cmp_round_key(const void *a, const void *b)
  * furnace heats up through a round instead of having to cool between its samples (a sample
  * is only loaded into a furnace at most load_tolerance_c above its setpoint). Without
  * memory for the keys the planner's order is kept. */
-static void round_order(const struct camp *c, const double *xs, int q, size_t np, int *order)
+static void round_order(json_t *expanded, int q, int *order)
 {
     struct round_key *key = calloc((size_t)q + 1, sizeof(*key));
     for (int k = 0; k < q; k++)
@@ -1577,7 +1573,7 @@ static void round_order(const struct camp *c, const double *xs, int q, size_t np
     if (key == NULL)
         return;
     for (int k = 0; k < q; k++) {
-        key[k].hot = hottest_anneal(c, &xs[(size_t)k * np]);
+        key[k].hot = hottest_anneal(json_array_get(expanded, (size_t)k));
         key[k].k = k;
     }
     qsort(key, (size_t)q, sizeof(*key), cmp_round_key);
@@ -1648,6 +1644,7 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
     int *order = calloc((size_t)q + 1, sizeof(int));
     struct planner_round_info ri;
     json_t *training = json_array();
+    json_t *expanded = json_array();
     memset(&ri, 0, sizeof(ri));
     if (xs == NULL || info == NULL || order == NULL) {
         r = ll_error_set(err, -ENOMEM, "out of memory");
@@ -1658,14 +1655,21 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         r = feed_planner(c, exps, p, training, err);
     if (r == 0)
         r = planner_ask(p, (size_t)q, xs, info, &ri, err);
+    /* every point's steps, expanded once: for the order and for the experiments */
+    for (int k = 0; k < q && r == 0; k++) {
+        json_t *steps = NULL;
+        r = recipe_expand(c->r, &c->c, &xs[(size_t)k * np], &steps, err);
+        if (r == 0)
+            json_array_append_new(expanded, steps);
+    }
     if (r < 0)
         goto out;
+    round_order(expanded, q, order);
     json_t *fit = fit_record(c, round, &ri, training);
     json_t *chosen = json_array();
     json_object_set_new(fit, "chosen", chosen);
     const char *approval = recipe_approval(c->r);
     int batch = strcmp(approval, "batch") == 0;
-    round_order(c, xs, q, np, order);
     r = store_begin(e->store, err);
     for (int o = 0; o < q && r == 0; o++) {
         int k = order[o];
@@ -1694,12 +1698,8 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
                                         "from_initial_design",
                                         info[k].from_initial_design));
         json_decref(params);
-        json_t *steps = NULL;
         if (r == 0)
-            r = recipe_expand(c->r, &c->c, &xs[(size_t)k * np], &steps, err);
-        if (r == 0)
-            r = create_steps(e, exp_id, steps, err);
-        json_decref(steps);
+            r = create_steps(e, exp_id, json_array_get(expanded, (size_t)k), err);
         if (r == 0)
             r = store_experiment_set_state(e->store,
                                            exp_id,
@@ -1736,6 +1736,7 @@ out:
     free(info);
     free(order);
     json_decref(training);
+    json_decref(expanded);
     return r;
 }
 

@@ -120,6 +120,21 @@ static int get_int(struct parse *p,
     return 0;
 }
 
+/* The value of a float or integer setting s (named key in what), or a FILE:LINE error. */
+static int setting_number(
+    struct parse *p, const config_setting_t *s, const char *what, const char *key, double *ret)
+{
+    if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
+        *ret = config_setting_get_float(s);
+    else if (config_setting_type(s) == CONFIG_TYPE_INT)
+        *ret = (double)config_setting_get_int(s);
+    else if (config_setting_type(s) == CONFIG_TYPE_INT64)
+        *ret = (double)config_setting_get_int64(s);
+    else
+        return fail(p, s, "%s: '%s' must be a number", what, key);
+    return 0;
+}
+
 static int get_double(struct parse *p,
                       const config_setting_t *group,
                       const char *what,
@@ -133,14 +148,8 @@ static int get_double(struct parse *p,
 
     if (!s)
         return fail(p, group, "%s: '%s' is missing", what, key);
-    if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
-        v = config_setting_get_float(s);
-    else if (config_setting_type(s) == CONFIG_TYPE_INT)
-        v = (double)config_setting_get_int(s);
-    else if (config_setting_type(s) == CONFIG_TYPE_INT64)
-        v = (double)config_setting_get_int64(s);
-    else
-        return fail(p, s, "%s: '%s' must be a number", what, key);
+    if (setting_number(p, s, what, key, &v) < 0)
+        return -EINVAL;
     if (!isfinite(v) || !(v > min_exclusive) || v > max)
         return fail(p, s, "%s: '%s' = %g is outside (%g, %g]", what, key, v, min_exclusive, max);
     *ret = v;
@@ -164,14 +173,8 @@ static int get_double_opt(struct parse *p,
         *ret = dflt;
         return 0;
     }
-    if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
-        v = config_setting_get_float(s);
-    else if (config_setting_type(s) == CONFIG_TYPE_INT)
-        v = (double)config_setting_get_int(s);
-    else if (config_setting_type(s) == CONFIG_TYPE_INT64)
-        v = (double)config_setting_get_int64(s);
-    else
-        return fail(p, s, "%s: '%s' must be a number", what, key);
+    if (setting_number(p, s, what, key, &v) < 0)
+        return -EINVAL;
     if (!isfinite(v) || v < min || v > max)
         return fail(p, s, "%s: '%s' = %g is outside [%g, %g]", what, key, v, min, max);
     *ret = v;

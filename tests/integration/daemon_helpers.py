@@ -95,3 +95,14 @@ def start_labloopd(tmp, run, speed, procs, env=None):
 def daemon_status(run):
     """labloopd's status (the control socket's JSON), or None if it does not answer."""
     return request("ipc://" + os.path.join(run, "control"), {"cmd": "status"})
+
+
+def run_killing(main, procs):
+    """Runs main(); whatever happens, kills and reaps every process left running in procs."""
+    try:
+        main()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -17,7 +17,7 @@ import time
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABLOOPD, LABSIM, labloop, wait_for, write_campaign, write_lab  # noqa: E402
+from daemon_helpers import LABLOOPD, LABSIM, labloop, run_killing, wait_for, write_campaign, write_lab  # noqa: E402
 
 procs = []
 
@@ -131,10 +131,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    run_killing(main, procs)

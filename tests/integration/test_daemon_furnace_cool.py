@@ -23,8 +23,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (LABSIM, SRC, daemon_status, labloop, request, start_labloopd,  # noqa: E402
-                            wait_for, write_lab)
+from daemon_helpers import (LABSIM, SRC, daemon_status, labloop, request, run_killing,  # noqa: E402
+                            start_labloopd, wait_for, write_lab)
 
 SPEED = 250
 TOLERANCE = 5.0
@@ -174,10 +174,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    run_killing(main, procs)

@@ -18,21 +18,8 @@ import time
 
 import zmq
 
-LABLOOPD = os.environ["LABLOOPD"]
-LABLOOP = os.environ["LABLOOP"]
-SRC = os.environ["LL_SOURCE_DIR"]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def labloop(run_dir, *args):
-    return subprocess.run([LABLOOP, *args, "--run-dir", run_dir], capture_output=True, text=True, timeout=60)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon_helpers import LABLOOPD, SRC, free_port, labloop  # noqa: E402
 
 
 def start_daemon(tmp, lab, run_dir, notify=None):

@@ -26,8 +26,8 @@ import time
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (LABSIM, SRC, daemon_status, labloop, request, start_labloopd,  # noqa: E402
-                            wait_for, write_lab)
+from daemon_helpers import (LABSIM, SRC, daemon_status, labloop, request, run_killing,  # noqa: E402
+                            start_labloopd, wait_for, write_lab)
 
 SPEED = 400
 WELLS = 4
@@ -208,10 +208,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    run_killing(main, procs)

@@ -110,6 +110,31 @@ static void test_gp_two_point_posterior_matches_hand_computation(void **state)
     gp_free(&gp);
 }
 
+/* gp_predict's mean and variance gradients at xq against central differences, to 1e-4 of
+ * each gradient's largest component. */
+static void assert_predict_gradients(const struct gp *gp, const double *xq)
+{
+    size_t d = gp_dim(gp);
+    double dm[GP_MAX_DIM], dv[GP_MAX_DIM], m, v, scale_m = 0.0, scale_v = 0.0;
+    assert_int_equal(gp_predict(gp, xq, &m, &v, dm, dv), 0);
+    for (size_t j = 0; j < d; j++) {
+        scale_m = fmax(scale_m, fabs(dm[j]));
+        scale_v = fmax(scale_v, fabs(dv[j]));
+    }
+    for (size_t j = 0; j < d; j++) {
+        const double step = 1e-5;
+        double xp[GP_MAX_DIM], xm[GP_MAX_DIM], mp, vp, mm, vm;
+        memcpy(xp, xq, d * sizeof(double));
+        memcpy(xm, xq, d * sizeof(double));
+        xp[j] += step;
+        xm[j] -= step;
+        gp_predict(gp, xp, &mp, &vp, NULL, NULL);
+        gp_predict(gp, xm, &mm, &vm, NULL, NULL);
+        ll_assert_close(dm[j], (mp - mm) / (2.0 * step), 0.0, 1e-4 * scale_m + 1e-9);
+        ll_assert_close(dv[j], (vp - vm) / (2.0 * step), 0.0, 1e-4 * scale_v + 1e-9);
+    }
+}
+
 static void test_gp_predictive_gradients_match_finite_differences(void **state)
 {
     (void)state;
@@ -121,28 +146,10 @@ static void test_gp_predictive_gradients_match_finite_differences(void **state)
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(rng, 3);
     for (int trial = 0; trial < 10; trial++) {
-        double xq[D], dm[D], dv[D], m, v;
+        double xq[D];
         for (size_t j = 0; j < D; j++)
             xq[j] = 0.05 + 0.9 * gsl_rng_uniform(rng);
-        assert_int_equal(gp_predict(gp, xq, &m, &v, dm, dv), 0);
-        double scale_m = 0.0, scale_v = 0.0;
-        for (size_t j = 0; j < D; j++) {
-            scale_m = fmax(scale_m, fabs(dm[j]));
-            scale_v = fmax(scale_v, fabs(dv[j]));
-        }
-        for (size_t j = 0; j < D; j++) {
-            const double step = 1e-5;
-            double xp[D], xm[D], mp, vp, mm, vm;
-            memcpy(xp, xq, sizeof(xp));
-            memcpy(xm, xq, sizeof(xm));
-            xp[j] += step;
-            xm[j] -= step;
-            gp_predict(gp, xp, &mp, &vp, NULL, NULL);
-            gp_predict(gp, xm, &mm, &vm, NULL, NULL);
-            /* relative 1e-4 of the gradient's largest component */
-            ll_assert_close(dm[j], (mp - mm) / (2.0 * step), 0.0, 1e-4 * scale_m + 1e-9);
-            ll_assert_close(dv[j], (vp - vm) / (2.0 * step), 0.0, 1e-4 * scale_v + 1e-9);
-        }
+        assert_predict_gradients(gp, xq);
     }
     gsl_rng_free(rng);
     gp_free(&gp);
@@ -502,26 +509,10 @@ static void test_gp_additive_kernel(void **state)
         }
         /* predictive gradients */
         for (int trial = 0; trial < 5; trial++) {
-            double xq[D], dm[D], dv[D], m, v, sm = 0.0, sv = 0.0;
+            double xq[D];
             for (size_t j = 0; j < D; j++)
                 xq[j] = 0.1 + 0.17 * (double)trial + 0.05 * (double)j;
-            assert_int_equal(gp_predict(gp, xq, &m, &v, dm, dv), 0);
-            for (size_t j = 0; j < D; j++) {
-                sm = fmax(sm, fabs(dm[j]));
-                sv = fmax(sv, fabs(dv[j]));
-            }
-            for (size_t j = 0; j < D; j++) {
-                const double step = 1e-5;
-                double xp[D], xm[D], mp, vp, mm, vm;
-                memcpy(xp, xq, sizeof(xp));
-                memcpy(xm, xq, sizeof(xm));
-                xp[j] += step;
-                xm[j] -= step;
-                gp_predict(gp, xp, &mp, &vp, NULL, NULL);
-                gp_predict(gp, xm, &mm, &vm, NULL, NULL);
-                ll_assert_close(dm[j], (mp - mm) / (2.0 * step), 0.0, 1e-4 * sm + 1e-9);
-                ll_assert_close(dv[j], (vp - vm) / (2.0 * step), 0.0, 1e-4 * sv + 1e-9);
-            }
+            assert_predict_gradients(gp, xq);
         }
         /* LOO calibration against explicit refits */
         double sum = 0.0, xo[N * D], yo[N];
