@@ -1582,6 +1582,27 @@ static void round_order(json_t *expanded, int q, int *order)
     free(key);
 }
 
+/* Every point's recipe steps, expanded once (appended to expanded, q arrays: for the order
+ * and for the experiments), and the order of the points (round_order). */
+static int expand_round(const struct camp *c,
+                        const double *xs,
+                        int q,
+                        size_t np,
+                        json_t *expanded,
+                        int *order,
+                        struct ll_error *err)
+{
+    for (int k = 0; k < q; k++) {
+        json_t *steps = NULL;
+        int r = recipe_expand(c->r, &c->c, &xs[(size_t)k * np], &steps, err);
+        if (r < 0)
+            return r;
+        json_array_append_new(expanded, steps);
+    }
+    round_order(expanded, q, order);
+    return 0;
+}
+
 static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, struct ll_error *err)
 {
     int total = 0, n_final = 0;
@@ -1655,16 +1676,10 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         r = feed_planner(c, exps, p, training, err);
     if (r == 0)
         r = planner_ask(p, (size_t)q, xs, info, &ri, err);
-    /* every point's steps, expanded once: for the order and for the experiments */
-    for (int k = 0; k < q && r == 0; k++) {
-        json_t *steps = NULL;
-        r = recipe_expand(c->r, &c->c, &xs[(size_t)k * np], &steps, err);
-        if (r == 0)
-            json_array_append_new(expanded, steps);
-    }
+    if (r == 0)
+        r = expand_round(c, xs, q, np, expanded, order, err);
     if (r < 0)
         goto out;
-    round_order(expanded, q, order);
     json_t *fit = fit_record(c, round, &ri, training);
     json_t *chosen = json_array();
     json_object_set_new(fit, "chosen", chosen);

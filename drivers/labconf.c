@@ -144,7 +144,7 @@ static int get_double(struct parse *p,
                       double *ret)
 {
     const config_setting_t *s = config_setting_get_member(group, key);
-    double v;
+    double v = 0.0;
 
     if (!s)
         return fail(p, group, "%s: '%s' is missing", what, key);
@@ -167,7 +167,7 @@ static int get_double_opt(struct parse *p,
                           double *ret)
 {
     const config_setting_t *s = config_setting_get_member(group, key);
-    double v;
+    double v = 0.0;
 
     if (!s) {
         *ret = dflt;
