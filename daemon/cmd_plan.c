@@ -6,7 +6,10 @@
  * ones (parameters only), replays them into a planner (planner/planner.h) and prints exactly
  * Q proposals as CSV: a header of parameter names, then Q rows (integers as integers, other
  * values with 10 significant digits, more if 10 would cross a bound). Q defaults to the
- * campaign's batch, S to its seed. Deterministic for a given input.
+ * campaign's batch, S to its seed. Deterministic for a given input. --explain FILE also writes,
+ * for the same Q rows in the same order, why each was proposed: the parameters, its source
+ * (design or model), the acquisition value, and per objective the models' predicted value and
+ * standard deviation (empty for design points without a model); standard output is unchanged.
  *
  * Exit status: 0 success; 2 bad usage or bad input, with "FILE:LINE: problem" on standard
  * error; 1 when planning itself fails (a model cannot be fitted, out of memory).
@@ -25,8 +28,10 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: labloop plan CAMPAIGN_FILE [--data OBS.csv] [--pending PENDING.csv]\n"
-            "                    [--batch Q] [--seed S]\n"
+            "                    [--batch Q] [--seed S] [--explain FILE]\n"
             "Prints Q proposed experiments as CSV (header of parameter names, Q rows).\n"
+            "--explain FILE: the same rows with source, acquisition value and the models'\n"
+            "predicted value and standard deviation of every objective, as CSV.\n"
             "OBS.csv: header of every parameter and objective name, one row per finished\n"
             "experiment; PENDING.csv: parameter columns only, for experiments not yet\n"
             "measured. Exit 0 on success, 2 on bad input (FILE:LINE: problem on stderr).\n");
@@ -78,29 +83,69 @@ static int feed(struct planner *p, const char *path, int with_objectives)
     return rc;
 }
 
-static void print_value(const struct campaign_param *par, double v)
+static void print_value(FILE *out, const struct campaign_param *par, double v)
 {
     char buf[64];
     if (par->kind == CAMPAIGN_PARAM_INTEGER) {
-        printf("%.0f", v);
+        fprintf(out, "%.0f", v);
         return;
     }
     snprintf(buf, sizeof(buf), "%.10g", v);
     double back = strtod(buf, NULL);
     if (back < par->low || back > par->high)
         snprintf(buf, sizeof(buf), "%.17g", v);
-    fputs(buf, stdout);
+    fputs(buf, out);
+}
+
+/* The q proposals as CSV: parameters, then (with pts) source, acquisition and every
+ * objective's prediction. Returns 0 or -1 when the stream reports a write error. */
+static int write_rows(FILE *out,
+                      const struct campaign *c,
+                      const double *x,
+                      size_t q,
+                      const struct planner_point_info *pts)
+{
+    for (size_t j = 0; j < c->n_params; j++)
+        fprintf(out, "%s%s", j ? "," : "", c->params[j].name);
+    if (pts) {
+        fprintf(out, ",source,acquisition");
+        for (size_t k = 0; k < c->n_objectives; k++)
+            fprintf(out, ",%s_predicted,%s_sd", c->objectives[k].name, c->objectives[k].name);
+    }
+    fputc('\n', out);
+    for (size_t i = 0; i < q; i++) {
+        for (size_t j = 0; j < c->n_params; j++) {
+            if (j)
+                fputc(',', out);
+            print_value(out, &c->params[j], x[i * c->n_params + j]);
+        }
+        if (pts) {
+            fprintf(out,
+                    ",%s,%.6g",
+                    pts[i].from_initial_design ? "design" : "model",
+                    pts[i].acquisition);
+            for (size_t k = 0; k < c->n_objectives; k++)
+                if (pts[i].predicted)
+                    fprintf(out, ",%.6g,%.4g", pts[i].pred_mean[k], pts[i].pred_sd[k]);
+                else
+                    fprintf(out, ",,");
+        }
+        fputc('\n', out);
+    }
+    return fflush(out) != 0 || ferror(out) ? -1 : 0;
 }
 
 int cmd_plan(int argc, char **argv)
 {
-    const char *campaign_path = NULL, *data = NULL, *pending = NULL;
+    const char *campaign_path = NULL, *data = NULL, *pending = NULL, *explain = NULL;
     unsigned long long batch = 0, seed = 0;
     int have_batch = 0, have_seed = 0, rc = CMD_EXIT_OK;
     struct campaign c;
     struct ll_error err;
     struct planner *p = NULL;
     double *x = NULL;
+    struct planner_point_info *pts = NULL;
+    FILE *explain_out = NULL;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -114,6 +159,8 @@ int cmd_plan(int argc, char **argv)
             data = argv[++i];
         } else if (strcmp(a, "--pending") == 0 && v) {
             pending = argv[++i];
+        } else if (strcmp(a, "--explain") == 0 && v) {
+            explain = argv[++i];
         } else if (strcmp(a, "--batch") == 0 && v) {
             if (parse_count(argv[++i], CAMPAIGN_MAX_BATCH, &batch) != 0 || batch < 1) {
                 fprintf(stderr,
@@ -162,35 +209,39 @@ int cmd_plan(int argc, char **argv)
         goto out;
     if (pending && (rc = feed(p, pending, 0)) != CMD_EXIT_OK)
         goto out;
+    if (explain && (explain_out = fopen(explain, "w")) == NULL) {
+        fprintf(stderr, "labloop plan: %s: cannot write: %s\n", explain, strerror(errno));
+        rc = CMD_EXIT_USAGE;
+        goto out;
+    }
     x = malloc(q * c.n_params * sizeof(double));
-    if (x == NULL) {
+    pts = calloc(q, sizeof(*pts));
+    if (x == NULL || pts == NULL) {
         fprintf(stderr, "labloop plan: out of memory\n");
         rc = CMD_EXIT_FAILED;
         goto out;
     }
-    int r = planner_ask(p, q, x, NULL, NULL, &err);
+    int r = planner_ask(p, q, x, pts, NULL, &err);
     if (r != 0) {
         fprintf(stderr, "labloop plan: %s: %s\n", campaign_path, err.msg);
         rc = r == -ERANGE ? CMD_EXIT_USAGE : CMD_EXIT_FAILED;
         goto out;
     }
-    for (size_t j = 0; j < c.n_params; j++)
-        printf("%s%s", j ? "," : "", c.params[j].name);
-    printf("\n");
-    for (size_t i = 0; i < q; i++) {
-        for (size_t j = 0; j < c.n_params; j++) {
-            if (j)
-                putchar(',');
-            print_value(&c.params[j], x[i * c.n_params + j]);
-        }
-        putchar('\n');
-    }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
+    if (write_rows(stdout, &c, x, q, NULL) != 0) {
         fprintf(stderr, "labloop plan: cannot write the proposals: %s\n", strerror(errno));
         rc = CMD_EXIT_FAILED;
     }
+    if (explain_out && write_rows(explain_out, &c, x, q, pts) != 0) {
+        fprintf(stderr, "labloop plan: %s: cannot write: %s\n", explain, strerror(errno));
+        rc = CMD_EXIT_FAILED;
+    }
 out:
+    if (explain_out && fclose(explain_out) != 0 && rc == CMD_EXIT_OK) {
+        fprintf(stderr, "labloop plan: %s: cannot write: %s\n", explain, strerror(errno));
+        rc = CMD_EXIT_FAILED;
+    }
     free(x);
+    free(pts);
     planner_free(&p);
     return rc;
 }

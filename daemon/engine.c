@@ -1110,6 +1110,43 @@ place_taken(char occ[][LABCONF_NAME_MAX], const int64_t *who, int n, const char 
     return 0;
 }
 
+/* The measured objectives of an experiment, each beside what the models predicted when it was
+ * proposed (a model round): "pce_pct 20.1 (predicted 21.3 +- 0.8), ...", so that the event log
+ * shows how well the models anticipate the lab. */
+static void
+measured_summary(struct engine *e, struct camp *c, struct exp_view *v, char *buf, size_t n)
+{
+    struct ll_error err;
+    json_t *obj = json_object_get(v->exp, "objectives");
+    json_t *pred =
+        store_model_fit_prediction(e->store, c->id, (int)jint(v->exp, "round"), v->id, &err);
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t k = 0; k < c->c.n_objectives && used < n; k++) {
+        const char *name = c->c.objectives[k].name;
+        json_t *p = json_object_get(pred, name);
+        json_t *mean = json_object_get(p, "mean"), *sd = json_object_get(p, "sd");
+        int w = snprintf(buf + used,
+                         n - used,
+                         "%s%s %.4g",
+                         k > 0 ? ", " : "",
+                         name,
+                         json_number_value(json_object_get(obj, name)));
+        if (w > 0 && (size_t)w < n - used && json_is_number(mean) && json_is_number(sd)) {
+            used += (size_t)w;
+            w = snprintf(buf + used,
+                         n - used,
+                         " (predicted %.4g +- %.2g)",
+                         json_number_value(mean),
+                         json_number_value(sd));
+        }
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    json_decref(pred);
+}
+
 /* An experiment whose steps have all ended: measured or failed. Also: after a failure,
  * skip the remaining steps and bring the sample back to the rack. */
 static void exp_settle(struct engine *e, struct camp *c, struct exp_view *v)
@@ -1193,6 +1230,8 @@ static void exp_settle(struct engine *e, struct camp *c, struct exp_view *v)
         log_line(LOG_LVL_ERR, "exp=%lld: %s", (long long)v->id, err.msg);
         return;
     }
+    if (to == STORE_EXP_MEASURED)
+        measured_summary(e, c, v, reason, sizeof(reason));
     event(e,
           c->id,
           v->id,
@@ -1339,6 +1378,34 @@ static int feed_planner(
         r = planner_add_pending(p, xv, err);
     }
     return r;
+}
+
+/* A proposal's entry in its round's fit record: experiment id, parameters, acquisition value,
+ * source and, in a model round, the models' prediction {objective: {"mean", "sd"}}. New
+ * reference. */
+static json_t *chosen_entry(const struct camp *c,
+                            int64_t exp_id,
+                            json_t *params,
+                            const struct planner_point_info *pt)
+{
+    json_t *entry = json_pack("{s:I,s:O,s:f,s:b}",
+                              "experiment",
+                              (json_int_t)exp_id,
+                              "params",
+                              params,
+                              "acquisition",
+                              pt->acquisition,
+                              "from_initial_design",
+                              pt->from_initial_design);
+    if (entry == NULL || !pt->predicted)
+        return entry;
+    json_t *o = json_object();
+    for (size_t k = 0; k < c->c.n_objectives; k++)
+        json_object_set_new(o,
+                            c->c.objectives[k].name,
+                            json_pack("{s:f,s:f}", "mean", pt->pred_mean[k], "sd", pt->pred_sd[k]));
+    json_object_set_new(entry, "predicted", o);
+    return entry;
 }
 
 /* The model fit record of a round: everything needed to reproduce or audit it. Returns a
@@ -1702,16 +1769,7 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
                               info[k].acquisition,
                               &exp_id,
                               err);
-        json_array_append_new(chosen,
-                              json_pack("{s:I,s:o,s:f,s:b}",
-                                        "experiment",
-                                        (json_int_t)exp_id,
-                                        "params",
-                                        json_incref(params),
-                                        "acquisition",
-                                        info[k].acquisition,
-                                        "from_initial_design",
-                                        info[k].from_initial_design));
+        json_array_append_new(chosen, chosen_entry(c, exp_id, params, &info[k]));
         json_decref(params);
         if (r == 0)
             r = create_steps(e, exp_id, json_array_get(expanded, (size_t)k), err);

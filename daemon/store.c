@@ -1328,6 +1328,27 @@ json_t *store_model_fits_json(struct store *s, int64_t campaign_id, struct ll_er
                      reterr);
 }
 
+json_t *store_model_fit_prediction(
+    struct store *s, int64_t campaign_id, int round, int64_t exp_id, struct ll_error *reterr)
+{
+    json_t *rows = rows_json(s,
+                             prep(s,
+                                  reterr,
+                                  "SELECT json_extract(c.value, '$.predicted') AS predicted_json "
+                                  "FROM model_fits AS f, json_each(f.fit, '$.chosen') AS c "
+                                  "WHERE f.campaign_id = ? AND f.round = ? AND "
+                                  "json_extract(c.value, '$.experiment') = ?",
+                                  "iii",
+                                  campaign_id,
+                                  (int64_t)round,
+                                  exp_id),
+                             reterr);
+    json_t *pred = json_object_get(json_array_get(rows, 0), "predicted");
+    pred = json_is_object(pred) ? json_incref(pred) : NULL;
+    json_decref(rows);
+    return pred;
+}
+
 int store_approval_put(struct store *s,
                        int64_t campaign_id,
                        int round,

@@ -683,8 +683,34 @@ static double observed_hv(const struct planner *p, const double *y_min)
     return hv_compute(y_min, p->n_obs, m, ref);
 }
 
+/* The models' prediction at the q points u (unit cube) into ret_points (see planner.h), from
+ * models conditioned on the finished experiments only. */
+static void predict_points(const struct planner *p,
+                           struct gp *const *gp,
+                           const double *u,
+                           size_t q,
+                           struct planner_point_info *ret_points)
+{
+    size_t d = p->s.d, m = p->c.n_objectives;
+    for (size_t i = 0; i < q; i++) {
+        struct planner_point_info *pt = &ret_points[i];
+        int ok = 1;
+        for (size_t k = 0; k < m && ok; k++) {
+            double mu, var;
+            ok = gp_predict(gp[k], u + i * d, &mu, &var, NULL, NULL) == 0 && isfinite(mu) &&
+                 isfinite(var);
+            pt->pred_mean[k] = p->c.objectives[k].maximise ? -mu : mu;
+            pt->pred_sd[k] = sqrt(var > 0 ? var : 0);
+        }
+        pt->predicted = ok;
+        for (size_t k = 0; k < m && !ok; k++)
+            pt->pred_mean[k] = pt->pred_sd[k] = (double)NAN;
+    }
+}
+
 /* The model-based part of a round: picks points first .. q-1 of ret_u, with the points
- * before `first` (design points of this batch) fantasised like pending ones. */
+ * before `first` (design points of this batch) fantasised like pending ones; with ret_points,
+ * the models' predictions at all q points. */
 static int ask_model(struct planner *p,
                      size_t first,
                      size_t q,
@@ -693,8 +719,10 @@ static int ask_model(struct planner *p,
                      const double *u_obs,
                      const double *y_min,
                      struct planner_round_info *info,
+                     struct planner_point_info *ret_points,
                      struct ll_error *reterr)
 {
+    struct gp *fitted[CAMPAIGN_MAX_OBJECTIVES] = {NULL};
     struct round rd;
     size_t d = p->s.d, m = p->c.n_objectives, n = p->n_obs;
     memset(&rd, 0, sizeof(rd));
@@ -722,6 +750,11 @@ static int ask_model(struct planner *p,
     }
     if (r != 0)
         goto out;
+    for (size_t k = 0; k < m && ret_points; k++)
+        if ((fitted[k] = gp_clone(rd.gp[k])) == NULL) {
+            r = ll_error_set(reterr, -ENOMEM, "out of memory");
+            goto out;
+        }
     for (size_t i = 0; i < n && r == 0; i++)
         r = front_add(&rd, y_min + i * m);
     if (r == 0)
@@ -750,7 +783,11 @@ static int ask_model(struct planner *p,
             goto out;
         }
     }
+    if (ret_points)
+        predict_points(p, fitted, ret_u, q, ret_points);
 out:
+    for (size_t k = 0; k < m; k++)
+        gp_free(&fitted[k]);
     round_free(&rd);
     return r;
 }
@@ -794,8 +831,13 @@ int planner_ask(struct planner *p,
         n_design = q;
     if (n_design > 0 && (r = design_points(p, known, n_design, u, reterr)) != 0)
         goto out;
+    for (size_t i = 0; ret_points && i < q; i++) {
+        ret_points[i].predicted = 0;
+        for (size_t k = 0; k < CAMPAIGN_MAX_OBJECTIVES; k++)
+            ret_points[i].pred_mean[k] = ret_points[i].pred_sd[k] = (double)NAN;
+    }
     if (n_design < q &&
-        (r = ask_model(p, n_design, q, u, value, u_obs, y_min, ret_round, reterr)) != 0)
+        (r = ask_model(p, n_design, q, u, value, u_obs, y_min, ret_round, ret_points, reterr)) != 0)
         goto out;
     for (size_t i = 0; i < q; i++) {
         space_from_unit(&p->s, u + i * d, ret_x + i * d);

@@ -57,8 +57,16 @@ int planner_add_pending(struct planner *p, const double *x, struct ll_error *ret
 
 /* Per proposed point. */
 struct planner_point_info {
+    double acquisition; /* acquisition value when chosen (fantasies included), else 0 */
+    /* What the models expect the point to measure, given the finished experiments only (no
+     * pending ones, no fantasies): set for every point of a batch for which models were fitted
+     * (predicted = 1), else predicted = 0 and both arrays NaN. In the objectives' own units and
+     * sense (a maximised objective's mean is its value, not its negation); pred_sd is the
+     * latent function's standard deviation, without the measurement noise. */
+    double pred_mean[CAMPAIGN_MAX_OBJECTIVES];
+    double pred_sd[CAMPAIGN_MAX_OBJECTIVES];
+    int predicted;
     int from_initial_design; /* 1: design point; 0: chosen by the acquisition */
-    double acquisition;      /* acquisition value when chosen (fantasies included), else 0 */
 };
 
 /* Per call of planner_ask. */

@@ -8,7 +8,9 @@ campaign: software e-stop (stopped, latched), resume, abort (experiments abandon
 import csv
 import io
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -100,8 +102,17 @@ def main():
     assert [f["round"] for f in fits] == [0, 1, 2], fits
     assert fits[2]["fit"]["model_fitted"] and len(fits[2]["fit"]["hyperparameters"]) == 2
     assert len(fits[2]["fit"]["chosen"]) == 2 and len(fits[2]["fit"]["training"]) == 2
+    # the model round records what the models expected of each proposal; design rounds do not
+    assert all("predicted" not in ch for f in fits[:2] for ch in f["fit"]["chosen"]), fits[:2]
+    for ch in fits[2]["fit"]["chosen"]:
+        pred = ch["predicted"]
+        assert set(pred) == {"pce_pct", "log10_t80_h"}, pred
+        assert all(math.isfinite(v["mean"]) and v["sd"] >= 0 for v in pred.values()), pred
     ev = labloop(run, "events", "--limit", "500").stdout
     assert "batch denied" in ev and "batch approved" in ev and "operator pause" in ev, ev
+    # each measurement in the event log, beside the prediction where there was one
+    measured = re.findall(r"measured: pce_pct (\S+)( \(predicted \S+ \+- \S+\))?, log10_t80_h (\S+)", ev)
+    assert len(measured) == 4 and sum(1 for m in measured if m[1]) == 2, (measured, ev)
     # a second campaign: software e-stop while it runs, resume, then abort
     write_campaign(tmp, "c2.conf", initial=2, batch=2, budget=4, approval="auto", schedule="sync")
     assert labloop(run, "campaign", "start", os.path.join(tmp, "c2.conf")).returncode == 0

@@ -60,6 +60,22 @@ awk -F, 'NR > 1 && (NF != 2 || $1 < 0 || $1 > 1 || $2 < 0 || $2 > 1) { bad++ } E
     --batch 3 >"$tmp/bc3.csv" || fail "model-based with pending: exit $?"
 [ "$(wc -l <"$tmp/bc3.csv")" -eq 4 ] || fail "model-based --batch 3: $(wc -l <"$tmp/bc3.csv") lines"
 
+# --- --explain: the same rows with source, acquisition and the models' predictions ------------
+"$LABLOOP" plan "$bc_conf" --data "$tmp/bc_obs.csv" --explain "$tmp/bc_why.csv" >"$tmp/bc4.csv" ||
+    fail "--explain: exit $?"
+cmp -s "$tmp/bc1.csv" "$tmp/bc4.csv" || fail "--explain changed the proposals on standard output"
+want_head="$(head -1 "$tmp/bc1.csv"),source,acquisition,branin_predicted,branin_sd,currin_predicted,currin_sd"
+[ "$(head -1 "$tmp/bc_why.csv")" = "$want_head" ] || fail "--explain header: $(head -1 "$tmp/bc_why.csv")"
+[ "$(cut -d, -f1-2 "$tmp/bc_why.csv" | tail -n +2)" = "$(tail -n +2 "$tmp/bc1.csv")" ] ||
+    fail "--explain rows are not the proposals"
+# model rows: a positive acquisition, finite predictions, positive standard deviations, and
+# Currin's prediction inside its range (about 1 .. 14)
+awk -F, 'NR > 1 && !($3 == "model" && $4 > 0 && $6 > 0 && $8 > 0 && $7 > 0 && $7 < 20) { bad++ }
+    END { exit (bad > 0 || NR != 5) }' "$tmp/bc_why.csv" || fail "--explain model rows: $(cat "$tmp/bc_why.csv")"
+"$LABLOOP" plan "$pv_conf" --explain "$tmp/pv_why.csv" >/dev/null || fail "--explain design: exit $?"
+awk -F, 'NR > 1 && !($7 == "design" && $9 == "" && $10 == "") { bad++ } END { exit bad > 0 }' \
+    "$tmp/pv_why.csv" || fail "--explain design rows: $(cat "$tmp/pv_why.csv")"
+
 # --- bad input: exit 2 and FILE:LINE on stderr ---------------------------------------------
 # expect_bad NAME PATTERN ARGS...: runs labloop plan ARGS, wants exit 2 and PATTERN in stderr
 expect_bad() {
@@ -120,6 +136,7 @@ LC_ALL=C awk 'BEGIN { srand(7); printf "x0,x1,branin,currin\n"
 expect_bad "garbage rows" "garbage.csv:[0-9]*:" "$bc_conf" --data "$tmp/garbage.csv"
 printf 'campaign: {\001\377 = ;; parameters = ( { name = \n' >"$tmp/garbage.conf"
 expect_bad "garbage campaign" "garbage.conf:[0-9]*:" "$tmp/garbage.conf"
+expect_bad "explain file" "no/such/dir/why.csv: cannot write" "$pv_conf" --explain "$tmp/no/such/dir/why.csv"
 
 if [ $failures -ne 0 ]; then
     echo "$failures failure(s)" >&2

@@ -229,6 +229,53 @@ static void test_planner_ehvi_improves_on_its_design(void **state)
         fail_msg("hv after design %g, after 4 rounds %g", hv_design, info.hv);
 }
 
+/* Every proposal of a model-based batch carries the models' prediction (objectives' own units
+ * and sense, from the finished experiments only); design batches carry none; asking for the
+ * predictions does not change the proposals. */
+static void test_planner_predictions_come_with_model_proposals(void **state)
+{
+    (void)state;
+    struct campaign c;
+    load(two_obj, &c);
+    struct planner *p = make(&c);
+    double x[8 * 3], x2[4 * 3];
+    struct planner_point_info pts[8];
+    ask(p, 8, x, pts);
+    for (size_t i = 0; i < 8; i++) {
+        assert_int_equal(pts[i].predicted, 0);
+        assert_true(isnan(pts[i].pred_mean[0]) && isnan(pts[i].pred_sd[1]));
+    }
+    tell_all(p, x, 8, 3);
+    for (int round = 0; round < 4; round++) {
+        ask(p, 4, x, pts);
+        ask(p, 4, x2, NULL);
+        assert_false(any_differs(x, x2, 4 * 3));
+        for (size_t i = 0; i < 4; i++) {
+            double y[2];
+            two_obj_eval(x + i * 3, y);
+            assert_int_equal(pts[i].predicted, 1);
+            assert_int_equal(pts[i].from_initial_design, 0);
+            for (size_t k = 0; k < 2; k++) {
+                double mu = pts[i].pred_mean[k], sd = pts[i].pred_sd[k];
+                assert_true(isfinite(mu) && isfinite(sd) && sd >= 0);
+                /* a smooth quadratic after 8-20 points: the truth within 4 sd (+ a little) */
+                if (!(fabs(mu - y[k]) <= 4 * sd + 0.05))
+                    fail_msg("round %d point %zu objective %zu: predicted %g +- %g, true %g",
+                             round,
+                             i,
+                             k,
+                             mu,
+                             sd,
+                             y[k]);
+            }
+            /* g is maximised and never positive: a prediction in minimisation form would be */
+            assert_true(pts[i].pred_mean[1] < 0.05);
+        }
+        tell_all(p, x, 4, 3);
+    }
+    planner_free(&p);
+}
+
 static void test_planner_pending_points_are_not_proposed_again(void **state)
 {
     (void)state;
@@ -343,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_planner_proposals_respect_bounds_levels_and_constraints),
         cmocka_unit_test(test_planner_finds_quadratic_optimum),
         cmocka_unit_test(test_planner_ehvi_improves_on_its_design),
+        cmocka_unit_test(test_planner_predictions_come_with_model_proposals),
         cmocka_unit_test(test_planner_pending_points_are_not_proposed_again),
         cmocka_unit_test(test_planner_other_acquisitions_and_three_objectives),
         cmocka_unit_test(test_planner_refuses_bad_input),
