@@ -1111,8 +1111,9 @@ place_taken(char occ[][LABCONF_NAME_MAX], const int64_t *who, int n, const char 
 }
 
 /* The measured objectives of an experiment, each beside what the models predicted when it was
- * proposed (a model round): "pce_pct 20.1 (predicted 21.3 +- 0.8), ...", so that the event log
- * shows how well the models anticipate the lab. */
+ * proposed (a model round) and how surprising the result is (z, with the fitted measurement
+ * noise): "pce_pct 20.1 (predicted 21.3 +- 0.8, z -1.4), ...", so that the event log shows how
+ * well the models anticipate the lab. */
 static void
 measured_summary(struct engine *e, struct camp *c, struct exp_view *v, char *buf, size_t n)
 {
@@ -1126,19 +1127,21 @@ measured_summary(struct engine *e, struct camp *c, struct exp_view *v, char *buf
         const char *name = c->c.objectives[k].name;
         json_t *p = json_object_get(pred, name);
         json_t *mean = json_object_get(p, "mean"), *sd = json_object_get(p, "sd");
-        int w = snprintf(buf + used,
-                         n - used,
-                         "%s%s %.4g",
-                         k > 0 ? ", " : "",
-                         name,
-                         json_number_value(json_object_get(obj, name)));
+        double y = json_number_value(json_object_get(obj, name));
+        int w = snprintf(buf + used, n - used, "%s%s %.4g", k > 0 ? ", " : "", name, y);
         if (w > 0 && (size_t)w < n - used && json_is_number(mean) && json_is_number(sd)) {
+            /* z: the surprise, against the prediction's and the measurement's spread */
+            double m = json_number_value(mean), s = json_number_value(sd);
+            double noise = json_number_value(json_object_get(p, "noise_sd"));
+            double spread = sqrt(s * s + noise * noise);
             used += (size_t)w;
-            w = snprintf(buf + used,
-                         n - used,
-                         " (predicted %.4g +- %.2g)",
-                         json_number_value(mean),
-                         json_number_value(sd));
+            w = spread > 0 ? snprintf(buf + used,
+                                      n - used,
+                                      " (predicted %.4g +- %.2g, z %+.1f)",
+                                      m,
+                                      s,
+                                      (y - m) / spread)
+                           : snprintf(buf + used, n - used, " (predicted %.4g +- %.2g)", m, s);
         }
         if (w < 0)
             break;
@@ -1381,9 +1384,10 @@ static int feed_planner(
 }
 
 /* A proposal's entry in its round's fit record: experiment id, parameters, acquisition value,
- * source and, in a model round, the models' prediction {objective: {"mean", "sd"}}. New
- * reference. */
+ * source and, in a model round, the models' prediction {objective: {"mean", "sd", "noise_sd"}}
+ * (sd: of the latent value; noise_sd: the measurement noise the model fitted). New reference. */
 static json_t *chosen_entry(const struct camp *c,
+                            const struct planner_round_info *ri,
                             int64_t exp_id,
                             json_t *params,
                             const struct planner_point_info *pt)
@@ -1397,13 +1401,21 @@ static json_t *chosen_entry(const struct camp *c,
                               pt->acquisition,
                               "from_initial_design",
                               pt->from_initial_design);
-    if (entry == NULL || !pt->predicted)
+    if (entry == NULL || !pt->predicted || !ri->model_fitted)
         return entry;
     json_t *o = json_object();
-    for (size_t k = 0; k < c->c.n_objectives; k++)
+    for (size_t k = 0; k < c->c.n_objectives; k++) {
+        double noise = sqrt(ri->hyper[k].noise_var) * ri->hyper[k].y_std;
         json_object_set_new(o,
                             c->c.objectives[k].name,
-                            json_pack("{s:f,s:f}", "mean", pt->pred_mean[k], "sd", pt->pred_sd[k]));
+                            json_pack("{s:f,s:f,s:f}",
+                                      "mean",
+                                      pt->pred_mean[k],
+                                      "sd",
+                                      pt->pred_sd[k],
+                                      "noise_sd",
+                                      isfinite(noise) ? noise : 0.0));
+    }
     json_object_set_new(entry, "predicted", o);
     return entry;
 }
@@ -1769,7 +1781,7 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
                               info[k].acquisition,
                               &exp_id,
                               err);
-        json_array_append_new(chosen, chosen_entry(c, exp_id, params, &info[k]));
+        json_array_append_new(chosen, chosen_entry(c, &ri, exp_id, params, &info[k]));
         json_decref(params);
         if (r == 0)
             r = create_steps(e, exp_id, json_array_get(expanded, (size_t)k), err);

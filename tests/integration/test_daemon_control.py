@@ -107,11 +107,11 @@ def main():
     for ch in fits[2]["fit"]["chosen"]:
         pred = ch["predicted"]
         assert set(pred) == {"pce_pct", "log10_t80_h"}, pred
-        assert all(math.isfinite(v["mean"]) and v["sd"] >= 0 for v in pred.values()), pred
+        assert all(math.isfinite(v["mean"]) and v["sd"] >= 0 and v["noise_sd"] > 0 for v in pred.values()), pred
     ev = labloop(run, "events", "--limit", "500").stdout
     assert "batch denied" in ev and "batch approved" in ev and "operator pause" in ev, ev
     # each measurement in the event log, beside the prediction where there was one
-    measured = re.findall(r"measured: pce_pct (\S+)( \(predicted \S+ \+- \S+\))?, log10_t80_h (\S+)", ev)
+    measured = re.findall(r"measured: pce_pct (\S+)( \(predicted \S+ \+- \S+, z [-+][0-9.]+\))?, log10_t80_h (\S+)", ev)
     assert len(measured) == 4 and sum(1 for m in measured if m[1]) == 2, (measured, ev)
     # a second campaign: software e-stop while it runs, resume, then abort
     write_campaign(tmp, "c2.conf", initial=2, batch=2, budget=4, approval="auto", schedule="sync")
