@@ -240,6 +240,8 @@ out:
         fprintf(stderr, "labloop plan: %s: cannot write: %s\n", explain, strerror(errno));
         rc = CMD_EXIT_FAILED;
     }
+    if (explain_out && rc != CMD_EXIT_OK)
+        remove(explain); /* no explanation of proposals that were not made */
     free(x);
     free(pts);
     planner_free(&p);

@@ -80,10 +80,11 @@ struct planner_round_info {
 
 /* Proposes q >= 1 points (q <= CAMPAIGN_MAX_BATCH): ret_x receives q rows of n_params values
  * in the parameters' units (integers integral, levels exact, within bounds and constraints).
- * ret_points (q entries) and ret_round may be NULL. Does not change what the planner was
- * told. Returns 0; -EINVAL for bad q; -ERANGE with a message if no feasible point can be
- * found (constraints that leave nothing); another negative code with a message if a model
- * cannot be fitted; -ENOMEM. */
+ * ret_points (q entries: source, acquisition value and the models' predictions; asking for
+ * them costs a copy of the fitted models) and ret_round may be NULL. Does not change what the
+ * planner was told. Returns 0; -EINVAL for bad q; -ERANGE with a message if no feasible point can
+ * be found (constraints that leave nothing); another negative code with a message if a model cannot
+ * be fitted; -ENOMEM. */
 int planner_ask(struct planner *p,
                 size_t q,
                 double *ret_x,

@@ -137,6 +137,10 @@ expect_bad "garbage rows" "garbage.csv:[0-9]*:" "$bc_conf" --data "$tmp/garbage.
 printf 'campaign: {\001\377 = ;; parameters = ( { name = \n' >"$tmp/garbage.conf"
 expect_bad "garbage campaign" "garbage.conf:[0-9]*:" "$tmp/garbage.conf"
 expect_bad "explain file" "no/such/dir/why.csv: cannot write" "$pv_conf" --explain "$tmp/no/such/dir/why.csv"
+# a failed plan leaves no explanation behind (the file is opened once the input is read, and
+# removed when planning fails after that)
+expect_bad "explain after bad data" "garbage.csv:[0-9]*:" "$bc_conf" --data "$tmp/garbage.csv" --explain "$tmp/stale_why.csv"
+[ ! -e "$tmp/stale_why.csv" ] || fail "a failed plan left its --explain file"
 
 if [ $failures -ne 0 ]; then
     echo "$failures failure(s)" >&2
