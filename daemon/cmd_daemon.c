@@ -520,6 +520,31 @@ int cmd_export(int argc, char **argv)
     return r;
 }
 
+/* The model check of `labloop pareto` (engine.c, model_check_json) as text. */
+static void print_model_check(json_t *mc)
+{
+    json_int_t n = ji(mc, "n");
+    if (n == 0) {
+        printf("model check: no measured experiment with a prediction yet\n");
+        return;
+    }
+    printf("model check: %lld measured experiments proposed by the models; z = (measured - "
+           "predicted) / spread\n",
+           (long long)n);
+    const char *name;
+    json_t *o;
+    json_object_foreach(json_object_get(mc, "objectives"), name, o)
+    {
+        printf("  %-20s %lld of %lld within 2 sd, mean z %+.2f, rms z %.2f\n",
+               name,
+               ji(o, "within_2sd"),
+               (long long)n,
+               json_number_value(json_object_get(o, "mean_z")),
+               json_number_value(json_object_get(o, "rms_z")));
+    }
+    printf("  (a calibrated model: about 95 %% within 2 sd, mean z near 0, rms z near 1)\n");
+}
+
 int cmd_pareto(int argc, char **argv)
 {
     struct opts o;
@@ -572,6 +597,7 @@ int cmd_pareto(int argc, char **argv)
             printf(" %s=%g", js(ob, "name"), json_number_value(json_object_get(ob, "ref")));
         }
         printf(")\n");
+        print_model_check(json_object_get(reply, "model_check"));
     }
     json_decref(reply);
     return r;

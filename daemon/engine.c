@@ -1110,10 +1110,25 @@ place_taken(char occ[][LABCONF_NAME_MAX], const int64_t *who, int n, const char 
     return 0;
 }
 
+/* How surprising a measured value y is against one objective's prediction {"mean", "sd",
+ * "noise_sd"} (chosen_entry): z = (y - mean) / sqrt(sd^2 + noise_sd^2). Returns 0, or -1 when
+ * the prediction is missing or has no spread. */
+static int prediction_z(json_t *pred, double y, double *ret_z)
+{
+    json_t *mean = json_object_get(pred, "mean");
+    double sd = json_number_value(json_object_get(pred, "sd"));
+    double noise = json_number_value(json_object_get(pred, "noise_sd"));
+    double spread = sqrt(sd * sd + noise * noise);
+    if (!json_is_number(mean) || !(spread > 0) || !isfinite(y))
+        return -1;
+    *ret_z = (y - json_number_value(mean)) / spread;
+    return 0;
+}
+
 /* The measured objectives of an experiment, each beside what the models predicted when it was
- * proposed (a model round) and how surprising the result is (z, with the fitted measurement
- * noise): "pce_pct 20.1 (predicted 21.3 +- 0.8, z -1.4), ...", so that the event log shows how
- * well the models anticipate the lab. */
+ * proposed (a model round) and how surprising the result is (prediction_z): "pce_pct 20.1
+ * (predicted 21.3 +- 0.8, z -1.4), ...", so that the event log shows how well the models
+ * anticipate the lab. */
 static void
 measured_summary(struct engine *e, struct camp *c, struct exp_view *v, char *buf, size_t n)
 {
@@ -1126,22 +1141,16 @@ measured_summary(struct engine *e, struct camp *c, struct exp_view *v, char *buf
     for (size_t k = 0; k < c->c.n_objectives && used < n; k++) {
         const char *name = c->c.objectives[k].name;
         json_t *p = json_object_get(pred, name);
-        json_t *mean = json_object_get(p, "mean"), *sd = json_object_get(p, "sd");
-        double y = json_number_value(json_object_get(obj, name));
+        double y = json_number_value(json_object_get(obj, name)), z;
         int w = snprintf(buf + used, n - used, "%s%s %.4g", k > 0 ? ", " : "", name, y);
-        if (w > 0 && (size_t)w < n - used && json_is_number(mean) && json_is_number(sd)) {
-            /* z: the surprise, against the prediction's and the measurement's spread */
-            double m = json_number_value(mean), s = json_number_value(sd);
-            double noise = json_number_value(json_object_get(p, "noise_sd"));
-            double spread = sqrt(s * s + noise * noise);
+        if (w > 0 && (size_t)w < n - used && prediction_z(p, y, &z) == 0) {
             used += (size_t)w;
-            w = spread > 0 ? snprintf(buf + used,
-                                      n - used,
-                                      " (predicted %.4g +- %.2g, z %+.1f)",
-                                      m,
-                                      s,
-                                      (y - m) / spread)
-                           : snprintf(buf + used, n - used, " (predicted %.4g +- %.2g)", m, s);
+            w = snprintf(buf + used,
+                         n - used,
+                         " (predicted %.4g +- %.2g, z %+.1f)",
+                         json_number_value(json_object_get(p, "mean")),
+                         json_number_value(json_object_get(p, "sd")),
+                         z);
         }
         if (w < 0)
             break;
@@ -2379,6 +2388,59 @@ int engine_resolve(struct engine *e, int64_t step_id, const char *answer, struct
 
 /* --- status and results ---------------------------------------------------------------------- */
 
+/* How well the models predicted the lab: for every measured experiment that a model round
+ * proposed, z = (measured - mean) / sqrt(sd^2 + noise_sd^2) per objective (see chosen_entry),
+ * summarised as {"n", "objectives": {name: {"within_2sd", "mean_z", "rms_z"}}}. A calibrated
+ * model has about 95 % of |z| <= 2, mean z near 0 (no bias) and rms z near 1. New reference. */
+static json_t *
+model_check_json(struct engine *e, const struct campaign *c, int64_t cid, json_t *exps)
+{
+    size_t m = c->n_objectives, n = 0, within[CAMPAIGN_MAX_OBJECTIVES] = {0};
+    double sum[CAMPAIGN_MAX_OBJECTIVES] = {0}, sum2[CAMPAIGN_MAX_OBJECTIVES] = {0};
+    json_t *preds = store_predictions_json(e->store, cid, NULL);
+    size_t i, j;
+    json_t *pr, *x;
+    json_array_foreach(preds, i, pr)
+    {
+        json_t *exp = NULL;
+        json_array_foreach(exps, j, x)
+        {
+            if (jint(x, "id") == jint(pr, "experiment") &&
+                strcmp(jstr(x, "state"), "measured") == 0)
+                exp = x;
+        }
+        double z[CAMPAIGN_MAX_OBJECTIVES] = {0};
+        int ok = exp != NULL;
+        for (size_t k = 0; k < m && ok; k++) {
+            const char *name = c->objectives[k].name;
+            json_t *y = json_object_get(json_object_get(exp, "objectives"), name);
+            ok = json_is_number(y) &&
+                 prediction_z(json_object_get(json_object_get(pr, "predicted"), name),
+                              json_number_value(y),
+                              &z[k]) == 0;
+        }
+        for (size_t k = 0; k < m && ok; k++) {
+            within[k] += fabs(z[k]) <= 2.0;
+            sum[k] += z[k];
+            sum2[k] += z[k] * z[k];
+        }
+        n += ok;
+    }
+    json_decref(preds);
+    json_t *objs = json_object();
+    for (size_t k = 0; k < m && n > 0; k++)
+        json_object_set_new(objs,
+                            c->objectives[k].name,
+                            json_pack("{s:I,s:f,s:f}",
+                                      "within_2sd",
+                                      (json_int_t)within[k],
+                                      "mean_z",
+                                      sum[k] / (double)n,
+                                      "rms_z",
+                                      sqrt(sum2[k] / (double)n)));
+    return json_pack("{s:I,s:o}", "n", (json_int_t)n, "objectives", objs);
+}
+
 json_t *engine_pareto_json(struct engine *e, int64_t id, struct ll_error *reterr)
 {
     json_t *camps = store_campaigns_json(e->store, 1, reterr);
@@ -2472,6 +2534,7 @@ json_t *engine_pareto_json(struct engine *e, int64_t id, struct ll_error *reterr
                             (json_int_t)n,
                             "n_experiments",
                             (json_int_t)json_array_size(exps));
+    json_object_set_new(out, "model_check", model_check_json(e, &c, cid, exps));
     free(pts);
     free(fpts);
     free(rows);

@@ -1349,6 +1349,21 @@ json_t *store_model_fit_prediction(
     return pred;
 }
 
+json_t *store_predictions_json(struct store *s, int64_t campaign_id, struct ll_error *reterr)
+{
+    return rows_json(s,
+                     prep(s,
+                          reterr,
+                          "SELECT f.round AS round, json_extract(c.value, '$.experiment') AS "
+                          "experiment, json_extract(c.value, '$.predicted') AS predicted_json "
+                          "FROM model_fits AS f, json_each(f.fit, '$.chosen') AS c "
+                          "WHERE f.campaign_id = ? AND json_extract(c.value, '$.predicted') IS "
+                          "NOT NULL ORDER BY f.round",
+                          "i",
+                          campaign_id),
+                     reterr);
+}
+
 int store_approval_put(struct store *s,
                        int64_t campaign_id,
                        int round,

@@ -108,6 +108,26 @@ def main():
         pred = ch["predicted"]
         assert set(pred) == {"pce_pct", "log10_t80_h"}, pred
         assert all(math.isfinite(v["mean"]) and v["sd"] >= 0 and v["noise_sd"] > 0 for v in pred.values()), pred
+    # the model check of `labloop pareto`: z of each measured model-round proposal, recomputed
+    # here from the export
+    mc = json.loads(labloop(run, "pareto", "--campaign", "1", "--json").stdout)["model_check"]
+    exps = {x["id"]: x for x in doc["experiments"]}
+    zs = {"pce_pct": [], "log10_t80_h": []}
+    for f in fits:
+        for ch in f["fit"]["chosen"]:
+            x = exps.get(ch["experiment"])
+            if "predicted" not in ch or x is None or x["state"] != "measured":
+                continue
+            for name, p in ch["predicted"].items():
+                zs[name].append((x["objectives"][name] - p["mean"]) / math.hypot(p["sd"], p["noise_sd"]))
+    assert mc["n"] == 2 == len(zs["pce_pct"]), (mc, zs)
+    for name, z in zs.items():
+        o = mc["objectives"][name]
+        assert abs(o["mean_z"] - sum(z) / len(z)) < 1e-6, (name, o, z)
+        assert abs(o["rms_z"] - math.sqrt(sum(v * v for v in z) / len(z))) < 1e-6, (name, o, z)
+        assert o["within_2sd"] == sum(abs(v) <= 2 for v in z), (name, o, z)
+    txt = labloop(run, "pareto", "--campaign", "1").stdout
+    assert "model check: 2 measured experiments proposed by the models" in txt, txt
     ev = labloop(run, "events", "--limit", "500").stdout
     assert "batch denied" in ev and "batch approved" in ev and "operator pause" in ev, ev
     # each measurement in the event log, beside the prediction where there was one
