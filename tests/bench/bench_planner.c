@@ -244,13 +244,21 @@ make_campaign(const struct problem *pb, const char *acq, unsigned long seed, str
     pb->campaign(c);
 }
 
-/* One closed loop; returns the noise-free hypervolume after the budget (NaN on error) and
- * adds the seconds of each model-based proposal to *ret_secs / *ret_n_secs. */
+/* The models' calibration at the points they chose: z = (true noise-free value - predicted
+ * mean) / predicted sd per objective, summed over the model-based picks of all runs. */
+struct zsum {
+    double sum[3], sum2[3];
+    size_t n;
+};
+
+/* One closed loop; returns the noise-free hypervolume after the budget (NaN on error), adds
+ * the seconds of each model-based proposal to *ret_secs / *ret_n_secs and its picks' z to *zs. */
 static double run_loop(const struct problem *pb,
                        const char *acq,
                        unsigned long seed,
                        double *ret_secs,
                        size_t *ret_n_secs,
+                       struct zsum *zs,
                        int verbose)
 {
     struct campaign c;
@@ -270,7 +278,8 @@ static double run_loop(const struct problem *pb,
             q = (size_t)pb->budget - n;
         double t0 = now_s();
         struct planner_round_info info;
-        if (planner_ask(p, q, x + n * d, NULL, &info, &err) != 0) {
+        struct planner_point_info pts[CAMPAIGN_MAX_BATCH];
+        if (planner_ask(p, q, x + n * d, pts, &info, &err) != 0) {
             fprintf(stderr, "bench: %s seed %lu: %s\n", pb->name, seed, err.msg);
             planner_free(&p);
             return (double)NAN;
@@ -283,6 +292,14 @@ static double run_loop(const struct problem *pb,
         for (size_t i = n; i < n + q; i++) {
             double y[3];
             pb->eval(x + i * d, ftrue + i * m);
+            const struct planner_point_info *pt = &pts[i - n];
+            for (size_t k = 0; k < m && pt->predicted && !pt->from_initial_design; k++) {
+                double f = c.objectives[k].maximise ? -ftrue[i * m + k] : ftrue[i * m + k];
+                double z = pt->pred_sd[k] > 0 ? (f - pt->pred_mean[k]) / pt->pred_sd[k] : 0;
+                zs->sum[k] += z;
+                zs->sum2[k] += z * z;
+                zs->n += k == 0;
+            }
             for (size_t k = 0; k < m; k++) {
                 double f = ftrue[i * m + k] + noise_scale * pb->noise_sd[k] * gauss(&rng);
                 /* the planner is told values in the campaign's own sense */
@@ -332,10 +349,11 @@ run_problem(const struct problem *pb, unsigned long first_seed, size_t n_seeds, 
         double frac[MAX_SEEDS], logd[MAX_SEEDS];
         double *secs = malloc((size_t)MAX_SEEDS * 64 * sizeof(double));
         size_t n_secs = 0, ok = 0;
+        struct zsum zs = {{0}, {0}, 0};
         if (secs == NULL)
             return;
         for (size_t s = 0; s < n_seeds; s++) {
-            double hv = run_loop(pb, acqs[a], first_seed + s, secs, &n_secs, verbose);
+            double hv = run_loop(pb, acqs[a], first_seed + s, secs, &n_secs, &zs, verbose);
             if (!isfinite(hv))
                 continue;
             frac[ok] = hv / pb->hv_max;
@@ -364,6 +382,17 @@ run_problem(const struct problem *pb, unsigned long first_seed, size_t n_seeds, 
         if (n_secs > 0)
             printf("  s/batch median %.3f", median(secs, n_secs));
         printf("  [%zu runs]\n", ok);
+        if (zs.n > 0) {
+            /* a calibrated model: mean z near 0 and rms z near 1 (negative mean: the picks
+             * turn out worse than the models promised) */
+            printf("          models at their %zu picks, z = (truth - predicted) / sd:", zs.n);
+            for (size_t k = 0; k < pb->m; k++)
+                printf(" objective %zu mean %+.2f rms %.2f;",
+                       k + 1,
+                       zs.sum[k] / (double)zs.n,
+                       sqrt(zs.sum2[k] / (double)zs.n));
+            printf("\n");
+        }
         fflush(stdout);
         free(secs);
     }
