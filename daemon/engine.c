@@ -1134,8 +1134,9 @@ measured_summary(struct engine *e, struct camp *c, struct exp_view *v, char *buf
 {
     struct ll_error err;
     json_t *obj = json_object_get(v->exp, "objectives");
-    json_t *pred =
-        store_model_fit_prediction(e->store, c->id, (int)jint(v->exp, "round"), v->id, &err);
+    json_t *preds =
+        store_predictions_json(e->store, c->id, (int)jint(v->exp, "round"), v->id, &err);
+    json_t *pred = json_object_get(json_array_get(preds, 0), "predicted");
     size_t used = 0;
     buf[0] = '\0';
     for (size_t k = 0; k < c->c.n_objectives && used < n; k++) {
@@ -1156,7 +1157,7 @@ measured_summary(struct engine *e, struct camp *c, struct exp_view *v, char *buf
             break;
         used += (size_t)w;
     }
-    json_decref(pred);
+    json_decref(preds);
 }
 
 /* An experiment whose steps have all ended: measured or failed. Also: after a failure,
@@ -2397,7 +2398,7 @@ model_check_json(struct engine *e, const struct campaign *c, int64_t cid, json_t
 {
     size_t m = c->n_objectives, n = 0, within[CAMPAIGN_MAX_OBJECTIVES] = {0};
     double sum[CAMPAIGN_MAX_OBJECTIVES] = {0}, sum2[CAMPAIGN_MAX_OBJECTIVES] = {0};
-    json_t *preds = store_predictions_json(e->store, cid, NULL);
+    json_t *preds = store_predictions_json(e->store, cid, -1, 0, NULL);
     size_t i, j;
     json_t *pr, *x;
     json_array_foreach(preds, i, pr)

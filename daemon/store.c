@@ -1328,28 +1328,8 @@ json_t *store_model_fits_json(struct store *s, int64_t campaign_id, struct ll_er
                      reterr);
 }
 
-json_t *store_model_fit_prediction(
+json_t *store_predictions_json(
     struct store *s, int64_t campaign_id, int round, int64_t exp_id, struct ll_error *reterr)
-{
-    json_t *rows = rows_json(s,
-                             prep(s,
-                                  reterr,
-                                  "SELECT json_extract(c.value, '$.predicted') AS predicted_json "
-                                  "FROM model_fits AS f, json_each(f.fit, '$.chosen') AS c "
-                                  "WHERE f.campaign_id = ? AND f.round = ? AND "
-                                  "json_extract(c.value, '$.experiment') = ?",
-                                  "iii",
-                                  campaign_id,
-                                  (int64_t)round,
-                                  exp_id),
-                             reterr);
-    json_t *pred = json_object_get(json_array_get(rows, 0), "predicted");
-    pred = json_is_object(pred) ? json_incref(pred) : NULL;
-    json_decref(rows);
-    return pred;
-}
-
-json_t *store_predictions_json(struct store *s, int64_t campaign_id, struct ll_error *reterr)
 {
     return rows_json(s,
                      prep(s,
@@ -1357,10 +1337,13 @@ json_t *store_predictions_json(struct store *s, int64_t campaign_id, struct ll_e
                           "SELECT f.round AS round, json_extract(c.value, '$.experiment') AS "
                           "experiment, json_extract(c.value, '$.predicted') AS predicted_json "
                           "FROM model_fits AS f, json_each(f.fit, '$.chosen') AS c "
-                          "WHERE f.campaign_id = ? AND json_extract(c.value, '$.predicted') IS "
-                          "NOT NULL ORDER BY f.round",
-                          "i",
-                          campaign_id),
+                          "WHERE f.campaign_id = ?1 AND (?2 < 0 OR f.round = ?2) AND "
+                          "(?3 = 0 OR json_extract(c.value, '$.experiment') = ?3) AND "
+                          "json_extract(c.value, '$.predicted') IS NOT NULL ORDER BY f.round",
+                          "iii",
+                          campaign_id,
+                          (int64_t)round,
+                          exp_id),
                      reterr);
 }
 

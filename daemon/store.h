@@ -335,15 +335,12 @@ int store_measurement_has(struct store *s,
 int store_model_fit_put(
     struct store *s, int64_t campaign_id, int round, json_t *fit, struct ll_error *reterr);
 json_t *store_model_fits_json(struct store *s, int64_t campaign_id, struct ll_error *reterr);
-/* Every stored prediction of a campaign, in round order: [{round, experiment, predicted}]
- * (see store_model_fit_prediction); NULL on error (reterr). */
-json_t *store_predictions_json(struct store *s, int64_t campaign_id, struct ll_error *reterr);
-/* What the models predicted for experiment exp_id when round `round` proposed it: the
- * "predicted" object of its entry in the round's fit record ({objective: {"mean", "sd",
- * "noise_sd"}}), as a
- * new reference; NULL when there is none (a design round, a fit recorded before predictions
- * were, or a store error, then also in reterr). */
-json_t *store_model_fit_prediction(
+/* The models' predictions stored with a campaign's proposals, in round order:
+ * [{round, experiment, predicted}], predicted = {objective: {"mean", "sd", "noise_sd"}} from the
+ * "chosen" entries of the rounds' fit records (model rounds only; fits recorded before
+ * predictions were have none). round < 0: every round; exp_id 0: every experiment. NULL on
+ * error (reterr). */
+json_t *store_predictions_json(
     struct store *s, int64_t campaign_id, int round, int64_t exp_id, struct ll_error *reterr);
 /* Approval of one batch: state "pending", "approved" or "denied". */
 int store_approval_put(struct store *s,
