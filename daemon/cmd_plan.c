@@ -10,6 +10,7 @@
  * for the same Q rows in the same order, why each was proposed: the parameters, its source
  * (design or model), the acquisition value, and per objective the models' predicted value and
  * standard deviation (empty for design points without a model); standard output is unchanged.
+ * The file is written only when there are proposals (a failed plan creates none).
  *
  * Exit status: 0 success; 2 bad usage or bad input, with "FILE:LINE: problem" on standard
  * error; 1 when planning itself fails (a model cannot be fitted, out of memory).
@@ -209,11 +210,6 @@ int cmd_plan(int argc, char **argv)
         goto out;
     if (pending && (rc = feed(p, pending, 0)) != CMD_EXIT_OK)
         goto out;
-    if (explain && (explain_out = fopen(explain, "w")) == NULL) {
-        fprintf(stderr, "labloop plan: %s: cannot write: %s\n", explain, strerror(errno));
-        rc = CMD_EXIT_USAGE;
-        goto out;
-    }
     x = malloc(q * c.n_params * sizeof(double));
     pts = calloc(q, sizeof(*pts));
     if (x == NULL || pts == NULL) {
@@ -225,6 +221,13 @@ int cmd_plan(int argc, char **argv)
     if (r != 0) {
         fprintf(stderr, "labloop plan: %s: %s\n", campaign_path, err.msg);
         rc = r == -ERANGE ? CMD_EXIT_USAGE : CMD_EXIT_FAILED;
+        goto out;
+    }
+    /* opened once there are proposals to explain, before any is printed: a failed plan leaves
+     * no file behind, a bad path prints nothing */
+    if (explain && (explain_out = fopen(explain, "w")) == NULL) {
+        fprintf(stderr, "labloop plan: %s: cannot write: %s\n", explain, strerror(errno));
+        rc = CMD_EXIT_USAGE;
         goto out;
     }
     if (write_rows(stdout, &c, x, q, NULL) != 0) {
@@ -240,8 +243,6 @@ out:
         fprintf(stderr, "labloop plan: %s: cannot write: %s\n", explain, strerror(errno));
         rc = CMD_EXIT_FAILED;
     }
-    if (explain_out && rc != CMD_EXIT_OK)
-        remove(explain); /* no explanation of proposals that were not made */
     free(x);
     free(pts);
     planner_free(&p);

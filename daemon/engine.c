@@ -2399,22 +2399,26 @@ model_check_json(struct engine *e, const struct campaign *c, int64_t cid, json_t
     size_t m = c->n_objectives, n = 0, within[CAMPAIGN_MAX_OBJECTIVES] = {0};
     double sum[CAMPAIGN_MAX_OBJECTIVES] = {0}, sum2[CAMPAIGN_MAX_OBJECTIVES] = {0};
     json_t *preds = store_predictions_json(e->store, cid, -1, 0, NULL);
-    size_t i, j;
+    json_t *measured = json_object(); /* experiment id -> objectives, measured ones */
+    char key[32];
+    size_t i;
     json_t *pr, *x;
+    json_array_foreach(exps, i, x)
+    {
+        if (strcmp(jstr(x, "state"), "measured") != 0)
+            continue;
+        snprintf(key, sizeof(key), "%lld", (long long)jint(x, "id"));
+        json_object_set(measured, key, json_object_get(x, "objectives"));
+    }
     json_array_foreach(preds, i, pr)
     {
-        json_t *exp = NULL;
-        json_array_foreach(exps, j, x)
-        {
-            if (jint(x, "id") == jint(pr, "experiment") &&
-                strcmp(jstr(x, "state"), "measured") == 0)
-                exp = x;
-        }
+        snprintf(key, sizeof(key), "%lld", (long long)jint(pr, "experiment"));
+        json_t *exp_obj = json_object_get(measured, key);
         double z[CAMPAIGN_MAX_OBJECTIVES] = {0};
-        int ok = exp != NULL;
+        int ok = exp_obj != NULL;
         for (size_t k = 0; k < m && ok; k++) {
             const char *name = c->objectives[k].name;
-            json_t *y = json_object_get(json_object_get(exp, "objectives"), name);
+            json_t *y = json_object_get(exp_obj, name);
             ok = json_is_number(y) &&
                  prediction_z(json_object_get(json_object_get(pr, "predicted"), name),
                               json_number_value(y),
@@ -2428,6 +2432,7 @@ model_check_json(struct engine *e, const struct campaign *c, int64_t cid, json_t
         n += ok;
     }
     json_decref(preds);
+    json_decref(measured);
     json_t *objs = json_object();
     for (size_t k = 0; k < m && n > 0; k++)
         json_object_set_new(objs,

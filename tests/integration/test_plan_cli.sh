@@ -137,10 +137,17 @@ expect_bad "garbage rows" "garbage.csv:[0-9]*:" "$bc_conf" --data "$tmp/garbage.
 printf 'campaign: {\001\377 = ;; parameters = ( { name = \n' >"$tmp/garbage.conf"
 expect_bad "garbage campaign" "garbage.conf:[0-9]*:" "$tmp/garbage.conf"
 expect_bad "explain file" "no/such/dir/why.csv: cannot write" "$pv_conf" --explain "$tmp/no/such/dir/why.csv"
-# a failed plan leaves no explanation behind (the file is opened once the input is read, and
-# removed when planning fails after that)
+# a failed plan leaves no explanation behind (the file is opened only once there are proposals)
 expect_bad "explain after bad data" "garbage.csv:[0-9]*:" "$bc_conf" --data "$tmp/garbage.csv" --explain "$tmp/stale_why.csv"
 [ ! -e "$tmp/stale_why.csv" ] || fail "a failed plan left its --explain file"
+# a write error on the explanation is reported (exit 1), and nothing is removed in its place
+if [ -w /dev/full ]; then
+    "$LABLOOP" plan "$pv_conf" --explain /dev/full >/dev/null 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "/dev/full: cannot write" "$tmp/err" ||
+        fail "--explain /dev/full: exit $rc ($(cat "$tmp/err"))"
+    [ -c /dev/full ] || fail "--explain /dev/full removed the device"
+fi
 
 if [ $failures -ne 0 ]; then
     echo "$failures failure(s)" >&2
