@@ -524,6 +524,11 @@ int cmd_export(int argc, char **argv)
 static void print_model_check(json_t *mc)
 {
     json_int_t n = ji(mc, "n");
+    const char *error = json_string_value(json_object_get(mc, "error"));
+    if (error != NULL) {
+        printf("model check: unavailable: %s\n", error);
+        return;
+    }
     if (n == 0) {
         printf("model check: no measured experiment with a prediction yet\n");
         return;

@@ -1136,6 +1136,8 @@ measured_summary(struct engine *e, struct camp *c, struct exp_view *v, char *buf
     json_t *obj = json_object_get(v->exp, "objectives");
     json_t *preds =
         store_predictions_json(e->store, c->id, (int)jint(v->exp, "round"), v->id, &err);
+    if (preds == NULL) /* the values still go into the event, without the prediction */
+        log_line(LOG_LVL_WARNING, "exp=%lld: stored prediction: %s", (long long)v->id, err.msg);
     json_t *pred = json_object_get(json_array_get(preds, 0), "predicted");
     size_t used = 0;
     buf[0] = '\0';
@@ -2391,14 +2393,18 @@ int engine_resolve(struct engine *e, int64_t step_id, const char *answer, struct
 
 /* How well the models predicted the lab: for every measured experiment that a model round
  * proposed, z = (measured - mean) / sqrt(sd^2 + noise_sd^2) per objective (see chosen_entry),
- * summarised as {"n", "objectives": {name: {"within_2sd", "mean_z", "rms_z"}}}. A calibrated
- * model has about 95 % of |z| <= 2, mean z near 0 (no bias) and rms z near 1. New reference. */
+ * summarised as {"n", "objectives": {name: {"within_2sd", "mean_z", "rms_z"}}}, plus "error"
+ * (and n = 0) if the stored predictions cannot be read. A calibrated model has about 95 % of
+ * |z| <= 2, mean z near 0 (no bias) and rms z near 1. New reference. */
 static json_t *
 model_check_json(struct engine *e, const struct campaign *c, int64_t cid, json_t *exps)
 {
     size_t m = c->n_objectives, n = 0, within[CAMPAIGN_MAX_OBJECTIVES] = {0};
     double sum[CAMPAIGN_MAX_OBJECTIVES] = {0}, sum2[CAMPAIGN_MAX_OBJECTIVES] = {0};
-    json_t *preds = store_predictions_json(e->store, cid, -1, 0, NULL);
+    struct ll_error err;
+    json_t *preds = store_predictions_json(e->store, cid, -1, 0, &err);
+    if (preds == NULL) /* say so instead of "no prediction yet" */
+        return json_pack("{s:I,s:{},s:s}", "n", (json_int_t)0, "objectives", "error", err.msg);
     json_t *measured = json_object(); /* experiment id -> objectives, measured ones */
     char key[32];
     size_t i;

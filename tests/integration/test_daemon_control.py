@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -128,6 +129,19 @@ def main():
         assert o["within_2sd"] == sum(abs(v) <= 2 for v in z), (name, o, z)
     txt = labloop(run, "pareto", "--campaign", "1").stdout
     assert "model check: 2 measured experiments proposed by the models" in txt, txt
+    # a stored fit record that is no longer JSON: the check says it cannot read the
+    # predictions instead of reporting none; the rest of the answer stands
+    db = sqlite3.connect(os.path.join(tmp, "l.db"), timeout=10)
+    good = db.execute("SELECT fit FROM model_fits WHERE campaign_id = 1 AND round = 2").fetchone()[0]
+    db.execute("UPDATE model_fits SET fit = '{broken' WHERE campaign_id = 1 AND round = 2")
+    db.commit()
+    r = labloop(run, "pareto", "--campaign", "1")
+    assert r.returncode == 0 and "model check: unavailable: " in r.stdout and "hypervolume" in r.stdout, r
+    mc = json.loads(labloop(run, "pareto", "--campaign", "1", "--json").stdout)["model_check"]
+    assert mc["n"] == 0 and mc["error"], mc
+    db.execute("UPDATE model_fits SET fit = ? WHERE campaign_id = 1 AND round = 2", (good,))
+    db.commit()
+    db.close()
     ev = labloop(run, "events", "--limit", "500").stdout
     assert "batch denied" in ev and "batch approved" in ev and "operator pause" in ev, ev
     # each measurement in the event log, beside the prediction where there was one
