@@ -1474,13 +1474,17 @@ fit_record(const struct camp *c, int round, const struct planner_round_info *rip
             for (size_t d = 0; d < ri.hyper[k].d; d++)
                 json_array_append_new(ls, json_real(ri.hyper[k].length_scale[d]));
             json_array_append_new(hyp,
-                                  json_pack("{s:s,s:o,s:f,s:f,s:f,s:f,s:f,s:f}",
+                                  json_pack("{s:s,s:o,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}",
                                             "objective",
                                             c->c.objectives[k].name,
                                             "length_scale",
                                             ls,
                                             "signal_var",
                                             ri.hyper[k].signal_var,
+                                            "additive_var",
+                                            ri.hyper[k].add_var,
+                                            "explore_signal_var",
+                                            ri.explore_signal_var[k],
                                             "noise_var",
                                             ri.hyper[k].noise_var,
                                             "const_mean",

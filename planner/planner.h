@@ -74,6 +74,10 @@ struct planner_round_info {
     size_t n_obs, n_pending;
     int model_fitted; /* 1 when GPs were fitted this round (hyper[] is then valid) */
     struct gp_hyper hyper[CAMPAIGN_MAX_OBJECTIVES];
+    /* > 0: the acquisition's variance for objective k came from the model with this signal
+     * variance (standardised; the interaction floor for noisy data, see planner.c), 0: from
+     * hyper[k] itself */
+    double explore_signal_var[CAMPAIGN_MAX_OBJECTIVES];
     double hv; /* hypervolume of the observed values w.r.t. the reference point (any
                 * number of objectives; 1 objective: improvement of the best over ref) */
 };

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -229,6 +230,85 @@ static void test_planner_ehvi_improves_on_its_design(void **state)
         fail_msg("hv after design %g, after 4 rounds %g", hv_design, info.hv);
 }
 
+/* The exploration model (planner.c, explore_model): an objective that is a noisy sum of 1-D
+ * shapes fits an almost purely additive kernel, and then the acquisition's variance comes from
+ * a model with a floor under the interaction variance (reported in explore_signal_var); the
+ * same data without noise, or an objective with strong interactions, keep their own variance.
+ * Proposals stay deterministic per seed. */
+static const char *additive_obj =
+    "campaign: { batch = 4; initial = 24; seed = 3; acquisition = \"ehvi\";\n"
+    "  parameters = ( { name = \"a\"; low = 0; high = 1; }, { name = \"b\"; low = 0; high = 1; },\n"
+    "                 { name = \"c\"; low = 0; high = 1; }, { name = \"d\"; low = 0; high = 1; } "
+    ");\n"
+    "  objectives = ( { name = \"add\"; goal = \"min\"; ref = 10; },\n"
+    "                 { name = \"mix\"; goal = \"min\"; ref = 10; } ); };\n";
+
+static void explore_round(double noise_sd, struct planner_round_info *info, double *x)
+{
+    struct campaign c;
+    load(additive_obj, &c);
+    struct planner *p = make(&c);
+    struct ll_error err;
+    double xd[24 * 4];
+    ask(p, 24, xd, NULL);
+    uint64_t s = 12345;
+    for (size_t i = 0; i < 24; i++) {
+        const double *r = xd + 4 * i;
+        double y[2], g[2];
+        for (int k = 0; k < 2; k++) { /* Box-Muller from a fixed LCG stream */
+            double u1, u2;
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            u1 = ((double)(s >> 11) + 0.5) * 0x1.0p-53;
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            u2 = ((double)(s >> 11) + 0.5) * 0x1.0p-53;
+            g[k] = sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
+        }
+        y[0] = sin(3 * r[0]) + (r[1] - 0.4) * (r[1] - 0.4) * 2 + 0.5 * r[2] - 0.3 * r[3] +
+               noise_sd * g[0];
+        y[1] = 4 * sin(4 * r[0] * r[1]) * cos(3 * r[2] * r[3]) + noise_sd * g[1];
+        if (planner_tell(p, r, y, &err) != 0)
+            fail_msg("tell: %s", err.msg);
+    }
+    if (planner_ask(p, 4, x, NULL, info, &err) != 0)
+        fail_msg("ask: %s", err.msg);
+    planner_free(&p);
+}
+
+static void test_planner_explores_noisy_additive_objectives(void **state)
+{
+    (void)state;
+    struct planner_round_info noisy, again, clean;
+    double x1[16], x2[16], x3[16];
+    explore_round(0.05, &noisy, x1);
+    explore_round(0.05, &again, x2);
+    explore_round(0.0, &clean, x3);
+    const struct gp_hyper *h = &noisy.hyper[0];
+    if (!(noisy.explore_signal_var[0] > 0))
+        fail_msg("noisy additive objective: s_f2 %g s_a2 %g s_n2 %g, no exploration model",
+                 h->signal_var,
+                 h->add_var,
+                 h->noise_var);
+    assert_true(noisy.explore_signal_var[0] > h->signal_var);
+    h = &noisy.hyper[1];
+    if (noisy.explore_signal_var[1] != 0)
+        fail_msg("interacting objective: s_f2 %g s_a2 %g s_n2 %g, exploration model %g",
+                 h->signal_var,
+                 h->add_var,
+                 h->noise_var,
+                 noisy.explore_signal_var[1]);
+    h = &clean.hyper[0];
+    if (clean.explore_signal_var[0] != 0 || clean.explore_signal_var[1] != 0)
+        fail_msg("noise-free: s_f2 %g s_a2 %g s_n2 %g, exploration model %g",
+                 h->signal_var,
+                 h->add_var,
+                 h->noise_var,
+                 clean.explore_signal_var[0]);
+    assert_false(any_differs(x1, x2, 16));
+    assert_true(any_differs(x1, x3, 16));
+    for (size_t i = 0; i < 16; i++)
+        assert_true(x1[i] >= 0 && x1[i] <= 1);
+}
+
 /* Every proposal of a model-based batch carries the models' prediction (objectives' own units
  * and sense, from the finished experiments only); design batches carry none; asking for the
  * predictions does not change the proposals. */
@@ -390,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_planner_proposals_respect_bounds_levels_and_constraints),
         cmocka_unit_test(test_planner_finds_quadratic_optimum),
         cmocka_unit_test(test_planner_ehvi_improves_on_its_design),
+        cmocka_unit_test(test_planner_explores_noisy_additive_objectives),
         cmocka_unit_test(test_planner_predictions_come_with_model_proposals),
         cmocka_unit_test(test_planner_pending_points_are_not_proposed_again),
         cmocka_unit_test(test_planner_other_acquisitions_and_three_objectives),
