@@ -58,12 +58,13 @@
 #define LOCAL_SD 0.05      /* their spread in the unit cube (half of them at a fifth of it) */
 #define MAX_MODEL_OBS 1000 /* GPs beyond this many observations use a subset (model_subset) */
 #define UCB_BETA 2.0
-#define PI_XI_REL 0.01         /* PI margin, share of the objective's standard deviation */
-#define MAX_DESIGN_TRIES 2000  /* infeasible design points skipped per wanted point, at most */
-#define CALIB_MIN 0.0625       /* smallest leave-one-out variance multiplier (sd x 0.25) */
-#define EXPLORE_FLOOR 0.05     /* exploration variance: s_f^2 at least this share of s_a^2 ... */
-#define EXPLORE_MIN_NOISE 3e-4 /* ... when the fitted noise variance (standardised) exceeds this   \
-                                */
+#define PI_XI_REL 0.01        /* PI margin, share of the objective's standard deviation */
+#define MAX_DESIGN_TRIES 2000 /* infeasible design points skipped per wanted point, at most */
+#define CALIB_MIN 0.0625      /* smallest leave-one-out variance multiplier (sd x 0.25) */
+/* exploration model (explore_model): s_f^2 at least EXPLORE_FLOOR s_a^2 for the acquisition's
+ * variance when the fitted noise variance (standardised) exceeds EXPLORE_MIN_NOISE */
+#define EXPLORE_FLOOR 0.05
+#define EXPLORE_MIN_NOISE 3e-4
 
 struct planner {
     struct campaign c;
