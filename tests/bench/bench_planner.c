@@ -12,10 +12,13 @@
  *
  * Usage: bench_planner [--problems LIST] [--seeds N] [--first-seed S] [--timing-reps R]
  *                      [--no-timing] [--no-loops] [--noise-free] [--noise-scale X]
- *                      [--verbose] [--points FILE] [--budget N] [--timing-n N]
+ *                      [--noise-scale-objective K X] [--verbose] [--points FILE] [--budget N]
+ *                      [--timing-n N]
  *   LIST: comma-separated of perovskite, branincurrin, dtlz2_2, dtlz2_3 (default all)
  *   --noise-free: the perovskite world without measurement noise (as BoTorch's noise-free row)
  *   --noise-scale X: the perovskite world with X times the specified noise
+ *   --noise-scale-objective K X: objective K's noise (0-based) times X on top of that (e.g.
+ *               "1 0": log10 T80 noise-free, PCE noisy), to see which objective's noise costs
  *   --budget N: N evaluations per loop instead of the problem's budget (initial design as
  *               specified, then rounds of 4; N <= 600)
  *   --timing-n N: times only the proposal at n = N (one of 20, 100, 500)
@@ -199,10 +202,11 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static double noise_scale = 1.0; /* --noise-free sets 0 */
-static FILE *points_out;         /* --points FILE: every evaluated point of every loop */
-static int budget_override;      /* --budget N: evaluations per loop instead of the problem's */
-static size_t timing_n;          /* --timing-n N: time only n = N (20, 100 or 500) */
+static double noise_scale = 1.0;                    /* --noise-free sets 0 */
+static double noise_scale_obj[3] = {1.0, 1.0, 1.0}; /* --noise-scale-objective */
+static FILE *points_out;    /* --points FILE: every evaluated point of every loop */
+static int budget_override; /* --budget N: evaluations per loop instead of the problem's */
+static size_t timing_n;     /* --timing-n N: time only n = N (20, 100 or 500) */
 
 static uint64_t splitmix64(uint64_t *state)
 {
@@ -301,7 +305,8 @@ static double run_loop(const struct problem *pb,
                 zs->n += k == 0;
             }
             for (size_t k = 0; k < m; k++) {
-                double f = ftrue[i * m + k] + noise_scale * pb->noise_sd[k] * gauss(&rng);
+                double f = ftrue[i * m + k] +
+                           noise_scale * noise_scale_obj[k] * pb->noise_sd[k] * gauss(&rng);
                 /* the planner is told values in the campaign's own sense */
                 y[k] = c.objectives[k].maximise ? -f : f;
             }
@@ -485,7 +490,15 @@ int main(int argc, char **argv)
             noise_scale = 0;
         else if (strcmp(argv[i], "--noise-scale") == 0 && i + 1 < argc)
             noise_scale = atof(argv[++i]);
-        else if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--noise-scale-objective") == 0 && i + 2 < argc) {
+            int k = atoi(argv[++i]);
+            double x = atof(argv[++i]);
+            if (k < 0 || k > 2 || !(x >= 0)) {
+                fprintf(stderr, "bench_planner: --noise-scale-objective K X: K in 0..2, X >= 0\n");
+                return 2;
+            }
+            noise_scale_obj[k] = x;
+        } else if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc)
             budget_override = atoi(argv[++i]);
         else if (strcmp(argv[i], "--timing-n") == 0 && i + 1 < argc)
             timing_n = (size_t)atoi(argv[++i]);
@@ -498,7 +511,8 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "usage: bench_planner [--problems LIST] [--seeds N] [--first-seed S] "
-                    "[--timing-reps R] [--no-timing] [--no-loops] [--noise-free] [--verbose] "
+                    "[--timing-reps R] [--no-timing] [--no-loops] [--noise-free] "
+                    "[--noise-scale X] [--noise-scale-objective K X] [--verbose] "
                     "[--points FILE] [--budget N] [--timing-n N]\n");
             return 2;
         }
