@@ -1817,6 +1817,15 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
     else
         store_rollback(e->store);
     json_decref(fit);
+    /* the objectives whose acquisition used the exploration model (planner.c) */
+    char explore[256] = "";
+    for (size_t k = 0, used = 0; k < c->c.n_objectives && ri.model_fitted; k++)
+        if (ri.explore_signal_var[k] > 0 && used < sizeof(explore))
+            used += (size_t)snprintf(explore + used,
+                                     sizeof(explore) - used,
+                                     "%s%s",
+                                     used ? ", " : "; wider exploration for ",
+                                     c->c.objectives[k].name);
     if (r == 0)
         event(e,
               c->id,
@@ -1824,12 +1833,13 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
               0,
               LOG_LVL_INFO,
               "round",
-              "round %d: %d experiments proposed (%s, %zu observations, hypervolume %.4g)%s",
+              "round %d: %d experiments proposed (%s, %zu observations, hypervolume %.4g%s)%s",
               round,
               q,
               ri.model_fitted ? "model" : "space-filling design",
               ri.n_obs,
               ri.hv,
+              explore,
               batch ? "; waiting for approval" : "");
 out:
     planner_free(&p);

@@ -102,6 +102,9 @@ def main():
     fits = doc["model_fits"]
     assert [f["round"] for f in fits] == [0, 1, 2], fits
     assert fits[2]["fit"]["model_fitted"] and len(fits[2]["fit"]["hyperparameters"]) == 2
+    for h in fits[2]["fit"]["hyperparameters"]:  # enough to rebuild each model and its exploration
+        assert h["additive_var"] >= 0 and h["explore_signal_var"] >= 0 and h["signal_var"] > 0, h
+        assert h["explore_signal_var"] == 0 or h["explore_signal_var"] > h["signal_var"], h
     assert len(fits[2]["fit"]["chosen"]) == 2 and len(fits[2]["fit"]["training"]) == 2
     # the model round records what the models expected of each proposal; design rounds do not
     assert all("predicted" not in ch for f in fits[:2] for ch in f["fit"]["chosen"]), fits[:2]
