@@ -1110,6 +1110,22 @@ place_taken(char occ[][LABCONF_NAME_MAX], const int64_t *who, int n, const char 
     return 0;
 }
 
+/* Appends to buf (size bytes, the first *used of them filled, *used < size) what fmt makes,
+ * as much of it as fits; buf stays terminated and *used < size. */
+static void buf_add(char *buf, size_t size, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void buf_add(char *buf, size_t size, size_t *used, const char *fmt, ...)
+{
+    if (*used + 1 >= size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf + *used, size - *used, fmt, ap);
+    va_end(ap);
+    if (w > 0)
+        *used += (size_t)w < size - *used ? (size_t)w : size - *used - 1;
+}
+
 /* How surprising a measured value y is against one objective's prediction {"mean", "sd",
  * "noise_sd"} (chosen_entry): z = (y - mean) / sqrt(sd^2 + noise_sd^2). Returns 0, or -1 when
  * the prediction is missing or has no spread. */
@@ -1141,23 +1157,19 @@ measured_summary(struct engine *e, struct camp *c, struct exp_view *v, char *buf
     json_t *pred = json_object_get(json_array_get(preds, 0), "predicted");
     size_t used = 0;
     buf[0] = '\0';
-    for (size_t k = 0; k < c->c.n_objectives && used < n; k++) {
+    for (size_t k = 0; k < c->c.n_objectives; k++) {
         const char *name = c->c.objectives[k].name;
         json_t *p = json_object_get(pred, name);
         double y = json_number_value(json_object_get(obj, name)), z;
-        int w = snprintf(buf + used, n - used, "%s%s %.4g", k > 0 ? ", " : "", name, y);
-        if (w > 0 && (size_t)w < n - used && prediction_z(p, y, &z) == 0) {
-            used += (size_t)w;
-            w = snprintf(buf + used,
-                         n - used,
-                         " (predicted %.4g +- %.2g, z %+.1f)",
-                         json_number_value(json_object_get(p, "mean")),
-                         json_number_value(json_object_get(p, "sd")),
-                         z);
-        }
-        if (w < 0)
-            break;
-        used += (size_t)w;
+        buf_add(buf, n, &used, "%s%s %.4g", k > 0 ? ", " : "", name, y);
+        if (prediction_z(p, y, &z) == 0)
+            buf_add(buf,
+                    n,
+                    &used,
+                    " (predicted %.4g +- %.2g, z %+.1f)",
+                    json_number_value(json_object_get(p, "mean")),
+                    json_number_value(json_object_get(p, "sd")),
+                    z);
     }
     json_decref(preds);
 }
@@ -1819,13 +1831,15 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
     json_decref(fit);
     /* the objectives whose acquisition used the exploration model (planner.c) */
     char explore[256] = "";
-    for (size_t k = 0, used = 0; k < c->c.n_objectives && ri.model_fitted; k++)
-        if (ri.explore_signal_var[k] > 0 && used < sizeof(explore))
-            used += (size_t)snprintf(explore + used,
-                                     sizeof(explore) - used,
-                                     "%s%s",
-                                     used ? ", " : "; wider exploration for ",
-                                     c->c.objectives[k].name);
+    size_t used = 0;
+    for (size_t k = 0; k < c->c.n_objectives && ri.model_fitted; k++)
+        if (ri.explore_signal_var[k] > 0)
+            buf_add(explore,
+                    sizeof(explore),
+                    &used,
+                    "%s%s",
+                    used ? ", " : "; wider exploration for ",
+                    c->c.objectives[k].name);
     if (r == 0)
         event(e,
               c->id,

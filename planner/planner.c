@@ -291,15 +291,14 @@ static double round_eval(const struct round *rd, const double *u, double *grad, 
     for (size_t k = 0; k < rd->m; k++) {
         /* the mean from the fitted model, the variance from the exploration model if any (then
          * the fitted model's O(n^2) variance is not computed) */
-        struct gp *gv = rd->gp_var[k] != NULL ? rd->gp_var[k] : rd->gp[k];
-        int own = gv == rd->gp[k];
+        const struct gp *gv = rd->gp_var[k];
         int r = gp_predict(rd->gp[k],
                            u,
                            &mu[k],
-                           own ? &var[k] : NULL,
+                           gv ? NULL : &var[k],
                            grad ? &dmu[k][0] : NULL,
-                           grad && own ? &dvar[k][0] : NULL);
-        if (r == 0 && !own)
+                           grad && !gv ? &dvar[k][0] : NULL);
+        if (r == 0 && gv)
             r = gp_predict(gv, u, NULL, &var[k], NULL, grad ? &dvar[k][0] : NULL);
         if (r != 0)
             return (double)NAN;
@@ -657,8 +656,11 @@ static int round_fit(struct round *rd,
         if (info) {
             info->hyper[k] = h;
             info->model_fitted = 1;
-            if (rd->gp_var[k] != NULL)
-                info->explore_signal_var[k] = EXPLORE_FLOOR * h.add_var;
+            if (rd->gp_var[k] != NULL) {
+                struct gp_hyper hx;
+                gp_get_hyper(rd->gp_var[k], &hx);
+                info->explore_signal_var[k] = hx.signal_var;
+            }
         }
     }
     free(yk);
