@@ -1407,6 +1407,23 @@ static int feed_planner(
     return r;
 }
 
+/* "; wider exploration for NAME, ..." for the objectives whose acquisition used the exploration
+ * model (planner.c), or "" (a suffix for the round's event). */
+static void
+explore_note(const struct camp *c, const struct planner_round_info *ri, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t k = 0; k < c->c.n_objectives && ri->model_fitted; k++)
+        if (ri->explore_signal_var[k] > 0)
+            buf_add(buf,
+                    size,
+                    &used,
+                    "%s%s",
+                    used ? ", " : "; wider exploration for ",
+                    c->c.objectives[k].name);
+}
+
 /* A proposal's entry in its round's fit record: experiment id, parameters, acquisition value,
  * source and, in a model round, the models' prediction {objective: {"mean", "sd", "noise_sd"}}
  * (sd: of the latent value; noise_sd: the measurement noise the model fitted). New reference. */
@@ -1829,17 +1846,8 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
     else
         store_rollback(e->store);
     json_decref(fit);
-    /* the objectives whose acquisition used the exploration model (planner.c) */
-    char explore[256] = "";
-    size_t used = 0;
-    for (size_t k = 0; k < c->c.n_objectives && ri.model_fitted; k++)
-        if (ri.explore_signal_var[k] > 0)
-            buf_add(explore,
-                    sizeof(explore),
-                    &used,
-                    "%s%s",
-                    used ? ", " : "; wider exploration for ",
-                    c->c.objectives[k].name);
+    char explore[256];
+    explore_note(c, &ri, explore, sizeof(explore));
     if (r == 0)
         event(e,
               c->id,
