@@ -2,11 +2,12 @@
  *
  *     labloop plan CAMPAIGN_FILE [--data OBS.csv] [--pending PENDING.csv] [--batch Q] [--seed S]
  *
- * Reads the campaign, the finished experiments (parameters then objectives) and the pending
- * ones (parameters only), replays them into a planner (planner/planner.h) and prints exactly
- * Q proposals as CSV: a header of parameter names, then Q rows (integers as integers, other
- * values with 10 significant digits, more if 10 would cross a bound). Q defaults to the
- * campaign's batch, S to its seed. Deterministic for a given input. --explain FILE also writes,
+ * Reads the campaign, the finished experiments (parameters then objectives; a computed
+ * objective's column may be left out, and where it is given it must match its expression)
+ * and the pending ones (parameters only), replays them into a planner (planner/planner.h)
+ * and prints exactly Q proposals as CSV: a header of parameter names, then Q rows (integers as
+ * integers, other values with 10 significant digits, more if 10 would cross a bound). Q defaults to
+ * the campaign's batch, S to its seed. Deterministic for a given input. --explain FILE also writes,
  * for the same Q rows in the same order, why each was proposed: the parameters, its source
  * (design or model), the acquisition value, and per objective the models' predicted value and
  * standard deviation (empty for design points without a model); standard output is unchanged.
@@ -21,6 +22,7 @@
 #include "planner/planner.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,20 +54,58 @@ static int parse_count(const char *s, unsigned long long max, unsigned long long
     return 0;
 }
 
-/* Feeds a CSV file to the planner: observations (with_objectives) or pending points. */
+/* A computed objective's value given in OBS.csv must match its expression to this relative
+ * tolerance (of max(1, |value|); values rounded to 5 significant digits pass): the column is
+ * optional, and when it is there it must not silently disagree with the campaign file (a
+ * changed formula, a shifted column). */
+#define COMPUTED_TOL 1e-4
+
+/* Checks the computed objectives' values of one OBS.csv row (NaN: column absent) against
+ * their expressions; returns 0 or -EINVAL with a message. */
+static int
+check_computed(const struct campaign *c, const double *x, const double *y, struct ll_error *err)
+{
+    for (size_t k = 0; k < c->n_objectives; k++) {
+        double v;
+        if (!campaign_objective_computed(c, k) || isnan(y[k]))
+            continue;
+        int r = campaign_objective_eval(c, k, x, &v, err);
+        if (r != 0)
+            return r;
+        if (fabs(y[k] - v) > COMPUTED_TOL * fmax(1.0, fabs(v)))
+            return ll_error_set(err,
+                                -EINVAL,
+                                "column '%s' is %.10g but its expression gives %.10g (a computed "
+                                "objective is evaluated, not read: leave the column out or make "
+                                "it match)",
+                                c->objectives[k].name,
+                                y[k],
+                                v);
+    }
+    return 0;
+}
+
+/* Feeds a CSV file to the planner: observations (with_objectives) or pending points. The
+ * observations' columns: the parameters, the measured objectives, and optionally the computed
+ * ones (checked by check_computed). */
 static int feed(struct planner *p, const char *path, int with_objectives)
 {
     const struct campaign *c = planner_campaign(p);
     const char *names[CAMPAIGN_MAX_PARAMS + CAMPAIGN_MAX_OBJECTIVES];
-    size_t n = 0;
+    size_t col_of[CAMPAIGN_MAX_OBJECTIVES]; /* objective k's column */
+    size_t n = 0, n_opt = 0;
     for (size_t j = 0; j < c->n_params; j++)
         names[n++] = c->params[j].name;
-    if (with_objectives)
+    for (int computed = 0; computed <= 1 && with_objectives; computed++)
         for (size_t k = 0; k < c->n_objectives; k++)
-            names[n++] = c->objectives[k].name;
+            if (campaign_objective_computed(c, k) == computed) {
+                col_of[k] = n;
+                names[n++] = c->objectives[k].name;
+                n_opt += (size_t)computed;
+            }
     struct obs_csv t;
     struct ll_error err;
-    int r = obs_csv_read_file(path, names, n, &t, &err);
+    int r = obs_csv_read_file(path, names, n, n_opt, &t, &err);
     if (r != 0) {
         fprintf(stderr, "labloop plan: %s\n", err.msg);
         return r == -ENOMEM ? CMD_EXIT_FAILED : CMD_EXIT_USAGE;
@@ -73,8 +113,16 @@ static int feed(struct planner *p, const char *path, int with_objectives)
     int rc = CMD_EXIT_OK;
     for (size_t i = 0; i < t.n_rows && rc == CMD_EXIT_OK; i++) {
         const double *row = t.values + i * n;
-        r = with_objectives ? planner_tell(p, row, row + c->n_params, &err)
-                            : planner_add_pending(p, row, &err);
+        double y[CAMPAIGN_MAX_OBJECTIVES];
+        for (size_t k = 0; k < c->n_objectives && with_objectives; k++)
+            y[k] = row[col_of[k]];
+        if (with_objectives) {
+            r = check_computed(c, row, y, &err);
+            if (r == 0)
+                r = planner_tell(p, row, y, &err);
+        } else {
+            r = planner_add_pending(p, row, &err);
+        }
         if (r != 0) {
             fprintf(stderr, "labloop plan: %s:%zu: %s\n", path, t.line[i], err.msg);
             rc = r == -ENOMEM ? CMD_EXIT_FAILED : CMD_EXIT_USAGE;

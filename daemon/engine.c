@@ -326,8 +326,11 @@ camp_load(struct engine *e, int64_t id, const char *text, const char *source, st
         r = recipe_parse(text, source, &c->c, &c->r, err);
     if (r < 0)
         return r;
-    /* every objective must say which measurement field feeds it */
+    /* every measured objective must say which measurement field feeds it (a computed one
+     * is evaluated from the experiment's parameters when its measurements are in) */
     for (size_t i = 0; i < c->c.n_objectives; i++) {
+        if (campaign_objective_computed(&c->c, i))
+            continue;
         const char *from = c->c.objectives[i].from;
         const char *dot = strchr(from, '.');
         char kind[16];
@@ -1174,6 +1177,24 @@ measured_summary(struct engine *e, struct camp *c, struct exp_view *v, char *buf
     json_decref(preds);
 }
 
+/* The computed objectives' values of an experiment (JSON with "params"), evaluated from its
+ * parameters (planner/campaign.h); other entries of ret are left alone. Returns 0 or -EINVAL
+ * with the expression's problem in err. */
+static int exp_computed(const struct camp *c, json_t *exp, double *ret, struct ll_error *err)
+{
+    double x[CAMPAIGN_MAX_PARAMS];
+    json_t *params = json_object_get(exp, "params");
+    for (size_t j = 0; j < c->c.n_params; j++)
+        x[j] = json_number_value(json_object_get(params, c->c.params[j].name));
+    for (size_t k = 0; k < c->c.n_objectives; k++)
+        if (campaign_objective_computed(&c->c, k)) {
+            int r = campaign_objective_eval(&c->c, k, x, &ret[k], err);
+            if (r != 0)
+                return r;
+        }
+    return 0;
+}
+
 /* An experiment whose steps have all ended: measured or failed. Also: after a failure,
  * skip the remaining steps and bring the sample back to the rack. */
 static void exp_settle(struct engine *e, struct camp *c, struct exp_view *v)
@@ -1238,7 +1259,8 @@ static void exp_settle(struct engine *e, struct camp *c, struct exp_view *v)
     } else {
         json_t *obj = json_object_get(v->exp, "objectives");
         for (size_t k = 0; k < c->c.n_objectives; k++)
-            if (!json_is_number(json_object_get(obj, c->c.objectives[k].name))) {
+            if (!campaign_objective_computed(&c->c, k) &&
+                !json_is_number(json_object_get(obj, c->c.objectives[k].name))) {
                 to = STORE_EXP_FAILED;
                 snprintf(reason,
                          sizeof(reason),
@@ -1247,7 +1269,21 @@ static void exp_settle(struct engine *e, struct camp *c, struct exp_view *v)
                 break;
             }
     }
+    double computed[CAMPAIGN_MAX_OBJECTIVES];
+    if (to == STORE_EXP_MEASURED && exp_computed(c, v->exp, computed, &err) != 0) {
+        to = STORE_EXP_FAILED;
+        snprintf(reason, sizeof(reason), "%s", err.msg);
+    }
     int r = store_begin(e->store, &err);
+    for (size_t k = 0; k < c->c.n_objectives && r == 0 && to == STORE_EXP_MEASURED; k++) {
+        if (!campaign_objective_computed(&c->c, k))
+            continue;
+        /* the stored value's provenance: no measurement, the expression as its "analysis" */
+        char how[CAMPAIGN_EXPR_MAX + 8];
+        snprintf(how, sizeof(how), "expr: %s", c->c.objectives[k].expr);
+        r = store_objective_put(
+            e->store, v->id, c->c.objectives[k].name, computed[k], 0, how, &err);
+    }
     if (r == 0)
         r = store_experiment_set_state(e->store, v->id, to, reason[0] ? reason : NULL, &err);
     if (r == 0)
@@ -1257,6 +1293,10 @@ static void exp_settle(struct engine *e, struct camp *c, struct exp_view *v)
         log_line(LOG_LVL_ERR, "exp=%lld: %s", (long long)v->id, err.msg);
         return;
     }
+    json_t *obj = json_object_get(v->exp, "objectives");
+    for (size_t k = 0; k < c->c.n_objectives && to == STORE_EXP_MEASURED && obj; k++)
+        if (campaign_objective_computed(&c->c, k))
+            json_object_set_new(obj, c->c.objectives[k].name, json_real(computed[k]));
     if (to == STORE_EXP_MEASURED)
         measured_summary(e, c, v, reason, sizeof(reason));
     event(e,
@@ -1499,6 +1539,16 @@ fit_record(const struct camp *c, int round, const struct planner_round_info *rip
     if (ri.model_fitted) {
         json_t *hyp = json_array();
         for (size_t k = 0; k < no; k++) {
+            if (campaign_objective_computed(&c->c, k)) {
+                /* no model: the value is the expression's */
+                json_array_append_new(hyp,
+                                      json_pack("{s:s,s:s}",
+                                                "objective",
+                                                c->c.objectives[k].name,
+                                                "expr",
+                                                c->c.objectives[k].expr));
+                continue;
+            }
             json_t *ls = json_array();
             for (size_t d = 0; d < ri.hyper[k].d; d++)
                 json_array_append_new(ls, json_real(ri.hyper[k].length_scale[d]));
@@ -2459,6 +2509,8 @@ model_check_json(struct engine *e, const struct campaign *c, int64_t cid, json_t
         double z[CAMPAIGN_MAX_OBJECTIVES] = {0};
         int ok = exp_obj != NULL;
         for (size_t k = 0; k < m && ok; k++) {
+            if (campaign_objective_computed(c, k))
+                continue; /* known exactly: nothing to check */
             const char *name = c->objectives[k].name;
             json_t *y = json_object_get(exp_obj, name);
             ok = json_is_number(y) &&
@@ -2477,15 +2529,16 @@ model_check_json(struct engine *e, const struct campaign *c, int64_t cid, json_t
     json_decref(measured);
     json_t *objs = json_object();
     for (size_t k = 0; k < m && n > 0; k++)
-        json_object_set_new(objs,
-                            c->objectives[k].name,
-                            json_pack("{s:I,s:f,s:f}",
-                                      "within_2sd",
-                                      (json_int_t)within[k],
-                                      "mean_z",
-                                      sum[k] / (double)n,
-                                      "rms_z",
-                                      sqrt(sum2[k] / (double)n)));
+        if (!campaign_objective_computed(c, k))
+            json_object_set_new(objs,
+                                c->objectives[k].name,
+                                json_pack("{s:I,s:f,s:f}",
+                                          "within_2sd",
+                                          (json_int_t)within[k],
+                                          "mean_z",
+                                          sum[k] / (double)n,
+                                          "rms_z",
+                                          sqrt(sum2[k] / (double)n)));
     return json_pack("{s:I,s:o}", "n", (json_int_t)n, "objectives", objs);
 }
 

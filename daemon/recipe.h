@@ -30,7 +30,8 @@
  * expected_s (simulated or real seconds of the instrument's work) is required.
  *
  * Values: a number, or a string that is an expression when it contains "${" or starts with
- * "=": numbers, ${name} (a campaign parameter), + - * / and parentheses, unary minus. Other
+ * "=": numbers, ${name} (a campaign parameter), + - * / and parentheses, unary minus
+ * (common/ll_expr.h). Other
  * strings (place names, kinds) stay strings. Every expression is checked at load by
  * expanding the recipe at the centre of the search space; errors name the file and line.
  */
@@ -47,16 +48,6 @@
 #define RECIPE_MAX_TARGETS 4
 
 struct recipe;
-
-/* Evaluates an arithmetic expression (the grammar above; "${name}" looks name up in
- * names[0..n)). Returns 0 and the value, or -EINVAL with "column C: problem" in reterr
- * (unknown name, syntax, division by zero, non-finite result). */
-int recipe_expr_eval(const char *text,
-                     const char *const *names,
-                     const double *values,
-                     size_t n,
-                     double *ret_value,
-                     struct ll_error *reterr);
 
 /* Reads the daemon keys (recipe, approval, target) of the campaign text (libconfig) and
  * checks them against the parsed campaign c (parameter and objective names). source names

@@ -7,6 +7,8 @@
  */
 #include "planner/campaign.h"
 
+#include "common/ll_expr.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
@@ -32,7 +34,7 @@ static const char *const campaign_keys[] = {"name",
                                             "constraints",
                                             "recipe"};
 static const char *const param_keys[] = {"name", "low", "high", "unit", "integer", "levels"};
-static const char *const objective_keys[] = {"name", "goal", "ref", "from"};
+static const char *const objective_keys[] = {"name", "goal", "ref", "from", "expr"};
 static const char *const constraint_keys[] = {"coef", "le", "ge", "eq"};
 static const char *const acquisitions[] = {"ehvi", "ei", "ucb", "pi", "uncertainty", "random"};
 
@@ -309,6 +311,22 @@ load_param(const struct loader *ld, const config_setting_t *s, size_t index, str
     return 0;
 }
 
+/* Objective o's expression at the parameter values x (c's parameters name the values). */
+static int expr_eval(const struct campaign *c,
+                     const struct campaign_objective *o,
+                     const double *x,
+                     double *ret_value,
+                     struct ll_error *reterr)
+{
+    const char *names[CAMPAIGN_MAX_PARAMS];
+    for (size_t j = 0; j < c->n_params; j++)
+        names[j] = c->params[j].name;
+    int r = ll_expr_eval(o->expr, names, x, c->n_params, ret_value, reterr);
+    if (r != 0)
+        ll_error_prefix(reterr, "objective '%s'", o->name);
+    return r;
+}
+
 static int
 load_objective(const struct loader *ld, const config_setting_t *s, size_t index, struct campaign *c)
 {
@@ -350,7 +368,26 @@ load_objective(const struct loader *ld, const config_setting_t *s, size_t index,
         return r;
     if (!found)
         return fail(ld, s, "%s: missing 'ref' (the reference point)", what);
-    return get_string(ld, s, "from", what, o->from, sizeof(o->from), &found);
+    if ((r = get_string(ld, s, "from", what, o->from, sizeof(o->from), &found)) != 0)
+        return r;
+    if ((r = get_string(ld, s, "expr", what, o->expr, sizeof(o->expr), &found)) != 0)
+        return r;
+    if (!found)
+        return 0;
+    const config_setting_t *em = config_setting_get_member(s, "expr");
+    if (o->expr[0] == '\0')
+        return fail(ld, em, "%s: 'expr' is empty", what);
+    if (o->from[0] != '\0')
+        return fail(
+            ld, em, "%s: give either 'from' (measured) or 'expr' (computed), not both", what);
+    /* the expression must evaluate at the centre of the box (names, syntax) */
+    double centre[CAMPAIGN_MAX_PARAMS], v;
+    struct ll_error e;
+    for (size_t j = 0; j < c->n_params; j++)
+        centre[j] = 0.5 * (c->params[j].low + c->params[j].high);
+    if (expr_eval(c, o, centre, &v, &e) != 0)
+        return fail(ld, em, "%s at the centre of the box", e.msg);
+    return 0;
 }
 
 static int load_constraint(const struct loader *ld,
@@ -500,6 +537,14 @@ static int load_tree(const struct loader *ld, const config_t *cfg, struct campai
                        load_constraint,
                        c)) != 0)
         return r;
+    size_t n_measured = 0;
+    for (size_t k = 0; k < c->n_objectives; k++)
+        n_measured += !campaign_objective_computed(c, k);
+    if (n_measured == 0)
+        return fail(ld,
+                    config_setting_get_member(g, "objectives"),
+                    "campaign: every objective is computed ('expr'); at least one must be "
+                    "measured");
     if ((r = load_counts(ld, g, c)) != 0)
         return r;
     snprintf(c->acquisition, sizeof(c->acquisition), "ehvi");
@@ -589,6 +634,19 @@ int campaign_param_index(const struct campaign *c, const char *name)
         if (strcmp(c->params[i].name, name) == 0)
             return (int)i;
     return -1;
+}
+
+int campaign_objective_computed(const struct campaign *c, size_t k)
+{
+    return k < c->n_objectives && c->objectives[k].expr[0] != '\0';
+}
+
+int campaign_objective_eval(
+    const struct campaign *c, size_t k, const double *x, double *ret_value, struct ll_error *reterr)
+{
+    if (!campaign_objective_computed(c, k))
+        return ll_error_set(reterr, -EINVAL, "objective %zu is not computed", k);
+    return expr_eval(c, &c->objectives[k], x, ret_value, reterr);
 }
 
 int campaign_objective_index(const struct campaign *c, const char *name)

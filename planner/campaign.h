@@ -8,10 +8,19 @@
  *       acquisition = "ehvi";            # ehvi | ei | ucb | pi | uncertainty | random
  *       parameters = ( { name = "fa"; low = 0.10; high = 1.00; unit = "";
  *                        integer = false; levels = [ ... ]; }, ... );
- *       objectives = ( { name = "pce_pct"; goal = "max"; ref = 10.0; from = "jv.pce_pct"; } );
+ *       objectives = ( { name = "pce_pct"; goal = "max"; ref = 10.0; from = "jv.pce_pct"; },
+ *                      { name = "cost"; goal = "min"; ref = 5.0;
+ *                        expr = "2.0 + 30 * ${cs} + 0.05 * ${anneal_min}"; } );
  *       constraints = ( { coef = { fa = 1.0; cs = 1.0; }; le = 1.0; } );   # or eq = ...
  *       recipe = ( ... );                 # daemon only; a file without it is a pure plan
  *     };
+ *
+ * An objective is measured (`from` names the measurement field that feeds it; the daemon needs
+ * it, `labloop plan` does not) or computed from the parameters (`expr`: an arithmetic
+ * expression of ${parameter} values, common/ll_expr.h — a cost, a time, an amount of a scarce
+ * material). A computed objective is known exactly for every candidate: the planner evaluates
+ * it instead of modelling it (campaign_objective_eval). At least one objective must be
+ * measured, and an expression must evaluate at the centre of the box.
  *
  * A parameter has either low/high (and optionally integer = true) or levels, its allowed values:
  * `levels = [ 80.0, 100.0, 150.0 ]` (a libconfig array holds one type: write all as floats or
@@ -39,6 +48,7 @@
 #define CAMPAIGN_MAX_CONSTRAINTS 8
 #define CAMPAIGN_MAX_LEVELS 64
 #define CAMPAIGN_NAME_MAX 64
+#define CAMPAIGN_EXPR_MAX 256
 #define CAMPAIGN_MAX_BATCH 64      /* batch: 1 .. this */
 #define CAMPAIGN_MAX_BUDGET 100000 /* budget: 1 .. this; initial: 1 .. budget */
 
@@ -62,6 +72,8 @@ struct campaign_objective {
     int maximise;                 /* 1 for goal = "max", 0 for "min" */
     double ref;                   /* reference point (objective's own units, finite) */
     char from[CAMPAIGN_NAME_MAX]; /* measurement field feeding it ("jv.pce_pct"), or "" */
+    char expr[CAMPAIGN_EXPR_MAX]; /* computed from the parameters: the expression; "" when
+                                     measured */
 };
 
 /* sum_j coef[j] * x_j  <= rhs  (equality == 0)  or  == rhs (equality == 1), in the
@@ -99,6 +111,18 @@ int campaign_load_string(const char *text,
                          const char *name_for_errors,
                          struct campaign *ret,
                          struct ll_error *reterr);
+
+/* Value of computed objective k (objectives[k].expr not empty) at the parameter values x
+ * (n_params values, their own units). Returns 0, or -EINVAL with "objective 'NAME': expression
+ * '...': column C: problem" in reterr (not computed, division by zero, non-finite result). */
+int campaign_objective_eval(const struct campaign *c,
+                            size_t k,
+                            const double *x,
+                            double *ret_value,
+                            struct ll_error *reterr);
+
+/* 1 when objective k is computed from the parameters (has an `expr`). */
+int campaign_objective_computed(const struct campaign *c, size_t k);
 
 /* Index of the parameter or objective called name, or -1. */
 int campaign_param_index(const struct campaign *c, const char *name);

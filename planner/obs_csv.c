@@ -68,6 +68,7 @@ static int parse_header(const char *line,
                         const char *name,
                         const char *const *columns,
                         size_t n_columns,
+                        size_t n_optional,
                         struct obs_csv *t,
                         struct ll_error *reterr)
 {
@@ -100,9 +101,13 @@ static int parse_header(const char *line,
         seen[j] = 1;
         t->col_pos[j] = i;
     }
-    for (size_t j = 0; j < n_columns; j++)
-        if (!seen[j])
+    for (size_t j = 0; j < n_columns; j++) {
+        if (!seen[j] && j < n_columns - n_optional)
             return ll_error_set(reterr, -EINVAL, "%s:1: missing column '%s'", name, columns[j]);
+        if (!seen[j])
+            t->col_pos[j] = OBS_CSV_ABSENT;
+    }
+    t->n_fields = n;
     return 0;
 }
 
@@ -116,19 +121,23 @@ static int parse_row(const char *line,
                      struct ll_error *reterr)
 {
     struct field f[OBS_CSV_MAX_COLUMNS];
-    size_t n = split(line, len, f, t->n_cols);
+    size_t n = split(line, len, f, t->n_fields);
     char buf[64], num[OBS_CSV_MAX_FIELD + 1];
-    if (n == (size_t)-1 || n != t->n_cols)
+    if (n == (size_t)-1 || n != t->n_fields)
         return ll_error_set(reterr,
                             -EINVAL,
                             "%s:%zu:1: %s fields, the header has %zu",
                             name,
                             lineno,
-                            n == (size_t)-1 ? "too many"
-                            : n < t->n_cols ? "too few"
-                                            : "",
-                            t->n_cols);
+                            n == (size_t)-1   ? "too many"
+                            : n < t->n_fields ? "too few"
+                                              : "",
+                            t->n_fields);
     for (size_t j = 0; j < t->n_cols; j++) {
+        if (t->col_pos[j] == OBS_CSV_ABSENT) {
+            row[j] = (double)NAN;
+            continue;
+        }
         const struct field *fj = &f[t->col_pos[j]];
         show(fj, buf, sizeof(buf));
         if (fj->len == 0)
@@ -180,6 +189,7 @@ int obs_csv_parse(const char *text,
                   const char *name,
                   const char *const *columns,
                   size_t n_columns,
+                  size_t n_optional,
                   struct obs_csv *ret,
                   struct ll_error *reterr)
 {
@@ -189,7 +199,7 @@ int obs_csv_parse(const char *text,
     memset(&t, 0, sizeof(t));
     memset(ret, 0, sizeof(*ret));
     ll_error_clear(reterr);
-    if (n_columns < 1 || n_columns > OBS_CSV_MAX_COLUMNS)
+    if (n_columns < 1 || n_columns > OBS_CSV_MAX_COLUMNS || n_optional >= n_columns)
         return ll_error_set(reterr, -EINVAL, "%s: bad number of columns", name);
     t.n_cols = n_columns;
     while (pos < len) {
@@ -208,7 +218,7 @@ int obs_csv_parse(const char *text,
             if (lineno != 1)
                 return ll_error_set(
                     reterr, -EINVAL, "%s:1: the first line must be the header", name);
-            if ((r = parse_header(line, l, name, columns, n_columns, &t, reterr)) != 0)
+            if ((r = parse_header(line, l, name, columns, n_columns, n_optional, &t, reterr)) != 0)
                 goto fail;
             have_header = 1;
             continue;
@@ -246,6 +256,7 @@ fail:
 int obs_csv_read_file(const char *path,
                       const char *const *columns,
                       size_t n_columns,
+                      size_t n_optional,
                       struct obs_csv *ret,
                       struct ll_error *reterr)
 {
@@ -277,7 +288,7 @@ int obs_csv_read_file(const char *path,
         r = ll_error_set(reterr, -EIO, "%s: read error", path);
         goto out;
     }
-    r = obs_csv_parse(buf ? buf : "", len, path, columns, n_columns, ret, reterr);
+    r = obs_csv_parse(buf ? buf : "", len, path, columns, n_columns, n_optional, ret, reterr);
 out:
     free(buf);
     fclose(f);

@@ -159,6 +159,12 @@ int planner_new(const struct campaign *c, struct planner **ret, struct ll_error 
                             "%zu; use ehvi)",
                             c->acquisition,
                             c->n_objectives);
+    size_t n_measured = 0;
+    for (size_t k = 0; k < c->n_objectives; k++)
+        n_measured += !campaign_objective_computed(c, k);
+    if (n_measured == 0)
+        return ll_error_set(
+            reterr, -EINVAL, "every objective is computed from the parameters: nothing to learn");
     if (kind == ACQ_EHVI && c->n_objectives > 3)
         return ll_error_set(reterr,
                             -EINVAL,
@@ -226,15 +232,23 @@ int planner_tell(struct planner *p, const double *x, const double *y, struct ll_
     int r = check_x(p, x, reterr);
     if (r != 0)
         return r;
-    for (size_t k = 0; k < m; k++)
+    double yc[CAMPAIGN_MAX_OBJECTIVES];
+    for (size_t k = 0; k < m; k++) {
+        if (campaign_objective_computed(&p->c, k)) {
+            if ((r = campaign_objective_eval(&p->c, k, x, &yc[k], reterr)) != 0)
+                return r;
+            continue;
+        }
+        yc[k] = y[k];
         if (!isfinite(y[k]))
             return ll_error_set(
                 reterr, -EINVAL, "objective '%s' is not a finite number", p->c.objectives[k].name);
+    }
     if (grow(&p->obs_x, &p->cap_obs_x, p->n_obs + 1, d) != 0 ||
         grow(&p->obs_y, &p->cap_obs_y, p->n_obs + 1, m) != 0)
         return ll_error_set(reterr, -ENOMEM, "out of memory");
     memcpy(p->obs_x + p->n_obs * d, x, d * sizeof(double));
-    memcpy(p->obs_y + p->n_obs * m, y, m * sizeof(double));
+    memcpy(p->obs_y + p->n_obs * m, yc, m * sizeof(double));
     p->n_obs++;
     return 0;
 }
@@ -280,6 +294,80 @@ static int design_points(
     return r;
 }
 
+/* Computed objective k at u (unit cube), minimisation form; 0 or -EDOM where its expression
+ * cannot be evaluated. */
+static int computed_value(const struct planner *p, size_t k, const double *u, double *ret)
+{
+    double x[CAMPAIGN_MAX_PARAMS];
+    space_from_unit(&p->s, u, x);
+    if (campaign_objective_eval(&p->c, k, x, ret, NULL) != 0)
+        return -EDOM;
+    if (p->c.objectives[k].maximise)
+        *ret = -*ret;
+    return 0;
+}
+
+/* The "prediction" of computed objective k: its value, variance 0, and (dmu not NULL) the
+ * gradient by central differences over the continuous coordinates (one-sided at a bound;
+ * 0 for the others). */
+#define COMPUTED_STEP 1e-6
+static int computed_predict(const struct planner *p,
+                            size_t k,
+                            const double *u,
+                            double *ret_mean,
+                            double *ret_var,
+                            double *ret_dmean,
+                            double *ret_dvar)
+{
+    size_t d = p->s.d;
+    if (computed_value(p, k, u, ret_mean) != 0)
+        return -EDOM;
+    if (ret_var)
+        *ret_var = 0;
+    for (size_t j = 0; j < d && (ret_dmean || ret_dvar); j++) {
+        if (ret_dvar)
+            ret_dvar[j] = 0;
+        if (!ret_dmean)
+            continue;
+        ret_dmean[j] = 0;
+        if (p->s.kind[j] != CAMPAIGN_PARAM_CONTINUOUS)
+            continue;
+        double t[CAMPAIGN_MAX_PARAMS], lo, hi;
+        memcpy(t, u, d * sizeof(double));
+        double a = u[j] - COMPUTED_STEP < 0 ? 0 : u[j] - COMPUTED_STEP;
+        double b = u[j] + COMPUTED_STEP > 1 ? 1 : u[j] + COMPUTED_STEP;
+        t[j] = a;
+        int r = computed_value(p, k, t, &lo);
+        t[j] = b;
+        if (r != 0 || computed_value(p, k, t, &hi) != 0)
+            return -EDOM;
+        ret_dmean[j] = (hi - lo) / (b - a);
+    }
+    return 0;
+}
+
+/* Objective k's prediction at u: the GP's (gp[k]; the variance from gp_var[k] when there is
+ * an exploration model, then the fitted model's O(n^2) variance is not computed), or the
+ * computed objective's value (gp[k] NULL). Returns 0 or a negative code. */
+static int objective_predict(const struct planner *p,
+                             struct gp *const *gp,
+                             struct gp *const *gp_var,
+                             size_t k,
+                             const double *u,
+                             double *ret_mean,
+                             double *ret_var,
+                             double *ret_dmean,
+                             double *ret_dvar)
+{
+    if (gp[k] == NULL)
+        return computed_predict(p, k, u, ret_mean, ret_var, ret_dmean, ret_dvar);
+    const struct gp *gv = gp_var ? gp_var[k] : NULL;
+    int r = gp_predict(gp[k], u, ret_mean, gv ? NULL : ret_var, ret_dmean, gv ? NULL : ret_dvar);
+    if (r == 0 && gv && (ret_var || ret_dvar))
+        r = gp_predict(gv, u, NULL, ret_var, NULL, ret_dvar);
+    return r;
+}
+
 /* Acquisition value at u (unit cube, feasible) and, if grad is not NULL, its gradient over
  * the continuous coordinates (0 for fixed ones). *ret_var_sum gets sum_k var_k/scale_k. */
 static double round_eval(const struct round *rd, const double *u, double *grad, double *ret_var_sum)
@@ -288,21 +376,17 @@ static double round_eval(const struct round *rd, const double *u, double *grad, 
     double dmu[CAMPAIGN_MAX_OBJECTIVES][CAMPAIGN_MAX_PARAMS];
     double dvar[CAMPAIGN_MAX_OBJECTIVES][CAMPAIGN_MAX_PARAMS];
     double da_dmu[CAMPAIGN_MAX_OBJECTIVES], da_dvar[CAMPAIGN_MAX_OBJECTIVES];
-    for (size_t k = 0; k < rd->m; k++) {
-        /* the mean from the fitted model, the variance from the exploration model if any (then
-         * the fitted model's O(n^2) variance is not computed) */
-        const struct gp *gv = rd->gp_var[k];
-        int r = gp_predict(rd->gp[k],
-                           u,
-                           &mu[k],
-                           gv ? NULL : &var[k],
-                           grad ? &dmu[k][0] : NULL,
-                           grad && !gv ? &dvar[k][0] : NULL);
-        if (r == 0 && gv)
-            r = gp_predict(gv, u, NULL, &var[k], NULL, grad ? &dvar[k][0] : NULL);
-        if (r != 0)
+    for (size_t k = 0; k < rd->m; k++)
+        if (objective_predict(rd->p,
+                              rd->gp,
+                              rd->gp_var,
+                              k,
+                              u,
+                              &mu[k],
+                              &var[k],
+                              grad ? &dmu[k][0] : NULL,
+                              grad ? &dvar[k][0] : NULL) != 0)
             return (double)NAN;
-    }
     if (ret_var_sum) {
         *ret_var_sum = 0;
         for (size_t k = 0; k < rd->m; k++)
@@ -486,12 +570,19 @@ static int front_add(struct round *rd, const double *y)
     return 0;
 }
 
-/* Conditions every GP on its mean at u and adds the mean vector to the front. */
+/* Conditions every GP on its mean at u and adds the mean vector (computed objectives: their
+ * values) to the front. Returns 0 or -ENOMEM; a point where a computed objective cannot be
+ * evaluated is left out of the fantasies. */
 static int round_fantasise(struct round *rd, const double *u)
 {
-    double mu[CAMPAIGN_MAX_OBJECTIVES], var;
+    double mu[CAMPAIGN_MAX_OBJECTIVES];
+    for (size_t k = 0; k < rd->m; k++)
+        if (rd->gp[k] == NULL && computed_value(rd->p, k, u, &mu[k]) != 0)
+            return 0;
     for (size_t k = 0; k < rd->m; k++) {
-        if (gp_predict(rd->gp[k], u, &mu[k], &var, NULL, NULL) != 0)
+        if (rd->gp[k] == NULL)
+            continue;
+        if (gp_predict(rd->gp[k], u, &mu[k], NULL, NULL, NULL) != 0)
             return -ENOMEM;
         int r = gp_add_observation(rd->gp[k], u, mu[k]);
         if (r == -ENOMEM)
@@ -622,6 +713,11 @@ static int round_fit(struct round *rd,
         return ll_error_set(reterr, -ENOMEM, "out of memory");
     int r = 0;
     for (size_t k = 0; k < m && r == 0; k++) {
+        if (campaign_objective_computed(&p->c, k)) {
+            /* known exactly: no model (gp[k] stays NULL), variance 0 */
+            rd->y_std[k] = rd->var_scale[k] = rd->var_mult[k] = 1.0;
+            continue;
+        }
         struct gp_options opt;
         gp_options_default(&opt);
         opt.seed = p->c.seed * 1000003ul + n * 31ul + k;
@@ -754,8 +850,8 @@ static void predict_points(const struct planner *p,
         int ok = 1;
         for (size_t k = 0; k < m && ok; k++) {
             double mu, var;
-            ok = gp_predict(gp[k], u + i * d, &mu, &var, NULL, NULL) == 0 && isfinite(mu) &&
-                 isfinite(var);
+            ok = objective_predict(p, gp, NULL, k, u + i * d, &mu, &var, NULL, NULL) == 0 &&
+                 isfinite(mu) && isfinite(var);
             pt->pred_mean[k] = p->c.objectives[k].maximise ? -mu : mu;
             pt->pred_sd[k] = sqrt(var > 0 ? var : 0);
         }
@@ -808,7 +904,7 @@ static int ask_model(struct planner *p,
     if (r != 0)
         goto out;
     for (size_t k = 0; k < m && ret_points; k++)
-        if ((fitted[k] = gp_clone(rd.gp[k])) == NULL) {
+        if (rd.gp[k] != NULL && (fitted[k] = gp_clone(rd.gp[k])) == NULL) {
             r = ll_error_set(reterr, -ENOMEM, "out of memory");
             goto out;
         }

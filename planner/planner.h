@@ -24,6 +24,11 @@
  *   Integer and level parameters are rounded before a value is evaluated, so the value
  *   reported is that of the point returned; bounds and linear constraints always hold.
  *
+ * Computed objectives (campaign.objectives[k].expr, see campaign.h) are not modelled: the
+ * planner evaluates their expression wherever a model would predict (mean = the value,
+ * variance 0, gradient by central differences), so EHVI trades the measured objectives
+ * against an exactly known one; planner_tell computes their values itself.
+ *
  * Scale: meant for up to a few thousand observations. Beyond 1000 the GPs are fitted on a
  * deterministic subset of 1000 (the non-dominated ones first), since a fit costs O(n^3).
  *
@@ -43,13 +48,16 @@ struct planner; /* opaque */
 
 /* Makes a planner for campaign c (copied). Returns 0, or -EINVAL with a message when the
  * campaign cannot be planned (an acquisition that does not fit the number of objectives:
- * ei/pi/ucb need one objective, ehvi one to three), or -ENOMEM. Free with planner_free(). */
+ * ei/pi/ucb need one objective, ehvi one to three; no measured objective), or -ENOMEM. Free
+ * with planner_free(). */
 int planner_new(const struct campaign *c, struct planner **ret, struct ll_error *reterr);
 
 /* Records one finished experiment: x holds n_params values in the parameters' units, y
- * n_objectives measured values in the objectives' units. Returns 0, or -EINVAL with a
- * message for a non-finite value or a parameter outside its bounds (x is not rounded or
- * checked against constraints: it is what was done), -ENOMEM. */
+ * n_objectives measured values in the objectives' units. A computed objective's entry of y is
+ * ignored (it may be NaN): the planner evaluates the expression at x. Returns 0, or -EINVAL
+ * with a message for a non-finite value, a parameter outside its bounds (x is not rounded or
+ * checked against constraints: it is what was done) or an expression that cannot be evaluated
+ * at x, -ENOMEM. */
 int planner_tell(struct planner *p, const double *x, const double *y, struct ll_error *reterr);
 
 /* Records one experiment proposed but not yet measured (n_params values). Same errors. */
@@ -72,7 +80,8 @@ struct planner_point_info {
 /* Per call of planner_ask. */
 struct planner_round_info {
     size_t n_obs, n_pending;
-    int model_fitted; /* 1 when GPs were fitted this round (hyper[] is then valid) */
+    int model_fitted; /* 1 when GPs were fitted this round (hyper[] is then valid for the
+                         measured objectives; a computed objective's hyper[k] is all zero) */
     struct gp_hyper hyper[CAMPAIGN_MAX_OBJECTIVES];
     /* > 0: the acquisition's variance for objective k came from the model with this signal
      * variance (standardised; the interaction floor for noisy data, see planner.c), 0: from

@@ -149,6 +149,34 @@ if [ -w /dev/full ]; then
     [ -c /dev/full ] || fail "--explain /dev/full removed the device"
 fi
 
+# --- a computed objective (expr): its column is optional in OBS.csv and checked when given --
+cat >"$tmp/cost.conf" <<'EOF'
+campaign: { batch = 4; initial = 8; seed = 3;
+  parameters = ( { name = "a"; low = 0; high = 1; }, { name = "b"; low = 0; high = 1; } );
+  objectives = ( { name = "y"; goal = "max"; ref = -2; },
+                 { name = "cost"; goal = "min"; ref = 12; expr = "1 + 10 * ${b} + ${a}"; } ); };
+EOF
+"$LABLOOP" plan "$tmp/cost.conf" --batch 8 >"$tmp/cost_design.csv" || fail "cost design: exit $?"
+awk -F, 'BEGIN { OFS = "," } NR == 1 { print $0, "y"; next } { print $0, -($1 - 0.3) ^ 2 }' \
+    "$tmp/cost_design.csv" >"$tmp/cost_obs.csv"
+awk -F, 'BEGIN { OFS = "," } NR == 1 { print "cost", $0; next } { print 1 + 10 * $2 + $1, $0 }' \
+    "$tmp/cost_obs.csv" >"$tmp/cost_obs_full.csv"
+"$LABLOOP" plan "$tmp/cost.conf" --data "$tmp/cost_obs.csv" --explain "$tmp/cost_why.csv" \
+    >"$tmp/cost1.csv" 2>"$tmp/err" || fail "computed objective left out: exit $? ($(cat "$tmp/err"))"
+"$LABLOOP" plan "$tmp/cost.conf" --data "$tmp/cost_obs_full.csv" >"$tmp/cost2.csv" 2>"$tmp/err" ||
+    fail "computed objective given: exit $? ($(cat "$tmp/err"))"
+cmp -s "$tmp/cost1.csv" "$tmp/cost2.csv" || fail "the computed column changed the proposals"
+# the explanation predicts the cost exactly, with sd 0
+awk -F, 'NR > 1 { c = 1 + 10 * $2 + $1; d = $7 - c; if (d < 0) d = -d
+                  if (d > 1e-4 * c || $8 != 0 || $5 == "" || $6 <= 0) bad++ }
+         END { exit (NR != 5 || bad > 0) }' "$tmp/cost_why.csv" ||
+    fail "--explain of a computed objective: $(cat "$tmp/cost_why.csv")"
+awk -F, 'BEGIN { OFS = "," } NR == 4 { $1 = $1 + 0.5 } { print }' "$tmp/cost_obs_full.csv" \
+    >"$tmp/cost_obs_bad.csv"
+expect_bad "computed objective that disagrees" \
+    "cost_obs_bad.csv:4: .*column 'cost' is .* its expression gives" \
+    "$tmp/cost.conf" --data "$tmp/cost_obs_bad.csv"
+
 if [ $failures -ne 0 ]; then
     echo "$failures failure(s)" >&2
     exit 1

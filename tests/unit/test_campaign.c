@@ -108,58 +108,102 @@ static const struct bad_case {
     int line;
     const char *phrase;
 } bad_cases[] = {
-    {"",                                                                                    1, "no 'campaign'"            },
-    {"campaign: {\n batch = = 4;\n};\n",                                                    2, "syntax"                   },
-    {"campaign = 3;\n",                                                                     1, "must be a group"          },
-    {"campaign: {\n paramters = ();\n};\n",                                                 2, "did you mean 'parameters'"},
+    {"",                                                                                                 1, "no 'campaign'"            },
+    {"campaign: {\n batch = = 4;\n};\n",                                                                 2, "syntax"                   },
+    {"campaign = 3;\n",                                                                                  1, "must be a group"          },
+    {"campaign: {\n paramters = ();\n};\n",                                                              2, "did you mean 'parameters'"},
     {"campaign: {\n objectives = ( { name = \"y\"; goal = \"max\"; ref = 1; } );\n};\n",
-     1,                                                                                        "missing 'parameters'"     },
+     1,                                                                                                     "missing 'parameters'"     },
     {"campaign: {\n parameters = (\n  { name = \"a\"; low = 1; high = 0; }\n );\n};\n",
-     3,                                                                                        "bounds inverted"          },
-    {"campaign: {\n parameters = (\n  { name = \"a\"; low = 1; }\n );\n};\n",               3, "missing 'high'"           },
+     3,                                                                                                     "bounds inverted"          },
+    {"campaign: {\n parameters = (\n  { name = \"a\"; low = 1; }\n );\n};\n",                            3, "missing 'high'"           },
     {"campaign: {\n parameters = (\n  { name = \"a\"; low = 0; high = 1; },\n"
-     "  { name = \"a\"; low = 0; high = 2; }\n );\n};\n",                              4,
-     "defined twice"                                                                                                      },
+     "  { name = \"a\"; low = 0; high = 2; }\n );\n};\n",                                           4,
+     "defined twice"                                                                                                                   },
     {"campaign: {\n parameters = (\n  { name = \"a\"; low = 0; hihg = 1; }\n );\n};\n",
-     3,                                                                                        "unknown key 'hihg'"       },
+     3,                                                                                                     "unknown key 'hihg'"       },
     {"campaign: {\n parameters = (\n  { name = \"a\"; low = \"x\"; high = 1; }\n );\n};\n",
-     3,                                                                                        "must be a number"         },
+     3,                                                                                                     "must be a number"         },
     {"campaign: {\n parameters = (\n  { name = \"a\"; low = 0.5; high = 3; integer = true; }\n"
-     " );\n};\n",                                                                      3,
-     "integral bounds"                                                                                                    },
+     " );\n};\n",                                                                                   3,
+     "integral bounds"                                                                                                                 },
     {"campaign: {\n parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
-     " objectives = (\n  { name = \"y\"; goal = \"maximum\"; ref = 1; }\n );\n};\n",   4,
-     "unknown goal"                                                                                                       },
+     " objectives = (\n  { name = \"y\"; goal = \"maximum\"; ref = 1; }\n );\n};\n",                4,
+     "unknown goal"                                                                                                                    },
     {"campaign: {\n parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
-     " objectives = (\n  { name = \"y\"; goal = \"max\"; }\n );\n};\n",                4,
-     "missing 'ref'"                                                                                                      },
+     " objectives = (\n  { name = \"y\"; goal = \"max\"; }\n );\n};\n",                             4,
+     "missing 'ref'"                                                                                                                   },
     {"campaign: {\n parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
-     " objectives = (\n  { name = \"a\"; goal = \"max\"; ref = 0; }\n );\n};\n",       4,
-     "name of a parameter"                                                                                                },
+     " objectives = (\n  { name = \"a\"; goal = \"max\"; ref = 0; }\n );\n};\n",                    4,
+     "name of a parameter"                                                                                                             },
     {"campaign: {\n batch = 0;\n parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
-     " objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; } );\n};\n",            2,
-     "out of range"                                                                                                       },
+     " objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; } );\n};\n",                         2,
+     "out of range"                                                                                                                    },
     {"campaign: {\n budget = 10;\n initial = 11;\n"
      " parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
-     " objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; } );\n};\n",            3,
-     "out of range"                                                                                                       },
+     " objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; } );\n};\n",                         3,
+     "out of range"                                                                                                                    },
     {"campaign: {\n acquisition = \"qehvi\";\n"
      " parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
-     " objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; } );\n};\n",            2,
-     "unknown acquisition"                                                                                                },
+     " objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; } );\n};\n",                         2,
+     "unknown acquisition"                                                                                                             },
     {"campaign: {\n parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
      " objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; } );\n"
-     " constraints = (\n  { coef = { b = 1.0; }; le = 1; }\n );\n};\n",                5,
-     "unknown parameter 'b'"                                                                                              },
+     " constraints = (\n  { coef = { b = 1.0; }; le = 1; }\n );\n};\n",                             5,
+     "unknown parameter 'b'"                                                                                                           },
     {"campaign: {\n parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
      " objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; } );\n"
-     " constraints = (\n  { coef = { a = 1.0; }; le = 1; eq = 1; }\n );\n};\n",        5,
-     "exactly one of"                                                                                                     },
+     " constraints = (\n  { coef = { a = 1.0; }; le = 1; eq = 1; }\n );\n};\n",                     5,
+     "exactly one of"                                                                                                                  },
     {"campaign: {\n parameters = (\n  { name = \"a,b\"; low = 0; high = 1; }\n );\n};\n",
-     3,                                                                                        "only letters"             },
-    {"campaign: {\n parameters = (\n  { name = \"t\"; levels = [ 1.0 ]; }\n );\n};\n",      3, "levels"                   },
-    {"@include \"/etc/passwd\"\n",                                                          1, "@include"                 },
+     3,                                                                                                     "only letters"             },
+    {"campaign: {\n parameters = (\n  { name = \"t\"; levels = [ 1.0 ]; }\n );\n};\n",                   3, "levels"                   },
+    {"@include \"/etc/passwd\"\n",                                                                       1, "@include"                 },
+    {"campaign: {\n parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
+     " objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; },\n"
+     "  { name = \"c\"; goal = \"min\"; ref = 9;\n   expr = \"2 * ${b}\"; } );\n};\n",              5,
+     "unknown parameter 'b'"                                                                                                           },
+    {"campaign: {\n parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
+     " objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; },\n"
+     "  { name = \"c\"; goal = \"min\"; ref = 9;\n   expr = \"1 / (${a} - 0.5)\"; } );\n};\n",      5,
+     "division by zero"                                                                                                                },
+    {"campaign: {\n parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
+     " objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; },\n"
+     "  { name = \"c\"; goal = \"min\"; ref = 9; from = \"jv.x\";\n   expr = \"${a}\"; } );\n};\n", 5,
+     "either 'from'"                                                                                                                   },
+    {"campaign: {\n parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
+     " objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; },\n"
+     "  { name = \"c\"; goal = \"min\"; ref = 9; expr = \"\"; } );\n};\n",                          4,
+     "'expr' is empty"                                                                                                                 },
+    {"campaign: {\n parameters = ( { name = \"a\"; low = 0; high = 1; } );\n"
+     " objectives = ( { name = \"c\"; goal = \"min\"; ref = 9; expr = \"${a}\"; } );\n};\n",        3,
+     "at least one must be measured"                                                                                                   },
 };
+
+/* A computed objective: loaded with its expression, evaluated at any point, refused for a
+ * measured one; the measured objectives are unaffected. */
+static void test_campaign_computed_objective(void **state)
+{
+    (void)state;
+    const char *text = "campaign: {\n"
+                       "  parameters = ( { name = \"a\"; low = 0; high = 1; },\n"
+                       "                 { name = \"n\"; low = 1; high = 9; integer = true; } );\n"
+                       "  objectives = ( { name = \"y\"; goal = \"max\"; ref = 0; },\n"
+                       "    { name = \"cost\"; goal = \"min\"; ref = 20;\n"
+                       "      expr = \"2.5 + 3 * ${a} * ${n} - ${n} / 4\"; } );\n};\n";
+    struct campaign c;
+    struct ll_error err;
+    if (campaign_load_string(text, "cost.conf", &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_false(campaign_objective_computed(&c, 0));
+    assert_true(campaign_objective_computed(&c, 1));
+    assert_false(campaign_objective_computed(&c, 2)); /* out of range */
+    assert_string_equal(c.objectives[1].expr, "2.5 + 3 * ${a} * ${n} - ${n} / 4");
+    double x[2] = {0.3, 7}, v = 0;
+    assert_int_equal(campaign_objective_eval(&c, 1, x, &v, &err), 0);
+    ll_assert_close(v, 2.5 + 3 * 0.3 * 7 - 7.0 / 4, 1e-15, 0.0);
+    assert_int_equal(campaign_objective_eval(&c, 0, x, &v, &err), -EINVAL);
+}
 
 static void test_campaign_bad_files_name_the_line(void **state)
 {
@@ -200,6 +244,7 @@ int main(void)
         cmocka_unit_test(test_campaign_values_of_a_full_file),
         cmocka_unit_test(test_campaign_defaults),
         cmocka_unit_test(test_campaign_bad_files_name_the_line),
+        cmocka_unit_test(test_campaign_computed_objective),
         cmocka_unit_test(test_campaign_missing_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

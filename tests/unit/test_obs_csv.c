@@ -4,6 +4,7 @@
 #include "planner/obs_csv.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,7 +20,7 @@ static void test_obs_csv_reads_any_column_order(void **state)
                        "-0.25,0.1,1.5e-2";
     struct obs_csv t;
     struct ll_error err;
-    int r = obs_csv_parse(text, strlen(text), "obs.csv", cols, 3, &t, &err);
+    int r = obs_csv_parse(text, strlen(text), "obs.csv", cols, 3, 0, &t, &err);
     if (r != 0)
         fail_msg("%s", err.msg);
     assert_int_equal(t.n_rows, 3);
@@ -41,9 +42,39 @@ static void test_obs_csv_header_only_is_no_rows(void **state)
     (void)state;
     const char *text = "fa,cs,pce_pct\n";
     struct obs_csv t;
-    assert_int_equal(obs_csv_parse(text, strlen(text), "o.csv", cols, 3, &t, NULL), 0);
+    assert_int_equal(obs_csv_parse(text, strlen(text), "o.csv", cols, 3, 0, &t, NULL), 0);
     assert_int_equal(t.n_rows, 0);
     obs_csv_free(&t);
+}
+
+/* The last n_optional columns (computed objectives) may be left out: NaN then; given, they are
+ * read like any other; the required ones stay required. */
+static void test_obs_csv_optional_columns(void **state)
+{
+    (void)state;
+    struct obs_csv t;
+    struct ll_error err;
+    const char *without = "cs,fa\n0.1,0.5\n0.2,0.6\n";
+    assert_int_equal(obs_csv_parse(without, strlen(without), "o.csv", cols, 3, 1, &t, &err), 0);
+    assert_int_equal(t.n_rows, 2);
+    assert_int_equal(t.n_fields, 2);
+    assert_true(t.col_pos[2] == OBS_CSV_ABSENT);
+    ll_assert_close(t.values[3], 0.6, 0, 0);
+    ll_assert_close(t.values[4], 0.2, 0, 0);
+    assert_true(isnan(t.values[2]) && isnan(t.values[5]));
+    obs_csv_free(&t);
+    const char *with = "pce_pct,cs,fa\n7.5,0.1,0.5\n";
+    assert_int_equal(obs_csv_parse(with, strlen(with), "o.csv", cols, 3, 1, &t, &err), 0);
+    ll_assert_close(t.values[2], 7.5, 0, 0);
+    obs_csv_free(&t);
+    const char *short_row = "cs,fa\n0.1,0.5,7\n";
+    assert_int_equal(obs_csv_parse(short_row, strlen(short_row), "o.csv", cols, 3, 1, &t, &err),
+                     -EINVAL);
+    assert_non_null(strstr(err.msg, "o.csv:2:1: too many fields, the header has 2"));
+    const char *no_fa = "cs,pce_pct\n0.1,7\n";
+    assert_int_equal(obs_csv_parse(no_fa, strlen(no_fa), "o.csv", cols, 3, 1, &t, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "missing column 'fa'"));
+    assert_int_equal(obs_csv_parse(no_fa, strlen(no_fa), "o.csv", cols, 3, 3, &t, &err), -EINVAL);
 }
 
 static const struct bad_case {
@@ -79,7 +110,7 @@ static void test_obs_csv_bad_files_name_line_and_column(void **state)
         char prefix[64];
         const char *text = bad_cases[i].text;
         size_t len = bad_cases[i].len ? bad_cases[i].len : strlen(text);
-        int r = obs_csv_parse(text, len, "obs.csv", cols, 3, &t, &err);
+        int r = obs_csv_parse(text, len, "obs.csv", cols, 3, 0, &t, &err);
         if (r == 0)
             fail_msg("case %zu parsed but should not", i);
         assert_int_equal(r, -EINVAL);
@@ -100,7 +131,7 @@ static void test_obs_csv_file_errors(void **state)
     (void)state;
     struct obs_csv t;
     struct ll_error err;
-    assert_int_equal(obs_csv_read_file("/nonexistent/obs.csv", cols, 3, &t, &err), -ENOENT);
+    assert_int_equal(obs_csv_read_file("/nonexistent/obs.csv", cols, 3, 0, &t, &err), -ENOENT);
     assert_non_null(strstr(err.msg, "/nonexistent/obs.csv"));
     char path[512];
     snprintf(path, sizeof(path), "%s/obs.csv", ll_test_tmpdir());
@@ -108,7 +139,7 @@ static void test_obs_csv_file_errors(void **state)
     assert_non_null(f);
     fputs("fa,cs,pce_pct\n0.5,0.1,20\n0.5,0.1,zz\n", f);
     fclose(f);
-    assert_int_equal(obs_csv_read_file(path, cols, 3, &t, &err), -EINVAL);
+    assert_int_equal(obs_csv_read_file(path, cols, 3, 0, &t, &err), -EINVAL);
     assert_non_null(strstr(err.msg, ":3:9: column 'pce_pct': 'zz' is not a number"));
 }
 
@@ -118,6 +149,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_obs_csv_reads_any_column_order),
         cmocka_unit_test(test_obs_csv_header_only_is_no_rows),
+        cmocka_unit_test(test_obs_csv_optional_columns),
         cmocka_unit_test(test_obs_csv_bad_files_name_line_and_column),
         cmocka_unit_test(test_obs_csv_file_errors),
     };

@@ -1,4 +1,4 @@
-/* recipe: the expression evaluator (table-driven), loading the campaign's daemon keys with
+/* recipe: loading the campaign's daemon keys with
  * line-numbered errors, and expanding config/perovskite.conf into steps whose dispense
  * volumes recover the composition. Also the engine's rounds when every experiment of the
  * recipe fails: failed experiments are pending points, so no point is proposed twice. And the
@@ -20,66 +20,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-static const char *const names[] = {"a", "b", "long_name"};
-static const double values[] = {2.0, 0.5, 10.0};
-
-static void test_recipe_expr_values(void **state)
-{
-    (void)state;
-    struct {
-        const char *text;
-        double want;
-    } cases[] = {
-        {"1",                  1.0  },
-        {"1 + 2 * 3",          7.0  },
-        {"(1 + 2) * 3",        9.0  },
-        {"10 / 4",             2.5  },
-        {"10 - 4 - 3",         3.0  },
-        {"100 / 10 / 5",       2.0  },
-        {"-${a}",              -2.0 },
-        {"--3",                3.0  },
-        {"${a} * (1 - ${b})",  1.0  },
-        {"=${long_name}/${a}", 5.0  },
-        {"1.5e2 + .5",         150.5},
-        {"  ( ( ${a} ) )  ",   2.0  },
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        double v = -1.0;
-        struct ll_error err;
-        ll_error_clear(&err);
-        if (recipe_expr_eval(cases[i].text, names, values, 3, &v, &err) != 0)
-            fail_msg("'%s': %s", cases[i].text, err.msg);
-        ll_assert_close(v, cases[i].want, 1e-15, 0.0);
-    }
-}
-
-static void test_recipe_expr_errors_name_the_column(void **state)
-{
-    (void)state;
-    struct {
-        const char *text;
-        const char *msg_part;
-    } cases[] = {
-        {"1 +",            "unexpected end"          },
-        {"${nope} + 1",    "unknown parameter 'nope'"},
-        {"(1 + 2",         "expected ')'"            },
-        {"1 / (${a} - 2)", "division by zero"        },
-        {"1 2",            "unexpected text"         },
-        {"${a",            "missing '}'"             },
-        {"$a",             "expected '{'"            },
-        {"abc",            "column 1"                },
-        {"",               "unexpected end"          },
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        double v = 0;
-        struct ll_error err;
-        ll_error_clear(&err);
-        assert_int_equal(recipe_expr_eval(cases[i].text, names, values, 3, &v, &err), -EINVAL);
-        if (strstr(err.msg, cases[i].msg_part) == NULL)
-            fail_msg("'%s': message '%s' lacks '%s'", cases[i].text, err.msg, cases[i].msg_part);
-    }
-}
 
 static char *read_all(const char *path)
 {
@@ -363,8 +303,6 @@ int main(void)
 {
     ll_test_init();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_recipe_expr_values),
-        cmocka_unit_test(test_recipe_expr_errors_name_the_column),
         cmocka_unit_test(test_recipe_perovskite_expands_to_the_composition),
         cmocka_unit_test(test_recipe_electrolyte_campaign_loads),
         cmocka_unit_test(test_recipe_errors_carry_file_and_line),
