@@ -15,10 +15,11 @@ static void test_campaign_loads_shipped_problem_files(void **state)
         size_t n_params, n_objectives;
         int initial, budget;
     } files[] = {
-        {"config/problems/perovskite.conf",   6, 2, 14, 54},
-        {"config/problems/branincurrin.conf", 2, 2, 6,  46},
-        {"config/problems/dtlz2_2.conf",      6, 2, 14, 54},
-        {"config/problems/dtlz2_3.conf",      6, 3, 14, 54},
+        {"config/problems/perovskite.conf",      6, 2, 14, 54},
+        {"config/problems/branincurrin.conf",    2, 2, 6,  46},
+        {"config/problems/dtlz2_2.conf",         6, 2, 14, 54},
+        {"config/problems/dtlz2_3.conf",         6, 3, 14, 54},
+        {"config/problems/perovskite_cost.conf", 6, 3, 14, 54},
     };
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         struct campaign c;
