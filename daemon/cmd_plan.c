@@ -92,7 +92,7 @@ static int feed(struct planner *p, const char *path, int with_objectives)
 {
     const struct campaign *c = planner_campaign(p);
     const char *names[CAMPAIGN_MAX_PARAMS + CAMPAIGN_MAX_OBJECTIVES];
-    size_t col_of[CAMPAIGN_MAX_OBJECTIVES]; /* objective k's column */
+    size_t col_of[CAMPAIGN_MAX_OBJECTIVES] = {0}; /* objective k's column */
     size_t n = 0, n_opt = 0;
     for (size_t j = 0; j < c->n_params; j++)
         names[n++] = c->params[j].name;

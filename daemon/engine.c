@@ -1269,7 +1269,7 @@ static void exp_settle(struct engine *e, struct camp *c, struct exp_view *v)
                 break;
             }
     }
-    double computed[CAMPAIGN_MAX_OBJECTIVES];
+    double computed[CAMPAIGN_MAX_OBJECTIVES] = {0};
     if (to == STORE_EXP_MEASURED && exp_computed(c, v->exp, computed, &err) != 0) {
         to = STORE_EXP_FAILED;
         snprintf(reason, sizeof(reason), "%s", err.msg);
