@@ -7,12 +7,24 @@
 #include "models/analysis.h"
 #include "models/measurement.h"
 
+#include <gsl/gsl_errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/* libFuzzer's main calls this once: GSL's error handler off, as labloopd's main does (the
+ * analysis reports a failed fit as an error; GSL's default handler would abort). */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    gsl_set_error_handler_off();
+    return 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
