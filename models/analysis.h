@@ -20,7 +20,10 @@
  * Flags: eis bulk_resolved gb_fitted; stability t80_measured t80_lower_bound
  * normalised_to_max. analysis_get() says -ENOENT for a name this analysis does not have.
  *
- * An analysis is plain data owned by the caller (analysis_free()). No global state.
+ * An analysis is plain data owned by the caller (analysis_free()). No global state. The
+ * program must turn GSL's default error handler off (gsl_set_error_handler_off() in main, as
+ * labloopd does): a failed fit step is then reported or survived, not an abort (an EIS
+ * spectrum found by fuzzing drives GSL's Cholesky into a non-positive-definite step).
  * Owner: the measurement-analysis helper (issue 4).
  */
 #ifndef MODELS_ANALYSIS_H

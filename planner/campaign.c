@@ -386,7 +386,7 @@ load_objective(const struct loader *ld, const config_setting_t *s, size_t index,
     for (size_t j = 0; j < c->n_params; j++)
         centre[j] = 0.5 * (c->params[j].low + c->params[j].high);
     if (expr_eval(c, o, centre, &v, &e) != 0)
-        return fail(ld, em, "%s at the centre of the box", e.msg);
+        return fail(ld, em, "%s (evaluated at the centre of the box)", e.msg);
     return 0;
 }
 

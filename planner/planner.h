@@ -34,6 +34,10 @@
  *
  * Memory: the planner owns copies of everything it is told; free with planner_free().
  * A planner is not thread-safe (one caller at a time); it holds no global state.
+ *
+ * GSL: the program must turn GSL's default error handler off (gsl_set_error_handler_off(),
+ * once in main, as labloopd and labloop do): the planner and its models treat a failed GSL
+ * step as an error or fall back, and the default handler would abort the process instead.
  */
 #ifndef LL_PLANNER_H
 #define LL_PLANNER_H
