@@ -266,8 +266,33 @@ int planner_add_pending(struct planner *p, const double *x, struct ll_error *ret
     return 0;
 }
 
+/* Computed objective k at u (unit cube), minimisation form; 0 or -EDOM where its expression
+ * cannot be evaluated. */
+static int computed_value(const struct planner *p, size_t k, const double *u, double *ret)
+{
+    double x[CAMPAIGN_MAX_PARAMS];
+    space_from_unit(&p->s, u, x);
+    if (campaign_objective_eval(&p->c, k, x, ret, NULL) != 0)
+        return -EDOM;
+    if (p->c.objectives[k].maximise)
+        *ret = -*ret;
+    return 0;
+}
+
+/* 1 when every computed objective can be evaluated at u (unit cube): a point where one cannot
+ * (a division by zero in its expression) is treated like an infeasible one. */
+static int computable(const struct planner *p, const double *u)
+{
+    double v;
+    for (size_t k = 0; k < p->c.n_objectives; k++)
+        if (campaign_objective_computed(&p->c, k) && computed_value(p, k, u, &v) != 0)
+            return 0;
+    return 1;
+}
+
 /* Writes the feasible design points with indices first .. first+count-1 (unit cube) of the
- * campaign's design: the scrambled Sobol sequence with infeasible points skipped. */
+ * campaign's design: the scrambled Sobol sequence with infeasible points (and points where a
+ * computed objective cannot be evaluated) skipped. */
 static int design_points(
     const struct planner *p, size_t first, size_t count, double *ret_u, struct ll_error *reterr)
 {
@@ -284,7 +309,7 @@ static int design_points(
             break;
         }
         design_next(g, u);
-        if (!space_make_feasible(&p->s, u))
+        if (!space_make_feasible(&p->s, u) || !computable(p, u))
             continue;
         if (found >= first)
             memcpy(ret_u + (found - first) * d, u, d * sizeof(double));
@@ -292,19 +317,6 @@ static int design_points(
     }
     design_free(&g);
     return r;
-}
-
-/* Computed objective k at u (unit cube), minimisation form; 0 or -EDOM where its expression
- * cannot be evaluated. */
-static int computed_value(const struct planner *p, size_t k, const double *u, double *ret)
-{
-    double x[CAMPAIGN_MAX_PARAMS];
-    space_from_unit(&p->s, u, x);
-    if (campaign_objective_eval(&p->c, k, x, ret, NULL) != 0)
-        return -EDOM;
-    if (p->c.objectives[k].maximise)
-        *ret = -*ret;
-    return 0;
 }
 
 /* The "prediction" of computed objective k: its value, variance 0, and (dmu not NULL) the
@@ -485,7 +497,7 @@ static int round_make_candidates(struct round *rd, uint64_t stream, struct ll_er
         } else {
             design_next(g, u);
         }
-        if (!space_make_feasible(&rd->p->s, u))
+        if (!space_make_feasible(&rd->p->s, u) || !computable(rd->p, u))
             continue;
         memcpy(rd->cand_u + rd->n_cand * d, u, d * sizeof(double));
         rd->cand[rd->n_cand].index = rd->n_cand;

@@ -486,6 +486,42 @@ static void test_planner_computed_objective(void **state)
         fail_msg("mean b of the design %g; %d of 16 model picks at b < 0.05", b_design, n_low);
 }
 
+/* Where a computed objective's expression cannot be evaluated (here a division by zero at
+ * n = 2) the point is treated as infeasible: neither the design nor the model proposes it, and
+ * telling such a point is refused with the expression's problem. */
+static void test_planner_computed_objective_domain(void **state)
+{
+    (void)state;
+    struct campaign c;
+    struct ll_error err;
+    load("campaign: { batch = 4; initial = 12; seed = 2;\n"
+         "  parameters = ( { name = \"a\"; low = 0; high = 1; },\n"
+         "                 { name = \"n\"; low = 0; high = 5; integer = true; } );\n"
+         "  objectives = ( { name = \"y\"; goal = \"max\"; ref = -2; },\n"
+         "                 { name = \"w\"; goal = \"min\"; ref = 10;\n"
+         "                   expr = \"1 / (${n} - 2) + ${a}\"; } ); };\n",
+         &c);
+    struct planner *p = make(&c);
+    double x[12 * 2];
+    ask(p, 12, x, NULL);
+    for (int round = 0; round <= 3; round++) {
+        size_t q = round == 0 ? 12 : 4;
+        for (size_t i = 0; i < q; i++) {
+            const double *xi = x + i * 2;
+            if (xi[1] == 2)
+                fail_msg("round %d proposed n = 2 (a = %g)", round, xi[0]);
+            double y[2] = {-(xi[0] - 0.5) * (xi[0] - 0.5) - 0.1 * xi[1], (double)NAN};
+            if (planner_tell(p, xi, y, &err) != 0)
+                fail_msg("tell: %s", err.msg);
+        }
+        ask(p, 4, x, NULL);
+    }
+    double bad[2] = {0.5, 2}, y[2] = {0, 0};
+    assert_int_equal(planner_tell(p, bad, y, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "division by zero"));
+    planner_free(&p);
+}
+
 static void test_planner_refuses_bad_input(void **state)
 {
     (void)state;
@@ -529,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_planner_pending_points_are_not_proposed_again),
         cmocka_unit_test(test_planner_other_acquisitions_and_three_objectives),
         cmocka_unit_test(test_planner_computed_objective),
+        cmocka_unit_test(test_planner_computed_objective_domain),
         cmocka_unit_test(test_planner_refuses_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
