@@ -97,6 +97,18 @@ def daemon_status(run):
     return request("ipc://" + os.path.join(run, "control"), {"cmd": "status"})
 
 
+def finish(daemon, procs, tmp):
+    """A clean end of a test: labloopd stops on SIGTERM with status 0 (asserted), every other
+    process in procs is stopped, and tmp is removed."""
+    daemon.terminate()
+    assert daemon.wait(timeout=30) == 0
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            p.wait(timeout=30)
+    subprocess.run(["rm", "-rf", tmp])
+
+
 def run_killing(main, procs):
     """Runs main(); whatever happens, kills and reaps every process left running in procs."""
     try:

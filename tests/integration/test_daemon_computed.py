@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABSIM, labloop, run_killing, start_labloopd, wait_for, write_campaign, write_lab  # noqa: E402
+from daemon_helpers import LABSIM, finish, labloop, run_killing, start_labloopd, wait_for, write_campaign, write_lab  # noqa: E402
 
 procs = []
 EXPR = "1 + 40 * ${cs} + 0.05 * ${anneal_min}"
@@ -80,13 +80,7 @@ def main():
     want = sorted(cost(x["params"]) for x in exps.values())
     assert all(abs(float(c) - w) < 1e-3 * w for c, w in zip(sorted(map(float, costs)), want)), (costs, want)  # %.4g
 
-    daemon.terminate()
-    assert daemon.wait(timeout=30) == 0
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            p.wait(timeout=30)
-    subprocess.run(["rm", "-rf", tmp])
+    finish(daemon, procs, tmp)
     print("ok")
 
 

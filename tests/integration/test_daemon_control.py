@@ -20,7 +20,7 @@ import time
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABLOOPD, LABSIM, labloop, run_killing, wait_for, write_campaign, write_lab  # noqa: E402
+from daemon_helpers import LABLOOPD, LABSIM, finish, labloop, run_killing, wait_for, write_campaign, write_lab  # noqa: E402
 
 procs = []
 
@@ -168,13 +168,7 @@ def main():
     # steps the e-stop aborted on the instruments end failed; the rest are abandoned
     assert set(st["campaigns"][1]["experiments"]) <= {"abandoned", "failed"}, st["campaigns"][1]
     assert labloop(run, "campaign", "resume", "2").returncode == 1  # aborted is final
-    daemon.terminate()
-    assert daemon.wait(timeout=30) == 0
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            p.wait(timeout=30)
-    subprocess.run(["rm", "-rf", tmp])
+    finish(daemon, procs, tmp)
     print("ok")
 
 

@@ -23,7 +23,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (LABSIM, SRC, daemon_status, labloop, request, run_killing,  # noqa: E402
+from daemon_helpers import (LABSIM, SRC, daemon_status, finish, labloop, request, run_killing,  # noqa: E402
                             start_labloopd, wait_for, write_lab)
 
 SPEED = 250
@@ -163,13 +163,7 @@ def main():
     assert warned and warned[0][0] == 4 and "keeps waiting" in warned[0][1], ev
     db.close()
 
-    daemon.terminate()
-    assert daemon.wait(timeout=30) == 0
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            p.wait(timeout=30)
-    subprocess.run(["rm", "-rf", tmp])
+    finish(daemon, procs, tmp)
     print("ok: waited %.1f min, %d wait event(s), samples at most setpoint + %.0f C" % (waited, len(waits), TOLERANCE))
 
 

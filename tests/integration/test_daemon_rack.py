@@ -26,7 +26,7 @@ import time
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (LABSIM, SRC, daemon_status, labloop, request, run_killing,  # noqa: E402
+from daemon_helpers import (LABSIM, SRC, daemon_status, finish, labloop, request, run_killing,  # noqa: E402
                             start_labloopd, wait_for, write_lab)
 
 SPEED = 400
@@ -197,13 +197,7 @@ def main():
     assert sorted(s["well"] for s in samples) == [0, 1], samples
     assert all(s["measurements"] == 2 for s in samples), samples
 
-    daemon.terminate()
-    assert daemon.wait(timeout=30) == 0
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            p.wait(timeout=30)
-    subprocess.run(["rm", "-rf", tmp])
+    finish(daemon, procs, tmp)
     print("ok: 4 wells, 6 experiments, wells " + json.dumps([r[1] for r in rows]))
 
 
