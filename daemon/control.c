@@ -60,9 +60,21 @@ void *control_socket(struct control *c)
     return c->sock;
 }
 
+/* {"ok": false, "error": msg}. Never NULL: an error message may quote what the client sent,
+ * cut at a byte limit, and JSON strings must be UTF-8, so a message jansson refuses is sent
+ * with every non-ASCII byte replaced by '?' (and a fixed text if even that fails). */
 static json_t *fail(const char *msg)
 {
-    return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+    json_t *o = json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+    if (o != NULL)
+        return o;
+    char ascii[LL_ERROR_MSG_MAX];
+    size_t i = 0;
+    for (; msg[i] != '\0' && i + 1 < sizeof(ascii); i++)
+        ascii[i] = (unsigned char)msg[i] < 0x80 ? msg[i] : '?';
+    ascii[i] = '\0';
+    o = json_pack("{s:b,s:s}", "ok", 0, "error", ascii);
+    return o != NULL ? o : json_pack("{s:b,s:s}", "ok", 0, "error", "failed");
 }
 
 static json_t *ok_with(json_t *o)
@@ -191,7 +203,12 @@ int control_process(struct control *c, struct engine *e, struct store *s)
         zmq_msg_close(&msg);
         json_t *reply = req != NULL ? control_dispatch(e, s, req) : fail("request: not valid JSON");
         char *text = json_dumps(reply, JSON_COMPACT | JSON_REAL_PRECISION(10));
-        if (text == NULL || zmq_send(c->sock, text, strlen(text), 0) < 0)
+        /* a REP socket must answer every request, or it takes no further one */
+        static const char no_reply[] = "{\"ok\":false,\"error\":\"reply could not be encoded\"}";
+        const char *send = text != NULL ? text : no_reply;
+        if (text == NULL)
+            log_line(LOG_LVL_WARNING, "control: reply could not be encoded");
+        if (zmq_send(c->sock, send, strlen(send), 0) < 0)
             log_line(LOG_LVL_WARNING, "control: reply not sent");
         free(text);
         json_decref(reply);

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Operator control of a running campaign over real sockets (labsim + labloopd):
+"""Operator control of a running campaign over real sockets (labsim + labloopd): a request
+whose error message cannot be quoted back as UTF-8 is still answered;
 approval "batch" (pending approval, deny -> abandoned and proposed again without spending
 budget, approve), pause at a step boundary (nothing new starts; labsim's job count stays
 put) and resume, then export (CSV and JSON with model fits), experiments and events; a second
@@ -20,7 +21,7 @@ import time
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABLOOPD, LABSIM, finish, labloop, run_killing, wait_for, write_campaign, write_lab  # noqa: E402
+from daemon_helpers import LABLOOPD, LABSIM, finish, labloop, request, run_killing, wait_for, write_campaign, write_lab  # noqa: E402
 
 procs = []
 
@@ -58,6 +59,11 @@ def main():
                                "--poll-ms", "5"], stderr=open(os.path.join(tmp, "labloopd.log"), "w"))
     procs.append(daemon)
     wait_for("labloopd", lambda: labloop(run, "status").returncode == 0)
+    # an unknown command quoted back cut inside a multibyte character is still answered (as
+    # an error), and the control socket keeps answering after it
+    r = request("ipc://" + os.path.join(run, "control"), {"cmd": "a" + "\u00e9" * 40})
+    assert r is not None and r["ok"] is False and "unknown command" in r["error"], r
+    assert labloop(run, "status").returncode == 0
     assert labloop(run, "campaign", "start", os.path.join(tmp, "c.conf")).returncode == 0
 
     # the first batch waits for approval; nothing moves
