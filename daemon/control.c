@@ -1,6 +1,7 @@
 /* control — see control.h. */
 #include "daemon/control.h"
 
+#include "common/ll_text.h"
 #include "daemon/engine.h"
 #include "daemon/log.h"
 #include "daemon/store.h"
@@ -169,7 +170,7 @@ json_t *control_dispatch(struct engine *e, struct store *s, json_t *req)
         r = engine_resolve(e, (int64_t)json_integer_value(step), answer, &err);
     } else {
         char msg[160];
-        snprintf(msg, sizeof(msg), "cmd: unknown command '%.64s'", cmd);
+        snprintf(msg, sizeof(msg), "cmd: unknown command '%.*s'", (int)ll_utf8_cut(cmd, 64), cmd);
         return fail(msg);
     }
     if (r < 0 || (out == NULL && err.code != 0)) {

@@ -5,6 +5,8 @@
  */
 #include "models/measurement.h"
 
+#include "common/ll_text.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -13,6 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* "%.*s" arguments quoting at most 32 bytes of a station's string without cutting a UTF-8
+ * character (the message may go back to the station as JSON) */
+#define QUOTE32(str) (int)ll_utf8_cut((str), 32), (str)
 
 #define PATH_MAX_LEN 96
 
@@ -92,8 +98,10 @@ static int number_value(const json_t *v, const char *path, double *ret, struct l
     else if (json_is_real(v))
         x = json_real_value(v);
     else if (json_is_string(v))
-        return fail(
-            err, path, "not a finite number (got the string \"%.32s\")", json_string_value(v));
+        return fail(err,
+                    path,
+                    "not a finite number (got the string \"%.*s\")",
+                    QUOTE32(json_string_value(v)));
     else
         return fail(err, path, "not a finite number (got %s)", json_type_name(v));
     if (!isfinite(x))
@@ -508,8 +516,8 @@ static int parse_measurement_body(const json_t *root, struct measurement *m, str
     if (m->kind == MEASUREMENT_KIND_NONE)
         return fail(err,
                     "kind",
-                    "unknown kind \"%.32s\" (expected jv, eis or stability)",
-                    json_string_value(v));
+                    "unknown kind \"%.*s\" (expected jv, eis or stability)",
+                    QUOTE32(json_string_value(v)));
     r = parse_name(root, "sample", m->sample, err);
     if (r < 0)
         return r;
@@ -568,9 +576,9 @@ static int parse_root(const json_t *root, struct measurement *m, struct ll_error
     else
         return fail(err,
                     "type",
-                    "\"%.32s\" is not a station message (expected hello, heartbeat or "
+                    "\"%.*s\" is not a station message (expected hello, heartbeat or "
                     "measurement)",
-                    json_string_value(v));
+                    QUOTE32(json_string_value(v)));
     r = parse_name(root, "station", m->station, err);
     if (r < 0)
         return r;

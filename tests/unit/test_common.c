@@ -1,6 +1,7 @@
 /* common/: CRC check values and protocol vectors, ll_error formatting. */
 #include "common/ll_crc.h"
 #include "common/ll_error.h"
+#include "common/ll_text.h"
 #include "ll_test.h"
 
 #include <errno.h>
@@ -38,6 +39,26 @@ static void test_error_set_and_prefix(void **state)
     assert_int_equal(ll_error_set(NULL, -EIO, "ignored"), -EIO);
 }
 
+/* ll_utf8_cut: never splits a multibyte character, never exceeds the limit */
+static void test_utf8_cut_keeps_characters_whole(void **state)
+{
+    (void)state;
+    assert_int_equal(ll_utf8_cut("abc", 8), 3);
+    assert_int_equal(ll_utf8_cut("abcdef", 4), 4);
+    assert_int_equal(ll_utf8_cut("abcd", 4), 4);
+    assert_int_equal(ll_utf8_cut("", 4), 0);
+    /* "aé" + "€": 61 c3 a9 e2 82 ac */
+    const char *s = "a\xc3\xa9\xe2\x82\xac";
+    assert_int_equal(ll_utf8_cut(s, 1), 1);
+    assert_int_equal(ll_utf8_cut(s, 2), 1); /* inside é */
+    assert_int_equal(ll_utf8_cut(s, 3), 3);
+    assert_int_equal(ll_utf8_cut(s, 4), 3); /* inside € */
+    assert_int_equal(ll_utf8_cut(s, 5), 3);
+    assert_int_equal(ll_utf8_cut(s, 6), 6);
+    assert_int_equal(ll_utf8_cut(s, 64), 6);
+    assert_int_equal(ll_utf8_cut("\xc3\xa9", 1), 0);
+}
+
 int main(void)
 {
     ll_test_init();
@@ -45,6 +66,7 @@ int main(void)
         cmocka_unit_test(test_crc16_modbus_check_value),
         cmocka_unit_test(test_crc16_ccitt_false_matches_spn1_examples),
         cmocka_unit_test(test_error_set_and_prefix),
+        cmocka_unit_test(test_utf8_cut_keeps_characters_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -215,6 +215,25 @@ static void test_measurement_rejects_bad_input_naming_the_field(void **state)
     }
 }
 
+/* A message quoting the station's string is cut at a character boundary: it goes back to
+ * the station as JSON, which must be valid UTF-8 (jansson's json_string checks). */
+static void test_measurement_quotes_whole_characters(void **state)
+{
+    (void)state;
+    char msg[256] = "{\"v\": 1, \"type\": \"";
+    for (int i = 0; i < 20; i++) /* "x" then 20 x "é": the 32-byte cut falls inside one */
+        strcat(msg, i == 0 ? "x\xc3\xa9" : "\xc3\xa9");
+    strcat(msg, "\", \"station\": \"a\", \"seq\": 1}");
+    struct measurement *m = NULL;
+    struct ll_error err = {0};
+    assert_int_equal(measurement_parse(msg, strlen(msg), &m, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "is not a station message"));
+    json_t *j = json_string(err.msg);
+    if (j == NULL)
+        fail_msg("not valid UTF-8: '%s'", err.msg);
+    json_decref(j);
+}
+
 static void test_measurement_oversize_and_empty(void **state)
 {
     size_t n = MEASUREMENT_MAX_BYTES + 1;
@@ -338,6 +357,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_measurement_parses_documented_messages),
         cmocka_unit_test(test_measurement_rejects_bad_input_naming_the_field),
+        cmocka_unit_test(test_measurement_quotes_whole_characters),
         cmocka_unit_test(test_measurement_oversize_and_empty),
         cmocka_unit_test(test_measurement_seq_hint),
         cmocka_unit_test(test_analysis_get_to_json_and_errors),
