@@ -71,8 +71,11 @@ static json_t *fail(const char *msg)
         return o;
     char ascii[LL_ERROR_MSG_MAX];
     size_t i = 0;
-    for (; msg[i] != '\0' && i + 1 < sizeof(ascii); i++)
-        ascii[i] = (unsigned char)msg[i] < 0x80 ? msg[i] : '?';
+    for (; msg[i] != '\0' && i + 1 < sizeof(ascii); i++) {
+        ascii[i] = msg[i];
+        if ((unsigned char)msg[i] >= 0x80)
+            ascii[i] = '?';
+    }
     ascii[i] = '\0';
     o = json_pack("{s:b,s:s}", "ok", 0, "error", ascii);
     return o != NULL ? o : json_pack("{s:b,s:s}", "ok", 0, "error", "failed");
