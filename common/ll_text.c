@@ -14,3 +14,48 @@ size_t ll_utf8_cut(const char *s, size_t max)
         n--;
     return n;
 }
+
+/* Length of the well-formed UTF-8 character at s (1..4), or 0 if s does not start one. */
+static size_t utf8_char_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlong forms */
+        hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF; /* at most U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t k = 2; k < n; k++)
+        if ((s[k] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+size_t ll_utf8_sanitize(char *s)
+{
+    size_t replaced = 0;
+    unsigned char *p = (unsigned char *)s;
+    while (*p != '\0') {
+        size_t n = utf8_char_len(p);
+        if (n == 0) {
+            *p++ = '?';
+            replaced++;
+        } else {
+            p += n;
+        }
+    }
+    return replaced;
+}

@@ -10,4 +10,10 @@
  * strings must be valid UTF-8 (jansson refuses the rest). */
 size_t ll_utf8_cut(const char *s, size_t max);
 
+/* Replaces, in place, every byte of s that does not belong to a well-formed UTF-8 character
+ * (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF) with '?', so that text from
+ * outside (a cut message, bytes a device sent) can go into JSON. Returns the number of bytes
+ * replaced. */
+size_t ll_utf8_sanitize(char *s);
+
 #endif

@@ -61,23 +61,18 @@ void *control_socket(struct control *c)
     return c->sock;
 }
 
-/* {"ok": false, "error": msg}. Never NULL: an error message may quote what the client sent,
- * cut at a byte limit, and JSON strings must be UTF-8, so a message jansson refuses is sent
- * with every non-ASCII byte replaced by '?' (and a fixed text if even that fails). */
+/* {"ok": false, "error": msg}. Never NULL: an error message may quote outside text (a file
+ * name, what a client sent) cut at a byte limit, and JSON strings must be UTF-8, so a message
+ * jansson refuses is sent with its ill-formed bytes as '?' (ll_utf8_sanitize). */
 static json_t *fail(const char *msg)
 {
     json_t *o = json_pack("{s:b,s:s}", "ok", 0, "error", msg);
     if (o != NULL)
         return o;
-    char ascii[LL_ERROR_MSG_MAX];
-    size_t i = 0;
-    for (; msg[i] != '\0' && i + 1 < sizeof(ascii); i++) {
-        ascii[i] = msg[i];
-        if ((unsigned char)msg[i] >= 0x80)
-            ascii[i] = '?';
-    }
-    ascii[i] = '\0';
-    o = json_pack("{s:b,s:s}", "ok", 0, "error", ascii);
+    char clean[LL_ERROR_MSG_MAX];
+    snprintf(clean, sizeof(clean), "%s", msg);
+    ll_utf8_sanitize(clean);
+    o = json_pack("{s:b,s:s}", "ok", 0, "error", clean);
     return o != NULL ? o : json_pack("{s:b,s:s}", "ok", 0, "error", "failed");
 }
 

@@ -7,6 +7,7 @@
  */
 #include "daemon/store.h"
 
+#include "common/ll_text.h"
 #include "common/ll_time.h"
 #include "daemon/sha256.h"
 
@@ -260,6 +261,23 @@ static int exec(struct store *s, const char *sql, struct ll_error *err)
     return r;
 }
 
+/* A text column as a JSON string; text that is not well-formed UTF-8 (a message cut inside a
+ * character, bytes a device sent) keeps its readable part, the rest as '?', instead of
+ * dropping the field. */
+static json_t *text_json(const char *t)
+{
+    json_t *v = json_string(t);
+    if (v != NULL || t == NULL)
+        return v;
+    char *copy = strdup(t);
+    if (copy == NULL)
+        return NULL;
+    ll_utf8_sanitize(copy);
+    v = json_string(copy);
+    free(copy);
+    return v;
+}
+
 /* Turns every row of st into an object (column name -> value) in a new array; finalizes st.
  * Columns whose name ends in "_json" are parsed and stored without the suffix. */
 static json_t *rows_json(struct store *s, sqlite3_stmt *st, struct ll_error *err)
@@ -292,7 +310,7 @@ static json_t *rows_json(struct store *s, sqlite3_stmt *st, struct ll_error *err
                     if (v == NULL)
                         v = json_null();
                 } else {
-                    v = json_string((const char *)sqlite3_column_text(st, c));
+                    v = text_json((const char *)sqlite3_column_text(st, c));
                 }
             }
             if (is_json) {

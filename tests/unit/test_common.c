@@ -5,6 +5,7 @@
 #include "ll_test.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 static void test_crc16_modbus_check_value(void **state)
@@ -59,6 +60,36 @@ static void test_utf8_cut_keeps_characters_whole(void **state)
     assert_int_equal(ll_utf8_cut("\xc3\xa9", 1), 0);
 }
 
+/* ll_utf8_sanitize: well-formed characters stay, every other byte becomes '?' */
+static void test_utf8_sanitize_replaces_only_ill_formed_bytes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+        size_t replaced;
+    } cases[] = {
+        {"plain ascii",                              "plain ascii",                             0},
+        {"25 \xc2\xb0"
+         "C \xe2\x82\xac \xf0\x9f\x94\xa5", "25 \xc2\xb0"
+         "C \xe2\x82\xac \xf0\x9f\x94\xa5", 0},
+        {"cut \xc3",                                 "cut ?",                                   1},
+        {"cut \xe2\x82",                             "cut ??",                                  2},
+        {"lone \xa9 continuation",                   "lone ? continuation",                     1},
+        {"overlong \xc0\xaf",                        "overlong ??",                             2},
+        {"overlong \xe0\x80\xaf",                    "overlong ???",                            3},
+        {"surrogate \xed\xa0\x80",                   "surrogate ???",                           3},
+        {"too big \xf4\x90\x80\x80",                 "too big ????",                            4},
+        {"\xff\xfe",                                 "??",                                      2},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%s", cases[i].in);
+        size_t n = ll_utf8_sanitize(buf);
+        if (n != cases[i].replaced || strcmp(buf, cases[i].out) != 0)
+            fail_msg("case %zu: %zu replaced, '%s'", i, n, buf);
+    }
+}
+
 int main(void)
 {
     ll_test_init();
@@ -67,6 +98,7 @@ int main(void)
         cmocka_unit_test(test_crc16_ccitt_false_matches_spn1_examples),
         cmocka_unit_test(test_error_set_and_prefix),
         cmocka_unit_test(test_utf8_cut_keeps_characters_whole),
+        cmocka_unit_test(test_utf8_sanitize_replaces_only_ill_formed_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -367,6 +367,37 @@ static void test_store_events_are_append_only(void **state)
     sqlite3_close(db);
 }
 
+/* Text that is not well-formed UTF-8 (a message cut inside a character) still comes back as
+ * JSON, with the ill-formed bytes as '?', instead of losing the field. */
+static void test_store_events_with_cut_utf8_keep_their_text(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    struct ll_error err;
+    assert_int_equal(store_event(s,
+                                 0,
+                                 0,
+                                 0,
+                                 6,
+                                 "t",
+                                 "25 \xc2\xb0"
+                                 "C, cut \xc3",
+                                 &err),
+                     0);
+    json_t *ev = store_events_json(s, 0, 10, &err);
+    assert_non_null(ev);
+    const char *msg = NULL;
+    for (size_t i = 0; i < json_array_size(ev) && msg == NULL; i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(ev, i), "kind")), "t") == 0)
+            msg = json_string_value(json_object_get(json_array_get(ev, i), "message"));
+    if (msg == NULL || strcmp(msg,
+                              "25 \xc2\xb0"
+                              "C, cut ?") != 0)
+        fail_msg("message '%s'", msg ? msg : "(missing)");
+    json_decref(ev);
+    store_close(&s);
+}
+
 static void test_store_backup_is_a_consistent_copy(void **state)
 {
     (void)state;
@@ -428,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_store_rollback_discards_everything),
         cmocka_unit_test(test_store_measurement_dedup_and_conflict),
         cmocka_unit_test(test_store_events_are_append_only),
+        cmocka_unit_test(test_store_events_with_cut_utf8_keep_their_text),
         cmocka_unit_test(test_store_backup_is_a_consistent_copy),
         cmocka_unit_test(test_store_approvals_survive_reopen),
     };
