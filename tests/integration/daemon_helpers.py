@@ -81,6 +81,17 @@ def request(endpoint, req):
         s.close()
 
 
+def start_labsim(tmp, lab, speed, procs):
+    """labsim on lab (a lab.conf) with its runtime folder tmp/sim (created) at time scale
+    `speed`, stderr to tmp/labsim.log; added to procs; returns once it is ready."""
+    os.makedirs(os.path.join(tmp, "sim"), exist_ok=True)
+    p = subprocess.Popen([LABSIM, "--lab", lab, "--runtime-dir", os.path.join(tmp, "sim"), "--speed", str(speed)],
+                         stderr=open(os.path.join(tmp, "labsim.log"), "w"))
+    procs.append(p)
+    wait_for("labsim", lambda: os.path.exists(os.path.join(tmp, "sim", "ready")))
+    return p
+
+
 def start_labloopd(tmp, run, speed, procs, env=None):
     """labloopd on tmp/sim/lab.conf (labsim's copy) and tmp/l.db at time scale `speed`, 5 ms
     polls, stderr appended to tmp/labloopd.log; added to procs; returns once it answers."""

@@ -9,12 +9,11 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABSIM, finish, labloop, run_killing, start_labloopd, wait_for, write_campaign, write_lab  # noqa: E402
+from daemon_helpers import finish, labloop, run_killing, start_labloopd, start_labsim, wait_for, write_campaign, write_lab  # noqa: E402
 
 procs = []
 EXPR = "1 + 40 * ${cs} + 0.05 * ${anneal_min}"
@@ -32,12 +31,8 @@ def main():
     t80 = re.search(r'\{ name = "log10_t80_h";[^}]*\}', text).group(0)
     text = text.replace(t80, f'{{ name = "cost"; goal = "min"; ref = 10.0; expr = "{EXPR}"; }}')
     open(path, "w").write(text)
-    os.makedirs(os.path.join(tmp, "sim"))
     run = os.path.join(tmp, "run")
-    procs.append(subprocess.Popen([LABSIM, "--lab", os.path.join(tmp, "lab.conf"), "--runtime-dir",
-                                   os.path.join(tmp, "sim"), "--speed", "300"],
-                                  stderr=open(os.path.join(tmp, "labsim.log"), "w")))
-    wait_for("labsim", lambda: os.path.exists(os.path.join(tmp, "sim", "ready")))
+    start_labsim(tmp, os.path.join(tmp, "lab.conf"), 300, procs)
     daemon = start_labloopd(tmp, run, 300, procs)
     r = labloop(run, "campaign", "start", path)
     assert r.returncode == 0, r.stderr

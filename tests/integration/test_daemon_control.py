@@ -21,7 +21,7 @@ import time
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABLOOPD, LABSIM, finish, labloop, request, run_killing, wait_for, write_campaign, write_lab  # noqa: E402
+from daemon_helpers import LABLOOPD, finish, labloop, request, run_killing, start_labsim, wait_for, write_campaign, write_lab  # noqa: E402
 
 procs = []
 
@@ -48,12 +48,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="test_daemon_control.")
     write_lab(tmp)
     write_campaign(tmp, "c.conf", initial=2, batch=2, budget=4, approval="batch", schedule="sync")
-    os.makedirs(os.path.join(tmp, "sim"))
     run = os.path.join(tmp, "run")
-    procs.append(subprocess.Popen([LABSIM, "--lab", os.path.join(tmp, "lab.conf"), "--runtime-dir",
-                                   os.path.join(tmp, "sim"), "--speed", "300"],
-                                  stderr=open(os.path.join(tmp, "labsim.log"), "w")))
-    wait_for("labsim", lambda: os.path.exists(os.path.join(tmp, "sim", "ready")))
+    start_labsim(tmp, os.path.join(tmp, "lab.conf"), 300, procs)
     daemon = subprocess.Popen([LABLOOPD, "--lab", os.path.join(tmp, "sim", "lab.conf"), "--db",
                                os.path.join(tmp, "l.db"), "--run-dir", run, "--time-scale", "300",
                                "--poll-ms", "5"], stderr=open(os.path.join(tmp, "labloopd.log"), "w"))

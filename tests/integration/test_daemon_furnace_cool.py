@@ -18,13 +18,12 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (LABSIM, SRC, daemon_status, finish, labloop, request, run_killing,  # noqa: E402
-                            start_labloopd, wait_for, write_lab)
+from daemon_helpers import (SRC, daemon_status, finish, labloop, request, run_killing,  # noqa: E402
+                            start_labloopd, start_labsim, wait_for, write_lab)
 
 SPEED = 250
 TOLERANCE = 5.0
@@ -79,12 +78,8 @@ def main():
     open(lab, "w").write(text)
     hot = campaign(tmp, "hot", 2, 145.0, 150.0)
     cool = campaign(tmp, "cool", 1, 40.0, 42.0)
-    os.makedirs(os.path.join(tmp, "sim"))
     run = os.path.join(tmp, "run")
-    procs.append(subprocess.Popen([LABSIM, "--lab", lab, "--runtime-dir", os.path.join(tmp, "sim"),
-                                   "--speed", str(SPEED)],
-                                  stderr=open(os.path.join(tmp, "labsim.log"), "w")))
-    wait_for("labsim", lambda: os.path.exists(os.path.join(tmp, "sim", "ready")))
+    start_labsim(tmp, lab, SPEED, procs)
     sim = "ipc://" + os.path.join(tmp, "sim", "control")
     daemon = start_daemon(tmp, run)
     assert labloop(run, "campaign", "start", hot).returncode == 0

@@ -19,15 +19,14 @@ import re
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (LABSIM, SRC, daemon_status, finish, labloop, request, run_killing,  # noqa: E402
-                            start_labloopd, wait_for, write_lab)
+from daemon_helpers import (SRC, daemon_status, finish, labloop, request, run_killing,  # noqa: E402
+                            start_labloopd, start_labsim, wait_for, write_lab)
 
 SPEED = 400
 WELLS = 4
@@ -110,10 +109,7 @@ def main():
     run = os.path.join(tmp, "run")
     db_path = os.path.join(tmp, "l.db")
     notify = Notify(os.path.join(tmp, "notify"))
-    procs.append(subprocess.Popen([LABSIM, "--lab", lab, "--runtime-dir", os.path.join(tmp, "sim"),
-                                   "--speed", str(SPEED)],
-                                  stderr=open(os.path.join(tmp, "labsim.log"), "w")))
-    wait_for("labsim", lambda: os.path.exists(os.path.join(tmp, "sim", "ready")))
+    start_labsim(tmp, lab, SPEED, procs)
     sim = "ipc://" + os.path.join(tmp, "sim", "control")
     daemon = start_daemon(tmp, run, notify)
     r = labloop(run, "campaign", "start", camp)
