@@ -1177,15 +1177,21 @@ measured_summary(struct engine *e, struct camp *c, struct exp_view *v, char *buf
     json_decref(preds);
 }
 
+/* An experiment's parameter values (JSON with "params") in the campaign's order. */
+static void exp_params(const struct camp *c, json_t *exp, double *ret_x)
+{
+    json_t *params = json_object_get(exp, "params");
+    for (size_t j = 0; j < c->c.n_params; j++)
+        ret_x[j] = json_number_value(json_object_get(params, c->c.params[j].name));
+}
+
 /* The computed objectives' values of an experiment (JSON with "params"), evaluated from its
  * parameters (planner/campaign.h); other entries of ret are left alone. Returns 0 or -EINVAL
  * with the expression's problem in err. */
 static int exp_computed(const struct camp *c, json_t *exp, double *ret, struct ll_error *err)
 {
     double x[CAMPAIGN_MAX_PARAMS];
-    json_t *params = json_object_get(exp, "params");
-    for (size_t j = 0; j < c->c.n_params; j++)
-        x[j] = json_number_value(json_object_get(params, c->c.params[j].name));
+    exp_params(c, exp, x);
     for (size_t k = 0; k < c->c.n_objectives; k++)
         if (campaign_objective_computed(&c->c, k)) {
             int r = campaign_objective_eval(&c->c, k, x, &ret[k], err);
@@ -1414,11 +1420,9 @@ static int feed_planner(
             continue;
         double xv[CAMPAIGN_MAX_PARAMS], yv[CAMPAIGN_MAX_OBJECTIVES];
         json_t *row = json_array();
-        for (size_t k = 0; k < np; k++) {
-            xv[k] = json_number_value(
-                json_object_get(json_object_get(x, "params"), c->c.params[k].name));
+        exp_params(c, x, xv);
+        for (size_t k = 0; k < np; k++)
             json_array_append_new(row, json_real(xv[k]));
-        }
         for (size_t k = 0; k < no; k++) {
             yv[k] = json_number_value(
                 json_object_get(json_object_get(x, "objectives"), c->c.objectives[k].name));
@@ -1439,9 +1443,7 @@ static int feed_planner(
         if (r < 0 || s == STORE_EXP_MEASURED)
             continue;
         double xv[CAMPAIGN_MAX_PARAMS];
-        for (size_t k = 0; k < np; k++)
-            xv[k] = json_number_value(
-                json_object_get(json_object_get(x, "params"), c->c.params[k].name));
+        exp_params(c, x, xv);
         r = planner_add_pending(p, xv, err);
     }
     return r;
