@@ -4,6 +4,7 @@
  */
 #include "daemon/engine.h"
 
+#include "common/ll_failpoint.h"
 #include "common/ll_time.h"
 #include "daemon/log.h"
 #include "daemon/recipe.h"
@@ -249,6 +250,32 @@ static void event(struct engine *e,
 
 /* --- life cycle ---------------------------------------------------------------------- */
 
+/* Hands a request to instrument i's worker and counts it as outstanding. */
+static int
+worker_submit(struct engine *e, int i, const struct drv_request *req, struct ll_error *err)
+{
+    struct instr *in = &e->instrs[i];
+    int r = drv_worker_submit(in->w, req, err);
+    if (r == 0 && in->n_outstanding++ == 0)
+        in->progress_at = ll_monotonic_ms();
+    return r;
+}
+
+/* Commands the safe state on every instrument (the software e-stop). */
+static void estop_command_safe(struct engine *e, const char *why)
+{
+    for (int i = 0; i < e->n_instrs; i++)
+        if (e->instrs[i].w != NULL) {
+            struct drv_request req = {.op = DRV_REQ_SAFE, .cookie = 0};
+            worker_submit(e, i, &req, NULL);
+        }
+    log_line(LOG_LVL_ERR,
+             "estop: %s: safe state commanded on %d instruments (this is not a wired emergency "
+             "stop)",
+             why,
+             e->n_instrs);
+}
+
 int engine_new(const struct engine_options *opt, struct engine **ret, struct ll_error *reterr)
 {
     struct engine *e = calloc(1, sizeof(*e));
@@ -281,8 +308,12 @@ int engine_new(const struct engine_options *opt, struct engine **ret, struct ll_
     char v[8];
     if (store_meta_get(e->store, "rack_full", v, sizeof(v), NULL) == 1 && strcmp(v, "1") == 0)
         e->rack_full = 1;
-    if (store_meta_get(e->store, "estop", v, sizeof(v), NULL) == 1 && strcmp(v, "1") == 0)
+    if (store_meta_get(e->store, "estop", v, sizeof(v), NULL) == 1 && strcmp(v, "1") == 0) {
+        /* a latched stop is commanded again: the daemon may have died after latching it and
+         * before every instrument was told (kill point "estop_latched") */
         e->estop = 1;
+        estop_command_safe(e, "latched stop found at start");
+    }
 out:
     if (r < 0)
         engine_free(&e);
@@ -465,6 +496,7 @@ static int step_settle(struct engine *e, int64_t step_id, int to, const char *re
 /* Settles a flight's step and appends its event in one transaction (one durable commit). */
 static void flight_finish(struct engine *e, struct flight *f, int to, const char *result)
 {
+    LL_FAILPOINT("before_result_commit"); /* the instrument has finished; the store not told */
     e->dirty = 1;
     int level = to == STORE_STEP_DONE ? LOG_LVL_INFO : LOG_LVL_WARNING;
     char msg[DRV_TEXT_MAX + 128];
@@ -495,17 +527,6 @@ static void flight_finish(struct engine *e, struct flight *f, int to, const char
                  msg);
     }
     flight_drop(e, f);
-}
-
-/* Hands a request to instrument i's worker and counts it as outstanding. */
-static int
-worker_submit(struct engine *e, int i, const struct drv_request *req, struct ll_error *err)
-{
-    struct instr *in = &e->instrs[i];
-    int r = drv_worker_submit(in->w, req, err);
-    if (r == 0 && in->n_outstanding++ == 0)
-        in->progress_at = ll_monotonic_ms();
-    return r;
 }
 
 static void submit(struct engine *e, struct flight *f, enum drv_request_op op)
@@ -553,6 +574,7 @@ static void on_completion(struct engine *e, int instr, const struct drv_completi
     switch (c->op) {
     case DRV_REQ_START:
         if (c->rc == 0) {
+            LL_FAILPOINT("start_accepted"); /* the instrument runs the job; no poll yet */
             f->phase = PH_POLL_AT;
             f->next_at = poll_next_at(e, f, now);
         } else if (c->rc == DRV_EBUSY) {
@@ -814,6 +836,7 @@ static int start_step(struct engine *e, json_t *step, int exp_state)
         return -EIO;
     }
     f->ds.id = (uint32_t)job;
+    LL_FAILPOINT("intent_committed"); /* the store says started; the instrument knows nothing */
     int64_t now = ll_monotonic_ms();
     f->deadline_at = now + f->deadline_ms;
     f->expected_end_at = now + (int64_t)((double)jint(step, "expected_ms") / e->opt.time_scale);
@@ -1893,6 +1916,7 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         r = store_model_fit_put(e->store, c->id, round, fit, err);
     if (r == 0 && batch)
         r = store_approval_put(e->store, c->id, round, "pending", NULL, err);
+    LL_FAILPOINT("round_write"); /* the round's rows written, not committed */
     if (r == 0)
         r = store_commit(e->store, err);
     else
@@ -2164,6 +2188,7 @@ int engine_recover(struct engine *e, struct ll_error *reterr)
               "resuming campaign '%s' (%s)",
               jstr(c, "name"),
               jstr(c, "state"));
+        LL_FAILPOINT("recovery"); /* dying while recovering: the next start recovers again */
         json_t *steps = store_steps_json(e->store, jint(c, "id"), 0, reterr);
         size_t k;
         json_t *st;
@@ -2427,16 +2452,9 @@ int engine_estop(struct engine *e, struct ll_error *reterr)
     else
         store_rollback(e->store);
     e->estop = 1;
+    LL_FAILPOINT("estop_latched"); /* latched in the store; no instrument told yet */
     /* the safe state is commanded even if the store failed */
-    for (int i = 0; i < e->n_instrs; i++)
-        if (e->instrs[i].w != NULL) {
-            struct drv_request req = {.op = DRV_REQ_SAFE, .cookie = 0};
-            worker_submit(e, i, &req, NULL);
-        }
-    log_line(LOG_LVL_ERR,
-             "estop: software stop: safe state commanded on %d instruments (this is not a wired "
-             "emergency stop)",
-             e->n_instrs);
+    estop_command_safe(e, "software stop");
     return r;
 }
 

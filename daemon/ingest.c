@@ -1,6 +1,7 @@
 /* ingest — see ingest.h. */
 #include "daemon/ingest.h"
 
+#include "common/ll_failpoint.h"
 #include "common/ll_time.h"
 #include "daemon/log.h"
 #include "models/analysis.h"
@@ -367,6 +368,7 @@ static int handle_measurement(struct ingest *ing,
         si->stored++;
     ing->n_stored++;
     p->ack = ack_text(seq, "stored", NULL);
+    LL_FAILPOINT("group_commit"); /* a measurement in the batch's transaction, not committed */
     return 0;
 }
 
@@ -566,6 +568,8 @@ int ingest_process(struct ingest *ing, struct ll_error *reterr)
         ing->n_duplicate = before[1];
         ing->n_rejected = before[2];
     }
+    if (r == 0 && ing->n_stored > before[0])
+        LL_FAILPOINT("measurement_committed"); /* committed; no ack sent yet */
     for (int i = 0; i < n; i++) {
         if (r == 0)
             send_ack(ing, &ing->batch[i]);

@@ -17,6 +17,7 @@
  * instruments have answered (or after 30 s). STATUS= carries a one-line summary; WATCHDOG=1
  * is sent at half the watchdog interval from the loop itself, so a stuck loop is noticed.
  */
+#include "common/ll_failpoint.h"
 #include "common/ll_time.h"
 #include "daemon/control.h"
 #include "daemon/engine.h"
@@ -212,6 +213,19 @@ static void notifier_tick(struct notifier *nt, struct engine *engine, int64_t no
     }
 }
 
+/* SIGTERM and SIGINT as readable data on a signalfd, polled with everything else; SIGPIPE
+ * ignored. Returns the descriptor, or -1. */
+static int signals_fd(void)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
 int main(int argc, char **argv)
 {
     gsl_set_error_handler_off();
@@ -230,20 +244,16 @@ int main(int argc, char **argv)
     void *zctx = NULL;
     int sfd = -1, status = 1;
 
-    /* signals arrive as readable data on a signalfd, polled with everything else */
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    sfd = signals_fd();
 
     if (mkdir(set.run_dir, 0750) != 0 && errno != EEXIST) {
         log_line(
             LOG_LVL_ERR, "labloopd: cannot create run dir %s: %s", set.run_dir, strerror(errno));
         goto out;
     }
+    if (ll_failpoints_compiled())
+        log_line(LOG_LVL_WARNING,
+                 "labloopd: test build with kill points (LABLOOP_FAILPOINT); not for a real lab");
     if (store_open(set.db, &store, &err) < 0) {
         log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
         goto out;

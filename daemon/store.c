@@ -7,11 +7,13 @@
  */
 #include "daemon/store.h"
 
+#include "common/ll_failpoint.h"
 #include "common/ll_text.h"
 #include "common/ll_time.h"
 #include "daemon/sha256.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -442,6 +444,7 @@ static int migrate(struct store *s, struct ll_error *err)
         r = store_begin(s, err);
         if (r == 0)
             r = exec(s, migrations[v], err);
+        LL_FAILPOINT("migration"); /* version v+1's tables made, not committed */
         if (r == 0)
             r = exec(s, pragma, err);
         if (r == 0)
@@ -470,12 +473,165 @@ static int check_quick(struct store *s, const char *pragma, struct ll_error *err
     return r;
 }
 
+/* --- test builds: a kill point inside WAL checkpoints ------------------------------------ */
+#ifdef LL_FAILPOINTS
+/* In WAL mode only a checkpoint writes the main database file (besides the one header write
+ * that turns WAL mode on), so a VFS that passes the failpoint "checkpoint_write" before every
+ * write to a main database file lets a test kill labloopd in the middle of a checkpoint. The
+ * VFS wraps the default one and becomes the default; every other call goes straight through.
+ * LABLOOP_WAL_AUTOCHECKPOINT=pages makes checkpoints frequent enough for a small test. */
+struct fp_file {
+    sqlite3_file base;
+    sqlite3_file *real; /* the wrapped VFS's file, allocated right after this struct */
+    int main_db;
+};
+
+static sqlite3_vfs fp_vfs;
+static sqlite3_vfs *fp_real;
+static sqlite3_io_methods fp_io;
+
+#define FP_REAL(f) (((struct fp_file *)(f))->real)
+
+static int fp_close(sqlite3_file *f)
+{
+    return FP_REAL(f)->pMethods->xClose(FP_REAL(f));
+}
+static int fp_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
+{
+    return FP_REAL(f)->pMethods->xRead(FP_REAL(f), buf, n, off);
+}
+static int fp_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
+{
+    if (((struct fp_file *)f)->main_db)
+        LL_FAILPOINT("checkpoint_write");
+    return FP_REAL(f)->pMethods->xWrite(FP_REAL(f), buf, n, off);
+}
+static int fp_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+    return FP_REAL(f)->pMethods->xTruncate(FP_REAL(f), size);
+}
+static int fp_sync(sqlite3_file *f, int flags)
+{
+    return FP_REAL(f)->pMethods->xSync(FP_REAL(f), flags);
+}
+static int fp_file_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+    return FP_REAL(f)->pMethods->xFileSize(FP_REAL(f), size);
+}
+static int fp_lock(sqlite3_file *f, int level)
+{
+    return FP_REAL(f)->pMethods->xLock(FP_REAL(f), level);
+}
+static int fp_unlock(sqlite3_file *f, int level)
+{
+    return FP_REAL(f)->pMethods->xUnlock(FP_REAL(f), level);
+}
+static int fp_check_reserved(sqlite3_file *f, int *out)
+{
+    return FP_REAL(f)->pMethods->xCheckReservedLock(FP_REAL(f), out);
+}
+static int fp_file_control(sqlite3_file *f, int op, void *arg)
+{
+    return FP_REAL(f)->pMethods->xFileControl(FP_REAL(f), op, arg);
+}
+static int fp_sector_size(sqlite3_file *f)
+{
+    return FP_REAL(f)->pMethods->xSectorSize(FP_REAL(f));
+}
+static int fp_device_characteristics(sqlite3_file *f)
+{
+    return FP_REAL(f)->pMethods->xDeviceCharacteristics(FP_REAL(f));
+}
+static int fp_shm_map(sqlite3_file *f, int region, int size, int extend, void volatile **out)
+{
+    return FP_REAL(f)->pMethods->xShmMap(FP_REAL(f), region, size, extend, out);
+}
+static int fp_shm_lock(sqlite3_file *f, int offset, int n, int flags)
+{
+    return FP_REAL(f)->pMethods->xShmLock(FP_REAL(f), offset, n, flags);
+}
+static void fp_shm_barrier(sqlite3_file *f)
+{
+    FP_REAL(f)->pMethods->xShmBarrier(FP_REAL(f));
+}
+static int fp_shm_unmap(sqlite3_file *f, int del)
+{
+    return FP_REAL(f)->pMethods->xShmUnmap(FP_REAL(f), del);
+}
+static int fp_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **out)
+{
+    return FP_REAL(f)->pMethods->xFetch(FP_REAL(f), off, n, out);
+}
+static int fp_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
+{
+    return FP_REAL(f)->pMethods->xUnfetch(FP_REAL(f), off, p);
+}
+
+static int fp_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out)
+{
+    (void)vfs;
+    struct fp_file *p = (struct fp_file *)file;
+    p->real = (sqlite3_file *)(p + 1);
+    p->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
+    int rc = fp_real->xOpen(fp_real, name, p->real, flags, out);
+    p->base.pMethods = rc == SQLITE_OK && p->real->pMethods != NULL ? &fp_io : NULL;
+    return rc;
+}
+
+static void fp_register(void)
+{
+    fp_real = sqlite3_vfs_find(NULL);
+    if (fp_real == NULL || fp_real->iVersion < 2)
+        return;
+    fp_vfs = *fp_real; /* the other methods and pAppData are the wrapped VFS's */
+    fp_vfs.zName = "ll_failpoint";
+    fp_vfs.szOsFile = (int)sizeof(struct fp_file) + fp_real->szOsFile;
+    fp_vfs.xOpen = fp_open;
+    fp_vfs.pNext = NULL;
+    fp_io = (sqlite3_io_methods){3,
+                                 fp_close,
+                                 fp_read,
+                                 fp_write,
+                                 fp_truncate,
+                                 fp_sync,
+                                 fp_file_size,
+                                 fp_lock,
+                                 fp_unlock,
+                                 fp_check_reserved,
+                                 fp_file_control,
+                                 fp_sector_size,
+                                 fp_device_characteristics,
+                                 fp_shm_map,
+                                 fp_shm_lock,
+                                 fp_shm_barrier,
+                                 fp_shm_unmap,
+                                 fp_fetch,
+                                 fp_unfetch};
+    sqlite3_vfs_register(&fp_vfs, 1);
+}
+
+static pthread_once_t fp_once = PTHREAD_ONCE_INIT;
+
+static int fp_setup(struct store *s, struct ll_error *err)
+{
+    const char *pages = getenv("LABLOOP_WAL_AUTOCHECKPOINT");
+    if (pages == NULL)
+        return 0;
+    char pragma[64];
+    snprintf(pragma, sizeof(pragma), "PRAGMA wal_autocheckpoint=%d", atoi(pages));
+    return exec(s, pragma, err);
+}
+#endif
+
 int store_open(const char *path, struct store **ret_store, struct ll_error *reterr)
 {
     struct store *s = calloc(1, sizeof(*s));
     int r = 0;
     if (s == NULL)
         return ll_error_set(reterr, -ENOMEM, "store: out of memory");
+#ifdef LL_FAILPOINTS
+    pthread_once(&fp_once, fp_register);
+#endif
     int rc = sqlite3_open_v2(
         path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -491,6 +647,10 @@ int store_open(const char *path, struct store **ret_store, struct ll_error *rete
     sqlite3_busy_timeout(s->db, 5000);
     r = exec(
         s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", reterr);
+#ifdef LL_FAILPOINTS
+    if (r == 0)
+        r = fp_setup(s, reterr);
+#endif
     if (r == 0)
         r = check_quick(s, "PRAGMA quick_check", reterr);
     if (r == 0)

@@ -10,6 +10,6 @@ cc=gcc
 command -v clang >/dev/null 2>&1 && cc=clang
 builddir=${LL_TEST_BUILD_DIR:-build-test}
 cmake -S . -B "$builddir" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Debug \
-      -DLL_SANITIZE=ON -DLL_WERROR=ON >/dev/null
+      -DLL_SANITIZE=ON -DLL_WERROR=ON -DLL_FAILPOINTS=ON >/dev/null
 cmake --build "$builddir" -j"$(nproc)" -- --no-print-directory >/dev/null
 ctest --test-dir "$builddir" -LE bench -j"$(nproc)" --output-on-failure "$@"

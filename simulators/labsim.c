@@ -622,7 +622,7 @@ static json_t *control_samples(struct labsim *ls)
 
 static json_t *control_status(struct labsim *ls)
 {
-    return json_pack("{s:b,s:i,s:s,s:s,s:f,s:f,s:i,s:f,s:f,s:i,s:s}",
+    return json_pack("{s:b,s:i,s:s,s:s,s:f,s:f,s:i,s:f,s:f,s:i,s:b,s:s}",
                      "ok",
                      1,
                      "robot_port",
@@ -643,6 +643,8 @@ static json_t *control_status(struct labsim *ls)
                      ls->furnace.sp_work_c,
                      "furnace_program",
                      (int)ls->furnace.program,
+                     "furnace_program_ended",
+                     ls->furnace.program_ended != 0,
                      "coater_state",
                      sim_coater_state_name(ls->coater.state));
 }
@@ -702,9 +704,11 @@ static json_t *control_handle(struct labsim *ls, const char *data, size_t len)
                 ls->robot.state = SIM_ROBOT_IDLE;
                 ls->robot.interlocks |= 2;
             }
+        } else if (what != NULL && strcmp(what, "speed") == 0 && value >= 1) {
+            ls->opt.speed = value; /* from now on; the time already run stays */
         } else {
             json_decref(rep);
-            rep = control_error("set: \"what\" must be lid, vacuum, door or estop");
+            rep = control_error("set: \"what\" must be lid, vacuum, door, estop or speed (>= 1)");
         }
     } else if (strcmp(cmd, "shutdown") == 0) {
         ls->stop = 1;

@@ -1,10 +1,14 @@
 """Helpers shared by the labloopd integration tests (not a test itself: ctest runs only
 test_*.py): program paths from the test environment, a free loopback port, the labloop CLI,
 per-test copies of the embedded lab and of a campaign file, polling, and one request to a
-ZeroMQ control socket (labsim's or labloopd's)."""
+ZeroMQ control socket (labsim's or labloopd's), and the crash tests' invariant checks."""
+import glob
+import hashlib
+import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import time
 
@@ -129,3 +133,61 @@ def run_killing(main, procs):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def labsim_counts(tmp):
+    """labsim's accounting (robot jobs, coater runs, measurements: how often each ran)."""
+    counts = request("ipc://" + os.path.join(tmp, "sim", "control"), {"cmd": "counts"})
+    assert counts is not None, "labsim did not answer 'counts'"
+    return counts
+
+
+def check_invariants(tmp, counts):
+    """The crash tests' invariants (reliability.md §3) on tmp/l.db after the campaigns ended,
+    against labsim's counts and the stations' ack files under tmp/sim/stations:
+      I7 the store is sound (integrity_check ok, event ids without gaps);
+      I6 every experiment ended and no step is left started;
+      I4/I5 every robot job and coater run executed exactly once and belongs to a step the
+         store records as done or failed; every measurement request measured at most once;
+      I1 every measurement a station had acked is stored with the station's exact bytes.
+    Returns (experiments measured, measurements acked)."""
+    db = sqlite3.connect(os.path.join(tmp, "l.db"))
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    ids = [r[0] for r in db.execute("SELECT id FROM events ORDER BY id")]
+    assert ids == list(range(1, len(ids) + 1)), "event ids have gaps"
+    left = db.execute("SELECT count(*) FROM steps WHERE state = 'started'").fetchone()[0]
+    assert left == 0, f"{left} steps left started"
+    open_exp = db.execute("SELECT count(*) FROM experiments WHERE state NOT IN "
+                          "('measured','failed','abandoned')").fetchone()[0]
+    assert open_exp == 0, f"{open_exp} experiments not ended"
+    jobs = {str(j): (st, instr) for j, st, instr in
+            db.execute("SELECT job, state, instrument FROM steps WHERE job IS NOT NULL")}
+    for kind, instr in (("robot_jobs", "robot"), ("coater_runs", "coater")):
+        for job, n in counts.get(kind, {}).items():
+            key = re.sub(r"\D", "", job).lstrip("0") or "0"
+            assert n == 1, f"{kind}: job {job} executed {n} times"
+            assert key in jobs, f"{kind}: job {job} ran but no step has that job number"
+            assert jobs[key][0] in ("done", "failed") and jobs[key][1] == instr, (job, jobs[key])
+    done_robot = db.execute("SELECT count(*) FROM steps WHERE instrument='robot' AND state='done'").fetchone()[0]
+    assert done_robot <= len(counts.get("robot_jobs", {})), f"{done_robot} robot steps done, fewer jobs ran"
+    for req, n in counts.get("measurements", {}).items():
+        assert n == 1, f"request {req} measured {n} times"
+    acked = 0
+    for ack in glob.glob(os.path.join(tmp, "sim", "stations", "*", "ack-*")):
+        station = os.path.basename(os.path.dirname(ack))
+        seq = int(ack.rsplit("-", 1)[1])
+        if open(ack).read().strip() not in ("stored", "duplicate"):
+            continue
+        acked += 1
+        msgs = [m for m in glob.glob(os.path.join(os.path.dirname(ack), "req-*.json"))
+                if json.load(open(m)).get("seq") == seq]
+        assert msgs, f"{station} seq {seq}: acked but the station has no message"
+        h = hashlib.sha256(open(msgs[0], "rb").read()).hexdigest()
+        row = db.execute("SELECT hash FROM measurements WHERE station=? AND seq=?", (station, seq)).fetchone()
+        assert row is not None, f"{station} seq {seq}: acked but not stored"
+        assert row[0] == h, f"{station} seq {seq}: stored bytes differ from the station's"
+    measured = db.execute("SELECT count(*) FROM experiments WHERE state = 'measured'").fetchone()[0]
+    db.close()
+    print(f"robot jobs {len(counts.get('robot_jobs', {}))}, coater runs {len(counts.get('coater_runs', {}))}, "
+          f"acked measurements {acked}, all exactly once and stored")
+    return measured, acked

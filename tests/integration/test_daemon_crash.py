@@ -14,21 +14,17 @@ random moments and restarted each time. Afterwards:
 Environment: LABSIM, LABLOOPD, LABLOOP, LL_SOURCE_DIR; LL_CRASH_KILLS (default 20),
 LL_CRASH_SEED.
 """
-import glob
-import hashlib
 import json
 import os
 import random
-import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABLOOPD, LABSIM, labloop, write_campaign, write_lab  # noqa: E402
+from daemon_helpers import LABLOOPD, LABSIM, check_invariants, labloop, labsim_counts, write_campaign, write_lab  # noqa: E402
 
 KILLS = int(os.environ.get("LL_CRASH_KILLS", "20"))
 SPEED = int(os.environ.get("LL_CRASH_SPEED", "1000"))
@@ -119,58 +115,11 @@ def main():
           f"experiments: {st['campaigns'][-1]['experiments']}; operator questions answered: {questions}")
     assert kills >= KILLS or st["campaigns"][-1]["state"] == "completed", "campaign ended before enough kills"
     assert st["campaigns"][-1]["state"] == "completed", st["campaigns"][-1]
-    counts = None
-    import zmq
-    ctx = zmq.Context()
-    s = ctx.socket(zmq.REQ)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.RCVTIMEO, 5000)
-    s.connect("ipc://" + os.path.join(tmp, "sim", "control"))
-    s.send_json({"cmd": "counts"})
-    counts = s.recv_json()
-    ctx.destroy(linger=0)
+    counts = labsim_counts(tmp)
     daemon.terminate()
     assert daemon.wait(timeout=30) == 0
-
-    db = sqlite3.connect(os.path.join(tmp, "l.db"))
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    ids = [r[0] for r in db.execute("SELECT id FROM events ORDER BY id")]
-    assert ids == list(range(1, len(ids) + 1)), "event ids have gaps"
-    left = db.execute("SELECT count(*) FROM steps WHERE state = 'started'").fetchone()[0]
-    assert left == 0, f"{left} steps left started"
-    open_exp = db.execute("SELECT count(*) FROM experiments WHERE state NOT IN "
-                          "('measured','failed','abandoned')").fetchone()[0]
-    assert open_exp == 0, f"{open_exp} experiments not ended"
-    jobs = {str(j): (st_, instr) for j, st_, instr in
-            db.execute("SELECT job, state, instrument FROM steps WHERE job IS NOT NULL")}
-    for kind, instr in (("robot_jobs", "robot"), ("coater_runs", "coater")):
-        for job, n in counts.get(kind, {}).items():
-            key = re.sub(r"\D", "", job).lstrip("0") or "0"
-            assert n == 1, f"{kind}: job {job} executed {n} times"
-            assert key in jobs, f"{kind}: job {job} ran but no step has that job number"
-            assert jobs[key][0] in ("done", "failed") and jobs[key][1] == instr, (job, jobs[key])
-    done_robot = db.execute("SELECT count(*) FROM steps WHERE instrument='robot' AND state='done'").fetchone()[0]
-    assert done_robot == len(counts.get("robot_jobs", {})) or done_robot <= len(counts["robot_jobs"]), done_robot
-    for req, n in counts.get("measurements", {}).items():
-        assert n == 1, f"request {req} measured {n} times"
-    acked = 0
-    for ack in glob.glob(os.path.join(tmp, "sim", "stations", "*", "ack-*")):
-        station = os.path.basename(os.path.dirname(ack))
-        seq = int(ack.rsplit("-", 1)[1])
-        if open(ack).read().strip() not in ("stored", "duplicate"):
-            continue
-        acked += 1
-        msgs = [m for m in glob.glob(os.path.join(os.path.dirname(ack), "req-*.json"))
-                if json.load(open(m)).get("seq") == seq]
-        assert msgs, f"{station} seq {seq}: acked but the station has no message"
-        h = hashlib.sha256(open(msgs[0], "rb").read()).hexdigest()
-        row = db.execute("SELECT hash FROM measurements WHERE station=? AND seq=?", (station, seq)).fetchone()
-        assert row is not None, f"{station} seq {seq}: acked but not stored"
-        assert row[0] == h, f"{station} seq {seq}: stored bytes differ from the station's"
-    measured = db.execute("SELECT count(*) FROM experiments WHERE state = 'measured'").fetchone()[0]
+    measured, acked = check_invariants(tmp, counts)
     assert measured >= 2 and acked >= 4, f"too little was measured to test much: {measured}, {acked}"
-    print(f"robot jobs {len(counts.get('robot_jobs', {}))}, coater runs {len(counts.get('coater_runs', {}))}, "
-          f"acked measurements {acked}, all exactly once and stored")
     log = open(os.path.join(tmp, "labloopd.log")).read()
     print(f"recovery: {log.count('asking the instrument whether it ran')} steps settled by query, "
           f"{log.count('re-sent to')} measure requests re-sent, "

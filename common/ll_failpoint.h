@@ -1,0 +1,47 @@
+/* ll_failpoint — named kill points for crash tests (reliability.md §4.2 F2, §5).
+ *
+ * A test build (cmake -DLL_FAILPOINTS=ON; scripts/test.sh builds that way) compiles
+ * LL_FAILPOINT("name") into the places where labloopd could die between two durable steps:
+ * after a step's intent is committed and before the instrument is told, in the middle of a
+ * group commit, during a migration, and so on (docs/DEVELOPMENT.md lists them). With
+ *
+ *     LABLOOP_FAILPOINT=name:n[,name:n...]
+ *
+ * in its environment, the n-th time the process passes point `name` it writes
+ * "failpoint NAME hit N: exiting 137" to stderr and calls _exit(137): no atexit handlers,
+ * no buffers flushed, no SQLite connection closed — the same as SIGKILL at that moment,
+ * but at a chosen point instead of a random one. Unnamed points cost one relaxed atomic load.
+ *
+ * In other builds LL_FAILPOINT expands to nothing and the environment variable is ignored,
+ * so a deployed daemon cannot be stopped this way.
+ *
+ * State: the parsed specification and the hit counters are process-wide (they stand for the
+ * process's environment); they are safe to use from several threads.
+ */
+#ifndef LL_FAILPOINT_H
+#define LL_FAILPOINT_H
+
+#ifdef LL_FAILPOINTS
+#define LL_FAILPOINT(name) ll_failpoint_pass(name)
+#else
+#define LL_FAILPOINT(name) ((void)0)
+#endif
+
+/* Counts a pass of point `name` and exits the process as described above when this is the
+ * pass the environment names. Reads LABLOOP_FAILPOINT once, on the first call. */
+void ll_failpoint_pass(const char *name);
+
+/* 1 if this build compiles failpoints in (LL_FAILPOINTS), else 0. */
+int ll_failpoints_compiled(void);
+
+/* Parses a specification "name:n[,name:n...]" (names of letters, digits and '_', at most
+ * LL_FAILPOINT_NAME_MAX - 1 bytes; 1 <= n <= 1e9) into at most max entries. Returns the
+ * number of entries, or -1 for a malformed specification. Exposed for the unit tests. */
+#define LL_FAILPOINT_NAME_MAX 48
+struct ll_failpoint_spec {
+    char name[LL_FAILPOINT_NAME_MAX];
+    unsigned long at;
+};
+int ll_failpoint_parse(const char *text, struct ll_failpoint_spec *ret, int max);
+
+#endif
