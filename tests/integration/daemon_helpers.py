@@ -149,7 +149,9 @@ def check_invariants(tmp, counts):
       I6 every experiment ended and no step is left started;
       I4/I5 every robot job and coater run executed exactly once and belongs to a step the
          store records as done or failed; every measurement request measured at most once;
-      I1 every measurement a station had acked is stored with the station's exact bytes.
+      I1 every measurement a station had acked is stored with the station's exact bytes;
+      I9 every experiment is in the stored proposal of its round (the model-fit record's
+         "chosen" list, same parameters): no round was proposed twice or half-stored.
     Returns (experiments measured, measurements acked)."""
     db = sqlite3.connect(os.path.join(tmp, "l.db"))
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -186,6 +188,11 @@ def check_invariants(tmp, counts):
         row = db.execute("SELECT hash FROM measurements WHERE station=? AND seq=?", (station, seq)).fetchone()
         assert row is not None, f"{station} seq {seq}: acked but not stored"
         assert row[0] == h, f"{station} seq {seq}: stored bytes differ from the station's"
+    fits = {(c, r): json.loads(f) for c, r, f in db.execute("SELECT campaign_id, round, fit FROM model_fits")}
+    for eid, c, rnd, params in db.execute("SELECT id, campaign_id, round, params FROM experiments"):
+        assert (c, rnd) in fits, f"experiment {eid}: round {rnd} of campaign {c} has no stored proposal"
+        chosen = {e["experiment"]: e["params"] for e in fits[(c, rnd)]["chosen"]}
+        assert chosen.get(eid) == json.loads(params), f"experiment {eid} is not its round's stored proposal"
     measured = db.execute("SELECT count(*) FROM experiments WHERE state = 'measured'").fetchone()[0]
     db.close()
     print(f"robot jobs {len(counts.get('robot_jobs', {}))}, coater runs {len(counts.get('coater_runs', {}))}, "
