@@ -109,6 +109,13 @@ static long long ji(json_t *o, const char *k)
 
 static void print_status(json_t *st)
 {
+    json_t *se = json_object_get(st, "store_error");
+    if (json_is_object(se))
+        printf("STORE WRITES FAILING for %.0f s: %s\nNo new step starts and no round is proposed "
+               "until the store takes writes again (free disk space?); stations keep what is not "
+               "acked, running steps keep their outcome.\n",
+               json_real_value(json_object_get(se, "for_s")),
+               js(se, "message"));
     if (json_is_true(json_object_get(st, "estop")))
         printf("E-STOP LATCHED (software stop: instruments were commanded to their safe states; "
                "this is not a wired emergency stop). Resume with: labloop campaign resume ID\n");

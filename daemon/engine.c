@@ -69,6 +69,7 @@ enum phase {
     PH_POLL_AT,  /* poll at next_at */
     PH_QUERY_AT, /* query at next_at */
     PH_MEASURE,  /* waiting for the station's measurement */
+    PH_SETTLE_AT /* the outcome is known but could not be stored: store it at next_at */
 };
 
 struct flight {
@@ -86,7 +87,9 @@ struct flight {
     int64_t next_at, deadline_at, deadline_ms;
     int64_t expected_end_at; /* monotonic ms the step should end at; 0 unknown (recovered) */
     int misses, failures;
-    int sent; /* measure: the request reached the station's queue at least once */
+    int sent;      /* measure: the request reached the station's queue at least once */
+    int settle_to; /* PH_SETTLE_AT: the step state and result to store */
+    char settle_result[DRV_TEXT_MAX + 64];
 };
 
 struct engine {
@@ -107,6 +110,10 @@ struct engine {
     int rack_full;        /* a campaign wanted experiments and no well was free (meta
                            * "rack_full" keeps it across restarts, so the event is written
                            * once per full rack) */
+    /* storage trouble (store_write_error): no new step starts and no round is proposed
+     * until a write commits again; probed once a second */
+    int64_t trouble_since, last_probe_ms;
+    char trouble_msg[LL_ERROR_MSG_MAX];
 };
 
 /* --- small helpers ------------------------------------------------------------------ */
@@ -516,16 +523,32 @@ static void flight_finish(struct engine *e, struct flight *f, int to, const char
     if (r == 0)
         r = store_commit(e->store, &err);
     if (r < 0) {
+        /* the instrument's answer is not lost: the flight keeps it and stores it again
+         * (every second, then less often) until the store takes it */
         store_rollback(e->store);
-        log_line(LOG_LVL_ERR, "step=%lld: cannot record state: %s", (long long)f->step_id, err.msg);
-    } else {
-        log_line(level,
-                 "step campaign=%lld exp=%lld step=%lld %s",
-                 (long long)f->campaign_id,
-                 (long long)f->exp_id,
-                 (long long)f->step_id,
-                 msg);
+        if (f->phase != PH_SETTLE_AT || f->failures % 10 == 0)
+            log_line(LOG_LVL_ERR,
+                     "step=%lld: cannot record '%s' (kept; retrying): %s",
+                     (long long)f->step_id,
+                     msg,
+                     err.msg);
+        if (f->phase != PH_SETTLE_AT)
+            f->failures = 0;
+        f->failures++;
+        f->settle_to = to;
+        if (result != f->settle_result)
+            snprintf(
+                f->settle_result, sizeof(f->settle_result), "%s", result != NULL ? result : "");
+        f->phase = PH_SETTLE_AT;
+        f->next_at = ll_monotonic_ms() + (f->failures < 5 ? 1000 : 5000);
+        return;
     }
+    log_line(level,
+             "step campaign=%lld exp=%lld step=%lld %s",
+             (long long)f->campaign_id,
+             (long long)f->exp_id,
+             (long long)f->step_id,
+             msg);
     flight_drop(e, f);
 }
 
@@ -683,7 +706,7 @@ int engine_timeout_ms(const struct engine *e)
         if (!f->used)
             continue;
         int64_t at = f->deadline_at;
-        if (f->phase == PH_POLL_AT || f->phase == PH_QUERY_AT ||
+        if (f->phase == PH_POLL_AT || f->phase == PH_QUERY_AT || f->phase == PH_SETTLE_AT ||
             (f->phase == PH_MEASURE && !f->sent))
             at = f->next_at < at ? f->next_at : at;
         int64_t wait = at > now ? at - now : 0;
@@ -1990,7 +2013,7 @@ static int camp_tick(struct engine *e,
             continue;
         }
         exp_settle(e, c, v);
-        if (cstate != STORE_CAMPAIGN_RUNNING || e->estop ||
+        if (cstate != STORE_CAMPAIGN_RUNNING || e->estop || e->trouble_since != 0 ||
             (v->state != STORE_EXP_QUEUED && v->state != STORE_EXP_RUNNING))
             continue;
         /* the next step of this sample, if every earlier one is done */
@@ -2045,9 +2068,15 @@ static int camp_tick(struct engine *e,
      * instrument has nothing left to do for the open experiments (at most two batches open) */
     int want =
         n_open == 0 || (recipe_async(c->r) && !bottleneck_pending && n_open < 2 * c->c.batch);
-    if (dispatch && want && cstate == STORE_CAMPAIGN_RUNNING && !e->estop) {
+    if (dispatch && want && cstate == STORE_CAMPAIGN_RUNNING && !e->estop &&
+        e->trouble_since == 0) {
         r = propose(e, c, exps, n_open, err);
-        if (r < 0) {
+        if (r < 0 && store_write_error(e->store, NULL) != NULL) {
+            /* the store, not the planner: the round is proposed again once it works */
+            log_line(
+                LOG_LVL_ERR, "campaign=%lld: round not stored: %s", (long long)c->id, err->msg);
+            r = 0;
+        } else if (r < 0) {
             char why[LL_ERROR_MSG_MAX];
             snprintf(why, sizeof(why), "planner: %s", err->msg);
             struct ll_error e2;
@@ -2082,9 +2111,49 @@ static void send_measure(struct engine *e, struct flight *f, int64_t now)
              err.msg);
 }
 
+/* Follows storage trouble: logs it once when it begins and holds the campaigns until
+ * store_probe_write passes (tried once a second; a small write may succeed while a measurement
+ * would not, so only the probe ends the trouble), then writes an event. */
+static void store_watch(struct engine *e, int64_t now)
+{
+    int64_t since = 0;
+    const char *werr = store_write_error(e->store, &since);
+    if (e->trouble_since != 0) {
+        werr = e->trouble_msg;
+        if (now - e->last_probe_ms >= 1000) {
+            struct ll_error err;
+            e->last_probe_ms = now;
+            if (store_probe_write(e->store, &err) == 0)
+                werr = NULL;
+        }
+    }
+    if (werr != NULL && e->trouble_since == 0) {
+        e->trouble_since = since;
+        snprintf(e->trouble_msg, sizeof(e->trouble_msg), "%s", werr);
+        e->dirty = 1;
+        log_line(LOG_LVL_ERR,
+                 "store: writes fail (%s): no new step starts and no round is proposed until "
+                 "they work again; stations keep what is not acked",
+                 werr);
+    } else if (werr == NULL && e->trouble_since != 0) {
+        event(e,
+              0,
+              0,
+              0,
+              LOG_LVL_WARNING,
+              "store",
+              "writes failed for %.0f s (%s); working again",
+              (double)(now - e->trouble_since) / 1000.0,
+              e->trouble_msg);
+        e->trouble_since = 0;
+        e->dirty = 1;
+    }
+}
+
 int engine_tick(struct engine *e, struct ll_error *reterr)
 {
     int64_t now = ll_monotonic_ms();
+    store_watch(e, now);
     /* timers of the flights */
     for (int i = 0; i < MAX_FLIGHTS; i++) {
         struct flight *f = &e->flights[i];
@@ -2095,6 +2164,12 @@ int engine_tick(struct engine *e, struct ll_error *reterr)
             /* settled elsewhere (a measurement, or the operator) */
             if (f->phase != PH_WAIT)
                 flight_drop(e, f);
+            continue;
+        }
+        if (f->phase == PH_SETTLE_AT) {
+            if (now >= f->next_at)
+                flight_finish(
+                    e, f, f->settle_to, f->settle_result[0] != '\0' ? f->settle_result : NULL);
             continue;
         }
         if (f->phase == PH_POLL_AT && now >= f->next_at)
@@ -2664,6 +2739,79 @@ json_t *engine_pareto_json(struct engine *e, int64_t id, struct ll_error *reterr
     return out;
 }
 
+/* One campaign's entry in the status: experiment counts by state, rounds with their makespan
+ * against the lower bound, the whole campaign's, a pending approval. */
+static json_t *campaign_status_json(struct engine *e, json_t *c)
+{
+    int64_t cid = jint(c, "id");
+    json_t *exps = store_experiments_json(e->store, cid, NULL);
+    json_t *counts = json_object();
+    int max_round = -1;
+    size_t k;
+    json_t *x;
+    json_array_foreach(exps, k, x)
+    {
+        const char *s = jstr(x, "state");
+        json_object_set_new(
+            counts, s, json_integer(json_integer_value(json_object_get(counts, s)) + 1));
+        if (jint(x, "round") > max_round)
+            max_round = (int)jint(x, "round");
+    }
+    json_t *rounds = json_array();
+    for (int rd = 0; rd <= max_round; rd++) {
+        double ms = 0, lb = 0;
+        char busiest[LABCONF_NAME_MAX];
+        if (round_makespan(e, exps, rd, &ms, &lb, busiest, sizeof(busiest)) == 0)
+            json_array_append_new(rounds,
+                                  json_pack("{s:i,s:f,s:f,s:s,s:f}",
+                                            "round",
+                                            rd,
+                                            "makespan_s",
+                                            ms,
+                                            "lower_bound_s",
+                                            lb,
+                                            "busiest",
+                                            busiest,
+                                            "ratio",
+                                            lb > 0 ? ms / lb : 0.0));
+    }
+    double all_ms = 0, all_lb = 0;
+    char all_busiest[LABCONF_NAME_MAX] = "";
+    json_t *whole = json_null();
+    if (round_makespan(e, exps, -1, &all_ms, &all_lb, all_busiest, sizeof(all_busiest)) == 0)
+        whole = json_pack("{s:f,s:f,s:s,s:f}",
+                          "makespan_s",
+                          all_ms,
+                          "lower_bound_s",
+                          all_lb,
+                          "busiest",
+                          all_busiest,
+                          "ratio",
+                          all_lb > 0 ? all_ms / all_lb : 0.0);
+    int pending = store_approval_pending(e->store, cid, NULL);
+    json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:o,s:I,s:o}",
+                          "id",
+                          (json_int_t)cid,
+                          "name",
+                          jstr(c, "name"),
+                          "state",
+                          jstr(c, "state"),
+                          "approval",
+                          jstr(c, "approval"),
+                          "experiments",
+                          counts,
+                          "n_experiments",
+                          (json_int_t)json_array_size(exps),
+                          "rounds",
+                          rounds);
+    json_object_set(o, "reason", json_object_get(c, "reason"));
+    json_object_set_new(o, "whole", whole);
+    if (pending >= 0)
+        json_object_set_new(o, "approval_pending_round", json_integer(pending));
+    json_decref(exps);
+    return o;
+}
+
 json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
 {
     json_t *out = json_object();
@@ -2673,77 +2821,20 @@ json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
     json_t *c;
     json_array_foreach(camps, i, c)
     {
-        int64_t cid = jint(c, "id");
-        json_t *exps = store_experiments_json(e->store, cid, NULL);
-        json_t *counts = json_object();
-        int max_round = -1;
-        size_t k;
-        json_t *x;
-        json_array_foreach(exps, k, x)
-        {
-            const char *s = jstr(x, "state");
-            json_object_set_new(
-                counts, s, json_integer(json_integer_value(json_object_get(counts, s)) + 1));
-            if (jint(x, "round") > max_round)
-                max_round = (int)jint(x, "round");
-        }
-        json_t *rounds = json_array();
-        for (int rd = 0; rd <= max_round; rd++) {
-            double ms = 0, lb = 0;
-            char busiest[LABCONF_NAME_MAX];
-            if (round_makespan(e, exps, rd, &ms, &lb, busiest, sizeof(busiest)) == 0)
-                json_array_append_new(rounds,
-                                      json_pack("{s:i,s:f,s:f,s:s,s:f}",
-                                                "round",
-                                                rd,
-                                                "makespan_s",
-                                                ms,
-                                                "lower_bound_s",
-                                                lb,
-                                                "busiest",
-                                                busiest,
-                                                "ratio",
-                                                lb > 0 ? ms / lb : 0.0));
-        }
-        double all_ms = 0, all_lb = 0;
-        char all_busiest[LABCONF_NAME_MAX] = "";
-        json_t *whole = json_null();
-        if (round_makespan(e, exps, -1, &all_ms, &all_lb, all_busiest, sizeof(all_busiest)) == 0)
-            whole = json_pack("{s:f,s:f,s:s,s:f}",
-                              "makespan_s",
-                              all_ms,
-                              "lower_bound_s",
-                              all_lb,
-                              "busiest",
-                              all_busiest,
-                              "ratio",
-                              all_lb > 0 ? all_ms / all_lb : 0.0);
-        int pending = store_approval_pending(e->store, cid, NULL);
-        json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:o,s:I,s:o}",
-                              "id",
-                              (json_int_t)cid,
-                              "name",
-                              jstr(c, "name"),
-                              "state",
-                              jstr(c, "state"),
-                              "approval",
-                              jstr(c, "approval"),
-                              "experiments",
-                              counts,
-                              "n_experiments",
-                              (json_int_t)json_array_size(exps),
-                              "rounds",
-                              rounds);
-        json_object_set(o, "reason", json_object_get(c, "reason"));
-        json_object_set_new(o, "whole", whole);
-        if (pending >= 0)
-            json_object_set_new(o, "approval_pending_round", json_integer(pending));
-        json_array_append_new(list, o);
-        json_decref(exps);
+        json_array_append_new(list, campaign_status_json(e, c));
     }
     json_decref(camps);
     json_object_set_new(out, "campaigns", list);
     json_object_set_new(out, "estop", json_boolean(e->estop));
+    json_object_set_new(out,
+                        "store_error",
+                        e->trouble_since == 0
+                            ? json_null()
+                            : json_pack("{s:s,s:f}",
+                                        "message",
+                                        e->trouble_msg,
+                                        "for_s",
+                                        (double)(ll_monotonic_ms() - e->trouble_since) / 1000.0));
     json_t *q = store_questions_json(e->store, NULL);
     json_object_set_new(out, "questions", q != NULL ? q : json_array());
     json_t *fl = json_array();
@@ -2881,8 +2972,9 @@ int engine_rack_unloaded(struct engine *e, int *ret_n, struct ll_error *reterr)
 void engine_summary(struct engine *e, char *buf, size_t n)
 {
     int total = 0, fin = 0;
+    const char *trouble = e->trouble_since != 0 ? "STORE WRITES FAILING, steps held; " : "";
     if (e->n_camps == 0) {
-        snprintf(buf, n, "%sidle: no open campaign", e->estop ? "E-STOP latched; " : "");
+        snprintf(buf, n, "%s%sidle: no open campaign", e->estop ? "E-STOP latched; " : "", trouble);
         return;
     }
     store_experiment_counts(e->store, e->camps[0].id, &total, &fin, NULL);
@@ -2891,8 +2983,9 @@ void engine_summary(struct engine *e, char *buf, size_t n)
         cooling |= cool_active(e, i);
     snprintf(buf,
              n,
-             "%scampaign %lld '%s': %d/%d experiments ended, %d in flight%s%s",
+             "%s%scampaign %lld '%s': %d/%d experiments ended, %d in flight%s%s",
              e->estop ? "E-STOP latched; " : "",
+             trouble,
              (long long)e->camps[0].id,
              e->camps[0].c.name,
              fin,

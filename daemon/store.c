@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #define STMT_CACHE 48
 
@@ -31,6 +32,12 @@ struct store {
         sqlite3_stmt *st;
     } cache[STMT_CACHE];
     int n_cache, next_evict;
+    /* storage trouble (store_write_error): the last failure and since when, until a write
+     * commits again */
+    char werr[LL_ERROR_MSG_MAX];
+    int64_t werr_since;
+    char dir[4096];           /* the folder of the database file (free space, store_probe_write) */
+    int64_t changes_at_begin; /* sqlite3_total_changes64 when the transaction began */
 };
 
 #define REJECTION_KEEP_BYTES (64 * 1024)
@@ -154,8 +161,37 @@ static int map_rc(int rc)
     }
 }
 
+/* Remembers a failure that means the storage itself is in trouble — full, an I/O error,
+ * read-only, locked past the busy timeout, out of memory — as opposed to a refused statement
+ * (a constraint, a bug). */
+static void note_trouble(struct store *s, int rc, const char *what, const char *msg)
+{
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_READONLY:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_NOMEM:
+        if (s->werr_since == 0)
+            s->werr_since = ll_monotonic_ms();
+        snprintf(s->werr, sizeof(s->werr), "%s: %s", what, msg);
+        break;
+    default:
+        break;
+    }
+}
+
+/* A write committed: the storage works (again). */
+static void note_ok(struct store *s)
+{
+    s->werr_since = 0;
+    s->werr[0] = '\0';
+}
+
 static int fail(struct store *s, int rc, struct ll_error *err, const char *what)
 {
+    note_trouble(s, rc, what, sqlite3_errmsg(s->db));
     return ll_error_set(err, map_rc(rc), "store: %s: %s", what, sqlite3_errmsg(s->db));
 }
 
@@ -248,6 +284,9 @@ static int run(struct store *s, sqlite3_stmt *st, struct ll_error *err, const ch
     int r = 0;
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         r = fail(s, rc, err, what);
+    else if (!sqlite3_stmt_readonly(st) && sqlite3_get_autocommit(s->db) &&
+             sqlite3_changes(s->db) > 0)
+        note_ok(s); /* a write outside a transaction committed */
     release(s, st);
     return r;
 }
@@ -257,8 +296,11 @@ static int exec(struct store *s, const char *sql, struct ll_error *err)
     char *msg = NULL;
     int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
     int r = 0;
-    if (rc != SQLITE_OK)
-        r = ll_error_set(err, map_rc(rc), "store: %s", msg != NULL ? msg : sqlite3_errstr(rc));
+    if (rc != SQLITE_OK) {
+        const char *why = msg != NULL ? msg : sqlite3_errstr(rc);
+        note_trouble(s, rc, sql, why);
+        r = ll_error_set(err, map_rc(rc), "store: %s", why);
+    }
     sqlite3_free(msg);
     return r;
 }
@@ -632,6 +674,11 @@ int store_open(const char *path, struct store **ret_store, struct ll_error *rete
 #ifdef LL_FAILPOINTS
     pthread_once(&fp_once, fp_register);
 #endif
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        snprintf(s->dir, sizeof(s->dir), ".");
+    else
+        snprintf(s->dir, sizeof(s->dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
     int rc = sqlite3_open_v2(
         path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -681,6 +728,7 @@ int store_begin(struct store *s, struct ll_error *reterr)
 {
     if (s->tx_depth++ > 0)
         return 0;
+    s->changes_at_begin = sqlite3_total_changes64(s->db);
     int r = exec(s, "BEGIN IMMEDIATE", reterr);
     if (r < 0)
         s->tx_depth = 0;
@@ -696,6 +744,48 @@ int store_commit(struct store *s, struct ll_error *reterr)
     int r = exec(s, "COMMIT", reterr);
     if (r < 0)
         store_rollback(s);
+    else if (sqlite3_total_changes64(s->db) > s->changes_at_begin)
+        note_ok(s); /* (an empty transaction commits on a full disk too) */
+    return r;
+}
+
+const char *store_write_error(const struct store *s, int64_t *ret_since_ms)
+{
+    if (ret_since_ms != NULL)
+        *ret_since_ms = s->werr_since;
+    return s->werr_since != 0 ? s->werr : NULL;
+}
+
+int store_probe_write(struct store *s, struct ll_error *reterr)
+{
+    struct statvfs fs;
+    if (statvfs(s->dir, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < STORE_MIN_FREE_BYTES)
+        return ll_error_set(reterr,
+                            -ENOSPC,
+                            "store: only %llu KiB free in %s",
+                            (unsigned long long)fs.f_bavail * fs.f_frsize / 1024,
+                            s->dir);
+    /* room for STORE_PROBE_BYTES more: a tiny write can succeed in reused WAL space while a
+     * measurement would not */
+    int r = store_begin(s, reterr);
+    if (r == 0)
+        r = run(s,
+                prep(s,
+                     reterr,
+                     "INSERT INTO meta(key, value) VALUES ('store_probe', zeroblob(?)) "
+                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                     "i",
+                     (int64_t)STORE_PROBE_BYTES),
+                reterr,
+                "probe");
+    if (r == 0)
+        r = store_commit(s, reterr);
+    else
+        store_rollback(s);
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)ll_wall_ms());
+    if (r == 0)
+        r = store_meta_set(s, "store_probe", now, reterr); /* the room back */
     return r;
 }
 

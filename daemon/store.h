@@ -142,6 +142,21 @@ int store_integrity_check(struct store *s, struct ll_error *reterr);
 
 /* --- meta: small key/value settings that must survive restarts (e-stop latch ...) --- */
 int store_meta_set(struct store *s, const char *key, const char *value, struct ll_error *reterr);
+
+/* Storage trouble: when a statement or commit failed because the disk is full, on an I/O
+ * error, a read-only file, a lock held past the busy timeout or no memory, returns its message
+ * ("WHAT: sqlite's message") and sets *ret_since_ms (if not NULL) to when the trouble began
+ * (monotonic ms); NULL (and 0) once a write has committed again. Refused statements
+ * (constraints) do not count. */
+const char *store_write_error(const struct store *s, int64_t *ret_since_ms);
+
+/* Finds out whether storage trouble has cleared: at least STORE_MIN_FREE_BYTES free on the
+ * database's file system (a commit can succeed in reused WAL space while the disk is full),
+ * then STORE_PROBE_BYTES committed into meta "store_probe" and the wall time over it (so the
+ * room is given back). Returns 0 when all of it holds. */
+#define STORE_MIN_FREE_BYTES (2u * 1024 * 1024)
+#define STORE_PROBE_BYTES (256 * 1024)
+int store_probe_write(struct store *s, struct ll_error *reterr);
 /* Copies the value into buf (size n); returns 1 when found, 0 when absent, or negative errno. */
 int store_meta_get(struct store *s, const char *key, char *buf, size_t n, struct ll_error *reterr);
 

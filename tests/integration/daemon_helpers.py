@@ -142,7 +142,7 @@ def labsim_counts(tmp):
     return counts
 
 
-def check_invariants(tmp, counts):
+def check_invariants(tmp, counts, db_path=None):
     """The crash tests' invariants (reliability.md §3) on tmp/l.db after the campaigns ended,
     against labsim's counts and the stations' ack files under tmp/sim/stations:
       I7 the store is sound (integrity_check ok, event ids without gaps);
@@ -152,8 +152,8 @@ def check_invariants(tmp, counts):
       I1 every measurement a station had acked is stored with the station's exact bytes;
       I9 every experiment is in the stored proposal of its round (the model-fit record's
          "chosen" list, same parameters): no round was proposed twice or half-stored.
-    Returns (experiments measured, measurements acked)."""
-    db = sqlite3.connect(os.path.join(tmp, "l.db"))
+    db_path defaults to tmp/l.db. Returns (experiments measured, measurements acked)."""
+    db = sqlite3.connect(db_path or os.path.join(tmp, "l.db"))
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     ids = [r[0] for r in db.execute("SELECT id FROM events ORDER BY id")]
     assert ids == list(range(1, len(ids) + 1)), "event ids have gaps"
