@@ -22,6 +22,11 @@
 #include <sys/statvfs.h>
 
 #define STMT_CACHE 48
+/* how long a write waits for a lock another connection holds; once one has waited in vain
+ * (storage trouble), later ones wait only BUSY_TROUBLE_MS until a write commits again, so
+ * that the daemon's loop (status, e-stop) is not held up again and again */
+#define BUSY_MS 2000
+#define BUSY_TROUBLE_MS 100
 
 struct store {
     sqlite3 *db;
@@ -173,8 +178,10 @@ static void note_trouble(struct store *s, int rc, const char *what, const char *
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
     case SQLITE_NOMEM:
-        if (s->werr_since == 0)
+        if (s->werr_since == 0) {
             s->werr_since = ll_monotonic_ms();
+            sqlite3_busy_timeout(s->db, BUSY_TROUBLE_MS);
+        }
         snprintf(s->werr, sizeof(s->werr), "%s: %s", what, msg);
         break;
     default:
@@ -185,6 +192,8 @@ static void note_trouble(struct store *s, int rc, const char *what, const char *
 /* A write committed: the storage works (again). */
 static void note_ok(struct store *s)
 {
+    if (s->werr_since != 0)
+        sqlite3_busy_timeout(s->db, BUSY_MS);
     s->werr_since = 0;
     s->werr[0] = '\0';
 }
@@ -691,7 +700,7 @@ int store_open(const char *path, struct store **ret_store, struct ll_error *rete
     }
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-    sqlite3_busy_timeout(s->db, 5000);
+    sqlite3_busy_timeout(s->db, BUSY_MS);
     r = exec(
         s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", reterr);
 #ifdef LL_FAILPOINTS

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Database locked by another process (reliability.md §4.2 F15): while a campaign runs on
+labsim, a second SQLite connection holds BEGIN IMMEDIATE on labloopd's database for 8 s.
+Checked:
+  - labloopd does not crash, and `labloop status` keeps answering: after the first write has
+    waited out the busy timeout (2 s), every status answer comes within 1 s (later writes wait
+    only 100 ms while the trouble lasts), and it reports the lock (store_error);
+  - no robot job or coater run starts while the lock is held;
+  - after the lock is released the daemon notices by itself within 3 s, writes one event
+    "writes failed for N s (...); working again", and the campaign completes;
+  - the crash tests' invariants (daemon_helpers.check_invariants).
+"""
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon_helpers import (check_invariants, finish, labloop, labsim_counts, run_killing,  # noqa: E402
+                            start_labloopd, start_labsim, wait_for, write_campaign, write_lab)
+
+SPEED = 1000
+procs = []
+
+
+def status(run, timeout_ms=3000):
+    r = labloop(run, "status", "--json", "--timeout", str(timeout_ms))
+    assert r.returncode == 0, f"status did not answer within {timeout_ms} ms: {r.stderr}"
+    return json.loads(r.stdout)
+
+
+def jobs(counts):
+    return sum(counts.get("robot_jobs", {}).values()) + sum(counts.get("coater_runs", {}).values())
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="test_daemon_db_locked.")
+    lab, _ = write_lab(tmp)
+    start_labsim(tmp, lab, SPEED, procs)
+    run = os.path.join(tmp, "run")
+    daemon = start_labloopd(tmp, run, SPEED, procs)
+    conf = write_campaign(tmp, "c.conf", initial=4, batch=2, budget=8)
+    assert labloop(run, "campaign", "start", conf).returncode == 0
+    wait_for("the first measurement", lambda: status(run)["campaigns"][0]["experiments"].get("measured", 0) >= 1)
+
+    other = sqlite3.connect(os.path.join(tmp, "l.db"), isolation_level=None, timeout=10)
+    other.execute("BEGIN IMMEDIATE")
+    t_lock = time.time()
+    st = wait_for("status to report the lock", lambda: (lambda s: s if s["store_error"] else None)(status(run)),
+                  timeout=10)
+    print(f"lock reported {time.time() - t_lock:.1f} s after it was taken: {st['store_error']['message']}")
+    time.sleep(0.3)  # a step submitted just before the lock may still start
+    before = jobs(labsim_counts(tmp))
+    slowest = 0.0
+    while time.time() - t_lock < 8:
+        t = time.time()
+        assert status(run, 1000)["store_error"], "the trouble ended while the lock was held"
+        slowest = max(slowest, time.time() - t)
+        time.sleep(0.2)
+    after = jobs(labsim_counts(tmp))
+    assert after == before, f"{after - before} jobs started while the database was locked"
+    print(f"while locked: slowest status answer {slowest:.2f} s; no job started")
+    other.execute("COMMIT")
+    other.close()
+    t_free = time.time()
+    wait_for("the store to work again", lambda: status(run)["store_error"] is None, timeout=3)
+    print(f"store working again {time.time() - t_free:.1f} s after the lock was released")
+    wait_for("the campaign to complete", lambda: status(run)["campaigns"][0]["state"] == "completed", timeout=120)
+
+    counts = labsim_counts(tmp)
+    assert daemon.poll() is None, "labloopd died"
+    measured, _ = check_invariants(tmp, counts)
+    assert measured >= 4, measured
+    con = sqlite3.connect(os.path.join(tmp, "l.db"))
+    ev = [m for (m,) in con.execute("SELECT message FROM events WHERE kind = 'store'")]
+    con.close()
+    assert len(ev) == 1 and "locked" in ev[0] and "working again" in ev[0], ev
+    print("event:", ev[0])
+    finish(daemon, procs, tmp)
+    print("ok")
+
+
+if __name__ == "__main__":
+    run_killing(main, procs)
