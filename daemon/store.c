@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #define STMT_CACHE 48
 /* how long a write waits for a lock another connection holds; once one has waited in vain
@@ -561,8 +562,12 @@ static int fp_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
     return FP_REAL(f)->pMethods->xTruncate(FP_REAL(f), size);
 }
+static int fp_sync_delay_ms = -1; /* LABLOOP_SYNC_DELAY_MS: a slow disk */
+
 static int fp_sync(sqlite3_file *f, int flags)
 {
+    if (fp_sync_delay_ms > 0)
+        usleep((useconds_t)fp_sync_delay_ms * 1000u);
     return FP_REAL(f)->pMethods->xSync(FP_REAL(f), flags);
 }
 static int fp_file_size(sqlite3_file *f, sqlite3_int64 *size)
@@ -634,6 +639,8 @@ static void fp_register(void)
     fp_real = sqlite3_vfs_find(NULL);
     if (fp_real == NULL || fp_real->iVersion < 2)
         return;
+    const char *delay = getenv("LABLOOP_SYNC_DELAY_MS");
+    fp_sync_delay_ms = delay != NULL ? atoi(delay) : 0;
     fp_vfs = *fp_real; /* the other methods and pAppData are the wrapped VFS's */
     fp_vfs.zName = "ll_failpoint";
     fp_vfs.szOsFile = (int)sizeof(struct fp_file) + fp_real->szOsFile;
