@@ -10,11 +10,13 @@
 #include "common/ll_error.h"
 #include "daemon/commands.h"
 #include "daemon/control.h"
+#include "daemon/ingest.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,12 +229,16 @@ static void print_status(json_t *st)
     printf("\nstations:");
     json_array_foreach(json_object_get(st, "stations"), i, c)
     {
-        printf(" %s (%s, stored %lld, duplicates %lld, rejected %lld)",
+        double skew = json_real_value(json_object_get(c, "clock_skew_s"));
+        printf(" %s (%s, stored %lld, duplicates %lld, rejected %lld",
                js(c, "name"),
                json_is_true(json_object_get(c, "online")) ? "online" : "OFFLINE",
                ji(c, "stored"),
                ji(c, "duplicates"),
                ji(c, "rejected"));
+        if (fabs(skew) * 1000.0 > INGEST_CLOCK_SKEW_MS)
+            printf(", CLOCK %+.0f s OFF", skew);
+        printf(")");
     }
     json_t *m = json_object_get(st, "measurements");
     printf("\nmeasurements: %lld stored, %lld rejected\n", ji(m, "stored"), ji(m, "rejected"));

@@ -24,6 +24,8 @@ struct station_info {
     unsigned kinds; /* bit set of (1u << enum measurement_kind) */
     int64_t last_seen_ms;
     int64_t stored, duplicates, rejected;
+    int64_t clock_skew_ms;  /* message time minus receipt, of the last stored measurement */
+    int64_t skew_warned_ms; /* monotonic ms of the last clock warning (one per hour) */
 };
 
 /* One received message waiting for the batch commit, and its ack once processed. */
@@ -270,6 +272,34 @@ static int reject(struct ingest *ing,
     return 0;
 }
 
+/* A station whose clock is more than INGEST_CLOCK_SKEW_MS off: its measurements are stored
+ * anyway (with the receipt time beside the station's; order is by receipt), and a warning event
+ * says so, at most once an hour per station. Inside the batch's transaction. */
+static int clock_check(struct ingest *ing,
+                       struct station_info *si,
+                       const struct measurement *m,
+                       int64_t exp_id,
+                       int64_t step_id,
+                       struct ll_error *err)
+{
+    int64_t now = ll_monotonic_ms();
+    si->clock_skew_ms = measurement_time_ms(m) - ll_wall_ms();
+    if (llabs(si->clock_skew_ms) <= INGEST_CLOCK_SKEW_MS ||
+        (si->skew_warned_ms != 0 && now - si->skew_warned_ms < 3600 * 1000))
+        return 0;
+    si->skew_warned_ms = now;
+    char msg[256];
+    snprintf(msg,
+             sizeof(msg),
+             "station '%s': its clock is %+.0f s off (message time %s); its measurements are "
+             "stored with the receipt time beside it and ordered by receipt",
+             si->name,
+             (double)si->clock_skew_ms / 1000.0,
+             measurement_time(m));
+    log_line(LOG_LVL_WARNING, "ingest: %s", msg);
+    return store_event(ing->store, 0, exp_id, step_id, 4, "ingest.clock", msg, err);
+}
+
 /* Checks the request against the store and stores the measurement; fills p->ack. */
 static int handle_measurement(struct ingest *ing,
                               struct pending *p,
@@ -364,8 +394,12 @@ static int handle_measurement(struct ingest *ing,
         return reject(ing, p, station, seq, reason, err);
     }
     /* stored: acked after the commit; analysed afterwards by ingest_analyse() */
-    if (si != NULL)
+    if (si != NULL) {
         si->stored++;
+        r = clock_check(ing, si, m, exp_id, step_id, err);
+        if (r < 0)
+            return r;
+    }
     ing->n_stored++;
     p->ack = ack_text(seq, "stored", NULL);
     LL_FAILPOINT("group_commit"); /* a measurement in the batch's transaction, not committed */
@@ -641,7 +675,7 @@ json_t *ingest_stations_json(const struct ingest *ing)
             if (s->kinds & (1u << k))
                 json_array_append_new(kinds, json_string(measurement_kind_name(k)));
         json_array_append_new(arr,
-                              json_pack("{s:s,s:o,s:b,s:I,s:I,s:I,s:I}",
+                              json_pack("{s:s,s:o,s:b,s:I,s:I,s:I,s:I,s:f}",
                                         "name",
                                         s->name,
                                         "kinds",
@@ -655,7 +689,9 @@ json_t *ingest_stations_json(const struct ingest *ing)
                                         "duplicates",
                                         (json_int_t)s->duplicates,
                                         "rejected",
-                                        (json_int_t)s->rejected));
+                                        (json_int_t)s->rejected,
+                                        "clock_skew_s",
+                                        (double)s->clock_skew_ms / 1000.0));
     }
     return arr;
 }

@@ -39,6 +39,9 @@
 
 #define INGEST_BATCH_MAX 64
 #define INGEST_MAX_STATIONS 64
+/* a station's message time this far from the receipt time gets a warning event (the
+ * measurement is stored anyway; times are never used for ordering) */
+#define INGEST_CLOCK_SKEW_MS (5 * 60 * 1000)
 
 struct ingest;
 struct measurement;

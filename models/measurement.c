@@ -711,6 +711,31 @@ const char *measurement_time(const struct measurement *m)
     return m->time;
 }
 
+/* Days from 1970-01-01 to year-month-day of the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int64_t y, int64_t mo, int64_t d)
+{
+    y -= mo <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int64_t measurement_time_ms(const struct measurement *m)
+{
+    const char *s = m->time; /* checked by time_ok() when parsed */
+    int64_t y = two(s) * 100 + two(s + 2), mo = two(s + 5), d = two(s + 8);
+    int64_t ms = ((days_from_civil(y, mo, d) * 24 + two(s + 11)) * 60 + two(s + 14)) * 60000 +
+                 two(s + 17) * 1000;
+    if (s[19] == '.') {
+        int64_t scale = 100;
+        for (const char *p = s + 20; *p >= '0' && *p <= '9' && scale > 0; p++, scale /= 10)
+            ms += (*p - '0') * scale;
+    }
+    return ms;
+}
+
 const char *measurement_type_name(enum measurement_type type)
 {
     switch (type) {

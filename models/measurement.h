@@ -136,6 +136,9 @@ const char *measurement_request(const struct measurement *m);
 enum measurement_kind measurement_kind(const struct measurement *m);
 const char *measurement_sample(const struct measurement *m);
 const char *measurement_time(const struct measurement *m);
+/* The message's time as milliseconds since 1970-01-01T00:00:00Z (a leap second :60 counts as
+ * the next second's start). */
+int64_t measurement_time_ms(const struct measurement *m);
 
 /* Names as in the protocol ("hello", "jv", "forward" ...); "?" for values out of range. */
 const char *measurement_type_name(enum measurement_type type);

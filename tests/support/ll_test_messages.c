@@ -3,9 +3,24 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <time.h>
 
 char *ll_test_jv_message(
     const char *station, int64_t seq, const char *request, const char *sample, double jsc_ma_cm2)
+{
+    char now[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+    return ll_test_jv_message_at(station, seq, request, sample, jsc_ma_cm2, now);
+}
+
+char *ll_test_jv_message_at(const char *station,
+                            int64_t seq,
+                            const char *request,
+                            const char *sample,
+                            double jsc_ma_cm2,
+                            const char *time_utc)
 {
     json_t *v_rev = json_array(), *j_rev = json_array(), *v_fwd = json_array(),
            *j_fwd = json_array();
@@ -34,7 +49,7 @@ char *ll_test_jv_message(
                   "sample",
                   sample,
                   "time",
-                  "2026-11-25T17:40:03.120Z",
+                  time_utc,
                   "data",
                   "irradiance_mw_cm2",
                   100.0,

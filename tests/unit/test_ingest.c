@@ -8,6 +8,7 @@
 #include "models/measurement.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +176,62 @@ static void test_ingest_stores_once_and_answers_duplicate(void **state)
     json_decref(ex);
 }
 
+/* B12: a station whose clock is years off is stored anyway, with one warning event (not one
+ * per message) and its skew in the station list. */
+static void test_ingest_warns_once_about_a_skewed_station_clock(void **state)
+{
+    struct fixture *f = *state;
+    struct ll_error err;
+    ll_error_clear(&err);
+    int64_t step_id = 0;
+    json_t *sp = json_pack("{s:s}", "kind", "jv");
+    assert_int_equal(
+        store_step_create(
+            f->store, f->exp_id, 1, "jv-1", "measure", sp, 20000, "r-2", &step_id, &err),
+        0);
+    assert_int_equal(
+        store_step_create(
+            f->store, f->exp_id, 2, "jv-1", "measure", sp, 20000, "r-3", &step_id, &err),
+        0);
+    json_decref(sp);
+    const char *reqs[] = {"r-1", "r-2"};
+    for (int i = 0; i < 2; i++) {
+        char *msg =
+            ll_test_jv_message_at("jv-1", i + 1, reqs[i], "S000001", 22.0, "2019-01-01T00:00:00Z");
+        assert_non_null(msg);
+        json_t *ack = exchange(f, msg, strlen(msg), 1);
+        assert_string_equal(status_of(ack), "stored");
+        json_decref(ack);
+        free(msg);
+    }
+    json_t *ev = store_events_json(f->store, 0, 100, &err);
+    assert_non_null(ev);
+    int warnings = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(ev, i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "kind")), "ingest.clock") == 0) {
+            warnings++;
+            assert_non_null(strstr(json_string_value(json_object_get(e, "message")), "2019-01-01"));
+        }
+    }
+    json_decref(ev);
+    assert_int_equal(warnings, 1);
+    json_t *st = ingest_stations_json(f->ing);
+    double skew = json_real_value(json_object_get(json_array_get(st, 0), "clock_skew_s"));
+    assert_true(skew < -7.0 * 365 * 86400 && skew > -9.0 * 365 * 86400);
+    json_decref(st);
+    /* a message with the right time: no warning, skew near 0 */
+    char *msg = ll_test_jv_message("jv-1", 3, "r-3", "S000001", 22.0);
+    json_decref(exchange(f, msg, strlen(msg), 1));
+    free(msg);
+    st = ingest_stations_json(f->ing);
+    assert_true(fabs(json_real_value(json_object_get(json_array_get(st, 0), "clock_skew_s"))) <
+                5.0);
+    json_decref(st);
+}
+
 static void test_ingest_rejects_bad_input_and_changes_nothing_else(void **state)
 {
     struct fixture *f = *state;
@@ -308,6 +365,8 @@ int main(void)
             test_ingest_stores_once_and_answers_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ingest_rejects_bad_input_and_changes_nothing_else, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_ingest_warns_once_about_a_skewed_station_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ingest_acked_but_unanalysed_survives_a_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -3,6 +3,7 @@
  * (table-driven); analysis_run/get/to_json on parsed messages, and the example files in
  * tests/data/measurements. */
 #include "ll_test.h"
+#include "ll_test_messages.h"
 #include "models/analysis.h"
 #include "models/measurement.h"
 
@@ -351,9 +352,41 @@ static void test_example_files(void **state)
     }
 }
 
+static void test_measurement_time_in_ms(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *time;
+        int64_t ms;
+    } cases[] = {
+        {"1970-01-01T00:00:00Z",         0            },
+        {"1970-01-02T00:00:01.5Z",       86401500     },
+        {"2000-02-29T23:59:59.999z",     951868799999 }, /* leap day of a year divisible by 400 */
+        {"2000-03-01T00:00:00Z",         951868800000 },
+        {"2100-03-01T00:00:00Z",         4107542400000}, /* 2100 is not a leap year */
+        {"2026-11-25T17:40:03.120Z",     1795628403120},
+        {"1969-12-31T23:59:59Z",         -1000        },
+        {"2026-11-25T17:40:03.1234567Z", 1795628403123}, /* digits past ms ignored */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *msg = ll_test_jv_message_at("jv-1", 1, "r-1", "S1", 20.0, cases[i].time);
+        struct measurement *m = NULL;
+        struct ll_error err;
+        assert_int_equal(measurement_parse(msg, strlen(msg), &m, &err), 0);
+        if (measurement_time_ms(m) != cases[i].ms)
+            fail_msg("%s: %lld, want %lld",
+                     cases[i].time,
+                     (long long)measurement_time_ms(m),
+                     (long long)cases[i].ms);
+        measurement_free(&m);
+        free(msg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_measurement_time_in_ms),
         cmocka_unit_test(test_measurement_parses_documented_messages),
         cmocka_unit_test(test_measurement_rejects_bad_input_naming_the_field),
         cmocka_unit_test(test_measurement_quotes_whole_characters),
