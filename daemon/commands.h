@@ -18,6 +18,7 @@ enum {
 int cmd_plan(int argc, char **argv);       /* planner without the daemon (cmd_plan.c) */
 int cmd_analyze(int argc, char **argv);    /* measurement models without the daemon */
 int cmd_instrument(int argc, char **argv); /* operator checks of one instrument */
+int cmd_doctor(int argc, char **argv);     /* versions, configuration, devices, store, daemon */
 
 /* Commands that talk to labloopd over its control socket (cmd_daemon.c). */
 int cmd_status(int argc, char **argv);

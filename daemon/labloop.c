@@ -33,6 +33,7 @@ static const struct command commands[] = {
     {"e-stop",      cmd_estop,       "SOFTWARE stop: safe state on every instrument (not a wired e-stop)"},
     {"resolve",     cmd_resolve,     "answer an operator question: STEP done|failed"                     },
     {"rack",        cmd_rack,        "rack wells in use; `rack unloaded` after emptying the rack"        },
+    {"doctor",      cmd_doctor,      "check versions, configuration, devices, database and daemon"       },
 };
 
 static void usage(FILE *out)

@@ -23,12 +23,12 @@
 #include "daemon/engine.h"
 #include "daemon/ingest.h"
 #include "daemon/log.h"
+#include "daemon/settings.h"
 #include "daemon/store.h"
 #include "drivers/labconf.h"
 
 #include <errno.h>
 #include <gsl/gsl_errno.h>
-#include <libconfig.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,15 +42,6 @@
 #define MAX_POLL 32
 #define WORKER_MARGIN_MS 5000 /* beyond a worker's call budget before the watchdog pings stop */
 
-struct settings {
-    char db[512], run_dir[512], lab[512], endpoint[256];
-    char curve_secret[64]; /* Z85; "" = CURVE off */
-    struct ingest_station_key keys[INGEST_MAX_STATIONS];
-    size_t n_keys;
-    double time_scale;
-    int poll_ms, group_commit_ms, log_level;
-};
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -59,76 +50,17 @@ static void usage(FILE *out)
             "                [--log-level N] [--foreground]\n");
 }
 
-static int load_config(const char *path, struct settings *s)
-{
-    config_t cfg;
-    config_init(&cfg);
-    if (!config_read_file(&cfg, path)) {
-        fprintf(stderr,
-                "<3>labloopd: %s:%d: %s\n",
-                config_error_file(&cfg) ? config_error_file(&cfg) : path,
-                config_error_line(&cfg),
-                config_error_text(&cfg));
-        config_destroy(&cfg);
-        return -EINVAL;
-    }
-    const char *str;
-    double d;
-    int i;
-    if (config_lookup_string(&cfg, "daemon.db", &str))
-        snprintf(s->db, sizeof(s->db), "%s", str);
-    if (config_lookup_string(&cfg, "daemon.run_dir", &str))
-        snprintf(s->run_dir, sizeof(s->run_dir), "%s", str);
-    if (config_lookup_string(&cfg, "daemon.lab", &str))
-        snprintf(s->lab, sizeof(s->lab), "%s", str);
-    if (config_lookup_string(&cfg, "daemon.stations_endpoint", &str))
-        snprintf(s->endpoint, sizeof(s->endpoint), "%s", str);
-    if (config_lookup_float(&cfg, "daemon.time_scale", &d))
-        s->time_scale = d;
-    else if (config_lookup_int(&cfg, "daemon.time_scale", &i))
-        s->time_scale = i;
-    if (config_lookup_int(&cfg, "daemon.poll_ms", &i))
-        s->poll_ms = i;
-    if (config_lookup_int(&cfg, "daemon.group_commit_ms", &i))
-        s->group_commit_ms = i;
-    if (config_lookup_int(&cfg, "daemon.log_level", &i))
-        s->log_level = i;
-    if (config_lookup_string(&cfg, "daemon.curve_secret_key", &str))
-        snprintf(s->curve_secret, sizeof(s->curve_secret), "%s", str);
-    config_setting_t *keys = config_lookup(&cfg, "daemon.station_keys");
-    int n = keys ? config_setting_length(keys) : 0;
-    for (int k = 0; k < n; k++) {
-        config_setting_t *e = config_setting_get_elem(keys, (unsigned)k);
-        const char *name = NULL, *key = NULL;
-        if (!config_setting_lookup_string(e, "station", &name) ||
-            !config_setting_lookup_string(e, "public_key", &key) ||
-            (size_t)k >= INGEST_MAX_STATIONS) {
-            fprintf(stderr,
-                    "<3>labloopd: %s:%d: station_keys entries need station and public_key\n",
-                    path,
-                    config_setting_source_line(e));
-            config_destroy(&cfg);
-            return -EINVAL;
-        }
-        snprintf(s->keys[k].station, sizeof(s->keys[k].station), "%s", name);
-        snprintf(s->keys[k].public_z85, sizeof(s->keys[k].public_z85), "%s", key);
-        s->n_keys = (size_t)k + 1;
-    }
-    config_destroy(&cfg);
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, struct settings *s)
 {
-    snprintf(s->db, sizeof(s->db), "/var/lib/labloop/labloop.db");
-    snprintf(s->run_dir, sizeof(s->run_dir), "/run/labloop");
-    s->time_scale = 1.0;
-    s->group_commit_ms = 2;
-    s->log_level = LOG_LVL_INFO;
+    settings_defaults(s);
     /* the configuration file first, so that options override it */
-    for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], "--config") == 0 && load_config(argv[i + 1], s) < 0)
+    for (int i = 1; i + 1 < argc; i++) {
+        struct ll_error err;
+        if (strcmp(argv[i], "--config") == 0 && settings_load(argv[i + 1], s, &err) < 0) {
+            fprintf(stderr, "<3>labloopd: %s\n", err.msg);
             return -EINVAL;
+        }
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;

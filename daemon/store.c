@@ -727,6 +727,64 @@ out:
     return r;
 }
 
+int store_inspect(const char *path, struct store_info *info, struct ll_error *reterr)
+{
+    memset(info, 0, sizeof(*info));
+    struct store tmp, *s = &tmp;
+    memset(s, 0, sizeof(*s));
+    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    int r = 0;
+    if (rc != SQLITE_OK) {
+        r = ll_error_set(reterr,
+                         map_rc(rc),
+                         "store: cannot open %s read-only: %s",
+                         path,
+                         s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        goto out;
+    }
+    sqlite3_busy_timeout(s->db, BUSY_MS);
+    int64_t page_size = 0, pages = 0, freelist = 0;
+    r = one_int(s, prep(s, reterr, "PRAGMA user_version", ""), &info->schema_version, reterr);
+    if (r == 0)
+        r = one_int(s, prep(s, reterr, "PRAGMA page_size", ""), &page_size, reterr);
+    if (r == 0)
+        r = one_int(s, prep(s, reterr, "PRAGMA page_count", ""), &pages, reterr);
+    if (r == 0)
+        r = one_int(s, prep(s, reterr, "PRAGMA freelist_count", ""), &freelist, reterr);
+    if (r < 0)
+        goto out;
+    info->bytes = page_size * pages;
+    info->free_bytes = page_size * freelist;
+    sqlite3_stmt *st = prep(s, reterr, "PRAGMA quick_check", "");
+    if (st == NULL) {
+        r = reterr != NULL && reterr->code ? reterr->code : -EIO;
+        goto out;
+    }
+    rc = sqlite3_step(st);
+    snprintf(info->quick_check,
+             sizeof(info->quick_check),
+             "%s",
+             rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : sqlite3_errmsg(s->db));
+    release(s, st);
+    if (info->schema_version >= 1) {
+        static const char *const tables[] = {"campaigns", "experiments", "measurements", "events"};
+        int64_t *counts[] = {
+            &info->n_campaigns, &info->n_experiments, &info->n_measurements, &info->n_events};
+        for (int i = 0; i < 4 && r == 0; i++) {
+            char sql[64];
+            snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", tables[i]);
+            r = one_int(s, prep(s, reterr, sql, ""), counts[i], reterr);
+        }
+    }
+out:
+    for (int i = 0; i < s->n_cache; i++) {
+        sqlite3_finalize(s->cache[i].st);
+        free(s->cache[i].sql);
+    }
+    sqlite3_close_v2(s->db);
+    return r;
+}
+
 void store_close(struct store **s)
 {
     if (s == NULL || *s == NULL)

@@ -143,6 +143,19 @@ int store_integrity_check(struct store *s, struct ll_error *reterr);
 /* --- meta: small key/value settings that must survive restarts (e-stop latch ...) --- */
 int store_meta_set(struct store *s, const char *key, const char *value, struct ll_error *reterr);
 
+/* What `labloop doctor` reports about a database, read without changing it (it may be in
+ * use by labloopd). */
+struct store_info {
+    int64_t schema_version;    /* PRAGMA user_version; STORE_SCHEMA_VERSION when current */
+    int64_t bytes, free_bytes; /* the file's pages, and those on its free list */
+    char quick_check[256];     /* "ok", or the first problem PRAGMA quick_check found */
+    int64_t n_campaigns, n_experiments, n_measurements, n_events;
+};
+
+/* Opens path read-only and fills info. Returns 0, or a negative errno with reterr naming the
+ * problem (the file cannot be opened, is not a database, ...). */
+int store_inspect(const char *path, struct store_info *info, struct ll_error *reterr);
+
 /* Storage trouble: when a statement or commit failed because the disk is full, on an I/O
  * error, a read-only file, a lock held past the busy timeout or no memory, returns its message
  * ("WHAT: sqlite's message") and sets *ret_since_ms (if not NULL) to when the trouble began
