@@ -5,6 +5,7 @@
 #include <libconfig.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void settings_defaults(struct settings *s)
 {
@@ -80,5 +81,14 @@ int settings_load(const char *path, struct settings *s, struct ll_error *reterr)
         s->log_level = i;
     int r = load_keys(&cfg, path, s, reterr);
     config_destroy(&cfg);
+    struct stat st;
+    if (r == 0 && s->curve_secret[0] != '\0' && stat(path, &st) == 0 && (st.st_mode & 0007) != 0)
+        r = ll_error_set(reterr,
+                         -EACCES,
+                         "%s: holds curve_secret_key and is readable by every user (mode %04o): "
+                         "chmod o-rwx %s (labloopd refuses to use a secret others can read)",
+                         path,
+                         (unsigned)(st.st_mode & 07777),
+                         path);
     return r;
 }

@@ -28,7 +28,8 @@ struct settings {
 void settings_defaults(struct settings *s);
 
 /* Reads the keys of the daemon group of a labloopd.conf into s (keys not given stay as they
- * are). Returns 0, or -EINVAL with "FILE:LINE: problem" in reterr. */
+ * are). Returns 0, -EINVAL with "FILE:LINE: problem" in reterr, or -EACCES when the file holds
+ * curve_secret_key and every user may read it (ssh-style: group read is fine, other is not). */
 int settings_load(const char *path, struct settings *s, struct ll_error *reterr);
 
 #endif

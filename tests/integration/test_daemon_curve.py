@@ -49,6 +49,15 @@ def main():
         % (server[1].decode(), jv[0].decode()))
     run_dir = os.path.join(tmp, "run")
     log = open(os.path.join(tmp, "labloopd.log"), "a")
+    # a secret every user can read: refused, naming the file (reliability.md S3)
+    os.chmod(conf, 0o644)
+    r = subprocess.run([LABLOOPD, "--config", conf, "--lab", lab, "--db", os.path.join(tmp, "l.db"),
+                        "--run-dir", run_dir], capture_output=True, text=True, timeout=30)
+    refused = r.returncode != 0 and conf in r.stderr and "readable by every user" in r.stderr
+    print(("ok" if refused else "FAIL") + " - world-readable secret refused: " + r.stderr.strip()[:200])
+    if not refused:
+        sys.exit(1)
+    os.chmod(conf, 0o640)
     p = subprocess.Popen([LABLOOPD, "--config", conf, "--lab", lab, "--db", os.path.join(tmp, "l.db"),
                           "--run-dir", run_dir], stderr=log)
     ctx = zmq.Context()
