@@ -164,6 +164,7 @@ struct labsim_options {
     double speed;
     unsigned long seed;
     enum sim_world world;
+    int allow_remote; /* --allow-remote: the robot's Modbus server may bind beyond loopback */
 };
 
 struct labsim {
@@ -233,10 +234,23 @@ static void write_all(int fd, const void *buf, size_t len)
 
 /* ---- robot (Modbus TCP) ------------------------------------------------------------- */
 
+static int is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
 static int robot_open(struct labsim *ls, struct ll_error *err)
 {
     struct labconf_instrument *inst = &ls->lab->instruments[ls->robot_i];
     const char *host = inst->host[0] ? inst->host : "127.0.0.1";
+    if (!ls->opt.allow_remote && !is_loopback(host))
+        return ll_error_set(err,
+                            -EPERM,
+                            "robot: host '%s' is not a loopback address: labsim's Modbus TCP "
+                            "server has no authentication, so it binds 127.0.0.1 or ::1 only "
+                            "(--allow-remote binds it anyway)",
+                            host);
     ls->mb = modbus_new_tcp(host, inst->port);
     if (ls->mb == NULL)
         return ll_error_set(err, -ENOMEM, "robot: modbus_new_tcp: %s", modbus_strerror(errno));
@@ -1078,6 +1092,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: labsim [--lab FILE] --runtime-dir DIR [--speed N] [--seed S] [--faults SPEC]\n"
             "              [--world perovskite|electrolyte] [--stations-endpoint EP] [--verbose]\n"
+            "              [--allow-remote]\n"
             "       labsim world perovskite [--seed S] [--noise-free] < PARAMS.csv\n");
 }
 
@@ -1092,6 +1107,7 @@ static int labsim_main(int argc, char **argv)
         {"world",             required_argument, NULL, 'w'},
         {"stations-endpoint", required_argument, NULL, 'e'},
         {"verbose",           no_argument,       NULL, 'v'},
+        {"allow-remote",      no_argument,       NULL, 'r'},
         {"help",              no_argument,       NULL, 'h'},
         {NULL,                0,                 NULL, 0  },
     };
@@ -1141,6 +1157,9 @@ static int labsim_main(int argc, char **argv)
             break;
         case 'v':
             sim_log_verbose = 1;
+            break;
+        case 'r':
+            ls.opt.allow_remote = 1;
             break;
         case 'h':
             usage(stdout);

@@ -28,6 +28,19 @@ sed 's/port = 15020;/port = 0;/' "${LL_SOURCE_DIR:-.}/config/lab.conf" >"$tmp/la
 check "unknown fault: exit 1" test $? -eq 1
 check "unknown fault: named in a <3> line" grep -q "^<3>labsim: event=startup_failed reason=\"--faults: unknown fault 'robot.sneeze'\"" "$tmp/err"
 check "no ready file after a failed start" test ! -e "$tmp/ready"
+# the robot's Modbus server binds loopback only, unless --allow-remote (reliability.md S6)
+sed 's/host = "127.0.0.1";/host = "0.0.0.0";/' "$tmp/lab.conf" >"$tmp/remote.conf"
+"$LABSIM" --lab "$tmp/remote.conf" --runtime-dir "$tmp/r1" 2>"$tmp/err"
+check "robot host 0.0.0.0: exit 1" test $? -eq 1
+check "robot host 0.0.0.0: named, with the way out" grep -q "host '0.0.0.0' is not a loopback address.*--allow-remote" "$tmp/err"
+mkdir -p "$tmp/r2"
+"$LABSIM" --lab "$tmp/remote.conf" --runtime-dir "$tmp/r2" --allow-remote 2>"$tmp/err2" &
+pid=$!
+for _ in $(seq 100); do test -e "$tmp/r2/ready" && break; sleep 0.05; done
+check "--allow-remote: starts" test -e "$tmp/r2/ready"
+kill -TERM $pid
+wait $pid
+check "--allow-remote: stops cleanly" test $? -eq 0
 printf 'lab: { name = "x"; instruments = ( { name = "r"; driver = "warp"; } ); };\n' >"$tmp/bad.conf"
 "$LABSIM" --lab "$tmp/bad.conf" --runtime-dir "$tmp" 2>"$tmp/err"
 check "bad lab file: exit 1" test $? -eq 1
