@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Static analysis, the last stage of CI (STYLE.md): cppcheck
 # (--enable=warning,performance,portability) and clang-tidy (the checks in .clang-tidy:
-# clang-analyzer-*, bugprone-*, functions of at most 150 lines) over the project's C files.
+# clang-analyzer-*, bugprone-*, functions of at most 150 lines) over the project's C files,
+# and sql-lint (scripts/sql-lint.py: no SQL built from variables) over every source file.
 #
 #   scripts/static-analysis.sh              every tracked .c file (libraries, daemon,
 #                                           simulators, tests, benchmarks, fuzz targets)
@@ -80,6 +81,15 @@ if grep -qE 'error: .*(no such file|unable to|compilation database)' "$out/tidy.
     status=1
 fi
 
+echo "== sql-lint"
+# reliability.md S5: SQL is never built from variables (scripts/sql-lint.py says how it
+# checks); over every tracked source file but the tests, which poke databases on purpose.
+git ls-files '*.c' | grep -v -e '^tests/' -e '^build' | xargs python3 scripts/sql-lint.py \
+    >"$out/sql-lint.txt" || true
+cat "$out/sql-lint.txt"
+n_sql=$(grep -c . "$out/sql-lint.txt" || true)
+[ "$n_sql" -eq 0 ] || status=1
+
 n_cpp=$(grep -c . "$out/cppcheck.txt" || true)
 n_tidy=$(grep -c . "$out/tidy-findings.txt" || true)
 if [ "$tidy_rc" -ne 0 ] && [ "$n_tidy" -eq 0 ]; then
@@ -87,7 +97,7 @@ if [ "$tidy_rc" -ne 0 ] && [ "$n_tidy" -eq 0 ]; then
     echo "clang-tidy failed (exit $tidy_rc) without findings; its messages:" >&2
     grep -v 'warnings\? generated' "$out/tidy.err" "$out/tidy.txt" | tail -20 >&2
 fi
-echo "== static analysis: cppcheck $n_cpp, clang-tidy $n_tidy finding(s) in $(($(date +%s) - start)) s"
+echo "== static analysis: cppcheck $n_cpp, clang-tidy $n_tidy, sql-lint $n_sql finding(s) in $(($(date +%s) - start)) s"
 if [ "$n_tidy" -gt 0 ]; then
     echo "clang-tidy findings per check:"
     grep -oE '\[[a-zA-Z0-9._-]+' "$out/tidy-findings.txt" | tr -d '[' | sort | uniq -c | sort -rn
