@@ -112,6 +112,22 @@ def main():
         r = labloop(run_dir, "frobnicate")
         assert r.returncode == 2, r
 
+        # --- SQL in a name is data (reliability.md S5): stored and shown verbatim, schema intact
+        evil = "x'); DROP TABLE experiments; --"
+        evil_conf = os.path.join(tmp, "evil.conf")
+        open(evil_conf, "w").write(open(os.path.join(SRC, "config/perovskite.conf")).read().replace(
+            'name = "perovskite-pce-t80";', f'name = "{evil}";'))
+        db = sqlite3.connect(os.path.join(tmp, "l.db"))
+        schema = db.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+        r = labloop(run_dir, "campaign", "start", evil_conf)
+        assert r.returncode == 0, r
+        st = json.loads(labloop(run_dir, "status", "--json").stdout)
+        assert st["campaigns"][0]["name"] == evil, st["campaigns"]
+        assert labloop(run_dir, "campaign", "abort").returncode == 0
+        assert db.execute("SELECT name FROM campaigns").fetchall() == [(evil,)]
+        assert db.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall() == schema
+        db.close()
+
         # --- backup: a consistent copy with the rejections in it
         backup = os.path.join(tmp, "copy.db")
         r = labloop(run_dir, "backup", backup)
