@@ -291,8 +291,9 @@ static int clock_check(struct ingest *ing,
     char msg[256];
     snprintf(msg,
              sizeof(msg),
-             "station '%s': its clock is %+.0f s off (message time %s); its measurements are "
-             "stored with the receipt time beside it and ordered by receipt",
+             "station '%s' and labloopd disagree on the time by %+.0f s (message time %s): "
+             "its measurements are stored with the receipt time beside it and ordered by "
+             "receipt; check both clocks (NTP)",
              si->name,
              (double)si->clock_skew_ms / 1000.0,
              measurement_time(m));

@@ -1380,7 +1380,10 @@ int store_step_set_state(struct store *s,
     return run(s,
                prep(s,
                     reterr,
-                    "UPDATE steps SET state = ?, finished_at = ?, result = ? WHERE id = ?",
+                    /* wall time, never before the start: a clock set back during a step
+                     * shortens its stored duration instead of making it negative */
+                    "UPDATE steps SET state = ?, finished_at = max(?2, coalesce(started_at, ?2)), "
+                    "result = ? WHERE id = ?",
                     "sisi",
                     step_names[to],
                     now,

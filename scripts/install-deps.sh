@@ -11,7 +11,7 @@ packages=(
     libmodbus-dev libserialport-dev libzmq3-dev libsqlite3-dev libgsl-dev
     libjansson-dev libconfig-dev libcmocka-dev libsystemd-dev
     # tests: peers that are not ours, and tools the integration tests use
-    python3 python3-pymodbus python3-serial python3-zmq sqlite3 procps
+    python3 python3-pymodbus python3-serial python3-zmq sqlite3 procps faketime
 )
 
 missing=()
