@@ -18,6 +18,7 @@
  * is sent at half the watchdog interval from the loop itself, so a stuck loop is noticed.
  */
 #include "common/ll_failpoint.h"
+#include "common/ll_signal.h"
 #include "common/ll_time.h"
 #include "daemon/control.h"
 #include "daemon/engine.h"
@@ -145,19 +146,6 @@ static void notifier_tick(struct notifier *nt, struct engine *engine, int64_t no
     }
 }
 
-/* SIGTERM and SIGINT as readable data on a signalfd, polled with everything else; SIGPIPE
- * ignored. Returns the descriptor, or -1. */
-static int signals_fd(void)
-{
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    return signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-}
-
 int main(int argc, char **argv)
 {
     gsl_set_error_handler_off();
@@ -176,7 +164,7 @@ int main(int argc, char **argv)
     void *zctx = NULL;
     int sfd = -1, status = 1;
 
-    sfd = signals_fd();
+    sfd = ll_signalfd_term(SFD_NONBLOCK);
 
     if (mkdir(set.run_dir, 0750) != 0 && errno != EEXIST) {
         log_line(

@@ -687,6 +687,21 @@ static int fp_setup(struct store *s, struct ll_error *err)
 }
 #endif
 
+/* Opens s->db on path with flags; "how" says which way, in the message. */
+static int
+open_db(struct store *s, const char *path, int flags, const char *how, struct ll_error *err)
+{
+    int rc = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK)
+        return 0;
+    return ll_error_set(err,
+                        map_rc(rc),
+                        "store: cannot open %s%s: %s",
+                        path,
+                        how,
+                        s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+}
+
 int store_open(const char *path, struct store **ret_store, struct ll_error *reterr)
 {
     struct store *s = calloc(1, sizeof(*s));
@@ -701,16 +716,9 @@ int store_open(const char *path, struct store **ret_store, struct ll_error *rete
         snprintf(s->dir, sizeof(s->dir), ".");
     else
         snprintf(s->dir, sizeof(s->dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    int rc = sqlite3_open_v2(
-        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        r = ll_error_set(reterr,
-                         map_rc(rc),
-                         "store: cannot open %s: %s",
-                         path,
-                         s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    r = open_db(s, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "", reterr);
+    if (r < 0)
         goto out;
-    }
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
     sqlite3_busy_timeout(s->db, BUSY_MS);
@@ -738,16 +746,9 @@ int store_inspect(const char *path, struct store_info *info, struct ll_error *re
     memset(info, 0, sizeof(*info));
     struct store tmp, *s = &tmp;
     memset(s, 0, sizeof(*s));
-    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-    int r = 0;
-    if (rc != SQLITE_OK) {
-        r = ll_error_set(reterr,
-                         map_rc(rc),
-                         "store: cannot open %s read-only: %s",
-                         path,
-                         s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    int r = open_db(s, path, SQLITE_OPEN_READONLY, " read-only", reterr);
+    if (r < 0)
         goto out;
-    }
     sqlite3_busy_timeout(s->db, BUSY_MS);
     int64_t page_size = 0, pages = 0, freelist = 0;
     r = one_int(s, prep(s, reterr, "PRAGMA user_version", ""), &info->schema_version, reterr);
@@ -766,7 +767,7 @@ int store_inspect(const char *path, struct store_info *info, struct ll_error *re
         r = reterr != NULL && reterr->code ? reterr->code : -EIO;
         goto out;
     }
-    rc = sqlite3_step(st);
+    int rc = sqlite3_step(st);
     snprintf(info->quick_check,
              sizeof(info->quick_check),
              "%s",

@@ -26,6 +26,7 @@
  * pce_pct and log10_t80_h, with the default measurement noise of perovskite.md (0.3 %
  * absolute on PCE, 0.05 on log10 T80) unless --noise-free. Exit 2 on bad input.
  */
+#include "common/ll_signal.h"
 #include "common/ll_time.h"
 #include "drivers/labconf.h"
 #include "simulators/sim_coater.h"
@@ -1173,13 +1174,7 @@ static int labsim_main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    ls.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    ls.sigfd = ll_signalfd_term(0);
     char stale[PATH_MAX + 16];
     snprintf(stale, sizeof(stale), "%s/ready", ls.opt.runtime_dir);
     unlink(stale); /* left by a labsim that was killed */

@@ -107,6 +107,19 @@ def start_labloopd(tmp, run, speed, procs, env=None):
     return p
 
 
+def status_json(run, timeout_ms=3000):
+    """labloopd's status through the CLI (`labloop status --json`); asserts that it answered
+    within timeout_ms."""
+    r = labloop(run, "status", "--json", "--timeout", str(timeout_ms))
+    assert r.returncode == 0, f"status did not answer within {timeout_ms} ms: {r.stderr}"
+    return json.loads(r.stdout)
+
+
+def jobs_run(counts):
+    """Robot jobs plus coater runs in labsim's counts (labsim_counts)."""
+    return sum(counts.get("robot_jobs", {}).values()) + sum(counts.get("coater_runs", {}).values())
+
+
 def daemon_status(run):
     """labloopd's status (the control socket's JSON), or None if it does not answer."""
     return request("ipc://" + os.path.join(run, "control"), {"cmd": "status"})

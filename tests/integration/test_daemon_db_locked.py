@@ -10,7 +10,6 @@ Checked:
     "writes failed for N s (...); working again", and the campaign completes;
   - the crash tests' invariants (daemon_helpers.check_invariants).
 """
-import json
 import os
 import sqlite3
 import sys
@@ -18,21 +17,11 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (check_invariants, finish, labloop, labsim_counts, run_killing,  # noqa: E402
+from daemon_helpers import (check_invariants, finish, labloop, jobs_run, labsim_counts, run_killing, status_json,  # noqa: E402
                             start_labloopd, start_labsim, wait_for, write_campaign, write_lab)
 
 SPEED = 1000
 procs = []
-
-
-def status(run, timeout_ms=3000):
-    r = labloop(run, "status", "--json", "--timeout", str(timeout_ms))
-    assert r.returncode == 0, f"status did not answer within {timeout_ms} ms: {r.stderr}"
-    return json.loads(r.stdout)
-
-
-def jobs(counts):
-    return sum(counts.get("robot_jobs", {}).values()) + sum(counts.get("coater_runs", {}).values())
 
 
 def main():
@@ -43,31 +32,31 @@ def main():
     daemon = start_labloopd(tmp, run, SPEED, procs)
     conf = write_campaign(tmp, "c.conf", initial=4, batch=2, budget=8)
     assert labloop(run, "campaign", "start", conf).returncode == 0
-    wait_for("the first measurement", lambda: status(run)["campaigns"][0]["experiments"].get("measured", 0) >= 1)
+    wait_for("the first measurement", lambda: status_json(run)["campaigns"][0]["experiments"].get("measured", 0) >= 1)
 
     other = sqlite3.connect(os.path.join(tmp, "l.db"), isolation_level=None, timeout=10)
     other.execute("BEGIN IMMEDIATE")
     t_lock = time.time()
-    st = wait_for("status to report the lock", lambda: (lambda s: s if s["store_error"] else None)(status(run)),
+    st = wait_for("status to report the lock", lambda: (lambda s: s if s["store_error"] else None)(status_json(run)),
                   timeout=10)
     print(f"lock reported {time.time() - t_lock:.1f} s after it was taken: {st['store_error']['message']}")
     time.sleep(0.3)  # a step submitted just before the lock may still start
-    before = jobs(labsim_counts(tmp))
+    before = jobs_run(labsim_counts(tmp))
     slowest = 0.0
     while time.time() - t_lock < 8:
         t = time.time()
-        assert status(run, 1000)["store_error"], "the trouble ended while the lock was held"
+        assert status_json(run, 1000)["store_error"], "the trouble ended while the lock was held"
         slowest = max(slowest, time.time() - t)
         time.sleep(0.2)
-    after = jobs(labsim_counts(tmp))
+    after = jobs_run(labsim_counts(tmp))
     assert after == before, f"{after - before} jobs started while the database was locked"
     print(f"while locked: slowest status answer {slowest:.2f} s; no job started")
     other.execute("COMMIT")
     other.close()
     t_free = time.time()
-    wait_for("the store to work again", lambda: status(run)["store_error"] is None, timeout=3)
+    wait_for("the store to work again", lambda: status_json(run)["store_error"] is None, timeout=3)
     print(f"store working again {time.time() - t_free:.1f} s after the lock was released")
-    wait_for("the campaign to complete", lambda: status(run)["campaigns"][0]["state"] == "completed", timeout=120)
+    wait_for("the campaign to complete", lambda: status_json(run)["campaigns"][0]["state"] == "completed", timeout=120)
 
     counts = labsim_counts(tmp)
     assert daemon.poll() is None, "labloopd died"

@@ -12,7 +12,6 @@ then removes the file after 6 s. Checked:
   - the crash tests' invariants (daemon_helpers.check_invariants): every acked measurement
     stored with its exact bytes, every job exactly once, integrity_check ok.
 """
-import json
 import os
 import sqlite3
 import subprocess
@@ -21,22 +20,12 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (LABLOOPD, check_invariants, labloop, labsim_counts, run_killing,  # noqa: E402
+from daemon_helpers import (LABLOOPD, check_invariants, labloop, jobs_run, labsim_counts, run_killing, status_json,  # noqa: E402
                             start_labsim, wait_for, write_campaign, write_lab)
 
 SPEED = 1000
 procs = []
 mounted = []
-
-
-def status(run):
-    r = labloop(run, "status", "--json", "--timeout", "3000")
-    assert r.returncode == 0, f"status did not answer: {r.stderr}"
-    return json.loads(r.stdout)
-
-
-def jobs(counts):
-    return sum(counts.get("robot_jobs", {}).values()) + sum(counts.get("coater_runs", {}).values())
 
 
 def main():
@@ -60,28 +49,28 @@ def main():
     wait_for("labloopd", lambda: labloop(run, "status").returncode == 0)
     conf = write_campaign(tmp, "c.conf", initial=4, batch=2, budget=8)
     assert labloop(run, "campaign", "start", conf).returncode == 0
-    wait_for("the first measurements", lambda: status(run)["campaigns"][0]["experiments"].get("measured", 0) >= 1)
+    wait_for("the first measurements", lambda: status_json(run)["campaigns"][0]["experiments"].get("measured", 0) >= 1)
 
     fill = os.path.join(disk, "fill")
     subprocess.run(["dd", "if=/dev/zero", "of=" + fill, "bs=64k"], capture_output=True)
     t_full = time.time()
-    st = wait_for("status to report the failing store", lambda: (lambda s: s if s["store_error"] else None)(status(run)),
+    st = wait_for("status to report the failing store", lambda: (lambda s: s if s["store_error"] else None)(status_json(run)),
                   timeout=20)
     print(f"store error reported {time.time() - t_full:.1f} s after the disk filled: {st['store_error']['message']}")
     text = labloop(run, "status", "--timeout", "3000")
     assert text.returncode == 0 and "STORE WRITES FAILING" in text.stdout, text.stdout
     time.sleep(0.5)  # a step submitted just before the failure may still start
-    before = jobs(labsim_counts(tmp))
+    before = jobs_run(labsim_counts(tmp))
     time.sleep(max(0.0, 6 - (time.time() - t_full)))
-    after = jobs(labsim_counts(tmp))
+    after = jobs_run(labsim_counts(tmp))
     assert after == before, f"{after - before} jobs started while the store could not take writes"
-    assert status(run)["store_error"], "the trouble ended while the disk was still full"
+    assert status_json(run)["store_error"], "the trouble ended while the disk was still full"
 
     os.remove(fill)
     t_free = time.time()
-    wait_for("the store to work again", lambda: status(run)["store_error"] is None, timeout=5)
+    wait_for("the store to work again", lambda: status_json(run)["store_error"] is None, timeout=5)
     print(f"store working again {time.time() - t_free:.1f} s after the file was removed")
-    wait_for("the campaign to complete", lambda: status(run)["campaigns"][0]["state"] == "completed", timeout=120)
+    wait_for("the campaign to complete", lambda: status_json(run)["campaigns"][0]["state"] == "completed", timeout=120)
 
     counts = labsim_counts(tmp)
     daemon.terminate()
