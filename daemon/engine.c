@@ -349,6 +349,81 @@ void engine_set_ingest(struct engine *e, struct ingest *ing)
 }
 
 /* Parses a campaign's text into a slot (planner campaign + recipe). */
+/* Limits are static (reliability.md X8): the recipe expanded at the centre of the box and at
+ * every corner (each parameter at its low or high end; with more than LIMIT_CORNER_DIMS
+ * parameters, one parameter at a time at each end, the others at the centre) must pass
+ * every instrument's limits and configuration (drv_step_check: no I/O). A campaign that
+ * could ask an instrument for more than it allows is refused before any step. */
+#define LIMIT_CORNER_DIMS 10
+static int step_to_drv(json_t *step, struct drv_step *ds, struct ll_error *err);
+static int recipe_within_limits(const struct engine *e,
+                                const struct camp *c,
+                                const char *source,
+                                struct ll_error *err)
+{
+    size_t d = c->c.n_params;
+    size_t n_points = d <= LIMIT_CORNER_DIMS ? ((size_t)1 << d) + 1 : 2 * d + 1;
+    double x[CAMPAIGN_MAX_PARAMS];
+    for (size_t p = 0; p < n_points; p++) {
+        for (size_t j = 0; j < d; j++) {
+            const struct campaign_param *cp = &c->c.params[j];
+            int end = -1; /* -1 centre, 0 low, 1 high */
+            if (p > 0 && d <= LIMIT_CORNER_DIMS)
+                end = (int)(((p - 1) >> j) & 1u);
+            else if (p > 0 && (p - 1) / 2 == j)
+                end = (int)((p - 1) & 1u);
+            x[j] = end < 0 ? 0.5 * (cp->low + cp->high) : end == 0 ? cp->low : cp->high;
+        }
+        json_t *steps = NULL;
+        int r = recipe_expand(c->r, &c->c, x, &steps, err);
+        if (r < 0)
+            return r;
+        size_t k;
+        json_t *st;
+        json_array_foreach(steps, k, st)
+        {
+            const char *name = jstr(st, "instrument");
+            if (name[0] == '\0')
+                continue; /* a measurement: the station's business */
+            const struct labconf_instrument *in = labconf_find_instrument(e->opt.lab, name);
+            struct drv_step ds;
+            struct ll_error why;
+            ll_error_clear(&why);
+            if (in == NULL)
+                r = ll_error_set(&why, -EINVAL, "no instrument '%s' in the lab", name);
+            else if (step_to_drv(st, &ds, &why) == 0)
+                r = drv_step_check(in, &ds, &why);
+            else
+                r = why.code;
+            if (r < 0) {
+                char at[512];
+                size_t used = 0;
+                for (size_t j = 0; j < d && used < sizeof(at); j++)
+                    used += (size_t)snprintf(at + used,
+                                             sizeof(at) - used,
+                                             "%s%s=%g",
+                                             j ? ", " : "",
+                                             c->c.params[j].name,
+                                             x[j]);
+                ll_error_set(err,
+                             r,
+                             "%s: recipe step %zu (%s %s) at %s: %s (a campaign's ranges "
+                             "must keep every step within the instruments' limits)",
+                             source,
+                             k + 1,
+                             name,
+                             jstr(st, "action"),
+                             at,
+                             why.msg);
+                json_decref(steps);
+                return r;
+            }
+        }
+        json_decref(steps);
+    }
+    return 0;
+}
+
 static int
 camp_load(struct engine *e, int64_t id, const char *text, const char *source, struct ll_error *err)
 {
@@ -364,6 +439,10 @@ camp_load(struct engine *e, int64_t id, const char *text, const char *source, st
         r = recipe_parse(text, source, &c->c, &c->r, err);
     if (r < 0)
         return r;
+    if ((r = recipe_within_limits(e, c, source, err)) < 0) {
+        recipe_free(&c->r);
+        return r;
+    }
     /* every measured objective must say which measurement field feeds it (a computed one
      * is evaluated from the experiment's parameters when its measurements are in) */
     for (size_t i = 0; i < c->c.n_objectives; i++) {

@@ -112,6 +112,18 @@ def main():
         r = labloop(run_dir, "frobnicate")
         assert r.returncode == 2, r
 
+        # --- limits are static (reliability.md X8): a range that would take the furnace past its
+        # max_temp_c (200) is refused at start, naming the step and the corner; nothing stored
+        hot = os.path.join(tmp, "hot.conf")
+        open(hot, "w").write(open(os.path.join(SRC, "config/perovskite.conf")).read().replace(
+            '{ name = "anneal_c";   low = 80.0; high = 150.0;', '{ name = "anneal_c";   low = 80.0; high = 260.0;'))
+        r = labloop(run_dir, "campaign", "start", hot)
+        assert r.returncode == 1, r
+        print("refused:", r.stderr.strip())
+        for want in ("hot.conf: recipe step", "furnace anneal", "anneal_c=260", "instruments' limits"):
+            assert want in r.stderr, (want, r.stderr)
+        assert json.loads(labloop(run_dir, "status", "--json").stdout)["campaigns"] == []
+
         # --- SQL in a name is data (reliability.md S5): stored and shown verbatim, schema intact
         evil = "x'); DROP TABLE experiments; --"
         evil_conf = os.path.join(tmp, "evil.conf")
