@@ -155,19 +155,64 @@ def labsim_counts(tmp):
     return counts
 
 
+def unacked(tmp):
+    """The (station, seq) of station messages in labsim's spools without an ack file."""
+    left = []
+    for msg in glob.glob(os.path.join(tmp, "sim", "stations", "*", "req-*.json")):
+        seq = json.load(open(msg)).get("seq")
+        if not os.path.exists(os.path.join(os.path.dirname(msg), f"ack-{seq}")):
+            left.append((os.path.basename(os.path.dirname(msg)), seq))
+    return left
+
+
+def check_reanalysis(db):
+    """I8: each stored measurement's raw text, analysed again by `labloop analyze`, gives its
+    stored derived numbers and objectives (10 significant digits, the CLI's precision) and
+    analysis version."""
+    field = {}  # objective name -> the measurement field it comes from (campaign "from")
+    for (text,) in db.execute("SELECT file_text FROM campaigns"):
+        for name, f in re.findall(r'name\s*=\s*"([^"]+)";[^}]*?from\s*=\s*"[^".]+\.([^"]+)"', text):
+            field[name] = f
+    n = 0
+    for mid, raw in db.execute("SELECT id, raw FROM measurements"):
+        derived = db.execute("SELECT name, value, analysis_version FROM derived WHERE measurement_id = ?",
+                             (mid,)).fetchall()
+        objectives = [(field.get(name, name), value, version) for name, value, version in db.execute(
+            "SELECT name, value, analysis_version FROM objectives WHERE measurement_id = ?", (mid,))]
+        if not derived and not objectives:
+            continue  # analysis failed when it arrived: nothing derived to reproduce
+        r = subprocess.run([LABLOOP, "analyze", "-"], input=raw, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"measurement {mid}: stored with derived values, analysis now fails: {r.stderr}"
+        again = json.loads(r.stdout)
+        for name, value, version in derived + objectives:
+            assert version == again["analysis_version"], (mid, name, version, again["analysis_version"])
+            assert name in again, f"measurement {mid}: '{name}' stored but not derived again"
+            assert abs(again[name] - value) <= 1e-9 * max(1.0, abs(value)), (mid, name, value, again[name])
+        n += 1
+    assert n > 0 or not db.execute("SELECT count(*) FROM derived").fetchone()[0]
+    return n
+
+
 def check_invariants(tmp, counts, db_path=None):
     """The crash tests' invariants (reliability.md §3) on tmp/l.db after the campaigns ended,
     against labsim's counts and the stations' ack files under tmp/sim/stations:
-      I7 the store is sound (integrity_check ok, event ids without gaps);
+      I7 the store is sound (integrity_check ok, foreign keys hold, event ids without gaps);
       I6 every experiment ended and no step is left started;
       I4/I5 every robot job and coater run executed exactly once and belongs to a step the
          store records as done or failed; every measurement request measured at most once;
       I1 every measurement a station had acked is stored with the station's exact bytes;
       I9 every experiment is in the stored proposal of its round (the model-fit record's
-         "chosen" list, same parameters): no round was proposed twice or half-stored.
+         "chosen" list, same parameters): no round was proposed twice or half-stored;
+      I3 every message a station wrote has its ack (nothing left in a station's spool;
+         waited for up to 5 s, as the last ack may still be on its way);
+      I8 every stored measurement analysed again from its stored raw text (`labloop analyze`)
+         gives every stored derived number and objective (to the CLI's 10 significant
+         digits) with the same analysis version.
     db_path defaults to tmp/l.db. Returns (experiments measured, measurements acked)."""
     db = sqlite3.connect(db_path or os.path.join(tmp, "l.db"))
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    bad_refs = db.execute("PRAGMA foreign_key_check").fetchall()
+    assert not bad_refs, f"rows pointing at rows that do not exist: {bad_refs[:5]}"
     ids = [r[0] for r in db.execute("SELECT id FROM events ORDER BY id")]
     assert ids == list(range(1, len(ids) + 1)), "event ids have gaps"
     left = db.execute("SELECT count(*) FROM steps WHERE state = 'started'").fetchone()[0]
@@ -206,6 +251,8 @@ def check_invariants(tmp, counts, db_path=None):
         assert (c, rnd) in fits, f"experiment {eid}: round {rnd} of campaign {c} has no stored proposal"
         chosen = {e["experiment"]: e["params"] for e in fits[(c, rnd)]["chosen"]}
         assert chosen.get(eid) == json.loads(params), f"experiment {eid} is not its round's stored proposal"
+    wait_for("every station message acked (I3)", lambda: not unacked(tmp), timeout=5)
+    check_reanalysis(db)
     measured = db.execute("SELECT count(*) FROM experiments WHERE state = 'measured'").fetchone()[0]
     db.close()
     print(f"robot jobs {len(counts.get('robot_jobs', {}))}, coater runs {len(counts.get('coater_runs', {}))}, "
