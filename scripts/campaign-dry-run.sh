@@ -102,6 +102,16 @@ rss=$(awk '/VmHWM/ {print $2}' "/proc/$daemon_pid/status")
 echo "labloopd peak resident memory: $((rss / 1024)) MB"
 kill "$daemon_pid"; wait "$daemon_pid" || { echo "labloopd did not stop cleanly" >&2; exit 1; }
 daemon_pid=""
+if [ -n "${LL_DRY_RUN_COUNTS:-}" ]; then  # labsim's accounting, for the tests' invariants
+    /usr/bin/python3 - "$tmp/sim/control" "$LL_DRY_RUN_COUNTS" <<'PY'
+import json, sys, zmq
+s = zmq.Context().socket(zmq.REQ)
+s.setsockopt(zmq.RCVTIMEO, 5000)
+s.connect("ipc://" + sys.argv[1])
+s.send_json({"cmd": "counts"})
+json.dump(s.recv_json(), open(sys.argv[2], "w"))
+PY
+fi
 kill "$sim_pid"; wait "$sim_pid" || true
 sim_pid=""
 grep -q "stopped cleanly" "$tmp/labloopd.log" && echo "labloopd and labsim stopped cleanly"
