@@ -155,11 +155,25 @@ def main():
     # a second campaign: software e-stop while it runs, resume, then abort
     write_campaign(tmp, "c2.conf", initial=2, batch=2, budget=4, approval="auto", schedule="sync")
     assert labloop(run, "campaign", "start", os.path.join(tmp, "c2.conf")).returncode == 0
-    wait_for("campaign 2 running", lambda: status(run)["in_flight"])
+    sim = lambda: request("ipc://" + os.path.join(tmp, "sim", "control"), {"cmd": "status"})  # noqa: E731
+    wait_for("campaign 2's first anneal", lambda: sim()["furnace_program"] == 1, every=0.01)
     r = labloop(run, "e-stop")
+    t_stop = time.time()
     assert r.returncode == 0 and "SOFTWARE STOP" in r.stdout, r
     st = status(run)
     assert st["estop"] and st["campaigns"][1]["state"] == "stopped", st["campaigns"][1]
+    # X4: within 2 s every instrument is in its safe state: the furnace's running program reset
+    # by the command (not ended by itself), the coater neither armed nor spinning, the robot not
+    # moving (not busy or paused)
+    s = wait_for("every instrument safe within 2 s of the e-stop",
+                 lambda: (lambda s: s if s["furnace_program"] != 1 and s["coater_state"] not in ("ARMED", "RUNNING")
+                          and s["robot_state"] not in (2, 5) else None)(sim()), timeout=2, every=0.02)
+    assert s["furnace_program"] == 0 and not s["furnace_program_ended"], s
+    print(f"e-stop: every instrument safe {time.time() - t_stop:.2f} s after the command")
+    # and nothing new starts while the stop is latched
+    jobs = robot_jobs(tmp)
+    time.sleep(1.0)
+    assert robot_jobs(tmp) == jobs and status(run)["campaigns"][1]["state"] == "stopped"
     r = labloop(run, "campaign", "resume")
     assert r.returncode == 0, r.stderr
     st = status(run)
