@@ -637,7 +637,7 @@ static json_t *control_samples(struct labsim *ls)
 
 static json_t *control_status(struct labsim *ls)
 {
-    return json_pack("{s:b,s:i,s:s,s:s,s:f,s:f,s:i,s:f,s:f,s:i,s:b,s:s}",
+    return json_pack("{s:b,s:i,s:s,s:s,s:f,s:f,s:i,s:f,s:f,s:f,s:i,s:b,s:s}",
                      "ok",
                      1,
                      "robot_port",
@@ -656,6 +656,8 @@ static json_t *control_status(struct labsim *ls)
                      ls->furnace.pv_c,
                      "furnace_sp_work_c",
                      ls->furnace.sp_work_c,
+                     "furnace_sp_active_c",
+                     sim_furnace_active_sp(&ls->furnace),
                      "furnace_program",
                      (int)ls->furnace.program,
                      "furnace_program_ended",
