@@ -97,9 +97,20 @@ def main():
         p.terminate()
         p.wait(timeout=20)
         ctx.term()
+    # S10: the secret key appears in no log and nowhere in the store (events, rejections, ...)
+    secret = server[1].decode()
+    logs = open(os.path.join(tmp, "labloopd.log")).read()
+    with open(os.path.join(tmp, "l.db"), "rb") as f:
+        store_bytes = f.read()
+    wal = os.path.join(tmp, "l.db-wal")
+    if os.path.exists(wal):
+        store_bytes += open(wal, "rb").read()
+    ok = secret not in logs and secret.encode() not in store_bytes
+    print(("ok" if ok else "FAIL") + " - the secret key is in no log and not in the store")
+    failures += not ok
     if failures == 0:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (3 - failures, failures))
+    print("%d passed, %d failed" % (5 - failures, failures))
     sys.exit(1 if failures else 0)
 
 
