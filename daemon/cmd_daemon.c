@@ -82,7 +82,7 @@ static int call(const struct opts *o, const char *name, json_t *req, json_t **re
     json_decref(req);
     if (r < 0) {
         fprintf(stderr, "labloop %s: %s\n", name, err.msg);
-        return r == -EHOSTUNREACH ? CMD_EXIT_UNREACHABLE : CMD_EXIT_FAILED;
+        return r == -EHOSTUNREACH || r == -EACCES ? CMD_EXIT_UNREACHABLE : CMD_EXIT_FAILED;
     }
     if (!json_is_true(json_object_get(reply, "ok"))) {
         fprintf(

@@ -42,8 +42,8 @@ int control_process(struct control *c, struct engine *e, struct store *s);
 json_t *control_dispatch(struct engine *e, struct store *s, json_t *req);
 
 /* Client side: sends req to the daemon of run_dir and waits up to timeout_ms for the reply.
- * Returns 0 and a new reply, -EHOSTUNREACH when no daemon answers (message says why), or
- * -ENOMEM. */
+ * Returns 0 and a new reply, -EHOSTUNREACH when no daemon answers (message says why), -EACCES
+ * when this user may not use the socket (the message says so), or -ENOMEM. */
 int control_call(
     const char *run_dir, json_t *req, int timeout_ms, json_t **ret_reply, struct ll_error *reterr);
 

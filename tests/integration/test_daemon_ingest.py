@@ -9,6 +9,7 @@ requests to every instrument worker (their completions arrive, so the workers co
 """
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -19,7 +20,7 @@ import time
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABLOOPD, SRC, free_port, labloop  # noqa: E402
+from daemon_helpers import LABLOOP, LABLOOPD, SRC, free_port, labloop  # noqa: E402
 
 
 def start_daemon(tmp, lab, run_dir, notify=None):
@@ -123,6 +124,17 @@ def main():
         for want in ("hot.conf: recipe step", "furnace anneal", "anneal_c=260", "instruments' limits"):
             assert want in r.stderr, (want, r.stderr)
         assert json.loads(labloop(run_dir, "status", "--json").stdout)["campaigns"] == []
+
+        # --- S4: a user outside the labloop group cannot steer the lab, and is told why (as
+        # root: the CLI run as nobody with no groups; the run folder is 0750, the socket 0660)
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", LABLOOP,
+                                "e-stop", "--run-dir", run_dir, "--timeout", "2000"],
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode == 3 and "permission denied" in r.stderr, r
+            assert json.loads(labloop(run_dir, "status", "--json").stdout)["estop"] is False
+        else:
+            print("not root: the permission check (S4) is left out")
 
         # --- SQL in a name is data (reliability.md S5): stored and shown verbatim, schema intact
         evil = "x'); DROP TABLE experiments; --"
