@@ -3,8 +3,8 @@
  * Each takes the arguments after its name (argv[0] is the subcommand name) and returns
  * the process exit status: 0 success, 1 failure of the operation, 2 bad usage or bad
  * input (with a message on standard error naming file, line and problem), 3 the daemon
- * could not be reached (not running, not answering, or this user may not use its socket). They may
- * print: they are program code, not library code.
+ * could not be reached (not running, not answering, or this user may not use its socket).
+ * They may print: they are program code, not library code.
  */
 #ifndef COMMANDS_H
 #define COMMANDS_H
