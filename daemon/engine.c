@@ -2239,6 +2239,8 @@ int engine_tick(struct engine *e, struct ll_error *reterr)
         if (!f->used)
             continue;
         int s = store_step_get_state(e->store, f->step_id, NULL);
+        if (s < 0)
+            continue; /* the store cannot be read just now: keep the flight as it is */
         if (s != STORE_STEP_STARTED) {
             /* settled elsewhere (a measurement, or the operator) */
             if (f->phase != PH_WAIT)
