@@ -13,25 +13,18 @@ Checked:
 import os
 import sqlite3
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (check_invariants, finish, labloop, jobs_run, labsim_counts, run_killing, status_json,  # noqa: E402
-                            start_labloopd, start_labsim, wait_for, write_campaign, write_lab)
+from daemon_helpers import (check_invariants, finish, jobs_run, labsim_counts, run_killing, start_campaign,  # noqa: E402
+                            status_json, wait_for)
 
 SPEED = 1000
 procs = []
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="test_daemon_db_locked.")
-    lab, _ = write_lab(tmp)
-    start_labsim(tmp, lab, SPEED, procs)
-    run = os.path.join(tmp, "run")
-    daemon = start_labloopd(tmp, run, SPEED, procs)
-    conf = write_campaign(tmp, "c.conf", initial=4, batch=2, budget=8)
-    assert labloop(run, "campaign", "start", conf).returncode == 0
+    tmp, run, daemon = start_campaign("test_daemon_db_locked", procs, SPEED, initial=4, batch=2, budget=8)
     wait_for("the first measurement", lambda: status_json(run)["campaigns"][0]["experiments"].get("measured", 0) >= 1)
 
     other = sqlite3.connect(os.path.join(tmp, "l.db"), isolation_level=None, timeout=10)

@@ -10,12 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (labloop, request, run_killing, start_labloopd, start_labsim, wait_for,  # noqa: E402
-                            write_campaign, write_lab)
+from daemon_helpers import request, run_killing, start_campaign, wait_for  # noqa: E402
 
 SPEED = 1000
 SAFE_C = 25.0
@@ -23,13 +21,7 @@ procs = []
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="test_daemon_safe_end.")
-    lab, _ = write_lab(tmp)
-    start_labsim(tmp, lab, SPEED, procs)
-    run = os.path.join(tmp, "run")
-    daemon = start_labloopd(tmp, run, SPEED, procs)
-    conf = write_campaign(tmp, "c.conf", initial=2, batch=2, budget=2)
-    assert labloop(run, "campaign", "start", conf).returncode == 0
+    tmp, run, daemon = start_campaign("test_daemon_safe_end", procs, SPEED, initial=2, batch=2, budget=2)
     sim = lambda: request("ipc://" + os.path.join(tmp, "sim", "control"), {"cmd": "status"})  # noqa: E731
     wait_for("an anneal", lambda: sim()["furnace_program"] == 1, timeout=60, every=0.01)
     daemon.send_signal(signal.SIGKILL)
