@@ -120,16 +120,21 @@ def jobs_run(counts):
     return sum(counts.get("robot_jobs", {}).values()) + sum(counts.get("coater_runs", {}).values())
 
 
-def start_campaign(prefix, procs, speed=1000, **settings):
-    """A new folder /tmp/PREFIX.*, labsim and labloopd on it at time scale `speed`, and
-    config/perovskite.conf with `settings` (as write_campaign) started as a campaign; returns
-    (folder, run folder, labloopd's process)."""
+def start_lab(prefix, procs, speed=1000):
+    """A new folder /tmp/PREFIX.* with labsim and labloopd running on it at time scale
+    `speed`; returns (folder, run folder, labloopd's process)."""
     import tempfile
     tmp = tempfile.mkdtemp(prefix=prefix + ".")
     lab, _ = write_lab(tmp)
     start_labsim(tmp, lab, speed, procs)
     run = os.path.join(tmp, "run")
-    daemon = start_labloopd(tmp, run, speed, procs)
+    return tmp, run, start_labloopd(tmp, run, speed, procs)
+
+
+def start_campaign(prefix, procs, speed=1000, **settings):
+    """start_lab, and config/perovskite.conf with `settings` (as write_campaign) started as a
+    campaign; returns (folder, run folder, labloopd's process)."""
+    tmp, run, daemon = start_lab(prefix, procs, speed)
     r = labloop(run, "campaign", "start", write_campaign(tmp, "c.conf", **settings))
     assert r.returncode == 0, r.stderr
     return tmp, run, daemon

@@ -10,11 +10,10 @@ Prints both figures.
 import glob
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import finish, run_killing, start_labloopd, start_labsim, write_lab  # noqa: E402
+from daemon_helpers import finish, run_killing, start_lab  # noqa: E402
 
 procs = []
 
@@ -34,11 +33,7 @@ def wakeups(pid):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="test_daemon_idle.")
-    lab, _ = write_lab(tmp)
-    start_labsim(tmp, lab, 1, procs)
-    run = os.path.join(tmp, "run")
-    daemon = start_labloopd(tmp, run, 1, procs)
+    tmp, _, daemon = start_lab("test_daemon_idle", procs, speed=1)
     time.sleep(2)  # start-up done, stations connected
     c0, w0, t0 = cpu_s(daemon.pid), wakeups(daemon.pid), time.time()
     time.sleep(10)

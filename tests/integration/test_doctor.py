@@ -18,10 +18,9 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABLOOP, finish, run_killing, start_labloopd, start_labsim, wait_for, write_lab  # noqa: E402
+from daemon_helpers import LABLOOP, finish, run_killing, start_lab, wait_for  # noqa: E402
 
 procs = []
 
@@ -36,11 +35,7 @@ def lines(out, tag):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="test_doctor.")
-    lab, _ = write_lab(tmp)
-    start_labsim(tmp, lab, 1000, procs)
-    run = os.path.join(tmp, "run")
-    daemon = start_labloopd(tmp, run, 1000, procs)
+    tmp, run, daemon = start_lab("test_doctor", procs)
     simlab = os.path.join(tmp, "sim", "lab.conf")
     db = os.path.join(tmp, "l.db")
     wait_for("the stations", lambda: "0 online" not in doctor("--lab", simlab, "--db", db, "--run-dir", run)[1])
