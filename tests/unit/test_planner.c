@@ -378,6 +378,43 @@ static void test_planner_pending_points_are_not_proposed_again(void **state)
         }
 }
 
+/* F19 (reliability.md): degenerate data — every objective value equal, every observation at
+ * the same point, or both — still gives q distinct proposals inside the bounds (no singular
+ * fit, no NaN), so a daemon fed such a set keeps proposing. */
+static void test_planner_survives_degenerate_observations(void **state)
+{
+    (void)state;
+    struct campaign c;
+    load(two_obj, &c);
+    for (int variant = 0; variant < 3; variant++) {
+        struct planner *p = make(&c);
+        struct ll_error err;
+        double x[8 * 3], same[3] = {0.25, 0.5, 3}, y[2] = {1.0, -1.0};
+        ask(p, 8, x, NULL);
+        for (int i = 0; i < 12; i++) {
+            const double *at = variant == 0 ? x + (i % 8) * 3 : same;
+            if (variant == 1)
+                two_obj_eval(at, y); /* one point, its real values, 12 times */
+            if (planner_tell(p, at, y, &err) != 0)
+                fail_msg("variant %d: tell: %s", variant, err.msg);
+        }
+        double a[4 * 3];
+        if (planner_ask(p, 4, a, NULL, NULL, &err) != 0)
+            fail_msg("variant %d: ask: %s", variant, err.msg);
+        for (int i = 0; i < 4; i++) {
+            assert_true(a[i * 3] >= 0 && a[i * 3] <= 1);
+            assert_true(a[i * 3 + 1] >= -2 && a[i * 3 + 1] <= 2);
+            assert_true(a[i * 3 + 2] >= 1 && a[i * 3 + 2] <= 9 &&
+                        a[i * 3 + 2] == floor(a[i * 3 + 2]));
+            for (int k = 0; k < i; k++)
+                assert_true(fabs(a[i * 3] - a[k * 3]) + fabs(a[i * 3 + 1] - a[k * 3 + 1]) +
+                                fabs(a[i * 3 + 2] - a[k * 3 + 2]) >
+                            1e-9);
+        }
+        planner_free(&p);
+    }
+}
+
 static void test_planner_other_acquisitions_and_three_objectives(void **state)
 {
     (void)state;
@@ -562,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_planner_ehvi_improves_on_its_design),
         cmocka_unit_test(test_planner_explores_noisy_additive_objectives),
         cmocka_unit_test(test_planner_predictions_come_with_model_proposals),
+        cmocka_unit_test(test_planner_survives_degenerate_observations),
         cmocka_unit_test(test_planner_pending_points_are_not_proposed_again),
         cmocka_unit_test(test_planner_other_acquisitions_and_three_objectives),
         cmocka_unit_test(test_planner_computed_objective),
