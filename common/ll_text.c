@@ -59,3 +59,9 @@ size_t ll_utf8_sanitize(char *s)
     }
     return replaced;
 }
+
+int ll_host_is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "[::1]") == 0 || strcmp(host, "localhost") == 0;
+}

@@ -16,4 +16,8 @@ size_t ll_utf8_cut(const char *s, size_t max);
  * replaced. */
 size_t ll_utf8_sanitize(char *s);
 
+/* 1 if host names this machine's loopback interface (127.x.y.z, ::1 or [::1], localhost),
+ * else 0. */
+int ll_host_is_loopback(const char *host);
+
 #endif

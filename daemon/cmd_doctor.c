@@ -10,6 +10,7 @@
  * 2 for bad usage.
  */
 #include "common/ll_error.h"
+#include "common/ll_text.h"
 #include "daemon/commands.h"
 #include "daemon/control.h"
 #include "daemon/settings.h"
@@ -124,11 +125,18 @@ static void versions(struct report *r)
     packages(r);
 }
 
+/* An endpoint only this machine can reach: ipc://, inproc://, or tcp:// on a loopback host. */
 static int is_loopback_endpoint(const char *ep)
 {
-    return strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "inproc://", 9) == 0 ||
-           strncmp(ep, "tcp://127.", 10) == 0 || strncmp(ep, "tcp://localhost:", 16) == 0 ||
-           strncmp(ep, "tcp://[::1]:", 12) == 0;
+    if (strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "inproc://", 9) == 0)
+        return 1;
+    if (strncmp(ep, "tcp://", 6) != 0)
+        return 0;
+    char host[256];
+    const char *colon = strrchr(ep + 6, ':');
+    snprintf(
+        host, sizeof(host), "%.*s", colon ? (int)(colon - ep - 6) : (int)strlen(ep + 6), ep + 6);
+    return ll_host_is_loopback(host);
 }
 
 static void device(struct report *r, const struct labconf_instrument *in)

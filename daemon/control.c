@@ -226,23 +226,19 @@ int control_call(
     snprintf(ep, sizeof(ep), "ipc://%s", path);
     *ret_reply = NULL;
     struct stat stt;
-    if (stat(path, &stt) != 0 && errno == EACCES)
-        return ll_error_set(reterr,
-                            -EACCES,
-                            "cannot reach labloopd: permission denied for %s (the run folder is "
-                            "for the labloop group: add this user to it, then log in again)",
-                            path);
-    if (stat(path, &stt) != 0)
+    int found = stat(path, &stt) == 0;
+    if (!found && errno != EACCES)
         return ll_error_set(reterr,
                             -EHOSTUNREACH,
                             "labloopd is not running (no control socket %s; see --run-dir or "
                             "LABLOOP_RUN_DIR)",
                             path);
-    if (access(path, R_OK | W_OK) != 0)
+    if (!found || access(path, R_OK | W_OK) != 0)
         return ll_error_set(reterr,
                             -EACCES,
-                            "cannot reach labloopd: permission denied for %s (its socket is for "
-                            "the labloop group: add this user to it, then log in again)",
+                            "cannot reach labloopd: permission denied for %s (the run folder and "
+                            "its socket are for the labloop group: add this user to it, then log "
+                            "in again)",
                             path);
     void *ctx = zmq_ctx_new();
     void *sock = zmq_socket(ctx, ZMQ_REQ);

@@ -687,6 +687,18 @@ static int fp_setup(struct store *s, struct ll_error *err)
 }
 #endif
 
+/* Finalizes the cached statements and closes s->db (s itself stays). */
+static void close_db(struct store *s)
+{
+    for (int i = 0; i < s->n_cache; i++) {
+        sqlite3_finalize(s->cache[i].st);
+        free(s->cache[i].sql);
+    }
+    s->n_cache = 0;
+    sqlite3_close_v2(s->db);
+    s->db = NULL;
+}
+
 /* Opens s->db on path with flags; "how" says which way, in the message. */
 static int
 open_db(struct store *s, const char *path, int flags, const char *how, struct ll_error *err)
@@ -785,11 +797,7 @@ int store_inspect(const char *path, struct store_info *info, struct ll_error *re
         }
     }
 out:
-    for (int i = 0; i < s->n_cache; i++) {
-        sqlite3_finalize(s->cache[i].st);
-        free(s->cache[i].sql);
-    }
-    sqlite3_close_v2(s->db);
+    close_db(s);
     return r;
 }
 
@@ -797,11 +805,7 @@ void store_close(struct store **s)
 {
     if (s == NULL || *s == NULL)
         return;
-    for (int i = 0; i < (*s)->n_cache; i++) {
-        sqlite3_finalize((*s)->cache[i].st);
-        free((*s)->cache[i].sql);
-    }
-    sqlite3_close_v2((*s)->db);
+    close_db(*s);
     free(*s);
     *s = NULL;
 }

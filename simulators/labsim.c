@@ -27,6 +27,7 @@
  * absolute on PCE, 0.05 on log10 T80) unless --noise-free. Exit 2 on bad input.
  */
 #include "common/ll_signal.h"
+#include "common/ll_text.h"
 #include "common/ll_time.h"
 #include "drivers/labconf.h"
 #include "simulators/sim_coater.h"
@@ -235,17 +236,11 @@ static void write_all(int fd, const void *buf, size_t len)
 
 /* ---- robot (Modbus TCP) ------------------------------------------------------------- */
 
-static int is_loopback(const char *host)
-{
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
-           strcmp(host, "localhost") == 0;
-}
-
 static int robot_open(struct labsim *ls, struct ll_error *err)
 {
     struct labconf_instrument *inst = &ls->lab->instruments[ls->robot_i];
     const char *host = inst->host[0] ? inst->host : "127.0.0.1";
-    if (!ls->opt.allow_remote && !is_loopback(host))
+    if (!ls->opt.allow_remote && !ll_host_is_loopback(host))
         return ll_error_set(err,
                             -EPERM,
                             "robot: host '%s' is not a loopback address: labsim's Modbus TCP "

@@ -56,6 +56,20 @@ static void test_failpoint_unnamed_passes_do_nothing(void **state)
 #endif
 }
 
+static void test_host_is_loopback(void **state)
+{
+    (void)state;
+    static const char *const yes[] = {"127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"};
+    static const char *const no[] = {
+        "0.0.0.0", "192.168.1.50", "128.0.0.1", "localhost.example", "::", "", "1.127.0.0"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        if (!ll_host_is_loopback(yes[i]))
+            fail_msg("'%s' is loopback", yes[i]);
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        if (ll_host_is_loopback(no[i]))
+            fail_msg("'%s' is not loopback", no[i]);
+}
+
 static void test_crc16_modbus_check_value(void **state)
 {
     (void)state;
@@ -144,6 +158,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failpoint_spec_parse),
         cmocka_unit_test(test_failpoint_unnamed_passes_do_nothing),
+        cmocka_unit_test(test_host_is_loopback),
         cmocka_unit_test(test_crc16_modbus_check_value),
         cmocka_unit_test(test_crc16_ccitt_false_matches_spn1_examples),
         cmocka_unit_test(test_error_set_and_prefix),
