@@ -26,6 +26,8 @@ struct station_info {
     int64_t stored, duplicates, rejected;
     int64_t clock_skew_ms;  /* message time minus receipt, of the last stored measurement */
     int64_t skew_warned_ms; /* monotonic ms of the last clock warning (one per hour) */
+    char epoch[MEASUREMENT_NAME_MAX + 1]; /* of its last stored measurement */
+    int epoch_known;                      /* epoch is set */
 };
 
 /* One received message waiting for the batch commit, and its ack once processed. */
@@ -232,10 +234,12 @@ void *ingest_socket(struct ingest *ing)
     return ing->sock;
 }
 
-static char *ack_text(int64_t seq, const char *status, const char *reason)
+static char *ack_text(int64_t seq, const char *epoch, const char *status, const char *reason)
 {
     json_t *o = json_pack(
         "{s:i,s:s,s:I,s:s}", "v", 1, "type", "ack", "seq", (json_int_t)seq, "status", status);
+    if (o != NULL && epoch != NULL && epoch[0] != '\0')
+        json_object_set_new(o, "epoch", json_string(epoch));
     if (o != NULL && reason != NULL)
         json_object_set_new(o, "reason", json_string(reason));
     char *t = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -247,13 +251,14 @@ static char *ack_text(int64_t seq, const char *status, const char *reason)
 static int reject(struct ingest *ing,
                   struct pending *p,
                   const char *station,
+                  const char *epoch,
                   int64_t seq,
                   const char *reason,
                   struct ll_error *err)
 {
     const char *raw = zmq_msg_data(&p->body);
     size_t len = zmq_msg_size(&p->body);
-    int r = store_rejection_put(ing->store, station, seq, reason, raw, len, err);
+    int r = store_rejection_put(ing->store, station, epoch, seq, reason, raw, len, err);
     if (r < 0)
         return r;
     log_line(LOG_LVL_WARNING,
@@ -268,7 +273,7 @@ static int reject(struct ingest *ing,
             si->rejected++;
     }
     ing->n_rejected++;
-    p->ack = ack_text(seq, "rejected", reason);
+    p->ack = ack_text(seq, epoch, "rejected", reason);
     return 0;
 }
 
@@ -301,6 +306,43 @@ static int clock_check(struct ingest *ing,
     return store_event(ing->store, 0, exp_id, step_id, 4, "ingest.clock", msg, err);
 }
 
+/* A station whose first measurement of a new sequence epoch was just stored (it lost its seq
+ * state, or was replaced): an event says so, since its seq numbering starts again. Inside the
+ * batch's transaction; one store lookup per change of a station's epoch. */
+static int epoch_check(struct ingest *ing,
+                       struct station_info *si,
+                       const char *epoch,
+                       int64_t seq,
+                       int64_t exp_id,
+                       int64_t step_id,
+                       struct ll_error *err)
+{
+    if (si->epoch_known && strcmp(si->epoch, epoch) == 0)
+        return 0;
+    char prev[MEASUREMENT_NAME_MAX + 1];
+    int64_t prev_seq = 0;
+    int r =
+        store_station_epoch_before(ing->store, si->name, epoch, prev, sizeof(prev), &prev_seq, err);
+    if (r < 0)
+        return r;
+    snprintf(si->epoch, sizeof(si->epoch), "%s", epoch);
+    si->epoch_known = 1;
+    if (r == 0)
+        return 0;
+    char msg[400];
+    snprintf(msg,
+             sizeof(msg),
+             "station '%s' started a new sequence epoch '%s' at seq %lld (its previous epoch "
+             "'%s' ended at seq %lld): it lost its sequence state or was replaced",
+             si->name,
+             epoch,
+             (long long)seq,
+             prev,
+             (long long)prev_seq);
+    log_line(LOG_LVL_NOTICE, "ingest: %s", msg);
+    return store_event(ing->store, 0, exp_id, step_id, 5, "ingest.epoch", msg, err);
+}
+
 /* Checks the request against the store and stores the measurement; fills p->ack. */
 static int handle_measurement(struct ingest *ing,
                               struct pending *p,
@@ -308,6 +350,7 @@ static int handle_measurement(struct ingest *ing,
                               struct ll_error *err)
 {
     const char *station = measurement_station(m);
+    const char *epoch = measurement_epoch(m);
     int64_t seq = measurement_seq(m);
     const char *raw = zmq_msg_data(&p->body);
     size_t len = zmq_msg_size(&p->body);
@@ -318,7 +361,7 @@ static int handle_measurement(struct ingest *ing,
     int r = store_step_by_request(ing->store, measurement_request(m), &step_id, &exp_id, &lookup);
     if (r == -ENOENT) {
         snprintf(reason, sizeof(reason), "request: unknown request '%s'", measurement_request(m));
-        return reject(ing, p, station, seq, reason, err);
+        return reject(ing, p, station, epoch, seq, reason, err);
     }
     if (r < 0)
         return ll_error_set(err, r, "%s", lookup.msg);
@@ -355,12 +398,13 @@ static int handle_measurement(struct ingest *ing,
     }
     json_decref(steps);
     if (bad)
-        return reject(ing, p, station, seq, reason, err);
+        return reject(ing, p, station, epoch, seq, reason, err);
 
     int outcome = 0;
     int64_t meas_id = 0;
     r = store_measurement_put(ing->store,
                               station,
+                              epoch,
                               seq,
                               measurement_request(m),
                               kind,
@@ -380,29 +424,35 @@ static int handle_measurement(struct ingest *ing,
         if (si != NULL)
             si->duplicates++;
         ing->n_duplicate++;
-        p->ack = ack_text(seq, "duplicate", NULL);
+        p->ack = ack_text(seq, epoch, "duplicate", NULL);
         return 0;
     }
     if (outcome == STORE_MEAS_CONFLICT) {
         snprintf(reason,
                  sizeof(reason),
-                 "seq: conflict: seq %lld of station '%s' was stored with a different payload",
+                 "seq: conflict: seq %lld of station '%s'%s%s%s was stored with a different "
+                 "payload (a station that starts its seq again must send a new epoch)",
                  (long long)seq,
-                 station);
+                 station,
+                 epoch[0] ? " (epoch '" : "",
+                 epoch,
+                 epoch[0] ? "')" : "");
         r = store_event(ing->store, 0, exp_id, step_id, 3, "ingest.conflict", reason, err);
         if (r < 0)
             return r;
-        return reject(ing, p, station, seq, reason, err);
+        return reject(ing, p, station, epoch, seq, reason, err);
     }
     /* stored: acked after the commit; analysed afterwards by ingest_analyse() */
     if (si != NULL) {
         si->stored++;
         r = clock_check(ing, si, m, exp_id, step_id, err);
+        if (r == 0)
+            r = epoch_check(ing, si, epoch, seq, exp_id, step_id, err);
         if (r < 0)
             return r;
     }
     ing->n_stored++;
-    p->ack = ack_text(seq, "stored", NULL);
+    p->ack = ack_text(seq, epoch, "stored", NULL);
     LL_FAILPOINT("group_commit"); /* a measurement in the batch's transaction, not committed */
     return 0;
 }
@@ -478,7 +528,7 @@ static int handle(struct ingest *ing, struct pending *p, struct ll_error *err)
     identity[p->identity_len] = '\0';
     const char *who = strlen(identity) == p->identity_len ? identity : NULL;
     if (p->n_frames != 1)
-        return reject(ing, p, who, 0, "message: a station message is exactly one frame", err);
+        return reject(ing, p, who, NULL, 0, "message: a station message is exactly one frame", err);
     struct measurement *m = NULL;
     struct ll_error perr;
     ll_error_clear(&perr);
@@ -486,9 +536,12 @@ static int handle(struct ingest *ing, struct pending *p, struct ll_error *err)
     if (r < 0) {
         if (r == -ENOMEM)
             return ll_error_set(err, r, "ingest: out of memory");
+        char epoch[MEASUREMENT_NAME_MAX + 1];
+        measurement_epoch_hint(raw, len, epoch);
         return reject(ing,
                       p,
                       who,
+                      epoch,
                       len > MEASUREMENT_MAX_BYTES ? 0 : measurement_seq_hint(raw, len),
                       perr.msg,
                       err);
@@ -499,7 +552,7 @@ static int handle(struct ingest *ing, struct pending *p, struct ll_error *err)
                  sizeof(reason),
                  "station: '%s' is not the connection's routing id",
                  measurement_station(m));
-        r = reject(ing, p, who, measurement_seq(m), reason, err);
+        r = reject(ing, p, who, measurement_epoch(m), measurement_seq(m), reason, err);
         measurement_free(&m);
         return r;
     }
@@ -510,7 +563,7 @@ static int handle(struct ingest *ing, struct pending *p, struct ll_error *err)
                  "station: '%s' is not the station of the connection's CURVE key ('%s')",
                  who,
                  p->user_id);
-        r = reject(ing, p, who, measurement_seq(m), reason, err);
+        r = reject(ing, p, who, measurement_epoch(m), measurement_seq(m), reason, err);
         measurement_free(&m);
         return r;
     }

@@ -473,9 +473,49 @@ static const char *const migrations[] = {
     /* 3 -> 4: rack wells are reused once the operator has unloaded the rack (`labloop rack
      * unloaded`): a finished sample's well is free again from unloaded_at on */
     "ALTER TABLE experiments ADD COLUMN unloaded_at INTEGER;",
+    /* 4 -> 5: stations' sequence epochs (docs/protocol.md): seq is unique per (station, epoch),
+     * '' for a station that sends none. SQLite cannot change a UNIQUE constraint in place, so
+     * the table is rebuilt under the same name and ids (migrate() turns foreign keys off around
+     * the migrations and checks them before each commit) */
+    "CREATE TABLE measurements_v5 ("
+    "  id INTEGER PRIMARY KEY, station TEXT NOT NULL, seq INTEGER NOT NULL,"
+    "  request TEXT NOT NULL, kind TEXT NOT NULL, sample TEXT NOT NULL,"
+    "  experiment_id INTEGER REFERENCES experiments(id), step_id INTEGER REFERENCES steps(id),"
+    "  time TEXT, received_at INTEGER NOT NULL, raw TEXT NOT NULL, hash TEXT NOT NULL,"
+    "  analysed INTEGER NOT NULL DEFAULT 1, epoch TEXT NOT NULL DEFAULT '',"
+    "  UNIQUE (station, epoch, seq));"
+    "INSERT INTO measurements_v5(id, station, seq, request, kind, sample, experiment_id,"
+    "  step_id, time, received_at, raw, hash, analysed, epoch)"
+    "  SELECT id, station, seq, request, kind, sample, experiment_id, step_id, time,"
+    "  received_at, raw, hash, analysed, '' FROM measurements;"
+    "DROP TABLE measurements;"
+    "ALTER TABLE measurements_v5 RENAME TO measurements;"
+    "CREATE INDEX measurements_unanalysed ON measurements(analysed) WHERE analysed = 0;"
+    "ALTER TABLE rejections ADD COLUMN epoch TEXT;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
+
+/* 0 when PRAGMA foreign_key_check finds nothing, else -EPROTO naming the first broken row. */
+static int foreign_keys_intact(struct store *s, struct ll_error *err)
+{
+    sqlite3_stmt *st = prep(s, err, "PRAGMA foreign_key_check", "");
+    if (st == NULL)
+        return err != NULL ? err->code : -EIO;
+    int rc = sqlite3_step(st);
+    int r = 0;
+    if (rc == SQLITE_ROW)
+        r = ll_error_set(err,
+                         -EPROTO,
+                         "store: row %lld of table %s refers to a missing row of %s",
+                         (long long)sqlite3_column_int64(st, 1),
+                         (const char *)sqlite3_column_text(st, 0),
+                         (const char *)sqlite3_column_text(st, 2));
+    else if (rc != SQLITE_DONE)
+        r = fail(s, rc, err, "foreign key check");
+    release(s, st);
+    return r;
+}
 
 static int migrate(struct store *s, struct ll_error *err)
 {
@@ -490,6 +530,13 @@ static int migrate(struct store *s, struct ll_error *err)
                             "(%d); refusing to touch it",
                             (long long)version,
                             STORE_SCHEMA_VERSION);
+    /* a migration may rebuild a table that others reference (4 -> 5): foreign keys are
+     * enforced again after the migrations, and checked inside each one before it commits */
+    if (version < STORE_SCHEMA_VERSION) {
+        r = exec(s, "PRAGMA foreign_keys=OFF", err);
+        if (r < 0)
+            return r;
+    }
     for (int64_t v = version; v < STORE_SCHEMA_VERSION; v++) {
         char pragma[64];
         snprintf(pragma,
@@ -501,15 +548,18 @@ static int migrate(struct store *s, struct ll_error *err)
             r = exec(s, migrations[v], err);
         LL_FAILPOINT("migration"); /* version v+1's tables made, not committed */
         if (r == 0)
+            r = foreign_keys_intact(s, err);
+        if (r == 0)
             r = exec(s, pragma, err);
         if (r == 0)
             r = store_commit(s, err);
         if (r < 0) {
             store_rollback(s);
+            exec(s, "PRAGMA foreign_keys=ON", NULL);
             return ll_error_prefix(err, "migration %lld -> %lld", (long long)v, (long long)v + 1);
         }
     }
-    return 0;
+    return version < STORE_SCHEMA_VERSION ? exec(s, "PRAGMA foreign_keys=ON", err) : 0;
 }
 
 static int check_quick(struct store *s, const char *pragma, struct ll_error *err)
@@ -1458,6 +1508,7 @@ int store_step_by_request(struct store *s,
 
 int store_measurement_put(struct store *s,
                           const char *station,
+                          const char *epoch,
                           int64_t seq,
                           const char *request,
                           const char *kind,
@@ -1473,12 +1524,15 @@ int store_measurement_put(struct store *s,
 {
     char hash[SHA256_HEX_LEN];
     sha256_hex(raw, len, hash);
-    sqlite3_stmt *st = prep(s,
-                            reterr,
-                            "SELECT id, hash FROM measurements WHERE station = ? AND seq = ?",
-                            "si",
-                            station,
-                            seq);
+    epoch = epoch != NULL ? epoch : "";
+    sqlite3_stmt *st =
+        prep(s,
+             reterr,
+             "SELECT id, hash FROM measurements WHERE station = ? AND epoch = ? AND seq = ?",
+             "ssi",
+             station,
+             epoch,
+             seq);
     if (st == NULL)
         return reterr != NULL ? reterr->code : -EIO;
     int rc = sqlite3_step(st);
@@ -1496,11 +1550,12 @@ int store_measurement_put(struct store *s,
     int r = run(s,
                 prep(s,
                      reterr,
-                     "INSERT INTO measurements(station, seq, request, kind, sample, experiment_id, "
-                     "step_id, time, received_at, raw, hash, analysed) VALUES (?, ?, ?, ?, ?, ?, "
-                     "?, ?, ?, ?, ?, 0)",
-                     "sisssnnsibs",
+                     "INSERT INTO measurements(station, epoch, seq, request, kind, sample, "
+                     "experiment_id, step_id, time, received_at, raw, hash, analysed) VALUES (?, "
+                     "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                     "ssisssnnsibs",
                      station,
+                     epoch,
                      seq,
                      request,
                      kind,
@@ -1543,6 +1598,7 @@ int store_measurement_mark_analysed(struct store *s, int64_t id, struct ll_error
 
 int store_rejection_put(struct store *s,
                         const char *station,
+                        const char *epoch,
                         int64_t seq,
                         const char *reason,
                         const char *raw,
@@ -1556,11 +1612,12 @@ int store_rejection_put(struct store *s,
     return run(s,
                prep(s,
                     reterr,
-                    "INSERT INTO rejections(received_at, station, seq, reason, raw_len, raw_head, "
-                    "hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    "isnsibs",
+                    "INSERT INTO rejections(received_at, station, epoch, seq, reason, raw_len, "
+                    "raw_head, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "issnsibs",
                     ll_wall_ms(),
                     station,
+                    epoch != NULL && epoch[0] != '\0' ? epoch : NULL,
                     seq,
                     reason,
                     (int64_t)len,
@@ -1630,6 +1687,7 @@ int store_measurement_counts(struct store *s,
 
 int store_measurement_has(struct store *s,
                           const char *station,
+                          const char *epoch,
                           int64_t seq,
                           const char *hash_hex,
                           struct ll_error *reterr)
@@ -1638,15 +1696,62 @@ int store_measurement_has(struct store *s,
     int r = one_int(s,
                     prep(s,
                          reterr,
-                         "SELECT count(*) FROM measurements WHERE station = ? AND seq = ? AND "
-                         "hash = ?",
-                         "sis",
+                         "SELECT count(*) FROM measurements WHERE station = ? AND epoch = ? AND "
+                         "seq = ? AND hash = ?",
+                         "ssis",
                          station,
+                         epoch != NULL ? epoch : "",
                          seq,
                          hash_hex),
                     &n,
                     reterr);
     return r < 0 ? r : n > 0;
+}
+
+int store_station_epoch_before(struct store *s,
+                               const char *station,
+                               const char *epoch,
+                               char *ret_prev,
+                               size_t prev_cap,
+                               int64_t *ret_prev_seq,
+                               struct ll_error *reterr)
+{
+    epoch = epoch != NULL ? epoch : "";
+    int64_t n = 0;
+    int r = one_int(s,
+                    prep(s,
+                         reterr,
+                         "SELECT count(*) FROM measurements WHERE station = ? AND epoch = ?",
+                         "ss",
+                         station,
+                         epoch),
+                    &n,
+                    reterr);
+    if (r < 0 || n != 1)
+        return r < 0 ? r : 0;
+    /* the newest measurement of the station under another epoch, and the last seq there */
+    sqlite3_stmt *st = prep(s,
+                            reterr,
+                            "SELECT epoch, max(seq) FROM measurements WHERE station = ? AND "
+                            "epoch = (SELECT epoch FROM measurements WHERE station = ? AND "
+                            "epoch <> ? ORDER BY id DESC LIMIT 1)",
+                            "sss",
+                            station,
+                            station,
+                            epoch);
+    if (st == NULL)
+        return reterr != NULL ? reterr->code : -EIO;
+    int rc = sqlite3_step(st);
+    r = 0;
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        snprintf(ret_prev, prev_cap, "%s", (const char *)sqlite3_column_text(st, 0));
+        *ret_prev_seq = sqlite3_column_int64(st, 1);
+        r = 1;
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        r = fail(s, rc, reterr, "epoch lookup");
+    }
+    release(s, st);
+    return r;
 }
 
 /* --- model fits and approvals -------------------------------------------------------------- */

@@ -30,7 +30,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 struct store;
 
@@ -296,15 +296,17 @@ int store_step_by_request(struct store *s,
 /* --- measurements --- */
 /* The outcome of offering one station message to the store. */
 enum store_measurement_outcome {
-    STORE_MEAS_STORED,    /* new (station, seq): inserted */
-    STORE_MEAS_DUPLICATE, /* same (station, seq) and same hash: nothing changed */
-    STORE_MEAS_CONFLICT,  /* same (station, seq), different hash: nothing changed, reject */
+    STORE_MEAS_STORED,    /* new (station, epoch, seq): inserted */
+    STORE_MEAS_DUPLICATE, /* same (station, epoch, seq) and same hash: nothing changed */
+    STORE_MEAS_CONFLICT,  /* same (station, epoch, seq), other hash: nothing changed, reject */
 };
-/* Inserts a raw measurement unless (station, seq) exists. raw is stored exactly as received
- * (len bytes) with its SHA-256. ret_outcome says what happened; ret_id is the stored row id
- * (of the existing row for a duplicate). */
+/* Inserts a raw measurement unless (station, epoch, seq) exists; epoch "" or NULL for a
+ * station that sends none. raw is stored exactly as received (len bytes) with its SHA-256.
+ * ret_outcome says what happened; ret_id is the stored row id (of the existing row for a
+ * duplicate). */
 int store_measurement_put(struct store *s,
                           const char *station,
+                          const char *epoch,
                           int64_t seq,
                           const char *request,
                           const char *kind,
@@ -322,10 +324,11 @@ int store_measurement_put(struct store *s,
 json_t *store_measurements_unanalysed(struct store *s, int limit, struct ll_error *reterr);
 /* Marks a measurement analysed. */
 int store_measurement_mark_analysed(struct store *s, int64_t id, struct ll_error *reterr);
-/* Records a rejected message: station/seq may be NULL/0; keeps the first 64 KiB of raw, its
- * full length and its SHA-256. */
+/* Records a rejected message: station/epoch/seq may be NULL/""/0; keeps the first 64 KiB of
+ * raw, its full length and its SHA-256. */
 int store_rejection_put(struct store *s,
                         const char *station,
+                        const char *epoch,
                         int64_t seq,
                         const char *reason,
                         const char *raw,
@@ -351,12 +354,24 @@ int store_measurement_counts(struct store *s,
                              int64_t *ret_stored,
                              int64_t *ret_rejected,
                              struct ll_error *reterr);
-/* Whether (station, seq) is stored with the given hash: 1 yes, 0 no, negative errno. */
+/* Whether (station, epoch, seq) is stored with the given hash: 1 yes, 0 no, negative errno. */
 int store_measurement_has(struct store *s,
                           const char *station,
+                          const char *epoch,
                           int64_t seq,
                           const char *hash_hex,
                           struct ll_error *reterr);
+/* Whether the measurement just stored under (station, epoch) is the first of a new epoch that
+ * follows another: 1 and the previous epoch (the one of the station's newest measurement under
+ * another epoch; "" for none sent) in ret_prev and its highest seq in ret_prev_seq; 0 when the
+ * epoch had measurements before or the station had no other; negative errno. */
+int store_station_epoch_before(struct store *s,
+                               const char *station,
+                               const char *epoch,
+                               char *ret_prev,
+                               size_t prev_cap,
+                               int64_t *ret_prev_seq,
+                               struct ll_error *reterr);
 
 /* --- model fits and approvals --- */
 /* Stores a round's fit description (a JSON object, borrowed). -EEXIST if the round exists. */

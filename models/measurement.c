@@ -584,6 +584,15 @@ static int parse_root(const json_t *root, struct measurement *m, struct ll_error
         return r;
     if (!station_name_ok(m->station))
         return fail(err, "station", "must be made of A-Z a-z 0-9 _ . - only");
+    /* optional: the station's sequence epoch (a new one whenever its seq starts again) */
+    if (json_object_get(root, "epoch") != NULL) {
+        r = string_value(
+            json_object_get(root, "epoch"), "epoch", MEASUREMENT_NAME_MAX, m->epoch, err);
+        if (r < 0)
+            return r;
+        if (!station_name_ok(m->epoch))
+            return fail(err, "epoch", "must be made of A-Z a-z 0-9 _ . - only");
+    }
     switch (m->type) {
     case MEASUREMENT_TYPE_HELLO:
         return parse_hello(root, m, err);
@@ -653,6 +662,21 @@ int64_t measurement_seq_hint(const char *json, size_t len)
     return out;
 }
 
+void measurement_epoch_hint(const char *json, size_t len, char out[MEASUREMENT_NAME_MAX + 1])
+{
+    out[0] = '\0';
+    if (json == NULL || len == 0 || len > MEASUREMENT_MAX_BYTES)
+        return;
+    json_t *root = json_loadb(json, len, 0, NULL);
+    json_t *epoch = json_is_object(root) ? json_object_get(root, "epoch") : NULL;
+    if (json_is_string(epoch) && json_string_length(epoch) >= 1 &&
+        json_string_length(epoch) <= MEASUREMENT_NAME_MAX &&
+        strlen(json_string_value(epoch)) == json_string_length(epoch) &&
+        station_name_ok(json_string_value(epoch)))
+        memcpy(out, json_string_value(epoch), json_string_length(epoch) + 1);
+    json_decref(root);
+}
+
 void measurement_free(struct measurement **pm)
 {
     struct measurement *m;
@@ -689,6 +713,11 @@ const char *measurement_station(const struct measurement *m)
 int64_t measurement_seq(const struct measurement *m)
 {
     return m->seq;
+}
+
+const char *measurement_epoch(const struct measurement *m)
+{
+    return m->epoch;
 }
 
 const char *measurement_request(const struct measurement *m)

@@ -94,6 +94,10 @@ struct measurement {
     int version; /* always MEASUREMENT_PROTOCOL_VERSION after a successful parse */
     enum measurement_type type;
     char station[MEASUREMENT_NAME_MAX + 1];
+    /* The station's sequence epoch, "" when not sent: seq is unique per (station, epoch), so a
+     * station that lost its seq state and starts at 1 again under a new epoch is not mistaken
+     * for a resend (docs/protocol.md). Any message type may carry it. */
+    char epoch[MEASUREMENT_NAME_MAX + 1];
     /* hello: the kinds the station measures, as a bit set of (1u << enum measurement_kind);
      * unknown kind names are ignored (forward compatibility). */
     unsigned hello_kinds;
@@ -125,13 +129,18 @@ int measurement_parse(const char *json,
  * seq >= 1 when json is a readable JSON object holding one, 0 otherwise. Never fails. */
 int64_t measurement_seq_hint(const char *json, size_t len);
 
+/* Best-effort "epoch" of a message that failed to parse, for the `rejected` ack: copied into
+ * out when json is a readable JSON object holding a valid one, "" otherwise. Never fails. */
+void measurement_epoch_hint(const char *json, size_t len, char out[MEASUREMENT_NAME_MAX + 1]);
+
 /* Frees *m and everything it owns, and sets *m to NULL. NULL or *m == NULL is a no-op. */
 void measurement_free(struct measurement **m);
 
 /* Header accessors (m must not be NULL). Strings are owned by m; "" when absent. */
 enum measurement_type measurement_type(const struct measurement *m);
 const char *measurement_station(const struct measurement *m);
-int64_t measurement_seq(const struct measurement *m); /* 0 unless a measurement */
+int64_t measurement_seq(const struct measurement *m);       /* 0 unless a measurement */
+const char *measurement_epoch(const struct measurement *m); /* "" when not sent */
 const char *measurement_request(const struct measurement *m);
 enum measurement_kind measurement_kind(const struct measurement *m);
 const char *measurement_sample(const struct measurement *m);

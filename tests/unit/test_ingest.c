@@ -232,6 +232,110 @@ static void test_ingest_warns_once_about_a_skewed_station_clock(void **state)
     json_decref(st);
 }
 
+/* msg with "epoch": epoch added (a new string; msg is freed). */
+static char *with_epoch(char *msg, const char *epoch)
+{
+    json_t *o = json_loads(msg, 0, NULL);
+    assert_non_null(o);
+    json_object_set_new(o, "epoch", json_string(epoch));
+    char *t = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    free(msg);
+    return t;
+}
+
+/* How many events of a kind, and whether one of them holds the text. */
+static int events_of(struct fixture *f, const char *kind, const char *text)
+{
+    struct ll_error err;
+    json_t *ev = store_events_json(f->store, 0, 100, &err);
+    assert_non_null(ev);
+    int n = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(ev, i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "kind")), kind) == 0 &&
+            (text == NULL || strstr(json_string_value(json_object_get(e, "message")), text)))
+            n++;
+    }
+    json_decref(ev);
+    return n;
+}
+
+/* F12 / B6: a station that lost its sequence state starts at seq 1 again. Under a new epoch its
+ * measurements are new (stored, not a false conflict or duplicate), with one event saying so;
+ * without one the same seq with another payload stays a conflict, with an alarm event. Acks
+ * carry the epoch of the message they answer. */
+static void test_ingest_new_epoch_restarts_seq_without_conflict(void **state)
+{
+    struct fixture *f = *state;
+    struct ll_error err;
+    ll_error_clear(&err);
+    int64_t step_id = 0;
+    json_t *sp = json_pack("{s:s}", "kind", "jv");
+    assert_int_equal(
+        store_step_create(
+            f->store, f->exp_id, 1, "jv-1", "measure", sp, 20000, "r-2", &step_id, &err),
+        0);
+    json_decref(sp);
+    char *old = jv_message(1, "r-1", "S000001", 22.0);
+    json_t *ack = exchange(f, old, strlen(old), 1);
+    assert_string_equal(status_of(ack), "stored");
+    assert_null(json_object_get(ack, "epoch")); /* none sent, none answered */
+    json_decref(ack);
+    /* the station lost its state: seq 1 again, another request, a new epoch */
+    char *fresh = with_epoch(jv_message(1, "r-2", "S000001", 18.0), "b1");
+    ack = exchange(f, fresh, strlen(fresh), 1);
+    assert_string_equal(status_of(ack), "stored");
+    assert_string_equal(json_string_value(json_object_get(ack, "epoch")), "b1");
+    assert_int_equal(json_integer_value(json_object_get(ack, "seq")), 1);
+    json_decref(ack);
+    assert_int_equal(events_of(f, "ingest.epoch", "new sequence epoch 'b1' at seq 1"), 1);
+    assert_int_equal(events_of(f, "ingest.epoch", "ended at seq 1"), 1);
+    /* resent: a duplicate of its own epoch, and no second epoch event */
+    ack = exchange(f, fresh, strlen(fresh), 1);
+    assert_string_equal(status_of(ack), "duplicate");
+    assert_string_equal(json_string_value(json_object_get(ack, "epoch")), "b1");
+    json_decref(ack);
+    /* the old epoch's message resent late is still its duplicate */
+    ack = exchange(f, old, strlen(old), 1);
+    assert_string_equal(status_of(ack), "duplicate");
+    json_decref(ack);
+    assert_int_equal(f->hook_calls, 2);
+    /* within an epoch, the same seq with another payload is a conflict, with an alarm */
+    assert_int_equal(events_of(f, "ingest.conflict", NULL), 0);
+    char *clash = with_epoch(jv_message(1, "r-2", "S000001", 15.0), "b1");
+    ack = exchange(f, clash, strlen(clash), 1);
+    assert_string_equal(status_of(ack), "rejected");
+    assert_string_equal(json_string_value(json_object_get(ack, "epoch")), "b1");
+    assert_non_null(strstr(json_string_value(json_object_get(ack, "reason")), "epoch 'b1'"));
+    json_decref(ack);
+    free(clash);
+    /* and so is a station without epochs that starts again at seq 1 */
+    clash = jv_message(1, "r-2", "S000001", 15.0);
+    ack = exchange(f, clash, strlen(clash), 1);
+    assert_string_equal(status_of(ack), "rejected");
+    assert_non_null(strstr(json_string_value(json_object_get(ack, "reason")), "conflict"));
+    json_decref(ack);
+    free(clash);
+    assert_int_equal(events_of(f, "ingest.conflict", "jv-1"), 2);
+    /* an epoch that is not a name is rejected, naming the field */
+    clash = with_epoch(jv_message(2, "r-2", "S000001", 15.0), "b 1");
+    ack = exchange(f, clash, strlen(clash), 1);
+    assert_string_equal(status_of(ack), "rejected");
+    assert_non_null(strstr(json_string_value(json_object_get(ack, "reason")), "epoch:"));
+    assert_null(json_object_get(ack, "epoch"));
+    json_decref(ack);
+    free(clash);
+    int64_t stored, rejected;
+    counts(f, &stored, &rejected);
+    assert_int_equal(stored, 2);
+    assert_int_equal(rejected, 3);
+    free(old);
+    free(fresh);
+}
+
 static void test_ingest_rejects_bad_input_and_changes_nothing_else(void **state)
 {
     struct fixture *f = *state;
@@ -363,6 +467,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_ingest_stores_once_and_answers_duplicate, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_ingest_new_epoch_restarts_seq_without_conflict, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ingest_rejects_bad_input_and_changes_nothing_else, setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -196,6 +196,18 @@ static const struct {
      "{" HDR HDR2 "\"kind\": \"stability\", \"data\": {\"time_h\": [0, 1, 2]}}",
      -EINVAL,
      "data.normalised_pce: missing"                                                                                                             },
+    {"epoch not a string",
+     "{" HDR HDR2 "\"epoch\": 7, \"kind\": \"stability\", \"data\": {\"time_h\": [0, 1], "
+     "\"normalised_pce\": [1, 0.9]}}",                                                              -EINVAL,
+     "epoch: must be a string (got a number)"                                                                                                    },
+    {"epoch with a space",
+     "{" HDR HDR2 "\"epoch\": \"a b\", \"kind\": \"stability\", \"data\": {\"time_h\": [0, 1], "
+     "\"normalised_pce\": [1, 0.9]}}",                                                              -EINVAL,
+     "epoch: must be made of A-Z a-z 0-9 _ . - only"                                                                                            },
+    {"epoch empty",
+     "{" HDR HDR2 "\"epoch\": \"\", \"kind\": \"stability\", \"data\": {\"time_h\": [0, 1], "
+     "\"normalised_pce\": [1, 0.9]}}",                                                              -EINVAL,
+     "epoch: must be 1 to 64 bytes (got 0)"                                                                                                     },
     {"stability one point",
      "{" HDR HDR2 "\"kind\": \"stability\", \"data\": {\"time_h\": [0], \"normalised_pce\": [1]}}",
      -EINVAL,
@@ -258,6 +270,40 @@ static void test_measurement_seq_hint(void **state)
     assert_int_equal(measurement_seq_hint("{\"seq\": -3}", 11), 0);
     assert_int_equal(measurement_seq_hint("{\"seq\"", 6), 0);
     assert_int_equal(measurement_seq_hint("[17]", 4), 0);
+}
+
+/* The optional epoch (docs/protocol.md): parsed when sent, "" when not; its hint is recovered
+ * from a message that fails to parse, when it is a valid one. */
+static void test_measurement_epoch_and_hint(void **state)
+{
+    static const char good[] =
+        "{" HDR HDR2 "\"epoch\": \"7f3a-b2.x_9\", \"kind\": \"stability\", \"data\": "
+        "{\"time_h\": [0, 1], \"normalised_pce\": [1, 0.9]}}";
+    static const char hello[] = "{\"v\": 1, \"type\": \"hello\", \"station\": \"jv-1\", "
+                                "\"epoch\": \"e1\", \"kinds\": []}";
+    struct measurement *m = NULL;
+    struct ll_error err = {0};
+    char hint[MEASUREMENT_NAME_MAX + 1];
+    (void)state;
+    assert_int_equal(measurement_parse(good, strlen(good), &m, &err), 0);
+    assert_string_equal(measurement_epoch(m), "7f3a-b2.x_9");
+    measurement_free(&m);
+    assert_int_equal(measurement_parse(hello, strlen(hello), &m, &err), 0);
+    assert_string_equal(measurement_epoch(m), "e1");
+    measurement_free(&m);
+    static const char plain[] = "{\"v\": 1, \"type\": \"heartbeat\", \"station\": \"jv-1\"}";
+    assert_int_equal(measurement_parse(plain, strlen(plain), &m, &err), 0);
+    assert_string_equal(measurement_epoch(m), "");
+    measurement_free(&m);
+    static const char broken[] = "{\"v\": 1, \"epoch\": \"e9\", \"seq\": 4, \"type\": 3}";
+    measurement_epoch_hint(broken, strlen(broken), hint);
+    assert_string_equal(hint, "e9");
+    measurement_epoch_hint("{\"epoch\": \"a b\"}", 15, hint);
+    assert_string_equal(hint, "");
+    measurement_epoch_hint("{\"epoch\": 5}", 12, hint);
+    assert_string_equal(hint, "");
+    measurement_epoch_hint("{\"epoch\"", 8, hint);
+    assert_string_equal(hint, "");
 }
 
 static void test_analysis_get_to_json_and_errors(void **state)
@@ -392,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_measurement_quotes_whole_characters),
         cmocka_unit_test(test_measurement_oversize_and_empty),
         cmocka_unit_test(test_measurement_seq_hint),
+        cmocka_unit_test(test_measurement_epoch_and_hint),
         cmocka_unit_test(test_analysis_get_to_json_and_errors),
         cmocka_unit_test(test_example_files),
     };

@@ -86,7 +86,8 @@ static void test_store_migrates_version_1_to_current(void **state)
                                   "DROP INDEX steps_by_job; ALTER TABLE steps DROP COLUMN job; "
                                   "DROP INDEX measurements_unanalysed; ALTER TABLE measurements "
                                   "DROP COLUMN analysed; ALTER TABLE experiments DROP COLUMN "
-                                  "unloaded_at; PRAGMA user_version=1;",
+                                  "unloaded_at; ALTER TABLE rejections DROP COLUMN epoch; PRAGMA "
+                                  "user_version=1;",
                                   NULL,
                                   NULL,
                                   NULL),
@@ -170,8 +171,8 @@ static void test_store_rack_wells_occupied_until_unloaded(void **state)
     sqlite3 *db = NULL;
     sqlite3_open(db_path, &db);
     assert_int_equal(sqlite3_exec(db,
-                                  "ALTER TABLE experiments DROP COLUMN unloaded_at; PRAGMA "
-                                  "user_version=3;",
+                                  "ALTER TABLE experiments DROP COLUMN unloaded_at; ALTER TABLE "
+                                  "rejections DROP COLUMN epoch; PRAGMA user_version=3;",
                                   NULL,
                                   NULL,
                                   NULL),
@@ -181,6 +182,89 @@ static void test_store_rack_wells_occupied_until_unloaded(void **state)
     assert_int_equal(user_version(db_path), STORE_SCHEMA_VERSION);
     assert_int_equal(store_rack_occupied(s, 8, occ, &err), 3); /* 0, 2, 3 (1 never started) */
     assert_int_equal(occ[1], 0);
+    store_close(&s);
+}
+
+static int64_t make_experiment(struct store *s, int64_t *ret_campaign);
+
+/* Schema 4 -> 5 rebuilds the measurements table (UNIQUE (station, seq) becomes (station,
+ * epoch, seq)): rows keep their ids, their derived numbers and objectives still point at them,
+ * foreign keys are enforced again afterwards, and a station's seq can start again under a new
+ * epoch. */
+static void test_store_migrates_version_4_measurements_to_epochs(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    struct ll_error err;
+    int64_t c = 0, e = make_experiment(s, &c), id = 0;
+    int outcome = -1;
+    assert_int_equal(
+        store_measurement_put(
+            s, "jv-1", NULL, 3, "r-1", "jv", "S1", e, 0, "t", "{}", 2, &outcome, &id, &err),
+        0);
+    assert_int_equal(store_derived_put(s, id, "pce_pct", 17.5, "1.0", &err), 0);
+    assert_int_equal(store_objective_put(s, e, "pce_pct", 17.5, id, "1.0", &err), 0);
+    store_close(&s);
+    /* make it a version-4 database: the measurements table as schema 4 had it */
+    sqlite3 *db = NULL;
+    sqlite3_open(db_path, &db);
+    char *msg = NULL;
+    int rc = sqlite3_exec(
+        db,
+        "CREATE TABLE m4 ("
+        "  id INTEGER PRIMARY KEY, station TEXT NOT NULL, seq INTEGER NOT NULL,"
+        "  request TEXT NOT NULL, kind TEXT NOT NULL, sample TEXT NOT NULL,"
+        "  experiment_id INTEGER REFERENCES experiments(id), step_id INTEGER REFERENCES steps(id),"
+        "  time TEXT, received_at INTEGER NOT NULL, raw TEXT NOT NULL, hash TEXT NOT NULL,"
+        "  analysed INTEGER NOT NULL DEFAULT 1, UNIQUE (station, seq));"
+        "INSERT INTO m4 SELECT id, station, seq, request, kind, sample, experiment_id, step_id,"
+        "  time, received_at, raw, hash, analysed FROM measurements;"
+        "DROP TABLE measurements; ALTER TABLE m4 RENAME TO measurements;"
+        "CREATE INDEX measurements_unanalysed ON measurements(analysed) WHERE analysed = 0;"
+        "ALTER TABLE rejections DROP COLUMN epoch; PRAGMA user_version=4;",
+        NULL,
+        NULL,
+        &msg);
+    if (rc != SQLITE_OK)
+        fail_msg("%s", msg);
+    sqlite3_close(db);
+    assert_int_equal(user_version(db_path), 4);
+    ll_error_clear(&err);
+    if (store_open(db_path, &s, &err) != 0)
+        fail_msg("%s", err.msg);
+    store_close(&s);
+    assert_int_equal(user_version(db_path), STORE_SCHEMA_VERSION);
+    sqlite3_open(db_path, &db);
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(db,
+                       "SELECT m.id, m.epoch, m.seq, d.value, o.value FROM measurements m "
+                       "JOIN derived d ON d.measurement_id = m.id JOIN objectives o ON "
+                       "o.measurement_id = m.id",
+                       -1,
+                       &st,
+                       NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), id);
+    assert_string_equal((const char *)sqlite3_column_text(st, 1), "");
+    assert_int_equal(sqlite3_column_int64(st, 2), 3);
+    assert_true(sqlite3_column_double(st, 3) == 17.5 && sqlite3_column_double(st, 4) == 17.5);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    /* foreign keys are on again: a derived number of a missing measurement is refused */
+    assert_int_equal(store_open(db_path, &s, &err), 0);
+    assert_true(store_derived_put(s, id + 100, "pce_pct", 1.0, "1.0", &err) < 0);
+    int64_t id2 = 0;
+    assert_int_equal(
+        store_measurement_put(
+            s, "jv-1", "new", 3, "r-1", "jv", "S1", e, 0, "t", "[]", 2, &outcome, &id2, &err),
+        0);
+    assert_int_equal(outcome, STORE_MEAS_STORED);
+    assert_int_equal(
+        store_measurement_put(
+            s, "jv-1", "", 3, "r-1", "jv", "S1", e, 0, "t", "[]", 2, &outcome, &id2, &err),
+        0);
+    assert_int_equal(outcome, STORE_MEAS_CONFLICT);
+    assert_int_equal(store_rejection_put(s, "jv-1", "new", 4, "why", "x", 1, &err), 0);
     store_close(&s);
 }
 
@@ -306,35 +390,135 @@ static void test_store_measurement_dedup_and_conflict(void **state)
     const char *raw = "{\"v\":1}";
     int outcome = -1;
     int64_t id1 = 0, id2 = 0;
-    assert_int_equal(
-        store_measurement_put(
-            s, "jv-1", 7, "r-1", "jv", "S1", e, 0, "t", raw, strlen(raw), &outcome, &id1, &err),
-        0);
+    assert_int_equal(store_measurement_put(s,
+                                           "jv-1",
+                                           NULL,
+                                           7,
+                                           "r-1",
+                                           "jv",
+                                           "S1",
+                                           e,
+                                           0,
+                                           "t",
+                                           raw,
+                                           strlen(raw),
+                                           &outcome,
+                                           &id1,
+                                           &err),
+                     0);
     assert_int_equal(outcome, STORE_MEAS_STORED);
-    assert_int_equal(
-        store_measurement_put(
-            s, "jv-1", 7, "r-1", "jv", "S1", e, 0, "t", raw, strlen(raw), &outcome, &id2, &err),
-        0);
+    assert_int_equal(store_measurement_put(s,
+                                           "jv-1",
+                                           NULL,
+                                           7,
+                                           "r-1",
+                                           "jv",
+                                           "S1",
+                                           e,
+                                           0,
+                                           "t",
+                                           raw,
+                                           strlen(raw),
+                                           &outcome,
+                                           &id2,
+                                           &err),
+                     0);
     assert_int_equal(outcome, STORE_MEAS_DUPLICATE);
     assert_int_equal(id1, id2);
-    assert_int_equal(store_measurement_put(
-                         s, "jv-1", 7, "r-1", "jv", "S1", e, 0, "t", "{}", 2, &outcome, &id2, &err),
-                     0);
-    assert_int_equal(outcome, STORE_MEAS_CONFLICT);
-    /* the same seq from another station is a different measurement */
     assert_int_equal(
         store_measurement_put(
-            s, "jv-2", 7, "r-1", "jv", "S1", e, 0, "t", raw, strlen(raw), &outcome, &id2, &err),
+            s, "jv-1", NULL, 7, "r-1", "jv", "S1", e, 0, "t", "{}", 2, &outcome, &id2, &err),
+        0);
+    assert_int_equal(outcome, STORE_MEAS_CONFLICT);
+    /* the same seq from another station is a different measurement */
+    assert_int_equal(store_measurement_put(s,
+                                           "jv-2",
+                                           NULL,
+                                           7,
+                                           "r-1",
+                                           "jv",
+                                           "S1",
+                                           e,
+                                           0,
+                                           "t",
+                                           raw,
+                                           strlen(raw),
+                                           &outcome,
+                                           &id2,
+                                           &err),
+                     0);
+    assert_int_equal(outcome, STORE_MEAS_STORED);
+    /* seq 7 again under a new epoch (the station started its numbering again): a new
+     * measurement, not a conflict; then a duplicate and a conflict within that epoch */
+    char prev[65] = "";
+    int64_t prev_seq = 0;
+    int64_t id3 = 0, id4 = 0;
+    assert_int_equal(
+        store_measurement_put(
+            s, "jv-1", "b2", 7, "r-1", "jv", "S1", e, 0, "t", "{}", 2, &outcome, &id3, &err),
         0);
     assert_int_equal(outcome, STORE_MEAS_STORED);
+    assert_true(id3 != id1);
+    assert_int_equal(
+        store_station_epoch_before(s, "jv-1", "b2", prev, sizeof(prev), &prev_seq, &err), 1);
+    assert_string_equal(prev, "");
+    assert_int_equal(prev_seq, 7);
+    assert_int_equal(
+        store_measurement_put(
+            s, "jv-1", "b2", 7, "r-1", "jv", "S1", e, 0, "t", "{}", 2, &outcome, &id4, &err),
+        0);
+    assert_int_equal(outcome, STORE_MEAS_DUPLICATE);
+    assert_int_equal(id4, id3);
+    assert_int_equal(store_measurement_put(s,
+                                           "jv-1",
+                                           "b2",
+                                           7,
+                                           "r-1",
+                                           "jv",
+                                           "S1",
+                                           e,
+                                           0,
+                                           "t",
+                                           raw,
+                                           strlen(raw),
+                                           &outcome,
+                                           &id4,
+                                           &err),
+                     0);
+    assert_int_equal(outcome, STORE_MEAS_CONFLICT);
+    assert_int_equal(store_measurement_put(s,
+                                           "jv-1",
+                                           "b2",
+                                           8,
+                                           "r-1",
+                                           "jv",
+                                           "S1",
+                                           e,
+                                           0,
+                                           "t",
+                                           raw,
+                                           strlen(raw),
+                                           &outcome,
+                                           &id4,
+                                           &err),
+                     0);
+    assert_int_equal(outcome, STORE_MEAS_STORED);
+    /* not the first of its epoch any more; a station with one epoch has none before it */
+    assert_int_equal(
+        store_station_epoch_before(s, "jv-1", "b2", prev, sizeof(prev), &prev_seq, &err), 0);
+    assert_int_equal(store_station_epoch_before(s, "jv-2", "", prev, sizeof(prev), &prev_seq, &err),
+                     0);
     char hex[SHA256_HEX_LEN];
     sha256_hex(raw, strlen(raw), hex);
-    assert_int_equal(store_measurement_has(s, "jv-1", 7, hex, &err), 1);
-    assert_int_equal(store_measurement_has(s, "jv-1", 8, hex, &err), 0);
-    assert_int_equal(store_rejection_put(s, NULL, 0, "malformed JSON", "\xff\xfe", 2, &err), 0);
+    assert_int_equal(store_measurement_has(s, "jv-1", NULL, 7, hex, &err), 1);
+    assert_int_equal(store_measurement_has(s, "jv-1", "", 8, hex, &err), 0);
+    assert_int_equal(store_measurement_has(s, "jv-1", "b2", 8, hex, &err), 1);
+    assert_int_equal(store_measurement_has(s, "jv-1", "b2", 7, hex, &err), 0);
+    assert_int_equal(store_rejection_put(s, NULL, NULL, 0, "malformed JSON", "\xff\xfe", 2, &err),
+                     0);
     int64_t n_stored = 0, n_rej = 0;
     assert_int_equal(store_measurement_counts(s, &n_stored, &n_rej, &err), 0);
-    assert_int_equal(n_stored, 2);
+    assert_int_equal(n_stored, 4);
     assert_int_equal(n_rej, 1);
     assert_int_equal(store_derived_put(s, id1, "pce_pct", 17.5, "jv-1", &err), 0);
     assert_int_equal(store_objective_put(s, e, "pce_pct", 17.5, id1, "jv-1", &err), 0);
@@ -452,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_sha256_matches_fips_vectors),
         cmocka_unit_test(test_store_open_migrates_and_reopens),
         cmocka_unit_test(test_store_migrates_version_1_to_current),
+        cmocka_unit_test(test_store_migrates_version_4_measurements_to_epochs),
         cmocka_unit_test(test_store_rack_wells_occupied_until_unloaded),
         cmocka_unit_test(test_store_refuses_newer_schema_and_garbage),
         cmocka_unit_test(test_store_state_tables),
