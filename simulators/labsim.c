@@ -666,6 +666,41 @@ static json_t *control_error(const char *msg)
     return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
 }
 
+/* {"cmd": "station_restart", "name": N, "lose_state": bool}: station N stops as if its process
+ * died (unsent work is lost, what it persisted stays) and starts again; with lose_state it
+ * starts with nothing persisted (seq 0, a new epoch), as after a disk replacement. */
+static json_t *control_station_restart(struct labsim *ls, json_t *req)
+{
+    const char *name = json_string_value(json_object_get(req, "name"));
+    int lose = json_is_true(json_object_get(req, "lose_state"));
+    for (int i = 0; name != NULL && i < ls->n_stations; i++) {
+        struct sim_station *st = &ls->stations[i];
+        if (strcmp(st->name, name) != 0)
+            continue;
+        const struct labconf_station *def = &ls->lab->stations[i];
+        sim_station_close(st);
+        int rc = lose ? sim_station_forget(st) : 0;
+        struct ll_error err;
+        ll_error_clear(&err);
+        if (rc == 0)
+            rc = sim_station_open(st, def, st->slot, &ls->env, ll_monotonic_ms(), &err);
+        else
+            ll_error_set(&err, rc, "cannot delete the station's state: %s", strerror(-rc));
+        sim_log(rc == 0 ? SIM_LOG_WARNING : SIM_LOG_ERR,
+                "station=%s event=restarted lose_state=%d seq=%llu epoch=%s%s%s",
+                name,
+                lose,
+                (unsigned long long)st->seq,
+                st->epoch,
+                rc == 0 ? "" : " error=",
+                rc == 0 ? "" : err.msg);
+        if (rc != 0)
+            return control_error(err.msg);
+        return json_pack("{s:b,s:I,s:s}", "ok", 1, "seq", (json_int_t)st->seq, "epoch", st->epoch);
+    }
+    return control_error("station_restart: unknown station \"name\"");
+}
+
 static json_t *control_handle(struct labsim *ls, const char *data, size_t len)
 {
     json_t *req = json_loadb(data, len, 0, NULL);
@@ -722,6 +757,8 @@ static json_t *control_handle(struct labsim *ls, const char *data, size_t len)
             json_decref(rep);
             rep = control_error("set: \"what\" must be lid, vacuum, door, estop or speed (>= 1)");
         }
+    } else if (strcmp(cmd, "station_restart") == 0) {
+        rep = control_station_restart(ls, req);
     } else if (strcmp(cmd, "shutdown") == 0) {
         ls->stop = 1;
         rep = json_pack("{s:b}", "ok", 1);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -273,8 +274,17 @@ static void send_hello(struct sim_station *st)
     json_t *kinds = json_array();
     for (int i = 0; i < st->n_kinds; i++)
         json_array_append_new(kinds, json_string(st->kinds[i]));
-    json_t *m = json_pack(
-        "{s:i,s:s,s:s,s:o}", "v", 1, "type", "hello", "station", st->name, "kinds", kinds);
+    json_t *m = json_pack("{s:i,s:s,s:s,s:s,s:o}",
+                          "v",
+                          1,
+                          "type",
+                          "hello",
+                          "station",
+                          st->name,
+                          "epoch",
+                          st->epoch,
+                          "kinds",
+                          kinds);
     char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
     if (text != NULL)
         send_plain(st, text);
@@ -335,13 +345,15 @@ static void finish_measurement(struct sim_station *st, struct sim_station_env *e
         queue_pop(st);
         return;
     }
-    json_t *m = json_pack("{s:i,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:O}",
+    json_t *m = json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:O}",
                           "v",
                           1,
                           "type",
                           "measurement",
                           "station",
                           st->name,
+                          "epoch",
+                          st->epoch,
                           "seq",
                           (json_int_t)st->seq,
                           "request",
@@ -509,6 +521,19 @@ handle_measure(struct sim_station *st, struct sim_station_env *env, json_t *m, i
     start_measurement(st, env);
 }
 
+/* Whether an ack with epoch ack_epoch (NULL when it has none) answers the message msg: an ack
+ * without an epoch matches by seq alone (a daemon that does not know epochs). */
+static int same_epoch(const char *msg, const char *ack_epoch)
+{
+    if (ack_epoch == NULL)
+        return 1;
+    json_t *j = json_loads(msg, 0, NULL);
+    const char *e = json_string_value(json_object_get(j, "epoch"));
+    int same = strcmp(e != NULL ? e : "", ack_epoch) == 0;
+    json_decref(j);
+    return same;
+}
+
 static void handle_ack(struct sim_station *st, json_t *m)
 {
     json_int_t seq = json_integer_value(json_object_get(m, "seq"));
@@ -524,7 +549,8 @@ static void handle_ack(struct sim_station *st, json_t *m)
                     : "");
         return;
     }
-    if (outbox_find(st, (uint64_t)seq) == NULL)
+    struct sim_station_out *o = outbox_find(st, (uint64_t)seq);
+    if (o == NULL || !same_epoch(o->msg, json_string_value(json_object_get(m, "epoch"))))
         return;
     outbox_remove(st, (uint64_t)seq);
     char path[PATH_MAX + 32];
@@ -694,6 +720,58 @@ static void load_stored(struct sim_station *st, int64_t now_ms)
     closedir(d);
 }
 
+/* The station's sequence epoch (docs/protocol.md): read from DIR/epoch, or, when that is
+ * missing (first start, or the station's state was lost), a new random one persisted before
+ * any message uses it. */
+static int load_epoch(struct sim_station *st)
+{
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof(path), "%s/epoch", st->dir);
+    char *text = read_file(path);
+    if (text != NULL) {
+        size_t n = strcspn(text, "\n");
+        if (n >= 1 && n < sizeof(st->epoch)) {
+            memcpy(st->epoch, text, n);
+            st->epoch[n] = '\0';
+            free(text);
+            return 0;
+        }
+        free(text);
+    }
+    unsigned char b[8];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+        return -EIO;
+    for (size_t i = 0; i < sizeof(b); i++)
+        snprintf(st->epoch + 2 * i, 3, "%02x", b[i]);
+    char line[sizeof(st->epoch) + 1];
+    snprintf(line, sizeof(line), "%s\n", st->epoch);
+    sim_log(SIM_LOG_INFO,
+            "station=%s event=new_epoch epoch=%s seq=%" PRIu64,
+            st->name,
+            st->epoch,
+            st->seq);
+    return write_file_durable(path, line);
+}
+
+int sim_station_forget(const struct sim_station *st)
+{
+    DIR *d = opendir(st->dir);
+    if (d == NULL)
+        return -errno;
+    struct dirent *de;
+    int rc = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char path[PATH_MAX + 300];
+        snprintf(path, sizeof(path), "%s/%s", st->dir, de->d_name);
+        if (unlink(path) != 0 && rc == 0)
+            rc = -errno;
+    }
+    closedir(d);
+    return rc;
+}
+
 int sim_station_open(struct sim_station *st,
                      const struct labconf_station *def,
                      int slot,
@@ -718,6 +796,9 @@ int sim_station_open(struct sim_station *st,
         st->seq = strtoull(text, NULL, 10);
         free(text);
     }
+    rc = load_epoch(st);
+    if (rc != 0)
+        return ll_error_set(reterr, rc, "%s/epoch: %s", st->dir, strerror(-rc));
     load_stored(st, now_ms);
     st->next_heartbeat_ms = now_ms + HEARTBEAT_MS;
     return open_socket(st, env, reterr);

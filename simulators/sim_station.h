@@ -63,6 +63,7 @@ struct sim_station {
     int generation; /* socket number, for unique monitor endpoints */
     char dir[PATH_MAX];
     uint64_t seq;
+    char epoch[17]; /* 16 hex digits, persisted in DIR/epoch; new when the state was lost */
     struct sim_station_out out[SIM_STATION_OUTBOX];
     int n_out;
     struct sim_station_req queue[SIM_STATION_QUEUE];
@@ -88,6 +89,11 @@ int sim_station_open(struct sim_station *st,
 
 /* Closes the sockets and frees everything. */
 void sim_station_close(struct sim_station *st);
+
+/* Deletes everything the station persisted (seq, epoch, stored and acked messages), as if its
+ * disk had been replaced; for a closed station, before sim_station_open() starts it afresh
+ * under a new epoch. 0 or a negative errno. */
+int sim_station_forget(const struct sim_station *st);
 
 /* Receives and handles every message waiting on the station's sockets. */
 void sim_station_drain(struct sim_station *st, struct sim_station_env *env, int64_t now_ms);

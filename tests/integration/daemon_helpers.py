@@ -263,7 +263,9 @@ def check_invariants(tmp, counts, db_path=None):
                 if json.load(open(m)).get("seq") == seq]
         assert msgs, f"{station} seq {seq}: acked but the station has no message"
         h = hashlib.sha256(open(msgs[0], "rb").read()).hexdigest()
-        row = db.execute("SELECT hash FROM measurements WHERE station=? AND seq=?", (station, seq)).fetchone()
+        epoch = json.load(open(msgs[0])).get("epoch", "")
+        row = db.execute("SELECT hash FROM measurements WHERE station=? AND epoch=? AND seq=?",
+                         (station, epoch, seq)).fetchone()
         assert row is not None, f"{station} seq {seq}: acked but not stored"
         assert row[0] == h, f"{station} seq {seq}: stored bytes differ from the station's"
     fits = {(c, r): json.loads(f) for c, r, f in db.execute("SELECT campaign_id, round, fit FROM model_fits")}

@@ -199,7 +199,7 @@ static const struct {
     {"epoch not a string",
      "{" HDR HDR2 "\"epoch\": 7, \"kind\": \"stability\", \"data\": {\"time_h\": [0, 1], "
      "\"normalised_pce\": [1, 0.9]}}",                                                              -EINVAL,
-     "epoch: must be a string (got a number)"                                                                                                    },
+     "epoch: must be a string (got a number)"                                                                                                   },
     {"epoch with a space",
      "{" HDR HDR2 "\"epoch\": \"a b\", \"kind\": \"stability\", \"data\": {\"time_h\": [0, 1], "
      "\"normalised_pce\": [1, 0.9]}}",                                                              -EINVAL,
