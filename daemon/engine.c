@@ -846,6 +846,33 @@ int engine_on_measured(void *ctx,
                 snprintf(why, sizeof(why), "analysis gives no '%s'", from);
                 continue;
             }
+            /* the first measurement that gave the objective keeps it: a second one for the
+             * same experiment (a station that lost its state and measured a request again) is
+             * stored with its derived numbers, but does not silently replace a value the
+             * planner may already have used */
+            int64_t source = 0;
+            r = store_objective_source(
+                e->store, experiment_id, c->c.objectives[k].name, &source, reterr);
+            if (r == 0 && source != measurement_id) {
+                event(e,
+                      campaign_id,
+                      experiment_id,
+                      step_id,
+                      LOG_LVL_WARNING,
+                      "measurement.unused",
+                      "measurement %lld (station '%s', seq %lld) gives %s = %.10g, but the "
+                      "experiment's '%s' already comes from measurement %lld: kept, not used",
+                      (long long)measurement_id,
+                      measurement_station(m),
+                      (long long)measurement_seq(m),
+                      from,
+                      v,
+                      c->c.objectives[k].name,
+                      (long long)source);
+                continue;
+            }
+            if (r < 0 && r != -ENOENT)
+                break;
             r = store_objective_put(e->store,
                                     experiment_id,
                                     c->c.objectives[k].name,

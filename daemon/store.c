@@ -1672,6 +1672,26 @@ int store_objective_put(struct store *s,
                "objective");
 }
 
+int store_objective_source(struct store *s,
+                           int64_t experiment_id,
+                           const char *name,
+                           int64_t *ret_measurement_id,
+                           struct ll_error *reterr)
+{
+    *ret_measurement_id = 0;
+    return one_int(
+        s,
+        prep(s,
+             reterr,
+             "SELECT coalesce(measurement_id, 0) FROM objectives WHERE experiment_id = ? "
+             "AND name = ?",
+             "is",
+             experiment_id,
+             name),
+        ret_measurement_id,
+        reterr);
+}
+
 int store_measurement_counts(struct store *s,
                              int64_t *ret_stored,
                              int64_t *ret_rejected,

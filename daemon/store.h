@@ -349,6 +349,13 @@ int store_objective_put(struct store *s,
                         int64_t measurement_id,
                         const char *analysis_version,
                         struct ll_error *reterr);
+/* The measurement an experiment's stored objective came from (0 when none is recorded):
+ * 0, or -ENOENT when the objective is not stored, or a negative errno. */
+int store_objective_source(struct store *s,
+                           int64_t experiment_id,
+                           const char *name,
+                           int64_t *ret_measurement_id,
+                           struct ll_error *reterr);
 /* Count of stored measurements and of rejections. */
 int store_measurement_counts(struct store *s,
                              int64_t *ret_stored,

@@ -142,7 +142,7 @@ static void send_plain(struct sim_station *st, const char *msg)
 static int open_socket(struct sim_station *st, struct sim_station_env *env, struct ll_error *reterr)
 {
     char mon[128];
-    st->generation++;
+    st->generation = ++env->sockets_opened; /* unique also across a station_restart */
     snprintf(mon, sizeof(mon), "inproc://labsim-monitor-%s-%d", st->name, st->generation);
     st->sock = zmq_socket(env->zmq_ctx, ZMQ_DEALER);
     if (st->sock == NULL)

@@ -51,6 +51,7 @@ struct sim_station_env {
     void *zmq_ctx;
     const char *endpoint;
     char runtime_dir[PATH_MAX];
+    int sockets_opened; /* by every station: numbers their monitor endpoints */
 };
 
 struct sim_station {

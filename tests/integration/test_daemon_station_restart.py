@@ -15,9 +15,14 @@ tests' invariants hold (check_invariants). On a daemon without epochs the seq-1 
 after F12 collide with the stored ones and are rejected as conflicts, so the campaign fails to
 measure them. Environment: LABSIM, LABLOOPD, LABLOOP, LL_SOURCE_DIR.
 """
+import glob
+import json
 import os
+import re
 import sqlite3
 import sys
+
+import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon_helpers import (check_invariants, finish, labloop, labsim_counts, request,  # noqa: E402
@@ -50,6 +55,45 @@ def started_steps(db_path):
         db.close()
 
 
+def remeasure(tmp, db):
+    """A second measurement of a request that already gave its experiment's objective (a
+    station that measures a request again, e.g. after losing the answer it had sent; here a
+    Python DEALER, so as not to take jv-1's identity from labsim) is stored with its derived
+    numbers, but the objective stays the first one's, and a warning event says so."""
+    msg = json.load(open(glob.glob(os.path.join(tmp, "sim", "stations", "jv-1", "req-*.json"))[0]))
+    c = sqlite3.connect(db)
+    exp_id, first_pce = c.execute(
+        "SELECT o.experiment_id, o.value FROM objectives o JOIN measurements m ON m.id = o.measurement_id "
+        "WHERE m.request = ? AND o.name = 'pce_pct'", (msg["request"],)).fetchone()
+    c.close()
+    msg.update(station="jv-1x", epoch="again1", seq=1)
+    for sweep in msg["data"]["sweeps"]:
+        sweep["current_ma_cm2"] = [0.8 * j for j in sweep["current_ma_cm2"]]
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.ROUTING_ID, b"jv-1x")
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RCVTIMEO, 10000)
+    dealer.connect(re.search(r'stations_endpoint = "([^"]+)"', open(os.path.join(tmp, "lab.conf")).read()).group(1))
+    dealer.send(json.dumps(msg).encode())
+    ack = json.loads(dealer.recv())
+    while ack.get("type") != "ack":
+        ack = json.loads(dealer.recv())
+    assert ack["status"] == "stored" and ack["epoch"] == "again1", ack
+    dealer.close()
+    c = sqlite3.connect(db)
+    unused = wait_for("the measurement.unused event", lambda: c.execute(
+        "SELECT message FROM events WHERE kind = 'measurement.unused'").fetchall())
+    now = c.execute("SELECT value FROM objectives WHERE experiment_id = ? AND name = 'pce_pct'", (exp_id,)).fetchone()[0]
+    derived = c.execute("SELECT d.value FROM derived d JOIN measurements m ON m.id = d.measurement_id "
+                        "WHERE m.epoch = 'again1' AND d.name = 'pce_pct'").fetchone()
+    c.close()
+    assert now == first_pce, f"objective replaced: {first_pce} -> {now}"
+    assert derived is not None and derived[0] < 0.9 * first_pce, derived
+    assert len(unused) == 1 and "kept, not used" in unused[0][0], unused
+    print(f"a second measurement of {msg['request']} (PCE {derived[0]:.2f} %) kept; the objective "
+          f"stays {first_pce:.2f} %")
+
+
 def main():
     tmp, run, daemon = start_campaign("test_daemon_station_restart", procs, initial=4, batch=2, budget=8)
     db = os.path.join(tmp, "l.db")
@@ -67,6 +111,7 @@ def main():
     assert r.returncode == 0, r.stderr
     wait_for("no step running", lambda: started_steps(db) == 0, timeout=120)
     wait_for("every station message acked", lambda: not unacked(tmp), timeout=10)
+    remeasure(tmp, db)
     before = stored(db)
     last_seq = max(seq for _, seq in before)
     rep = sim(tmp, {"cmd": "station_restart", "name": "jv-1", "lose_state": True})
@@ -99,6 +144,7 @@ def main():
     assert measured == 8
     print(f"completed: 8 measured, jv-1 stored {len(after)} measurements "
           f"({len(before)} in epoch {old_epoch}, {len(fresh)} in {new_epoch}), no rejections")
+
     finish(daemon, procs, tmp)
 
 
