@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct opts {
     int json;
@@ -646,6 +647,106 @@ int cmd_events(int argc, char **argv)
                    ji(x, "step_id"),
                    js(x, "message"));
         }
+    }
+    json_decref(reply);
+    return r;
+}
+
+/* "2026-11-26 10:44:01" (UTC) from milliseconds since the epoch. */
+static void utc_text(int64_t ms, char *out, size_t cap)
+{
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&sec, &tm) == NULL || strftime(out, cap, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        snprintf(out, cap, "?");
+}
+
+/* The figures worth a glance per kind (labloop analyze prints them all). */
+static void print_figures(json_t *derived)
+{
+    static const char *const names[] = {"pce_pct",
+                                        "voc_v",
+                                        "jsc_ma_cm2",
+                                        "ff",
+                                        "hysteresis_index",
+                                        "t80_h",
+                                        "log10_t80_h",
+                                        "sigma_s_cm",
+                                        "ea_ev"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        json_t *v = json_object_get(derived, names[i]);
+        if (json_is_number(v))
+            printf(" %s=%.4g", names[i], json_number_value(v));
+    }
+}
+
+/* station "epoch:seq", or "seq" alone for a station that sends no epoch */
+static void print_origin(json_t *x)
+{
+    char origin[128];
+    if (js(x, "epoch")[0] != '\0')
+        snprintf(origin, sizeof(origin), "%s:%lld", js(x, "epoch"), ji(x, "seq"));
+    else
+        snprintf(origin, sizeof(origin), "%lld", ji(x, "seq"));
+    printf("  %-8s %-22s", js(x, "station"), origin);
+}
+
+int cmd_measurements(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "measurements [--campaign ID] [--limit N] [rejected] [--json]") < 0)
+        return CMD_EXIT_USAGE;
+    int rejected = o.n_args == 1 && strcmp(o.args[0], "rejected") == 0;
+    if (o.n_args > 1 || (o.n_args == 1 && !rejected)) {
+        fprintf(stderr,
+                "usage: labloop measurements [--campaign ID] [--limit N] [rejected] [--json]\n");
+        return CMD_EXIT_USAGE;
+    }
+    json_t *reply = NULL;
+    int r = call(&o,
+                 argv[0],
+                 json_pack("{s:s,s:I,s:i,s:b}",
+                           "cmd",
+                           "measurements",
+                           "id",
+                           (json_int_t)o.campaign,
+                           "limit",
+                           o.limit,
+                           "rejected",
+                           rejected),
+                 &reply);
+    if (r != 0 || o.json) {
+        json_decref(reply);
+        return r;
+    }
+    json_t *rows = json_object_get(reply, rejected ? "rejections" : "measurements");
+    printf("%zu %s (the newest, oldest first; --limit N for more)\n",
+           json_array_size(rows),
+           rejected ? "rejected messages" : "measurements");
+    size_t i;
+    json_t *x;
+    char when[32];
+    json_array_foreach(rows, i, x)
+    {
+        utc_text(ji(x, "received_at"), when, sizeof(when));
+        printf("%6lld  %s", ji(x, "id"), when);
+        print_origin(x);
+        if (rejected) {
+            printf(" %8lld B  %s\n", ji(x, "bytes"), js(x, "reason"));
+            continue;
+        }
+        printf(" %-9s %-10s exp %-5lld %-7s",
+               js(x, "kind"),
+               js(x, "sample"),
+               ji(x, "experiment_id"),
+               js(x, "status"));
+        if (strcmp(js(x, "status"), "failed") == 0)
+            printf(" %s", js(x, "step_result"));
+        print_figures(json_object_get(x, "derived"));
+        json_t *objs = json_object_get(x, "objectives");
+        if (strcmp(js(x, "status"), "ok") == 0 && json_array_size(objs) == 0)
+            printf("  (not used for an objective)");
+        printf("\n");
     }
     json_decref(reply);
     return r;

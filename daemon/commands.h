@@ -27,6 +27,7 @@ int cmd_campaign(int argc, char **argv);
 int cmd_approve(int argc, char **argv);
 int cmd_deny(int argc, char **argv);
 int cmd_experiments(int argc, char **argv);
+int cmd_measurements(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_pareto(int argc, char **argv);
 int cmd_events(int argc, char **argv);

@@ -123,6 +123,18 @@ json_t *control_dispatch(struct engine *e, struct store *s, json_t *req)
         r = x == NULL ? -EIO : 0;
         if (x != NULL)
             out = json_pack("{s:o}", "experiments", x);
+    } else if (strcmp(cmd, "measurements") == 0) {
+        json_t *lim = json_object_get(req, "limit");
+        int n = json_is_integer(lim) ? (int)json_integer_value(lim) : 200;
+        json_t *x = json_is_true(json_object_get(req, "rejected"))
+                        ? store_rejections_json(s, n, &err)
+                        : store_measurements_json(s, id, n, &err);
+        r = x == NULL ? -EIO : 0;
+        if (x != NULL)
+            out = json_pack("{s:o}",
+                            json_is_true(json_object_get(req, "rejected")) ? "rejections"
+                                                                           : "measurements",
+                            x);
     } else if (strcmp(cmd, "fits") == 0) {
         json_t *x = store_model_fits_json(s, id, &err);
         r = x == NULL ? -EIO : 0;

@@ -1672,6 +1672,44 @@ int store_objective_put(struct store *s,
                "objective");
 }
 
+json_t *
+store_measurements_json(struct store *s, int64_t campaign_id, int limit, struct ll_error *reterr)
+{
+    /* the newest `limit`, listed oldest first; status: pending (not analysed yet), ok (derived
+     * numbers stored), failed (analysed, nothing derived: the step's result says why) */
+    return rows_json(
+        s,
+        prep(s,
+             reterr,
+             "SELECT * FROM (SELECT m.id, m.station, m.epoch, m.seq, m.request, m.kind, m.sample, "
+             "m.experiment_id, m.step_id, m.time, m.received_at, length(CAST(m.raw AS BLOB)) AS "
+             "bytes, m.hash, CASE WHEN m.analysed = 0 THEN 'pending' WHEN EXISTS (SELECT 1 FROM "
+             "derived d WHERE d.measurement_id = m.id) THEN 'ok' ELSE 'failed' END AS status, "
+             "(SELECT json_group_object(d.name, d.value) FROM derived d WHERE d.measurement_id = "
+             "m.id) AS derived_json, (SELECT t.result FROM steps t WHERE t.id = m.step_id) AS "
+             "step_result, (SELECT json_group_array(o.name) FROM objectives o WHERE "
+             "o.measurement_id = m.id) AS objectives_json FROM measurements m LEFT JOIN "
+             "experiments e ON e.id = m.experiment_id WHERE (?1 = 0 OR e.campaign_id = ?1) "
+             "ORDER BY m.id DESC LIMIT ?2) ORDER BY id",
+             "ii",
+             campaign_id,
+             (int64_t)limit),
+        reterr);
+}
+
+json_t *store_rejections_json(struct store *s, int limit, struct ll_error *reterr)
+{
+    return rows_json(s,
+                     prep(s,
+                          reterr,
+                          "SELECT * FROM (SELECT id, received_at, station, epoch, seq, reason, "
+                          "raw_len AS bytes, hash FROM rejections ORDER BY id DESC LIMIT ?) "
+                          "ORDER BY id",
+                          "i",
+                          (int64_t)limit),
+                     reterr);
+}
+
 int store_objective_source(struct store *s,
                            int64_t experiment_id,
                            const char *name,

@@ -349,6 +349,16 @@ int store_objective_put(struct store *s,
                         int64_t measurement_id,
                         const char *analysis_version,
                         struct ll_error *reterr);
+/* The newest `limit` stored measurements (of a campaign's experiments; campaign_id 0: all),
+ * oldest first: [{id, station, epoch, seq, request, kind, sample, experiment_id, step_id, time
+ * (the station's), received_at (ms), bytes, hash, status ("pending" before analysis, "ok" with
+ * derived numbers, "failed" without), derived {name: value}, step_result, objectives [names
+ * this measurement gave]}]. NULL on error. */
+json_t *
+store_measurements_json(struct store *s, int64_t campaign_id, int limit, struct ll_error *reterr);
+/* The newest `limit` rejected messages, oldest first: [{id, received_at, station, epoch, seq,
+ * reason, bytes, hash}]. NULL on error. */
+json_t *store_rejections_json(struct store *s, int limit, struct ll_error *reterr);
 /* The measurement an experiment's stored objective came from (0 when none is recorded):
  * 0, or -ENOENT when the objective is not stored, or a negative errno. */
 int store_objective_source(struct store *s,

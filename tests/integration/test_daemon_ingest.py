@@ -102,6 +102,14 @@ def main():
         assert st["measurements"] == {"stored": 0, "rejected": len(cases) + 1}, st["measurements"]
         assert st["campaigns"] == []
         assert daemon.poll() is None
+        # every rejection is listed with its reason (`labloop measurements rejected`)
+        r = labloop(run_dir, "measurements", "rejected", "--limit", "100", "--json")
+        rows = json.loads(r.stdout)["rejections"]
+        assert r.returncode == 0 and len(rows) == len(cases) + 1, r
+        assert any(x["reason"] == "oversize" and x["bytes"] > 4 << 20 for x in rows), rows
+        text = labloop(run_dir, "measurements", "rejected", "--limit", "100").stdout
+        assert f"{len(cases) + 1} rejected messages" in text and "oversize" in text, text
+        assert labloop(run_dir, "measurements", "bogus").returncode == 2
 
         # --- control: bad campaign file -> exit 1, FILE:LINE
         bad = os.path.join(tmp, "bad.conf")

@@ -140,6 +140,16 @@ def main():
     assert len(epochs) == 1 and f"new sequence epoch '{new_epoch}' at seq 1" in epochs[0][0] and \
         f"'{old_epoch}' ended at seq {last_seq}" in epochs[0][0], epochs
     assert conflicts == 0
+    # `labloop measurements`: each stored measurement with its origin and analysis status
+    rows = json.loads(labloop(run, "measurements", "--limit", "1000", "--json").stdout)["measurements"]
+    assert len(rows) == len(after) + 1 + sum(1 for x in rows if x["station"] not in ("jv-1", "jv-1x"))
+    assert all(x["status"] == "ok" for x in rows), [x for x in rows if x["status"] != "ok"]
+    again = [x for x in rows if x["station"] == "jv-1x"]
+    assert len(again) == 1 and again[0]["objectives"] == [] and again[0]["epoch"] == "again1", again
+    assert {x["epoch"] for x in rows if x["station"] == "jv-1"} == {old_epoch, new_epoch}
+    text = labloop(run, "measurements", "--limit", "1000").stdout
+    print("labloop measurements:\n" + "\n".join(text.splitlines()[:4]))
+    assert "again1:1" in text and "(not used for an objective)" in text and f"{new_epoch}:1 " in text, text
     measured, acked = check_invariants(tmp, labsim_counts(tmp))
     assert measured == 8
     print(f"completed: 8 measured, jv-1 stored {len(after)} measurements "
