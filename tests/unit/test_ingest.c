@@ -1,6 +1,7 @@
 /* ingest: a station DEALER (in this process, over ipc) sends good, duplicate, conflicting and
  * bad messages; each gets the documented ack and only good ones change the store. */
 #include "daemon/ingest.h"
+#include "daemon/sha256.h"
 #include "daemon/store.h"
 #include "ll_test.h"
 #include "ll_test_messages.h"
@@ -23,6 +24,7 @@ struct fixture {
     int64_t exp_id, step_id;
     int hook_calls;
     double last_pce;
+    char last_error[256]; /* the analysis error the hook was given, "" when none */
 };
 
 static int on_measured(void *ctx,
@@ -35,9 +37,9 @@ static int on_measured(void *ctx,
                        struct ll_error *reterr)
 {
     (void)experiment_id, (void)step_id, (void)measurement_id, (void)m, (void)reterr;
-    (void)analysis_error;
     struct fixture *f = ctx;
     f->hook_calls++;
+    snprintf(f->last_error, sizeof(f->last_error), "%s", analysis_error ? analysis_error : "");
     if (a != NULL)
         analysis_get(a, "jv.pce_pct", &f->last_pce);
     return 0;
@@ -336,6 +338,35 @@ static void test_ingest_new_epoch_restarts_seq_without_conflict(void **state)
     free(fresh);
 }
 
+/* B5: a well-formed measurement the analysis cannot use (a J-V curve that never crosses V = 0)
+ * is acked `stored` and kept raw, byte for byte; the analysis error reaches the hook, and the
+ * measurement lists with status "failed" and nothing derived. */
+static void test_ingest_keeps_unanalysable_measurement_raw(void **state)
+{
+    struct fixture *f = *state;
+    static const char msg[] =
+        "{\"v\": 1, \"type\": \"measurement\", \"station\": \"jv-1\", \"seq\": 4, \"request\": "
+        "\"r-1\", \"kind\": \"jv\", \"sample\": \"S000001\", \"time\": \"2026-11-26T10:00:00Z\", "
+        "\"data\": {\"irradiance_mw_cm2\": 100, \"area_cm2\": 0.09, \"sweeps\": [{\"direction\": "
+        "\"reverse\", \"voltage_v\": [1.2, 1.0, 0.5], \"current_ma_cm2\": [-3, 5, 20]}]}}";
+    json_t *ack = exchange(f, msg, strlen(msg), 1);
+    assert_string_equal(status_of(ack), "stored");
+    json_decref(ack);
+    assert_int_equal(f->hook_calls, 1);
+    assert_non_null(strstr(f->last_error, "never crosses V = 0"));
+    struct ll_error err;
+    json_t *rows = store_measurements_json(f->store, 0, 10, &err);
+    assert_int_equal(json_array_size(rows), 1);
+    json_t *x = json_array_get(rows, 0);
+    assert_string_equal(json_string_value(json_object_get(x, "status")), "failed");
+    assert_int_equal(json_object_size(json_object_get(x, "derived")), 0);
+    char hex[SHA256_HEX_LEN];
+    sha256_hex(msg, strlen(msg), hex);
+    assert_string_equal(json_string_value(json_object_get(x, "hash")), hex);
+    assert_int_equal(json_integer_value(json_object_get(x, "bytes")), (json_int_t)strlen(msg));
+    json_decref(rows);
+}
+
 static void test_ingest_rejects_bad_input_and_changes_nothing_else(void **state)
 {
     struct fixture *f = *state;
@@ -469,6 +500,8 @@ int main(void)
             test_ingest_stores_once_and_answers_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ingest_new_epoch_restarts_seq_without_conflict, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_ingest_keeps_unanalysable_measurement_raw, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ingest_rejects_bad_input_and_changes_nothing_else, setup, teardown),
         cmocka_unit_test_setup_teardown(
