@@ -235,12 +235,18 @@ static int get_number_array(const json_t *obj,
     if (x == NULL)
         return ll_error_set(err, -ENOMEM, "%s: out of memory", path);
     for (size_t i = 0; i < n; i++) {
-        snprintf(elem, sizeof(elem), "%s[%zu]", path, i);
-        r = number_value(json_array_get(v, i), elem, &x[i], err);
-        if (r < 0) {
-            free(x);
-            return r;
+        const json_t *e = json_array_get(v, i);
+        double xi = json_is_integer(e) ? (double)json_integer_value(e)
+                    : json_is_real(e)  ? json_real_value(e)
+                                       : (double)NAN;
+        if (isfinite(xi)) {
+            x[i] = xi; /* the common case: no element path to format */
+            continue;
         }
+        snprintf(elem, sizeof(elem), "%s[%zu]", path, i);
+        r = number_value(e, elem, &x[i], err);
+        free(x);
+        return r < 0 ? r : fail(err, elem, "not a finite number");
     }
     *ret = x;
     *ret_n = n;
