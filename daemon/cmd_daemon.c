@@ -124,6 +124,15 @@ static void print_status(json_t *st)
                "this is not a wired emergency stop). Resume with: labloop campaign resume ID\n");
     size_t i;
     json_t *c;
+    json_array_foreach(json_object_get(st, "instruments"), i, c)
+    {
+        if (json_is_string(json_object_get(c, "fault")))
+            printf("INSTRUMENT FAULT: %s: %s\nIts safe state was commanded; the campaigns using it "
+                   "are paused (unless on_instrument_fault = \"continue\"). Fix it, then: labloop "
+                   "campaign resume ID\n",
+                   js(c, "name"),
+                   js(c, "fault"));
+    }
     json_t *camps = json_object_get(st, "campaigns");
     if (json_array_size(camps) == 0)
         printf("no campaigns\n");

@@ -26,12 +26,17 @@
 #define MEASURE_MAX_MISSES 5
 #define CLEANUP_IDX_BASE 1000
 #define WELLS 96
+#define FAULT_REPEAT 2                     /* failed steps in a row: the instrument's fault */
+#define SAFE_FOR_FAULT (UINT64_C(1) << 63) /* cookie of a DRV_REQ_SAFE after a fault */
+#define FAULT_REASON_PREFIX "instrument fault on " /* a campaign paused by a fault */
 
 struct camp {
     int64_t id;
     struct campaign c;
     struct recipe *r;
-    char bottleneck[LABCONF_NAME_MAX]; /* instrument with the most expected work per sample */
+    char bottleneck[LABCONF_NAME_MAX];  /* instrument with the most expected work per sample */
+    int uses[LABCONF_MAX_INSTRUMENTS];  /* its recipe (or a clean-up move) needs instrument i */
+    char fault_instr[LABCONF_NAME_MAX]; /* paused by a fault of this instrument; "" not */
 };
 
 /* A furnace's gate for the next sample (furnace_may_take()): the move into the furnace that
@@ -47,6 +52,7 @@ struct cool_wait {
     int64_t since;     /* the first reading above the limit (monotonic ms); 0 not waiting */
     int warned;        /* the wait has passed load_wait_warn_min (event written) */
     int64_t pass;      /* the full pass that last asked (one sample holds the gate per pass) */
+    int faulted;       /* a reading above max_temp_c + 10 C was reported (until a resume) */
 };
 
 struct instr {
@@ -62,6 +68,9 @@ struct instr {
     int n_outstanding;
     int64_t progress_at;
     int64_t budget_ms; /* the longest call: a start, 2 x DRV_CALL_BUDGET */
+    double max_temp_c; /* furnace: lab.conf limit; a reading above it + 10 C is a fault */
+    int fails_in_row;  /* steps it failed in a row, whatever the kind; a step done resets it */
+    char fault[LL_ERROR_MSG_MAX]; /* the fault that made it unusable, until a resume; "" none */
 };
 
 enum phase {
@@ -71,6 +80,8 @@ enum phase {
     PH_MEASURE,  /* waiting for the station's measurement */
     PH_SETTLE_AT /* the outcome is known but could not be stored: store it at next_at */
 };
+
+enum { FAULT_NONE, FAULT_KIND, FAULT_REPEATED };
 
 struct flight {
     int used;
@@ -87,8 +98,10 @@ struct flight {
     int64_t next_at, deadline_at, deadline_ms;
     int64_t expected_end_at; /* monotonic ms the step should end at; 0 unknown (recovered) */
     int misses, failures;
-    int sent;      /* measure: the request reached the station's queue at least once */
-    int settle_to; /* PH_SETTLE_AT: the step state and result to store */
+    int sent;       /* measure: the request reached the station's queue at least once */
+    int settle_to;  /* PH_SETTLE_AT: the step state and result to store */
+    int fault;      /* its failure makes the instrument unusable: FAULT_KIND or FAULT_REPEATED */
+    int link_fault; /* its polls failed ENGINE_LINK_FAULT_CALLS times in a row: reported */
     char settle_result[DRV_TEXT_MAX + 64];
 };
 
@@ -302,6 +315,7 @@ int engine_new(const struct engine_options *opt, struct engine **ret, struct ll_
         in->load_wait_warn_min = opt->lab->instruments[i].load_wait_warn_min;
         in->cool.pv_c = (double)NAN;
         in->budget_ms = 2 * DRV_CALL_BUDGET(&opt->lab->instruments[i]);
+        in->max_temp_c = opt->lab->instruments[i].limits.max_temp_c;
         if (!opt->no_instruments) {
             r = drv_worker_start(&opt->lab->instruments[i], &in->w, reterr);
             if (r < 0)
@@ -475,6 +489,8 @@ camp_load(struct engine *e, int64_t id, const char *text, const char *source, st
         json_array_foreach(steps, i, st)
         {
             const char *name = jstr(st, "instrument");
+            if (instr_index(e, name) >= 0)
+                c->uses[instr_index(e, name)] = 1;
             if (name[0] == '\0')
                 name = station_for_kind(e, jstr(json_object_get(st, "params"), "kind"));
             double work = 0.0;
@@ -493,6 +509,8 @@ camp_load(struct engine *e, int64_t id, const char *text, const char *source, st
         }
     }
     json_decref(steps);
+    if (instr_index(e, "robot") >= 0)
+        c->uses[instr_index(e, "robot")] = 1; /* clean-up moves (exp_settle) */
     c->id = id;
     e->n_camps++;
     return 0;
@@ -579,6 +597,165 @@ static int step_settle(struct engine *e, int64_t step_id, int to, const char *re
     return r;
 }
 
+/* --- instrument faults (reliability.md X5; docs/daemon.md "Instrument faults") ------------- */
+
+/* What a failed step says about its instrument (docs/daemon.md has the table with its
+ * reasons). at_start: the instrument would not take the step (drv_step_start's error);
+ * running: it stopped a step it had taken (drv_step_poll or drv_step_query said
+ * DRV_STEP_FAILED), or our calls to it kept failing. 1: the instrument is unusable until
+ * someone looks at it; 0: the failure is about this step or sample.
+ *   DRV_EFAULT     it reports a fault (robot ERROR/ESTOP, coater E08/E99 or in ERROR, furnace
+ *                  sensor break, over-range, alarm, PV above max_temp_c + 10 C)
+ *   DRV_EREFUSED   at start it refused this step (a parameter; the next sample may pass);
+ *                  while running an interlock stopped it (coater lid E05, vacuum E06,
+ *                  overspeed E07, e-stop input E09), latched until someone clears it
+ *   DRV_ESTEPTIME  "running" past step_timeout_s: it does not do what it says
+ *   DRV_ELINK ...  no link or answer through the driver's retries and ENGINE_LINK_FAULT_CALLS
+ *                  of our calls (at start these settle by a query, never a failure)
+ *   DRV_ELIMIT ... nothing was sent: our limits or our step, not the instrument */
+static const struct {
+    int code;
+    int at_start, running;
+} fault_table[] = {
+    {DRV_EFAULT,    1, 1},
+    {DRV_EREFUSED,  0, 1},
+    {DRV_ESTEPTIME, 1, 1},
+    {DRV_ELINK,     1, 1},
+    {DRV_ETIMEDOUT, 1, 1},
+    {DRV_EPROTO,    1, 1},
+    {DRV_ELIMIT,    0, 0},
+    {-EINVAL,       0, 0},
+    {-ENOMEM,       0, 0},
+};
+
+int engine_fault_unusable(int running, int code)
+{
+    for (size_t i = 0; i < sizeof(fault_table) / sizeof(fault_table[0]); i++)
+        if (fault_table[i].code == code)
+            return running ? fault_table[i].running : fault_table[i].at_start;
+    /* any other failure of a step it had taken is the instrument's; at start, the step's */
+    return running;
+}
+
+/* Records, inside the caller's transaction, that instrument fi is unusable because of `why`:
+ * every running campaign that uses it and whose on_instrument_fault is "pause" becomes
+ * paused with the reason FAULT_REASON_PREFIX NAME: why (their ids in paused[], count in
+ * *ret_n), and one event of kind `fault` (its text in msg, for the log line after the
+ * commit). */
+static int fault_record(struct engine *e,
+                        int fi,
+                        int64_t campaign_id,
+                        int64_t exp_id,
+                        int64_t step_id,
+                        const char *why,
+                        int64_t *paused,
+                        int *ret_n,
+                        char *msg,
+                        size_t msg_size,
+                        struct ll_error *err)
+{
+    char reason[LL_ERROR_MSG_MAX], ids[MAX_CAMPAIGNS * 24] = "";
+    int r = 0, n = 0;
+    snprintf(reason, sizeof(reason), FAULT_REASON_PREFIX "%s: %s", e->instrs[fi].name, why);
+    for (int i = 0; i < e->n_camps && r == 0; i++) {
+        struct camp *c = &e->camps[i];
+        if (!c->uses[fi] || !recipe_fault_pauses(c->r) ||
+            store_campaign_get_state(e->store, c->id, NULL) != STORE_CAMPAIGN_RUNNING)
+            continue;
+        r = store_campaign_set_state(e->store, c->id, STORE_CAMPAIGN_PAUSED, reason, err);
+        paused[n++] = c->id;
+        size_t len = strlen(ids);
+        snprintf(ids + len, sizeof(ids) - len, "%s%lld", n > 1 ? ", " : "", (long long)c->id);
+    }
+    if (n > 0)
+        snprintf(msg,
+                 msg_size,
+                 "%s unusable: %s; campaign %s paused: no new step starts, running steps finish; "
+                 "fix the instrument, then `labloop campaign resume`",
+                 e->instrs[fi].name,
+                 why,
+                 ids);
+    else
+        snprintf(msg,
+                 msg_size,
+                 "%s unusable: %s; no campaign paused (on_instrument_fault = \"continue\", or "
+                 "already paused or stopped)",
+                 e->instrs[fi].name,
+                 why);
+    if (r == 0)
+        r = store_event(e->store, campaign_id, exp_id, step_id, LOG_LVL_ERR, "fault", msg, err);
+    *ret_n = r == 0 ? n : 0;
+    return r;
+}
+
+/* After fault_record's transaction committed: the log line and what status shows. */
+static void fault_recorded(struct engine *e,
+                           int fi,
+                           int64_t campaign_id,
+                           int64_t exp_id,
+                           int64_t step_id,
+                           const char *why,
+                           const int64_t *paused,
+                           int n,
+                           const char *msg)
+{
+    e->dirty = 1;
+    snprintf(e->instrs[fi].fault, sizeof(e->instrs[fi].fault), "%s", why);
+    for (int i = 0; i < n; i++) {
+        struct camp *c = camp_get(e, paused[i]);
+        if (c != NULL)
+            snprintf(c->fault_instr, sizeof(c->fault_instr), "%s", e->instrs[fi].name);
+    }
+    log_line(LOG_LVL_ERR,
+             "fault campaign=%lld exp=%lld step=%lld %s",
+             (long long)campaign_id,
+             (long long)exp_id,
+             (long long)step_id,
+             msg);
+}
+
+/* fault_record in a transaction of its own (a fault that settles no step). 0 or -errno. */
+static int fault_now(
+    struct engine *e, int fi, int64_t campaign_id, int64_t exp_id, int64_t step_id, const char *why)
+{
+    int64_t paused[MAX_CAMPAIGNS];
+    int n = 0;
+    char msg[1024];
+    struct ll_error err;
+    ll_error_clear(&err);
+    int r = store_begin(e->store, &err);
+    if (r == 0)
+        r = fault_record(
+            e, fi, campaign_id, exp_id, step_id, why, paused, &n, msg, sizeof(msg), &err);
+    if (r == 0)
+        r = store_commit(e->store, &err);
+    if (r < 0) {
+        store_rollback(e->store);
+        log_line(LOG_LVL_ERR,
+                 "fault on %s not recorded (tried again at its next sign): %s: %s",
+                 e->instrs[fi].name,
+                 why,
+                 err.msg);
+        return r;
+    }
+    fault_recorded(e, fi, campaign_id, exp_id, step_id, why, paused, n, msg);
+    return 0;
+}
+
+/* Commands instrument fi's safe state after a fault (its worker; the outcome becomes an event
+ * in on_completion). */
+static void fault_command_safe(struct engine *e, int fi, int64_t step_id)
+{
+    struct drv_request req = {.op = DRV_REQ_SAFE, .cookie = SAFE_FOR_FAULT | (uint64_t)step_id};
+    struct ll_error err;
+    ll_error_clear(&err);
+    if (e->instrs[fi].w == NULL || worker_submit(e, fi, &req, &err) < 0)
+        log_line(LOG_LVL_ERR,
+                 "fault: cannot command the safe state of %s: %s",
+                 e->instrs[fi].name,
+                 err.msg[0] ? err.msg : "no worker");
+}
+
 /* Settles a flight's step and appends its event in one transaction (one durable commit). */
 static void flight_finish(struct engine *e, struct flight *f, int to, const char *result)
 {
@@ -592,6 +769,15 @@ static void flight_finish(struct engine *e, struct flight *f, int to, const char
              store_step_state_name(to),
              result != NULL ? ": " : "",
              result != NULL ? result : "");
+    /* a failure that makes the instrument unusable pauses its campaigns in the same commit */
+    char why[DRV_TEXT_MAX + 128], fault_msg[1024];
+    int64_t paused[MAX_CAMPAIGNS];
+    int n_paused = 0;
+    snprintf(why,
+             sizeof(why),
+             "%s%s",
+             result != NULL ? result : "",
+             f->fault == FAULT_REPEATED ? " (its second failed step in a row)" : "");
     struct ll_error err;
     ll_error_clear(&err);
     int r = store_begin(e->store, &err);
@@ -599,6 +785,18 @@ static void flight_finish(struct engine *e, struct flight *f, int to, const char
         r = store_step_set_state(e->store, f->step_id, to, 0, result, &err);
     if (r == 0)
         r = store_event(e->store, f->campaign_id, f->exp_id, f->step_id, level, "step", msg, &err);
+    if (r == 0 && f->fault != FAULT_NONE)
+        r = fault_record(e,
+                         f->instr,
+                         f->campaign_id,
+                         f->exp_id,
+                         f->step_id,
+                         why,
+                         paused,
+                         &n_paused,
+                         fault_msg,
+                         sizeof(fault_msg),
+                         &err);
     if (r == 0)
         r = store_commit(e->store, &err);
     if (r < 0) {
@@ -628,7 +826,27 @@ static void flight_finish(struct engine *e, struct flight *f, int to, const char
              (long long)f->exp_id,
              (long long)f->step_id,
              msg);
+    if (f->fault != FAULT_NONE)
+        fault_recorded(
+            e, f->instr, f->campaign_id, f->exp_id, f->step_id, why, paused, n_paused, fault_msg);
     flight_drop(e, f);
+}
+
+/* A step that its instrument failed (at start: it would not take it; running: it stopped
+ * it). Decides by the fault table and the repeat rule whether the instrument is unusable;
+ * if so, commands its safe state unless the driver already did (safe_done), and has
+ * flight_finish pause the campaigns that use it. */
+static void step_failed(
+    struct engine *e, struct flight *f, int running, int code, int safe_done, const char *why)
+{
+    struct instr *in = &e->instrs[f->instr];
+    in->fails_in_row++;
+    f->fault = engine_fault_unusable(running, code) ? FAULT_KIND
+               : in->fails_in_row >= FAULT_REPEAT   ? FAULT_REPEATED
+                                                    : FAULT_NONE;
+    if (f->fault != FAULT_NONE && !safe_done)
+        fault_command_safe(e, f->instr, f->step_id);
+    flight_finish(e, f, STORE_STEP_FAILED, why);
 }
 
 static void submit(struct engine *e, struct flight *f, enum drv_request_op op)
@@ -660,6 +878,28 @@ static void on_completion(struct engine *e, int instr, const struct drv_completi
         return;
     }
     struct flight *f = flight_get(e, (int64_t)c->cookie);
+    if (c->op == DRV_REQ_SAFE && (c->cookie & SAFE_FOR_FAULT) != 0) {
+        if (c->rc == 0)
+            event(e,
+                  0,
+                  0,
+                  (int64_t)(c->cookie & ~SAFE_FOR_FAULT),
+                  LOG_LVL_NOTICE,
+                  "fault",
+                  "safe state commanded on %s",
+                  e->instrs[instr].name);
+        else
+            event(e,
+                  0,
+                  0,
+                  (int64_t)(c->cookie & ~SAFE_FOR_FAULT),
+                  LOG_LVL_ERR,
+                  "fault",
+                  "safe state FAILED on %s: %s",
+                  e->instrs[instr].name,
+                  c->err.msg);
+        return;
+    }
     if (c->op == DRV_REQ_SAFE) {
         log_line(c->rc == 0 ? LOG_LVL_NOTICE : LOG_LVL_ERR,
                  "estop: safe state %s%s%s",
@@ -691,7 +931,7 @@ static void on_completion(struct engine *e, int instr, const struct drv_completi
             f->next_at = now + poll;
         } else {
             snprintf(why, sizeof(why), "%s: %s", drv_error_kind(c->rc), c->err.msg);
-            flight_finish(e, f, STORE_STEP_FAILED, why);
+            step_failed(e, f, 0, c->rc, 0, why);
         }
         break;
     case DRV_REQ_POLL:
@@ -700,6 +940,22 @@ static void on_completion(struct engine *e, int instr, const struct drv_completi
             f->failures++;
             f->phase = c->op == DRV_REQ_POLL ? PH_POLL_AT : PH_QUERY_AT;
             f->next_at = now + poll * (f->failures < 5 ? (1 << f->failures) : 32);
+            /* the link stays down (or the answers garbled) through the driver's retries and
+             * ours: the instrument is unusable; the step stays in flight and is settled when
+             * it answers again */
+            if (f->failures >= ENGINE_LINK_FAULT_CALLS && !f->link_fault &&
+                engine_fault_unusable(1, c->rc)) {
+                snprintf(why,
+                         sizeof(why),
+                         "%s: %s (%d calls in a row)",
+                         drv_error_kind(c->rc),
+                         c->err.msg,
+                         f->failures);
+                f->link_fault =
+                    fault_now(e, f->instr, f->campaign_id, f->exp_id, f->step_id, why) == 0;
+                if (f->link_fault)
+                    fault_command_safe(e, f->instr, f->step_id);
+            }
             break;
         }
         f->failures = 0;
@@ -710,11 +966,14 @@ static void on_completion(struct engine *e, int instr, const struct drv_completi
             f->recovering = 0;
             break;
         case DRV_STEP_DONE:
+            e->instrs[f->instr].fails_in_row = 0;
+            e->instrs[f->instr].fault[0] = '\0'; /* it works again */
             flight_finish(e, f, STORE_STEP_DONE, f->recovering ? "done (settled by query)" : NULL);
             break;
         case DRV_STEP_FAILED:
             snprintf(why, sizeof(why), "%s", c->status.reason);
-            flight_finish(e, f, STORE_STEP_FAILED, why);
+            step_failed(
+                e, f, 1, c->status.error, c->op == DRV_REQ_POLL && c->status.safe_commanded, why);
             break;
         case DRV_STEP_NOT_STARTED:
             flight_finish(
@@ -1138,6 +1397,24 @@ static void on_furnace_reading(struct engine *e, int fi, const struct drv_comple
         if (engine_furnace_may_load(cw->pv_c, cw->setpoint_c, in->load_tolerance_c)) {
             e->dirty = 1; /* the next pass starts the move */
             return;
+        }
+        /* far above anything it may reach (a sensor break reads full scale): a fault, as the
+         * driver's poll says during an anneal; the sample is not loaded */
+        if (cw->pv_c > in->max_temp_c + 10.0 && !cw->faulted) {
+            char why[256];
+            snprintf(why,
+                     sizeof(why),
+                     "reads %.1f C at its door, more than 10 C above its max_temp_c %.1f C (a "
+                     "sensor break reads full scale); experiment %lld not loaded",
+                     cw->pv_c,
+                     in->max_temp_c,
+                     (long long)cw->exp_id);
+            cw->faulted = fault_now(e, fi, cw->campaign_id, cw->exp_id, 0, why) == 0;
+            if (cw->faulted) {
+                fault_command_safe(e, fi, 0);
+                cw->next_at = now + cool_interval_ms(e, fi);
+                return; /* not a furnace cooling down: no "waiting" event */
+            }
         }
         if (cw->since == 0) {
             cw->since = now;
@@ -2339,6 +2616,24 @@ int engine_tick(struct engine *e, struct ll_error *reterr)
 
 /* --- recovery ------------------------------------------------------------------------------ */
 
+/* A campaign found paused by an instrument fault (its stored reason) keeps saying so in
+ * status and STATUS= after a restart. */
+static void fault_restore(struct engine *e, json_t *stored)
+{
+    struct camp *c = camp_get(e, jint(stored, "id"));
+    const char *reason = jstr(stored, "reason");
+    size_t np = strlen(FAULT_REASON_PREFIX);
+    if (c == NULL || strcmp(jstr(stored, "state"), "paused") != 0 ||
+        strncmp(reason, FAULT_REASON_PREFIX, np) != 0)
+        return;
+    const char *colon = strchr(reason + np, ':');
+    int len = colon != NULL ? (int)(colon - reason - (ptrdiff_t)np) : 0;
+    snprintf(c->fault_instr, sizeof(c->fault_instr), "%.*s", len, reason + np);
+    int fi = instr_index(e, c->fault_instr);
+    if (fi >= 0 && colon != NULL)
+        snprintf(e->instrs[fi].fault, sizeof(e->instrs[fi].fault), "%s", colon + 2);
+}
+
 int engine_recover(struct engine *e, struct ll_error *reterr)
 {
     e->dirty = 1;
@@ -2371,6 +2666,7 @@ int engine_recover(struct engine *e, struct ll_error *reterr)
               "resuming campaign '%s' (%s)",
               jstr(c, "name"),
               jstr(c, "state"));
+        fault_restore(e, c);
         LL_FAILPOINT("recovery"); /* dying while recovering: the next start recovers again */
         json_t *steps = store_steps_json(e->store, jint(c, "id"), 0, reterr);
         size_t k;
@@ -2552,8 +2848,18 @@ int engine_campaign_op(struct engine *e, int64_t id, const char *op, struct ll_e
         r = store_commit(e->store, reterr);
     else
         store_rollback(e->store);
-    if (r == 0 && strcmp(op, "resume") == 0)
+    if (r == 0 && strcmp(op, "resume") == 0) {
         e->estop = 0;
+        /* the operator says the instrument is fixed: if it is not, its next step fails (or
+         * the furnace reads too hot at its door) and the campaign pauses again */
+        struct camp *c = camp_get(e, id);
+        if (c != NULL)
+            c->fault_instr[0] = '\0';
+        for (int i = 0; i < e->n_instrs; i++) {
+            e->instrs[i].fault[0] = '\0';
+            e->instrs[i].cool.faulted = 0;
+        }
+    }
     if (r == 0)
         log_line(LOG_LVL_NOTICE, "campaign=%lld %s", (long long)id, op);
     return r;
@@ -2976,6 +3282,9 @@ json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
                               e->instrs[k].name,
                               "busy_step",
                               (json_int_t)e->instrs[k].busy_step);
+        /* the fault that made it unusable, until a resume (docs/daemon.md) */
+        if (e->instrs[k].fault[0] != '\0')
+            json_object_set_new(o, "fault", json_string(e->instrs[k].fault));
         /* a sample waiting for this furnace to cool */
         const struct cool_wait *cw = &e->instrs[k].cool;
         if (cool_active(e, k))
@@ -3086,16 +3395,25 @@ void engine_summary(struct engine *e, char *buf, size_t n)
         return;
     }
     store_experiment_counts(e->store, e->camps[0].id, &total, &fin, NULL);
+    char state[LABCONF_NAME_MAX + 96] = "";
+    if (e->camps[0].fault_instr[0] != '\0')
+        snprintf(state,
+                 sizeof(state),
+                 " PAUSED by a fault of %s (fix it, then `labloop campaign resume`)",
+                 e->camps[0].fault_instr);
+    else if (store_campaign_get_state(e->store, e->camps[0].id, NULL) == STORE_CAMPAIGN_PAUSED)
+        snprintf(state, sizeof(state), " paused");
     int cooling = 0;
     for (int i = 0; i < e->n_instrs; i++)
         cooling |= cool_active(e, i);
     snprintf(buf,
              n,
-             "%s%scampaign %lld '%s': %d/%d experiments ended, %d in flight%s%s",
+             "%s%scampaign %lld '%s'%s: %d/%d experiments ended, %d in flight%s%s",
              e->estop ? "E-STOP latched; " : "",
              trouble,
              (long long)e->camps[0].id,
              e->camps[0].c.name,
+             state,
              fin,
              e->camps[0].c.budget,
              total - fin,

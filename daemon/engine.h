@@ -44,6 +44,16 @@
  * event, status and STATUS= say "rack full") while running ones go on.
  * Pause: no step starts; running ones finish. Stop (e-stop): the same, plus DRV_REQ_SAFE to
  * every instrument, latched in the store until a resume. Abort: open experiments abandoned.
+ *
+ * Instrument faults (reliability.md X5): a failed step whose failure says the instrument is
+ * unusable (engine_fault_unusable(); also two failed steps in a row on one instrument, a link
+ * down through ENGINE_LINK_FAULT_CALLS calls in a row, a furnace reading above its max_temp_c
+ * + 10 C at its door) commands that instrument's safe state (unless its driver already did)
+ * and pauses every running campaign that uses it, in the transaction that records the
+ * failure, with the reason "instrument fault on NAME: ..." and an event of kind `fault` —
+ * unless the campaign says on_instrument_fault = "continue". The other instruments finish
+ * their current step, as in any pause; a resume tries again. docs/daemon.md "Instrument
+ * faults".
  */
 #ifndef ENGINE_H
 #define ENGINE_H
@@ -126,6 +136,17 @@ int engine_furnace_may_load(double pv_c, double setpoint_c, double tolerance_c);
 /* 1 when a wait that began waited_ms ago (real milliseconds) has lasted longer than warn_min
  * minutes of instrument time at time_scale (instrument seconds per real second). */
 int engine_furnace_wait_overdue(int64_t waited_ms, double time_scale, double warn_min);
+
+/* Consecutive poll or query calls (each already retried inside its call budget by the driver)
+ * that failed for want of a link or an answer before the instrument counts as unusable. */
+#define ENGINE_LINK_FAULT_CALLS 5
+
+/* The instrument-fault table (docs/daemon.md "Instrument faults"): 1 when a step that failed
+ * with the driver error code (drivers/driver.h DRV_E*) means its instrument is unusable until
+ * someone looks at it, 0 when the failure is about that step or sample alone. running: 0
+ * when the instrument would not take the step (drv_step_start's error), 1 when it stopped a
+ * step it had taken (drv_step_poll/query said DRV_STEP_FAILED) or no longer answers. */
+int engine_fault_unusable(int running, int code);
 
 /* The rack rule (docs/daemon.md "The rack"): the lowest well below n_wells whose
  * occupied[w] is 0, or -ENOSPC when every well holds a sample. A well is occupied from its

@@ -19,6 +19,7 @@ struct recipe {
     char source[256];
     char approval[16];
     int async;
+    int fault_continue; /* on_instrument_fault = "continue" */
     size_t n_steps;
     struct recipe_step steps[RECIPE_MAX_STEPS];
     size_t n_targets;
@@ -157,6 +158,20 @@ int recipe_parse(const char *text,
         }
         r->async = strcmp(schedule, "async") == 0;
     }
+    const char *on_fault = NULL;
+    if (config_setting_lookup_string(camp, "on_instrument_fault", &on_fault)) {
+        if (strcmp(on_fault, "pause") != 0 && strcmp(on_fault, "continue") != 0) {
+            res = ll_error_set(
+                reterr,
+                -EINVAL,
+                "%s:%d: campaign: on_instrument_fault '%s' is not \"pause\" or \"continue\"",
+                source,
+                config_setting_source_line(config_setting_lookup(camp, "on_instrument_fault")),
+                on_fault);
+            goto out;
+        }
+        r->fault_continue = strcmp(on_fault, "continue") == 0;
+    }
     config_setting_t *target = config_setting_lookup(camp, "target");
     if (target != NULL) {
         for (int i = 0; i < config_setting_length(target); i++) {
@@ -234,6 +249,10 @@ const char *recipe_approval(const struct recipe *r)
 int recipe_async(const struct recipe *r)
 {
     return r->async;
+}
+int recipe_fault_pauses(const struct recipe *r)
+{
+    return !r->fault_continue;
 }
 size_t recipe_n_targets(const struct recipe *r)
 {

@@ -8,6 +8,9 @@
  *   schedule = "sync";        # or "async": the next batch is proposed (with the open ones as
  *                             # pending points) as soon as the busiest instrument has no
  *                             # step of the open experiments left to do, so it never idles
+ *   on_instrument_fault = "pause";  # or "continue": what a fault that makes an instrument
+ *                             # unusable does to the campaign (docs/daemon.md "Instrument
+ *                             # faults"); the instrument is commanded safe either way
  *   target = { pce_pct = 22.0; };   # optional: stop once one experiment reaches every value
  *   recipe = (
  *     { instrument = "robot"; action = "dispense"; expected_s = 8.0;
@@ -49,9 +52,9 @@
 
 struct recipe;
 
-/* Reads the daemon keys (recipe, approval, target) of the campaign text (libconfig) and
- * checks them against the parsed campaign c (parameter and objective names). source names
- * the text in messages ("FILE:LINE: problem"). Returns 0 and a new recipe (free with
+/* Reads the daemon keys (recipe, approval, schedule, on_instrument_fault, target) of the campaign
+ * text (libconfig) and checks them against the parsed campaign c (parameter and objective names).
+ * source names the text in messages ("FILE:LINE: problem"). Returns 0 and a new recipe (free with
  * recipe_free()), -EINVAL with a message, or -ENOMEM. */
 int recipe_parse(const char *text,
                  const char *source,
@@ -64,7 +67,8 @@ void recipe_free(struct recipe **r);
  * objective is >= value for a maximised objective, <= for a minimised one). */
 size_t recipe_n_steps(const struct recipe *r);
 const char *recipe_approval(const struct recipe *r);
-int recipe_async(const struct recipe *r); /* 1 for schedule = "async" */
+int recipe_async(const struct recipe *r);        /* 1 for schedule = "async" */
+int recipe_fault_pauses(const struct recipe *r); /* 0 for on_instrument_fault = "continue" */
 size_t recipe_n_targets(const struct recipe *r);
 const char *recipe_target_name(const struct recipe *r, size_t i);
 double recipe_target_value(const struct recipe *r, size_t i);

@@ -98,6 +98,7 @@ static void test_recipe_electrolyte_campaign_loads(void **state)
     assert_int_equal(recipe_n_steps(r), 6);
     assert_string_equal(recipe_approval(r), "batch");
     assert_int_equal(recipe_async(r), 0);
+    assert_int_equal(recipe_fault_pauses(r), 1); /* the default: pause */
     double x[5] = {0.6, 0.1, 0.1, 1150.0, 600.0};
     json_t *steps = NULL;
     assert_int_equal(recipe_expand(r, &c, x, &steps, &err), 0);
@@ -135,6 +136,8 @@ static void test_recipe_errors_carry_file_and_line(void **state)
          "t.conf:6: campaign: approval"                                                                                                       },
         {"schedule = \"later\"; recipe = ( { action = \"measure\"; expected_s = 1; } );",
          "t.conf:6: campaign: schedule 'later'"                                                                                               },
+        {"on_instrument_fault = \"x\"; recipe = ( { } );",
+         "t.conf:6: campaign: on_instrument_fault 'x'"                                                                                        },
         {"target = { nope = 1.0; }; recipe = ( { action = \"measure\"; expected_s = 1; } );",
          "target 'nope'"                                                                                                                      },
         {"",                                                                                  "'recipe' is missing"                           },
@@ -149,6 +152,41 @@ static void test_recipe_errors_carry_file_and_line(void **state)
         assert_null(r);
         if (strstr(err.msg, cases[i].msg_part) == NULL)
             fail_msg("case %zu: message '%s' lacks '%s'", i, err.msg, cases[i].msg_part);
+    }
+}
+
+/* on_instrument_fault: "pause" (also when the key is absent) or "continue". */
+static void test_recipe_on_instrument_fault_values(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line;
+        int pauses;
+    } cases[] = {
+        {"",                                    1},
+        {"on_instrument_fault = \"pause\";",    1},
+        {"on_instrument_fault = \"continue\";", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[1024];
+        snprintf(
+            text,
+            sizeof(text),
+            "campaign: {\n  name = \"t\"; batch = 1; initial = 1; budget = 2; seed = 1;\n"
+            "  acquisition = \"random\";\n"
+            "  parameters = ( { name = \"x\"; low = 0.0; high = 1.0; } );\n"
+            "  objectives = ( { name = \"y\"; goal = \"max\"; ref = 0.0; } );\n"
+            "  %s recipe = ( { action = \"measure\"; kind = \"jv\"; expected_s = 1; } );\n};\n",
+            cases[i].line);
+        struct campaign c;
+        struct ll_error err;
+        ll_error_clear(&err);
+        struct recipe *r = NULL;
+        if (campaign_load_string(text, "t.conf", &c, &err) != 0 ||
+            recipe_parse(text, "t.conf", &c, &r, &err) != 0)
+            fail_msg("case %zu: %s", i, err.msg);
+        assert_int_equal(recipe_fault_pauses(r), cases[i].pauses);
+        recipe_free(&r);
     }
 }
 
@@ -306,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_recipe_perovskite_expands_to_the_composition),
         cmocka_unit_test(test_recipe_electrolyte_campaign_loads),
         cmocka_unit_test(test_recipe_errors_carry_file_and_line),
+        cmocka_unit_test(test_recipe_on_instrument_fault_values),
         cmocka_unit_test(test_recipe_failed_experiments_are_not_proposed_again),
         cmocka_unit_test(test_recipe_engine_workers_alive_tracks_outstanding_requests),
     };
