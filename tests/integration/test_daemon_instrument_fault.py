@@ -6,7 +6,8 @@ its control socket) while the furnace anneals the campaign's first sample.
   1. the anneal step fails with the fault and the furnace is in its safe state (labsim: program
      reset by a command, not ended by itself; the safe setpoint 25 °C active);
   2. the campaign pauses with a reason naming the furnace and the sensor break: `labloop
-     status` (JSON and text), the events table (kind `fault`) and labloopd's log say so;
+     status` (JSON and text), the events table (kind `fault`), labloopd's log and its systemd
+     STATUS= line say so, also after a restart of labloopd;
   3. the other instruments finish their current step and no new step starts anywhere: once
      nothing is in flight, labsim's robot jobs, coater runs and furnace programs stay put;
   4. `labloop campaign resume` with the fault still there: the sample waiting to go into the
@@ -16,17 +17,48 @@ its control socket) while the furnace anneals the campaign's first sample.
      failed with the fault as its reason, and the crash tests' invariants hold.
 """
 import os
+import socket
 import sqlite3
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon_helpers import (check_invariants, finish, jobs_run, labloop, labsim_counts, request,  # noqa: E402
-                            run_killing, start_campaign, status_json, wait_for)
+                            run_killing, start_labloopd, start_labsim, status_json, wait_for, write_campaign,
+                            write_lab)
 
 SPEED = 1000
 SAFE_C = 25.0
 procs = []
+
+
+class Notify:
+    """A NOTIFY_SOCKET as systemd gives one: the STATUS= lines labloopd sends."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setblocking(False)
+        self.path = path
+
+    def status_lines(self):
+        out = []
+        while True:
+            try:
+                msg = self.sock.recv(4096).decode()
+            except BlockingIOError:
+                return out
+            out += [ln[7:] for ln in msg.splitlines() if ln.startswith("STATUS=")]
+
+
+def wait_status_line(run, notify, part):
+    """Waits for a STATUS= line containing part (labloopd sends one at most every 2 s, when the
+    summary changed; a status request wakes its loop)."""
+    def seen():
+        status_json(run)
+        return any(part in ln for ln in notify.status_lines())
+    wait_for(f"STATUS= saying '{part}'", seen, timeout=10, every=0.2)
 
 
 def work_done(tmp):
@@ -60,8 +92,15 @@ def settle_and_hold(tmp, run):
 
 def main():
     t0 = time.time()
-    tmp, run, daemon = start_campaign("test_daemon_instrument_fault", procs, SPEED, initial=4, batch=4,
-                                      budget=4)
+    tmp = tempfile.mkdtemp(prefix="test_daemon_instrument_fault.")
+    lab, _ = write_lab(tmp)
+    start_labsim(tmp, lab, SPEED, procs)
+    run = os.path.join(tmp, "run")
+    notify = Notify(os.path.join(tmp, "notify"))
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path)
+    daemon = start_labloopd(tmp, run, SPEED, procs, env=env)
+    r = labloop(run, "campaign", "start", write_campaign(tmp, "c.conf", initial=4, batch=4, budget=4))
+    assert r.returncode == 0, r.stderr
     sim_ep = "ipc://" + os.path.join(tmp, "sim", "control")
     sim = lambda: request(sim_ep, {"cmd": "status"})  # noqa: E731
     wait_for("the first anneal", lambda: sim()["furnace_program"] == 1, timeout=60, every=0.005)
@@ -90,9 +129,24 @@ def main():
     log = open(os.path.join(tmp, "labloopd.log")).read()
     assert any(ln.startswith("<3>") and "fault" in ln and "furnace" in ln for ln in log.splitlines()), log[-2000:]
 
+    wait_status_line(run, notify, "PAUSED by a fault of furnace")
+
     # 3: the others finish their step, nothing new starts
     settle_and_hold(tmp, run)
     programs = labsim_counts(tmp)["furnace_programs"]
+
+    # the pause and its reason survive a restart of labloopd
+    daemon.terminate()
+    assert daemon.wait(timeout=30) == 0
+    procs.remove(daemon)
+    daemon = start_labloopd(tmp, run, SPEED, procs, env=env)
+    st = status_json(run)
+    assert st["campaigns"][0]["state"] == "paused", st["campaigns"][0]
+    assert "instrument fault on furnace" in st["campaigns"][0]["reason"], st["campaigns"][0]
+    fur = next(i for i in st["instruments"] if i["name"] == "furnace")
+    assert "sensor break" in fur.get("fault", ""), fur
+    wait_status_line(run, notify, "PAUSED by a fault of furnace")
+    settle_and_hold(tmp, run)
     t_first = time.time() - t0
 
     # 4: resumed with the fault still there: paused again before any sample goes in
