@@ -26,8 +26,9 @@ struct station_info {
     int64_t stored, duplicates, rejected;
     int64_t clock_skew_ms;  /* message time minus receipt, of the last stored measurement */
     int64_t skew_warned_ms; /* monotonic ms of the last clock warning (one per hour) */
-    char epoch[MEASUREMENT_NAME_MAX + 1]; /* of its last stored measurement */
-    int epoch_known;                      /* epoch is set */
+    char epoch[MEASUREMENT_NAME_MAX + 1];      /* of its last stored measurement */
+    int epoch_known;                           /* epoch is set */
+    char seen_epoch[MEASUREMENT_NAME_MAX + 1]; /* of its last message that had one (status) */
 };
 
 /* One received message waiting for the batch commit, and its ack once processed. */
@@ -568,8 +569,11 @@ static int handle(struct ingest *ing, struct pending *p, struct ll_error *err)
         return r;
     }
     struct station_info *si = station_get(ing, who);
-    if (si != NULL)
+    if (si != NULL) {
         si->last_seen_ms = ll_monotonic_ms();
+        if (measurement_epoch(m)[0] != '\0')
+            snprintf(si->seen_epoch, sizeof(si->seen_epoch), "%s", measurement_epoch(m));
+    }
     switch (measurement_type(m)) {
     case MEASUREMENT_TYPE_HELLO:
         if (si != NULL)
@@ -729,9 +733,11 @@ json_t *ingest_stations_json(const struct ingest *ing)
             if (s->kinds & (1u << k))
                 json_array_append_new(kinds, json_string(measurement_kind_name(k)));
         json_array_append_new(arr,
-                              json_pack("{s:s,s:o,s:b,s:I,s:I,s:I,s:I,s:f}",
+                              json_pack("{s:s,s:s,s:o,s:b,s:I,s:I,s:I,s:I,s:f}",
                                         "name",
                                         s->name,
+                                        "epoch",
+                                        s->seen_epoch,
                                         "kinds",
                                         kinds,
                                         "online",

@@ -118,6 +118,9 @@ def main():
     assert rep["seq"] == 0 and rep["epoch"] != old_epoch, rep
     new_epoch = rep["epoch"]
     print(f"F12: jv-1 lost its state after seq {last_seq} (epoch {old_epoch}); now epoch {new_epoch}")
+    # the station's hello already names its new epoch in the daemon's status
+    wait_for("the new epoch in status", lambda: {x["name"]: x["epoch"] for x in status_json(run)["stations"]}
+             .get("jv-1") == new_epoch, timeout=10)
     r = labloop(run, "campaign", "resume")
     assert r.returncode == 0, r.stderr
 
