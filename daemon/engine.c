@@ -701,10 +701,12 @@ static void fault_recorded(struct engine *e,
 {
     e->dirty = 1;
     snprintf(e->instrs[fi].fault, sizeof(e->instrs[fi].fault), "%s", why);
+    char name[LABCONF_NAME_MAX]; /* a copy: gcc cannot tell that c and e->instrs do not overlap */
+    snprintf(name, sizeof(name), "%s", e->instrs[fi].name);
     for (int i = 0; i < n; i++) {
         struct camp *c = camp_get(e, paused[i]);
         if (c != NULL)
-            snprintf(c->fault_instr, sizeof(c->fault_instr), "%s", e->instrs[fi].name);
+            snprintf(c->fault_instr, sizeof(c->fault_instr), "%s", name);
     }
     log_line(LOG_LVL_ERR,
              "fault campaign=%lld exp=%lld step=%lld %s",
