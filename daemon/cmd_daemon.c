@@ -1,5 +1,5 @@
 /* cmd_daemon — the labloop subcommands that talk to labloopd over its control socket
- * (daemon/control.h): status, campaign, approve, deny, experiments, export, pareto, fits,
+ * (daemon/control.h): status, campaign, approve, deny, experiments, export, pareto, plot,
  * events, backup, e-stop, resolve, rack.
  *
  * Common options: --json (print the daemon's JSON reply), --run-dir DIR (where labloopd's
@@ -11,6 +11,7 @@
 #include "daemon/commands.h"
 #include "daemon/control.h"
 #include "daemon/ingest.h"
+#include "daemon/plot.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -31,6 +32,7 @@ struct opts {
     int64_t campaign;
     const char *format, *output;
     int limit;
+    int width_px; /* plot */
 };
 
 static int parse(int argc, char **argv, struct opts *o, const char *usage)
@@ -40,6 +42,7 @@ static int parse(int argc, char **argv, struct opts *o, const char *usage)
     o->timeout_ms = 10000;
     o->format = "csv";
     o->limit = 30;
+    o->width_px = 1000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -62,6 +65,8 @@ static int parse(int argc, char **argv, struct opts *o, const char *usage)
             o->output = argv[++i];
         } else if (next != NULL && strcmp(a, "--limit") == 0) {
             o->limit = atoi(argv[++i]);
+        } else if (next != NULL && strcmp(a, "--width") == 0) {
+            o->width_px = atoi(argv[++i]);
         } else if (a[0] == '-' && a[1] == '-') {
             fprintf(
                 stderr, "labloop %s: unknown option '%s'\nusage: labloop %s\n", argv[0], a, usage);
@@ -628,6 +633,172 @@ int cmd_pareto(int argc, char **argv)
         print_model_check(json_object_get(reply, "model_check"));
     }
     json_decref(reply);
+    return r;
+}
+
+/* The plot's input from the "pareto" reply (objectives, reference point) and the campaign's
+ * experiments: the measured ones, in the order proposed (the store lists them by id), and
+ * the count of failed or abandoned ones. Points are allocated into *ret_points (the caller
+ * frees). Returns 0 or -ENOMEM. */
+static int
+plot_input(json_t *pareto, json_t *exps, struct plot_campaign *ret, struct plot_point **ret_points)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->name = js(pareto, "name");
+    ret->id = ji(pareto, "campaign");
+    size_t k;
+    json_t *ob;
+    json_array_foreach(json_object_get(pareto, "objectives"), k, ob)
+    {
+        if (k >= PLOT_MAX_OBJECTIVES)
+            break;
+        ret->objectives[k].name = js(ob, "name");
+        ret->objectives[k].maximise = strcmp(js(ob, "goal"), "max") == 0;
+        ret->objectives[k].ref = json_number_value(json_object_get(ob, "ref"));
+        ret->n_objectives = k + 1;
+    }
+    struct plot_point *pts = calloc(json_array_size(exps) + 1, sizeof(*pts));
+    if (pts == NULL)
+        return -ENOMEM;
+    size_t i, n = 0;
+    json_t *x;
+    json_array_foreach(exps, i, x)
+    {
+        const char *state = js(x, "state");
+        if (strcmp(state, "failed") == 0 || strcmp(state, "abandoned") == 0)
+            ret->n_left_out++;
+        if (strcmp(state, "measured") != 0)
+            continue;
+        pts[n].id = ji(x, "id");
+        pts[n].round = (int)ji(x, "round");
+        for (k = 0; k < ret->n_objectives; k++) {
+            json_t *v = json_object_get(json_object_get(x, "objectives"), ret->objectives[k].name);
+            pts[n].value[k] = json_is_number(v) ? json_number_value(v) : (double)NAN;
+        }
+        n++;
+    }
+    ret->points = pts;
+    ret->n_points = n;
+    *ret_points = pts;
+    return 0;
+}
+
+/* `labloop plot --json`: what the SVG shows, as numbers. */
+static int print_plot_json(json_t *pareto, const struct plot_campaign *c, const char *output)
+{
+    size_t n = c->n_points, m = c->n_objectives;
+    double *min = calloc(n * m + 1, sizeof(double)), *hv = calloc(n + 1, sizeof(double));
+    double ref[PLOT_MAX_OBJECTIVES];
+    int r = min != NULL && hv != NULL ? 0 : -ENOMEM;
+    for (size_t k = 0; k < m; k++)
+        ref[k] = c->objectives[k].maximise ? -c->objectives[k].ref : c->objectives[k].ref;
+    for (size_t i = 0; i < n && r == 0; i++)
+        for (size_t k = 0; k < m; k++)
+            min[i * m + k] =
+                c->objectives[k].maximise ? -c->points[i].value[k] : c->points[i].value[k];
+    if (r == 0)
+        r = plot_hv_progression(min, n, m, ref, hv);
+    json_t *prog = json_array(), *front = json_array(), *shown = json_array();
+    for (size_t i = 0; i < n && r == 0; i++)
+        json_array_append_new(prog,
+                              json_pack("{s:I,s:i,s:f}",
+                                        "experiment",
+                                        (json_int_t)c->points[i].id,
+                                        "round",
+                                        c->points[i].round,
+                                        "hypervolume",
+                                        hv[i]));
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(pareto, "front"), i, x)
+    {
+        json_array_append_new(front, json_integer(json_integer_value(json_object_get(x, "id"))));
+    }
+    for (size_t k = 0; k < m && k < 2 && m >= 2; k++)
+        json_array_append_new(shown, json_string(c->objectives[k].name));
+    json_t *doc = json_pack("{s:I,s:s,s:O,s:o,s:I,s:I,s:o,s:f,s:o}",
+                            "campaign",
+                            (json_int_t)c->id,
+                            "name",
+                            c->name,
+                            "objectives",
+                            json_object_get(pareto, "objectives"),
+                            "shown",
+                            shown,
+                            "n_measured",
+                            (json_int_t)n,
+                            "n_left_out",
+                            (json_int_t)c->n_left_out,
+                            "progression",
+                            prog,
+                            "hypervolume",
+                            r == 0 && n > 0 ? hv[n - 1] : 0.0,
+                            "front",
+                            front);
+    if (doc != NULL)
+        json_object_set_new(doc, "output", output != NULL ? json_string(output) : json_null());
+    if (r == 0 && doc != NULL) {
+        json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+        printf("\n");
+    }
+    json_decref(doc);
+    free(min);
+    free(hv);
+    return r < 0 ? r : doc == NULL ? -ENOMEM : 0;
+}
+
+int cmd_plot(int argc, char **argv)
+{
+    const char *usage = "plot [--campaign ID] [--output FILE] [--width PX] [--json]";
+    struct opts o;
+    if (parse(argc, argv, &o, usage) < 0)
+        return CMD_EXIT_USAGE;
+    if (o.width_px < 320 || o.width_px > 4000 || o.n_args > 0) {
+        fprintf(stderr,
+                "labloop plot: %s\nusage: labloop %s\n",
+                o.n_args > 0 ? "no positional argument expected" : "--width must be 320..4000",
+                usage);
+        return CMD_EXIT_USAGE;
+    }
+    struct opts quiet = o; /* the replies are not printed: the plot (or its summary) is */
+    quiet.json = 0;
+    json_t *pareto = NULL, *exps = NULL;
+    struct plot_point *points = NULL;
+    int r = call(&quiet,
+                 argv[0],
+                 json_pack("{s:s,s:I}", "cmd", "pareto", "id", (json_int_t)o.campaign),
+                 &pareto);
+    if (r == 0) /* the campaign "pareto" chose (the latest one without --campaign) */
+        r = call(
+            &quiet,
+            argv[0],
+            json_pack("{s:s,s:I}", "cmd", "experiments", "id", (json_int_t)ji(pareto, "campaign")),
+            &exps);
+    struct plot_campaign c;
+    if (r == 0 && plot_input(pareto, json_object_get(exps, "experiments"), &c, &points) < 0) {
+        fprintf(stderr, "labloop plot: out of memory\n");
+        r = CMD_EXIT_FAILED;
+    }
+    if (r == 0 && (o.output != NULL || !o.json)) {
+        FILE *out = o.output != NULL ? fopen(o.output, "w") : stdout;
+        int e = out != NULL ? plot_svg(out, &c, o.width_px) : -errno;
+        if (out != NULL && out != stdout && fclose(out) != 0 && e == 0)
+            e = -errno;
+        if (e < 0) {
+            fprintf(stderr,
+                    "labloop plot: %s: %s\n",
+                    o.output != NULL ? o.output : "standard output",
+                    strerror(-e));
+            r = CMD_EXIT_FAILED;
+        }
+    }
+    if (r == 0 && o.json && print_plot_json(pareto, &c, o.output) < 0) {
+        fprintf(stderr, "labloop plot: out of memory\n");
+        r = CMD_EXIT_FAILED;
+    }
+    free(points);
+    json_decref(pareto);
+    json_decref(exps);
     return r;
 }
 

@@ -30,6 +30,7 @@ int cmd_experiments(int argc, char **argv);
 int cmd_measurements(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_pareto(int argc, char **argv);
+int cmd_plot(int argc, char **argv); /* SVG of the Pareto front and the hypervolume */
 int cmd_events(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_estop(int argc, char **argv);

@@ -30,6 +30,7 @@ static const struct command commands[] = {
      cmd_measurements,                "stored measurements with their origin and status; `rejected` for the rejected messages"},
     {"export",       cmd_export,      "export experiments as CSV or JSON (with model fits)"                                   },
     {"pareto",       cmd_pareto,      "Pareto front and hypervolume of a campaign"                                            },
+    {"plot",         cmd_plot,        "SVG of the Pareto front and of the hypervolume over experiments"                       },
     {"events",       cmd_events,      "the daemon's event log"                                                                },
     {"backup",       cmd_backup,      "online backup of the store to FILE"                                                    },
     {"e-stop",       cmd_estop,       "SOFTWARE stop: safe state on every instrument (not a wired e-stop)"                    },
