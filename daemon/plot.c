@@ -478,20 +478,22 @@ static int pareto_panel(FILE *out, const struct layout *l, double left, double r
 {
     const struct plot_campaign *c = l->c;
     const struct plot_objective *ox = &c->objectives[0], *oy = &c->objectives[1];
-    double lo_x = ox->ref, hi_x = ox->ref, lo_y = oy->ref, hi_y = oy->ref;
+    /* the data range of both axes, the reference point included */
+    double lo[2] = {ox->ref, oy->ref};
+    double hi[2] = {ox->ref, oy->ref};
     for (size_t i = 0; i < c->n_points; i++) {
         const double *v = c->points[i].value;
         if (!isfinite(v[0]) || !isfinite(v[1]))
             continue;
-        lo_x = fmin(lo_x, v[0]);
-        hi_x = fmax(hi_x, v[0]);
-        lo_y = fmin(lo_y, v[1]);
-        hi_y = fmax(hi_y, v[1]);
+        for (size_t k = 0; k < 2; k++) {
+            lo[k] = fmin(lo[k], v[k]);
+            hi[k] = fmax(hi[k], v[k]);
+        }
     }
-    double pad_x = 0.04 * (hi_x - lo_x), pad_y = 0.04 * (hi_y - lo_y);
+    double pad_x = 0.04 * (hi[0] - lo[0]), pad_y = 0.04 * (hi[1] - lo[1]);
     struct frame f = {.x0 = left + 75, .x1 = right - 15, .y0 = 70, .y1 = l->height - 170};
-    plot_axis(lo_x - pad_x, hi_x + pad_x, 6, &f.lo_x, &f.hi_x, &f.step_x);
-    plot_axis(lo_y - pad_y, hi_y + pad_y, 6, &f.lo_y, &f.hi_y, &f.step_y);
+    plot_axis(lo[0] - pad_x, hi[0] + pad_x, 6, &f.lo_x, &f.hi_x, &f.step_x);
+    plot_axis(lo[1] - pad_y, hi[1] + pad_y, 6, &f.lo_y, &f.hi_y, &f.step_y);
     char xl[300], yl[300];
     axis_label(ox, 0, xl, sizeof(xl));
     axis_label(oy, 1, yl, sizeof(yl));
