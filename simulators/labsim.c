@@ -157,6 +157,15 @@ out:
 #define TICK_MS 50
 #define FURNACE_STEP_S 0.5
 #define FURNACE_MAX_STEPS 5000
+#define MAX_LATE 32
+
+/* A reply held back by a late-reply fault: sent on fd at due_ms. */
+struct late_reply {
+    int fd;
+    int64_t due_ms;
+    size_t len;
+    uint8_t bytes[MODBUS_TCP_MAX_ADU_LENGTH];
+};
 
 struct labsim_options {
     const char *lab_path;
@@ -182,6 +191,7 @@ struct labsim {
     modbus_t *mb;
     modbus_mapping_t *map;
     int listen_fd;
+    int capture[2]; /* socketpair: libmodbus writes a reply into [0] that is sent late */
     int clients[MAX_CLIENTS];
     int n_clients;
     int robot_port;
@@ -197,6 +207,9 @@ struct labsim {
     char line[SIM_COATER_LINE_MAX + 1];
     size_t n_line;
     int discarding;
+    /* replies sent late (robot.late, furnace.late), in order */
+    struct late_reply late[MAX_LATE];
+    int n_late;
     /* stations and control */
     void *zctx;
     void *control;
@@ -234,6 +247,65 @@ static void write_all(int fd, const void *buf, size_t len)
     }
 }
 
+/* ---- late replies ------------------------------------------------------------------ */
+
+/* Sends a reply on fd delay_ms from now. A device answers in order: while an earlier reply
+ * on fd is held back, this one waits behind it (so a late answer to one request arrives
+ * before the answer to the next, as on a real serial line). */
+static void send_reply(struct labsim *ls, int fd, const uint8_t *bytes, size_t len, int delay_ms)
+{
+    int64_t now = ll_monotonic_ms(), due = now + delay_ms;
+    int queued = 0;
+    for (int i = 0; i < ls->n_late; i++)
+        if (ls->late[i].fd == fd) {
+            queued = 1;
+            if (ls->late[i].due_ms > due)
+                due = ls->late[i].due_ms;
+        }
+    if ((!queued && due <= now) || len > sizeof(ls->late[0].bytes) || ls->n_late == MAX_LATE) {
+        write_all(fd, bytes, len);
+        return;
+    }
+    struct late_reply *l = &ls->late[ls->n_late++];
+    l->fd = fd;
+    l->due_ms = due;
+    l->len = len;
+    memcpy(l->bytes, bytes, len);
+}
+
+/* Sends the held-back replies that are due, in the order they were queued. */
+static void send_due_replies(struct labsim *ls)
+{
+    int64_t now = ll_monotonic_ms();
+    int k = 0;
+    for (int i = 0; i < ls->n_late; i++) {
+        if (ls->late[i].due_ms <= now)
+            write_all(ls->late[i].fd, ls->late[i].bytes, ls->late[i].len);
+        else
+            ls->late[k++] = ls->late[i];
+    }
+    ls->n_late = k;
+}
+
+/* Drops the replies held back for fd (its connection closed). */
+static void drop_replies(struct labsim *ls, int fd)
+{
+    int k = 0;
+    for (int i = 0; i < ls->n_late; i++)
+        if (ls->late[i].fd != fd)
+            ls->late[k++] = ls->late[i];
+    ls->n_late = k;
+}
+
+static int64_t next_late_ms(const struct labsim *ls)
+{
+    int64_t due = INT64_MAX;
+    for (int i = 0; i < ls->n_late; i++)
+        if (ls->late[i].due_ms < due)
+            due = ls->late[i].due_ms;
+    return due;
+}
+
 /* ---- robot (Modbus TCP) ------------------------------------------------------------- */
 
 static int robot_open(struct labsim *ls, struct ll_error *err)
@@ -260,6 +332,8 @@ static int robot_open(struct labsim *ls, struct ll_error *err)
     if (getsockname(ls->listen_fd, (struct sockaddr *)&sa, &sl) != 0)
         return ll_error_set(err, -errno, "robot: getsockname: %s", strerror(errno));
     ls->robot_port = ntohs(sa.sin_port);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, ls->capture) != 0)
+        return ll_error_set(err, -errno, "robot: socketpair: %s", strerror(errno));
     inst->port = ls->robot_port;
     ls->map = modbus_mapping_new_start_address((unsigned)inst->base,
                                                SIM_ROBOT_N_COILS,
@@ -289,6 +363,7 @@ static void robot_refresh_map(struct labsim *ls)
 
 static void robot_close_client(struct labsim *ls, int i)
 {
+    drop_replies(ls, ls->clients[i]);
     close(ls->clients[i]);
     ls->clients[i] = ls->clients[--ls->n_clients];
 }
@@ -319,6 +394,31 @@ static void request_job(
         snprintf(out, cap, "%u", ((unsigned)block[0] << 16) | block[1]);
 }
 
+/* Answers req on fd: exception exc (0 = the normal reply: reads, and writes already
+ * applied, for which libmodbus builds the answer and the exceptions 02/03 for bad addresses
+ * and quantities; the map is refreshed before every request, so what it writes into the
+ * mapping does not matter). The answer goes out delay_ms late, or behind a late one still
+ * held for fd: libmodbus then writes it into the capture socket, from where it is queued. */
+static void
+robot_reply(struct labsim *ls, int fd, const uint8_t *req, int len, int exc, int delay_ms)
+{
+    int queued = delay_ms > 0;
+    for (int k = 0; k < ls->n_late && !queued; k++)
+        queued = ls->late[k].fd == fd;
+    modbus_set_socket(ls->mb, queued ? ls->capture[0] : fd);
+    if (exc != 0)
+        modbus_reply_exception(ls->mb, req, (unsigned)exc);
+    else
+        modbus_reply(ls->mb, req, len, ls->map);
+    modbus_set_socket(ls->mb, fd);
+    if (queued) {
+        uint8_t buf[MODBUS_TCP_MAX_ADU_LENGTH];
+        ssize_t n = read(ls->capture[1], buf, sizeof(buf));
+        if (n > 0)
+            send_reply(ls, fd, buf, (size_t)n, delay_ms);
+    }
+}
+
 static void robot_request(struct labsim *ls, int i)
 {
     int fd = ls->clients[i];
@@ -343,13 +443,18 @@ static void robot_request(struct labsim *ls, int i)
     char job[16];
     request_job(ls, req, hl, len, base, job, sizeof(job));
     const char *jobp = job[0] ? job : NULL;
-    if (sim_fault_check(&ls->faults, "robot.disconnect", jobp)) {
+    struct sim_fault_at at = {.job = jobp, .fc = req[hl], .count = 1};
+    if (len >= hl + 3)
+        at.addr = (req[hl + 1] << 8) | req[hl + 2];
+    if (req[hl] <= 4 || req[hl] == 15 || req[hl] == 16)
+        at.count = len >= hl + 5 ? (req[hl + 3] << 8) | req[hl + 4] : 0;
+    if (sim_fault_check_at(&ls->faults, "robot.disconnect", &at, NULL)) {
         sim_log(
             SIM_LOG_WARNING, "fault=robot.disconnect fc=%d job=%s", req[hl], job[0] ? job : "-");
         robot_close_client(ls, i);
         return;
     }
-    if (sim_fault_check(&ls->faults, "robot.garbage", jobp)) {
+    if (sim_fault_check_at(&ls->faults, "robot.garbage", &at, NULL)) {
         uint8_t g[20];
         size_t n = 7 + (size_t)(sim_fault_uniform(&ls->faults, "robot.garbage") * 13);
         for (size_t k = 0; k < n; k++)
@@ -362,17 +467,36 @@ static void robot_request(struct labsim *ls, int i)
         write_all(fd, g, n);
         return;
     }
-    if (sim_fault_check(&ls->faults, "robot.exception", jobp)) {
+    long code = -1;
+    int acknowledge = 0;
+    if (sim_fault_check_at(&ls->faults, "robot.exception", &at, &code)) {
+        if (code < 0)
+            code = MODBUS_EXCEPTION_SLAVE_OR_SERVER_FAILURE;
         sim_log(SIM_LOG_WARNING,
-                "fault=robot.exception fc=%d job=%s code=4",
+                "fault=robot.exception fc=%d job=%s code=%ld",
                 req[hl],
-                job[0] ? job : "-");
-        modbus_reply_exception(ls->mb, req, MODBUS_EXCEPTION_SLAVE_OR_SERVER_FAILURE);
-        return;
+                job[0] ? job : "-",
+                code);
+        /* 05 acknowledge: the request is accepted (applied), its result comes later */
+        if (code != MODBUS_EXCEPTION_ACKNOWLEDGE) {
+            robot_reply(ls, fd, req, len, (int)code, 0);
+            return;
+        }
+        acknowledge = 1;
     }
-    int no_reply = sim_fault_check(&ls->faults, "robot.no_reply", jobp);
+    int no_reply = sim_fault_check_at(&ls->faults, "robot.no_reply", &at, NULL);
     if (no_reply)
         sim_log(SIM_LOG_WARNING, "fault=robot.no_reply fc=%d job=%s", req[hl], job[0] ? job : "-");
+    long late = -1;
+    if (!no_reply && sim_fault_check_at(&ls->faults, "robot.late", &at, &late)) {
+        if (late < 0)
+            late = 1000;
+        sim_log(SIM_LOG_WARNING,
+                "fault=robot.late fc=%d job=%s delay_ms=%ld",
+                req[hl],
+                job[0] ? job : "-",
+                late);
+    }
 
     uint8_t fc = req[hl];
     int rel = len >= hl + 3 ? ((req[hl + 1] << 8) | req[hl + 2]) - base : -1;
@@ -434,14 +558,9 @@ static void robot_request(struct labsim *ls, int i)
                 ls->robot.accepted_job != accepted_before ? "start" : "replay_ignored");
     if (no_reply)
         return;
-    if (exc != 0) {
-        modbus_reply_exception(ls->mb, req, (unsigned)exc);
-        return;
-    }
-    /* reads, and writes already applied: libmodbus builds the normal reply (and the
-     * exceptions 02/03 for bad addresses and quantities); the map is refreshed before every
-     * request, so what it writes into the mapping does not matter */
-    modbus_reply(ls->mb, req, len, ls->map);
+    if (exc == 0 && acknowledge)
+        exc = MODBUS_EXCEPTION_ACKNOWLEDGE;
+    robot_reply(ls, fd, req, len, exc, late < 0 ? 0 : (int)late);
     robot_refresh_map(ls);
 }
 
@@ -497,7 +616,7 @@ static void furnace_readable(struct labsim *ls)
     ls->fur_last_rx_ms = ll_monotonic_ms();
     size_t r = sim_furnace_feed(&ls->furnace, buf, (size_t)n, out, sizeof(out));
     if (r > 0)
-        write_all(ls->fur_master, out, r);
+        send_reply(ls, ls->fur_master, out, r, ls->furnace.reply_delay_ms);
 }
 
 static void coater_readable(struct labsim *ls)
@@ -720,9 +839,13 @@ static json_t *control_handle(struct labsim *ls, const char *data, size_t len)
         rep = json_pack("{s:b,s:i}", "ok", 1, "removed", n);
     } else if (strcmp(cmd, "fault") == 0) {
         const char *name = json_string_value(json_object_get(req, "name"));
+        const char *rule = json_string_value(json_object_get(req, "rule"));
         json_t *jc = json_object_get(req, "count");
         long count = json_is_integer(jc) ? (long)json_integer_value(jc) : 1;
-        if (name == NULL || sim_fault_arm(&ls->faults, name, count) != 0)
+        struct ll_error ferr = {0};
+        if (rule != NULL && sim_faults_add(&ls->faults, rule, &ferr) != 0)
+            rep = control_error(ferr.msg);
+        else if (rule == NULL && (name == NULL || sim_fault_arm(&ls->faults, name, count) != 0))
             rep = control_error("fault: unknown \"name\"");
         else
             rep = json_pack("{s:b}", "ok", 1);
@@ -906,6 +1029,9 @@ static int run_loop(struct labsim *ls)
         int64_t due = next_due_ms(ls);
         if (due != INT64_MAX && due - now < wait)
             wait = due - now < 1 ? 1 : due - now;
+        int64_t late_due = next_late_ms(ls);
+        if (late_due != INT64_MAX && late_due - now < wait)
+            wait = late_due - now < 0 ? 0 : late_due - now;
         int rc = poll(pfd, (nfds_t)n, wait < 0 ? 0 : (int)wait);
         if (rc < 0 && errno != EINTR) {
             sim_log(SIM_LOG_ERR, "event=poll_failed error=\"%s\"", strerror(errno));
@@ -936,6 +1062,7 @@ static int run_loop(struct labsim *ls)
             if (i_coat >= 0 && (pfd[i_coat].revents & POLLIN))
                 coater_readable(ls);
         }
+        send_due_replies(ls);
         drain_zmq(ls);
     }
     return 0;
@@ -1101,6 +1228,10 @@ static void teardown(struct labsim *ls)
         close(ls->clients[i]);
     if (ls->listen_fd > 0)
         close(ls->listen_fd);
+    if (ls->capture[0] > 0) {
+        close(ls->capture[0]);
+        close(ls->capture[1]);
+    }
     if (ls->map != NULL)
         modbus_mapping_free(ls->map);
     if (ls->mb != NULL)

@@ -396,6 +396,55 @@ static size_t exception(const uint8_t *frame, uint8_t code, uint8_t *out)
     return finish(out, 3);
 }
 
+/* The request's function code and register range, for @fc / @reg fault scripts. */
+static struct sim_fault_at request_at(const uint8_t *frame, size_t len)
+{
+    struct sim_fault_at at = {.fc = frame[1]};
+
+    if (len >= 6)
+        at.addr = (frame[2] << 8) | frame[3];
+    at.count = 1;
+    if ((frame[1] <= 4 || frame[1] == 15 || frame[1] == 16) && len >= 8)
+        at.count = (frame[4] << 8) | frame[5];
+    return at;
+}
+
+/* The reply faults of docs/instruments.md §6 that damage a good reply of n bytes in out (the
+ * request was applied): another slave's id, the request echoed before the reply, the reply
+ * cut short, or the reply sent late. Returns the new length. */
+static size_t damage_reply(struct sim_furnace *f,
+                           const uint8_t *frame,
+                           size_t len,
+                           const struct sim_fault_at *at,
+                           uint8_t *out,
+                           size_t n)
+{
+    long arg = -1;
+
+    if (sim_fault_check_at(f->faults, "furnace.wrong_slave", at, NULL)) {
+        out[0] = (uint8_t)(f->slave % 247 + 1);
+        sim_log(SIM_LOG_WARNING, "fault=furnace.wrong_slave fc=%d slave=%d", frame[1], out[0]);
+        return finish(out, n - 2);
+    }
+    if (sim_fault_check_at(f->faults, "furnace.echo", at, NULL) && len + n <= 260) {
+        sim_log(SIM_LOG_WARNING, "fault=furnace.echo fc=%d bytes=%zu", frame[1], len);
+        memmove(out + len, out, n);
+        memcpy(out, frame, len);
+        return len + n;
+    }
+    if (sim_fault_check_at(f->faults, "furnace.truncated", at, NULL)) {
+        sim_log(SIM_LOG_WARNING, "fault=furnace.truncated fc=%d bytes=%zu/%zu", frame[1], n / 2, n);
+        return n / 2;
+    }
+    if (sim_fault_check_at(f->faults, "furnace.late", at, &arg)) {
+        int delay_ms = arg >= 0 ? (int)arg : 1000;
+        sim_log(SIM_LOG_WARNING, "fault=furnace.late fc=%d delay_ms=%d", frame[1], delay_ms);
+        if (delay_ms > f->reply_delay_ms)
+            f->reply_delay_ms = delay_ms;
+    }
+    return n;
+}
+
 size_t sim_furnace_handle(
     struct sim_furnace *f, const uint8_t *frame, size_t len, uint8_t *out, size_t cap)
 {
@@ -404,21 +453,29 @@ size_t sim_furnace_handle(
     int broadcast = frame[0] == 0;
     if (!broadcast && frame[0] != f->slave)
         return 0;
+    struct sim_fault_at at = request_at(frame, len);
+    int acknowledge = 0;
     if (!broadcast && f->faults != NULL) {
-        if (sim_fault_check(f->faults, "furnace.garbage", NULL)) {
+        long code = -1;
+        if (sim_fault_check_at(f->faults, "furnace.garbage", &at, NULL)) {
             size_t n = 3 + (size_t)(sim_fault_uniform(f->faults, "furnace.garbage") * 12);
             sim_log(SIM_LOG_WARNING, "fault=furnace.garbage fc=%d bytes=%zu", frame[1], n);
             for (size_t i = 0; i < n; i++)
                 out[i] = (uint8_t)(splitmix64(&f->rng) & 0xFF);
             return n;
         }
-        if (sim_fault_check(f->faults, "furnace.exception", NULL)) {
-            sim_log(SIM_LOG_WARNING, "fault=furnace.exception fc=%d code=4", frame[1]);
-            return exception(frame, 4, out);
+        if (sim_fault_check_at(f->faults, "furnace.exception", &at, &code)) {
+            if (code < 0)
+                code = 4;
+            sim_log(SIM_LOG_WARNING, "fault=furnace.exception fc=%d code=%ld", frame[1], code);
+            /* 05 acknowledge: the request is accepted (applied), its result comes later */
+            if (code != 5)
+                return exception(frame, (uint8_t)code, out);
+            acknowledge = 1;
         }
     }
-    int no_reply =
-        broadcast || (f->faults != NULL && sim_fault_check(f->faults, "furnace.no_reply", NULL));
+    int no_reply = broadcast || (f->faults != NULL &&
+                                 sim_fault_check_at(f->faults, "furnace.no_reply", &at, NULL));
     uint8_t fc = frame[1];
     int addr = len >= 6 ? (frame[2] << 8) | frame[3] : 0;
     size_t n = 0;
@@ -468,6 +525,10 @@ size_t sim_furnace_handle(
         return 0;
     if (exc != 0)
         return exception(frame, (uint8_t)exc, out);
+    if (acknowledge)
+        return exception(frame, 5, out);
+    if (f->faults != NULL && n > 0)
+        n = damage_reply(f, frame, len, &at, out, n);
     return n;
 }
 
@@ -502,6 +563,7 @@ size_t
 sim_furnace_feed(struct sim_furnace *f, const uint8_t *data, size_t len, uint8_t *out, size_t cap)
 {
     size_t written = 0;
+    f->reply_delay_ms = 0;
     while (len > 0) {
         size_t take = sizeof(f->rx) - f->n_rx;
         if (take > len)

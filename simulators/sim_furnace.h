@@ -47,6 +47,7 @@ struct sim_furnace {
     long eeprom_writes, programs_run;
     uint64_t rng;
     struct sim_faults *faults;
+    int reply_delay_ms; /* furnace.late: send the last feed's replies this late (0 = now) */
     /* receive buffer */
     uint8_t rx[512];
     size_t n_rx;
@@ -62,7 +63,8 @@ void sim_furnace_init(struct sim_furnace *f,
 void sim_furnace_step(struct sim_furnace *f, double dt_s);
 
 /* Appends received bytes; every complete frame in the buffer is handled and its reply (if
- * any) appended to out (capacity cap). Returns the number of reply bytes written. */
+ * any) appended to out (capacity cap). Returns the number of reply bytes written; the
+ * transport sends them f->reply_delay_ms later (furnace.late), and any reply after them. */
 size_t
 sim_furnace_feed(struct sim_furnace *f, const uint8_t *data, size_t len, uint8_t *out, size_t cap);
 

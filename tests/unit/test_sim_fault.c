@@ -1,5 +1,6 @@
-/* sim_fault: fault specs parse strictly, scripts fire exactly where they say, rates are
- * reproducible from the seed and independent per fault name. */
+/* sim_fault: fault specs parse strictly, scripts fire exactly where they say (@n, @job, and
+ * for Modbus requests @fc and @reg, combined), with their argument (an exception code, a
+ * delay); rates are reproducible from the seed and independent per fault name. */
 #include "ll_test.h"
 #include "simulators/sim_fault.h"
 
@@ -71,6 +72,63 @@ static void test_sim_fault_rates_reproducible_per_name(void **state)
     assert_int_equal(a.names[1].hits + a.names[0].hits >= hits, 1);
 }
 
+static void test_sim_fault_modbus_triggers_and_arguments(void **state)
+{
+    (void)state;
+    struct sim_faults f;
+    struct ll_error err = {0};
+    long arg = 0;
+    struct sim_fault_at read75 = {.fc = 3, .addr = 75, .count = 1};
+    struct sim_fault_at read70_80 = {.fc = 3, .addr = 70, .count = 10};
+    struct sim_fault_at write75 = {.fc = 6, .addr = 75, .count = 1};
+    struct sim_fault_at read2 = {.fc = 3, .addr = 2, .count = 1};
+
+    assert_int_equal(sim_faults_init(&f,
+                                     "furnace.exception:02@fc=3@reg=75,furnace.exception:0B@reg=75,"
+                                     "furnace.late:800@fc=3,furnace.exception=0",
+                                     3,
+                                     &err),
+                     0);
+    /* a write of 75 is not a read: only the @reg rule without @fc fires, with its code */
+    assert_int_equal(sim_fault_check_at(&f, "furnace.exception", &write75, &arg), 1);
+    assert_int_equal(arg, 0x0B);
+    assert_int_equal(sim_fault_check_at(&f, "furnace.exception", &read2, &arg), 0);
+    assert_int_equal(arg, -1);
+    /* a read of 70..79 covers 75 */
+    assert_int_equal(sim_fault_check_at(&f, "furnace.exception", &read70_80, &arg), 1);
+    assert_int_equal(arg, 0x02);
+    assert_int_equal(sim_fault_check_at(&f, "furnace.exception", &read75, &arg), 0);
+    assert_int_equal(sim_fault_check_at(&f, "furnace.late", &read75, &arg), 1);
+    assert_int_equal(arg, 800);
+    assert_int_equal(sim_fault_check(&f, "furnace.late", NULL), 0);
+
+    /* a rule given twice fires at two matching opportunities, one each */
+    assert_int_equal(
+        sim_faults_init(&f, "robot.exception:06@fc=16,robot.exception:06@fc=16", 3, &err), 0);
+    struct sim_fault_at fc16 = {.fc = 16, .addr = 0, .count = 18};
+    assert_int_equal(sim_fault_check_at(&f, "robot.exception", &fc16, &arg), 1);
+    assert_int_equal(arg, 6);
+    assert_int_equal(sim_fault_check_at(&f, "robot.exception", &fc16, &arg), 1);
+    assert_int_equal(sim_fault_check_at(&f, "robot.exception", &fc16, &arg), 0);
+
+    /* added at run time (the control socket), errors keep nothing */
+    assert_int_equal(sim_faults_add(&f, "furnace.echo@reg=1", &err), 0);
+    assert_int_equal(f.n_rules, 3);
+    assert_int_equal(sim_faults_add(&f, "furnace.echo@reg=1,furnace.echo:5@n=1", &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "furnace.echo takes no argument"));
+    assert_int_equal(f.n_rules, 3);
+    assert_int_equal(sim_faults_add(&f, "furnace.exception:2@n=1", &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "two hex digits"));
+    assert_int_equal(sim_faults_add(&f, "furnace.exception:XY@n=1", &err), -EINVAL);
+    assert_int_equal(sim_faults_add(&f, "furnace.late:abc@n=1", &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "delay in ms"));
+    assert_int_equal(sim_faults_add(&f, "furnace.late@reg=70000", &err), -EINVAL);
+    assert_int_equal(sim_faults_add(&f, "furnace.late@fc=0", &err), -EINVAL);
+    assert_int_equal(sim_faults_add(&f, "furnace.late@fc", &err), -EINVAL);
+    assert_int_equal(sim_faults_add(&f, "furnace.late=0.5@n=1", &err), -EINVAL);
+    assert_int_equal(f.n_rules, 3);
+}
+
 int main(void)
 {
     ll_test_init();
@@ -78,6 +136,7 @@ int main(void)
         cmocka_unit_test(test_sim_fault_spec_errors_name_the_rule),
         cmocka_unit_test(test_sim_fault_scripts_fire_exactly_once),
         cmocka_unit_test(test_sim_fault_rates_reproducible_per_name),
+        cmocka_unit_test(test_sim_fault_modbus_triggers_and_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

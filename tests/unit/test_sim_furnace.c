@@ -129,6 +129,52 @@ static void test_sim_furnace_exceptions(void **state)
     assert_int_equal(f.eeprom_writes, 0);
 }
 
+/* The scripted reply faults of docs/instruments.md §6 (F6-F8 of the reliability matrix). */
+static void test_sim_furnace_scripted_reply_faults(void **state)
+{
+    (void)state;
+    struct sim_furnace f;
+    struct sim_faults faults;
+    struct labconf_instrument inst = *labconf_find_instrument(lab, "furnace");
+    uint8_t out[1024];
+    uint8_t rd2[5] = {3, 0, 2, 0, 1};
+    uint8_t wr2[5] = {6, 0, 2, 0x02, 0x58}; /* 60.0 C */
+
+    inst.map = *labconf_find_map(lab, "eurotherm3216");
+    assert_int_equal(sim_faults_init(&faults,
+                                     "furnace.exception:05@fc=6@reg=2,furnace.exception:06@fc=6,"
+                                     "furnace.wrong_slave@n=1,furnace.echo@n=1,"
+                                     "furnace.truncated@n=1,furnace.late:300@n=1",
+                                     1,
+                                     NULL),
+                     0);
+    sim_furnace_init(&f, &inst, 1, &faults);
+    /* 05: accepted (applied), answered "acknowledge" */
+    assert_int_equal(write_reg(&f, 2, 500), 5);
+    /* 06: busy, not applied */
+    assert_int_equal(write_reg(&f, 2, 600), 6);
+    assert_int_equal(f.eeprom_writes, 1);
+    /* the reply of another slave, with a good CRC */
+    assert_int_equal(transact(&f, rd2, 5, out), 7);
+    assert_int_equal(out[0], 2);
+    uint16_t crc = ll_crc16_modbus(out, 5);
+    assert_int_equal(out[5] | out[6] << 8, crc);
+    /* the request echoed, then the reply */
+    assert_int_equal(transact(&f, rd2, 5, out), 8 + 7);
+    assert_memory_equal(out + 1, rd2, 5);
+    assert_int_equal(out[8 + 1], 3);
+    assert_int_equal((out[8 + 3] << 8) | out[8 + 4], 500);
+    /* the first half of the reply only */
+    assert_int_equal(transact(&f, rd2, 5, out), 3);
+    /* late: the reply, to be sent 300 ms later */
+    assert_int_equal(transact(&f, rd2, 5, out), 7);
+    assert_int_equal(f.reply_delay_ms, 300);
+    assert_int_equal(read_reg(&f, 2), 500);
+    assert_int_equal(f.reply_delay_ms, 0);
+    assert_int_equal(transact(&f, wr2, 5, out), 8);
+    assert_int_equal(read_reg(&f, 2), 600);
+}
+
 static void test_sim_furnace_tracks_ramp_and_setpoint(void **state)
 {
     (void)state;
@@ -246,6 +292,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sim_furnace_frames_byte_for_byte),
         cmocka_unit_test(test_sim_furnace_exceptions),
+        cmocka_unit_test(test_sim_furnace_scripted_reply_faults),
         cmocka_unit_test(test_sim_furnace_tracks_ramp_and_setpoint),
         cmocka_unit_test(test_sim_furnace_program_end_types_on_both_maps),
         cmocka_unit_test(test_sim_furnace_long_steps_stay_stable),
