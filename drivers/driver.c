@@ -88,12 +88,25 @@ static int ensure_connected(struct drv *drv, int64_t deadline_ms, struct ll_erro
     return r;
 }
 
+/* A configuration error (exception 01/02: the lab definition names a function or register
+ * the instrument does not have) is fatal for the instrument: remembered, so that every later
+ * start fails with it before any I/O (driver.h). */
+static void note_config_error(struct drv *drv, int r, const char *msg)
+{
+    if (r != DRV_ECONFIG || drv->config_error)
+        return;
+    drv->config_error = true;
+    snprintf(drv->config_msg, sizeof(drv->config_msg), "%s", msg ? msg : "configuration error");
+}
+
 /* Runs a backend call with the instrument name prefixed to any message. */
 #define CALL(drv, reterr, expr)                                                                    \
     do {                                                                                           \
         int r_ = (expr);                                                                           \
         if (r_)                                                                                    \
             ll_error_prefix((reterr), "%s", (drv)->inst.name);                                     \
+        if (r_)                                                                                    \
+            note_config_error((drv), r_, (reterr) ? (reterr)->msg : NULL);                         \
         return r_;                                                                                 \
     } while (0)
 
@@ -295,6 +308,9 @@ int drv_step_start(struct drv *drv, const struct drv_step *step, struct ll_error
     r = drv_step_check(&drv->inst, step, reterr);
     if (r)
         return r;
+    if (drv->config_error)
+        return ll_error_set(
+            reterr, DRV_ECONFIG, "%s (seen before; not started: nothing sent)", drv->config_msg);
     deadline = budget_deadline(drv, 2);
     r = ensure_connected(drv, deadline, reterr);
     if (r == 0)
@@ -302,6 +318,16 @@ int drv_step_start(struct drv *drv, const struct drv_step *step, struct ll_error
     if (r == 0 && drv->started_step_id != step->id) {
         drv->started_step_id = step->id;
         drv->started_ms = ll_monotonic_ms();
+    }
+    if (r == DRV_EFAULT) {
+        /* exception 04/08 or a fault state: the instrument is not fit to run anything */
+        struct ll_error safe_err = {0};
+        char why[LL_ERROR_MSG_MAX];
+        snprintf(why, sizeof(why), "%s", reterr ? reterr->msg : drv_error_kind(r));
+        if (drv->ops->safe(drv, budget_deadline(drv, 1), &safe_err) == 0)
+            ll_error_set(reterr, r, "%s; safe state commanded", why);
+        else
+            ll_error_set(reterr, r, "%s; safe state FAILED: %s", why, safe_err.msg);
     }
     CALL(drv, reterr, r);
 }
@@ -318,6 +344,19 @@ int drv_step_poll(struct drv *drv,
     r = ensure_connected(drv, deadline, reterr);
     if (r == 0)
         r = drv->ops->poll(drv, step, ret, deadline, reterr);
+    if (drv->mb != NULL && drv__mb_refusal(r)) {
+        /* the instrument answered one of the poll's reads with a Modbus exception (03,
+         * 01/02, 04/08): that is the step's failure, not a failed poll */
+        note_config_error(drv, r, reterr ? reterr->msg : NULL);
+        ret->state = DRV_STEP_FAILED;
+        ret->error = r;
+        snprintf(ret->reason,
+                 sizeof(ret->reason),
+                 "step %u: %s",
+                 (unsigned)step->id,
+                 reterr ? reterr->msg : drv_error_kind(r));
+        r = 0;
+    }
     if (r == 0 && ret->state == DRV_STEP_RUNNING && drv->started_step_id == step->id &&
         ll_monotonic_ms() - drv->started_ms > 1000 * (int64_t)drv->inst.step_timeout_s) {
         ret->state = DRV_STEP_FAILED;
@@ -410,6 +449,8 @@ const char *drv_error_kind(int code)
         return "instrument fault";
     case DRV_ESTEPTIME:
         return "step took too long";
+    case DRV_ECONFIG:
+        return "configuration error (fix the lab definition)";
     case -ENOMEM:
         return "out of memory";
     default:

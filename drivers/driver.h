@@ -24,24 +24,40 @@
  *   DRV_ELIMIT    (-ERANGE)     a parameter is above a configured limit; nothing was sent
  *   -EINVAL                     a malformed step (wrong kind for the instrument, unknown
  *                               place, no stage ...); nothing was sent
- *   DRV_EREFUSED  (-EREMOTEIO)  the instrument said no: Modbus exception 01-04/07+, SPN/1
- *                               ERR (E02, E03, E05, E06, E07, E09, E10), or a precondition
- *                               read from it (lid open). Do not retry; the step fails.
- *   DRV_EBUSY     (-EBUSY)      the instrument is busy (exception 05/06, SPN/1 E04, a
- *                               program already running): retry later
- *   DRV_ETIMEDOUT (-ETIMEDOUT)  no answer within the deadline; for a start this means the
- *                               outcome is unknown: query before anything is retried
- *   DRV_EPROTO    (-EPROTO)     answers kept arriving garbled (bad CRC, wrong length,
- *                               unparsable): treat like no answer
+ *   DRV_EREFUSED  (-EREMOTEIO)  the instrument said no: Modbus exception 03 (illegal data
+ *                               value), 07 or an undefined code, SPN/1 ERR (E02, E03, E05,
+ *                               E06, E07, E09, E10), or a precondition read from it (lid
+ *                               open). Do not retry; the step fails.
+ *   DRV_ECONFIG   (-ENOTSUP)    the instrument does not have the function or register the
+ *                               lab definition told us to use: Modbus exception 01 (illegal
+ *                               function) or 02 (illegal data address), a wrong register map.
+ *                               Fatal for the instrument: the driver remembers it, and every
+ *                               later drv_step_start() fails with it without any I/O until
+ *                               the driver is closed and opened again (lab definition fixed).
+ *   DRV_EBUSY     (-EBUSY)      the instrument is busy (exception 06, SPN/1 E04, a program
+ *                               already running) and stayed busy through the back-off and
+ *                               retries within the call: retry later. Exception 05
+ *                               (acknowledge: accepted, not done yet) never leaves the
+ *                               driver: it polls (reads back) until the result shows.
+ *   DRV_ETIMEDOUT (-ETIMEDOUT)  no answer within the deadline (also exception 0B: a gateway's
+ *                               target did not answer); for a start this means the outcome
+ *                               is unknown: query before anything is retried
+ *   DRV_EPROTO    (-EPROTO)     answers kept arriving garbled (bad CRC, wrong length, another
+ *                               slave's id, an echo of the request, unparsable): treat like no
+ *                               answer. A garbled answer is never used: reads are retried
  *   DRV_ELINK     (-ENOTCONN)   the link is down (connection refused/reset, serial port
- *                               gone): the next call reconnects; reconcile with query
+ *                               gone, exception 0A: no path through a gateway): the next call
+ *                               reconnects; reconcile with query
  *   DRV_EFAULT    (-EIO)        the instrument reports a fault (robot ERROR/ESTOP, coater
- *                               E08/E99, furnace sensor or loop break)
+ *                               E08/E99, furnace sensor or loop break, Modbus exception 04
+ *                               server device failure or 08 memory parity error). A start or
+ *                               a poll that meets one commands the safe state
  *   DRV_ESTEPTIME (-ETIME)      a step ran longer than the instrument's step_timeout_s
  *   -ENOMEM                     out of memory
  * A step that fails while running is reported by drv_step_poll() as DRV_STEP_FAILED with
  * one of these codes in status.error; the driver has then already commanded the safe state
- * (status.safe_commanded says whether that succeeded).
+ * (status.safe_commanded says whether that succeeded). An exception answered to one of the
+ * poll's reads (03, 01/02, 04/08) is such a failure of the step, not of the poll.
  */
 #ifndef DRIVER_H
 #define DRIVER_H
@@ -62,6 +78,7 @@
 #define DRV_ELINK (-ENOTCONN)
 #define DRV_EFAULT (-EIO)
 #define DRV_ESTEPTIME (-ETIME)
+#define DRV_ECONFIG (-ENOTSUP)
 
 /* Whole-call budget of an instrument in ms (see "Deadlines" above). */
 #define DRV_CALL_BUDGET(inst) (8 * (int64_t)(inst)->response_timeout_ms + 1000)
@@ -166,7 +183,9 @@ int drv_step_check(const struct labconf_instrument *inst,
 /* Starts step (after drv_step_check). Returns 0 once the instrument has accepted it (it is
  * running), also when the instrument already runs or ran this step id (idempotent: the
  * robot and coater reconcile by id before sending). A DRV_ETIMEDOUT or DRV_ELINK result
- * leaves the outcome unknown: call drv_step_query() before retrying. */
+ * leaves the outcome unknown: call drv_step_query() before retrying. A DRV_EFAULT result
+ * has commanded the safe state (the message says whether that worked); DRV_ECONFIG, once
+ * seen by any call of this driver, is returned at once from then on. */
 int drv_step_start(struct drv *drv, const struct drv_step *step, struct ll_error *reterr);
 
 /* Polls a started step: *ret->state is RUNNING, DONE or FAILED. A failure of the poll

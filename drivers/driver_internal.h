@@ -60,6 +60,14 @@ struct drv {
     uint16_t last_heartbeat;   /* robot */
     int64_t heartbeat_seen_ms; /* robot: when HEARTBEAT last changed (0 unknown) */
     bool program_seen_running; /* furnace: the started program was set running */
+    /* Modbus RTU: a request went unanswered or its answer was garbled, so an answer to it
+     * may still arrive: resynchronise before the next request (mb.c) */
+    bool mb_unsynced;
+    int mb_sync_addr; /* RTU: the holding registers sync_addr, sync_addr + 1 are read to
+                         resynchronise; -1 = never (Modbus TCP: transaction ids) */
+    /* a configuration error (DRV_ECONFIG) seen by any call: later starts fail with it */
+    bool config_error;
+    char config_msg[LL_ERROR_MSG_MAX];
 };
 
 extern const struct drv_ops drv__robot_ops;
@@ -71,14 +79,38 @@ extern const struct drv_ops drv__coater_ops;
 /* Sets timeouts, turns error recovery off. */
 void drv__mb_configure(struct drv *drv);
 
+/* How often a request answered "busy" (exception 06: not carried out) is sent again,
+ * after back-offs of 25, 50, 100, 200 ms, before DRV_EBUSY goes to the caller, who retries
+ * later (the daemon: the step stays pending). Reads are retried until the deadline. */
+#define DRV__BUSY_RESENDS 4
+
+/* Exception 05 (acknowledge): the instrument accepted the request and works on it; the
+ * caller polls for the result. Internal to drivers/: no public call returns it. */
+#define DRV__EACCEPTED (-EINPROGRESS)
+
 /* Maps errno after a failed libmodbus call to a DRV_E* code, with a sentence naming what
- * (e.g. "reading input registers 0-9") in reterr. Exceptions become "refused (exception
- * N: NAME)"; 05/06 become DRV_EBUSY; link errors DRV_ELINK (and drv->connected = false). */
+ * (e.g. "reading input registers 0-9") and the exception code and name in reterr:
+ *   01, 02       DRV_ECONFIG   (the register map or function does not fit the instrument)
+ *   03, 07, 09+  DRV_EREFUSED
+ *   04, 08       DRV_EFAULT
+ *   05           DRV__EACCEPTED (poll for the result)
+ *   06           DRV_EBUSY     (back off, send again)
+ *   0A           DRV_ELINK     (no path through the gateway; drv->connected = false)
+ *   0B           DRV_ETIMEDOUT (the gateway's target did not answer)
+ * time-out DRV_ETIMEDOUT; bad CRC, bad data, another slave's id DRV_EPROTO; anything else
+ * DRV_ELINK (and drv->connected = false). After a time-out or a garbled answer on RTU, the
+ * next request resynchronises first (drv->mb_unsynced). */
 int drv__mb_error(struct drv *drv, int err, const char *what, struct ll_error *reterr);
 
+/* True for the codes that mean the instrument answered "no" to the request: never resent,
+ * the request was not carried out (DRV_EREFUSED, DRV_ECONFIG, DRV_EFAULT). */
+bool drv__mb_refusal(int r);
+
 /* Reads n holding (input = false) or input (input = true) registers at addr, retrying
- * time-outs, garbled answers and lost links (reconnecting) with back-off until
- * deadline_ms. Exceptions are not retried (busy is retried). */
+ * time-outs, garbled answers, lost links (reconnecting), busy (06) and acknowledge (05)
+ * with back-off until deadline_ms. Refusals (drv__mb_refusal) are returned at once. A
+ * value is returned only from an answer to this request: before each attempt the link is
+ * flushed, and resynchronised after an earlier unanswered or garbled request (RTU). */
 int drv__mb_read(struct drv *drv,
                  bool input,
                  int addr,
@@ -89,11 +121,14 @@ int drv__mb_read(struct drv *drv,
 
 /* Writes one holding register (FC06). Never resent blindly: after a time-out or a lost
  * link the register is read back; equal means written, different means written once
- * more (setting a register to a value is idempotent), unreadable means DRV_ETIMEDOUT. */
+ * more (setting a register to a value is idempotent), unreadable means DRV_ETIMEDOUT.
+ * Busy (06: not carried out) is sent again DRV__BUSY_RESENDS times at most; acknowledge
+ * (05: accepted) is followed by reading the register back until it holds the value. */
 int drv__mb_write_reg(
     struct drv *drv, int addr, uint16_t value, int64_t deadline_ms, struct ll_error *reterr);
 
-/* One attempt of FC16 (flush first); no retry. */
+/* One attempt of FC16 (flush, and resynchronise if needed, first); no retry. Returns 0,
+ * a DRV_E* code or DRV__EACCEPTED. */
 int drv__mb_write_regs_once(struct drv *drv,
                             int addr,
                             int n,

@@ -122,6 +122,9 @@ static bool same_program(const struct program *a, const struct program *b)
 
 static int furnace_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
 {
+    /* resynchronising reads PV and the register after it: every other read of this driver
+     * is of one register, so no late answer to one of them can pass for this one's */
+    drv->mb_sync_addr = drv->inst.map.pv;
     return drv__mb_connect(drv, deadline_ms, reterr);
 }
 

@@ -3,12 +3,27 @@
  *
  * libmodbus reports failures as -1 + errno; protocol exceptions are MODBUS_ENOBASE + code
  * and library-level problems (bad CRC, bad data, answer from another slave) sit just above
- * them. reliability.md §2.2 sorts them into four kinds, which become the DRV_E* codes of
- * driver.h: refused (exception: never retried), busy (05/06: retried by the caller later),
- * no answer (time-out, garbled: reads retried here, writes read back), link lost (reconnect,
- * then reads retried here). MODBUS_ERROR_RECOVERY is off: libmodbus's LINK recovery loops
- * without bound, so we own every retry and its deadline. modbus_flush() runs before each
- * request so that a late answer to an earlier request is never read as this one's.
+ * them. They become the DRV_E* codes of driver.h (reliability.md §4, F6-F8): 01/02 are a
+ * configuration error (the lab definition names a function or register the instrument does
+ * not have), 03/07 a refusal, 04/08 an instrument fault, 05 "accepted, poll for the
+ * result", 06 "busy: back off and send again", 0A/0B link problems (a gateway cannot reach
+ * the device, or it did not answer); time-outs are "no answer", garbled answers (bad CRC,
+ * wrong length, another slave's id, an echo of our request) are retried like no answer, and
+ * anything else means the link is lost (reconnect, then retry reads). MODBUS_ERROR_RECOVERY
+ * is off: libmodbus's LINK recovery loops without bound, so we own every retry and its
+ * deadline.
+ *
+ * Stale answers. modbus_flush() runs before each request, so bytes that already arrived
+ * for an earlier request are dropped. It cannot drop an answer that is still on its way:
+ * a serial slave that answers after our response time-out answers in order, and its late
+ * answer to "read register A" has the slave id, function and length of the answer to the
+ * next "read register B", so libmodbus would take it for B's (Modbus TCP is safe: libmodbus
+ * checks the transaction id). So after a request went unanswered or was answered garbled
+ * on RTU, the next request is preceded by a resynchronisation: read two registers at the
+ * driver's sync address, a request no driver otherwise sends, until an answer to it (data
+ * or an exception) arrives. Anything older arrives before it and fails libmodbus's checks
+ * (wrong length), so once it is answered no earlier answer is left to be mistaken for a
+ * later one.
  */
 #include "common/ll_time.h"
 #include "drivers/driver_internal.h"
@@ -119,19 +134,53 @@ int drv__mb_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reter
 
 int drv__mb_error(struct drv *drv, int err, const char *what, struct ll_error *reterr)
 {
+    bool rtu = drv->mb_sync_addr >= 0;
+
     if (err > MODBUS_ENOBASE && err <= MODBUS_ENOBASE + 11) {
         int code = err - MODBUS_ENOBASE;
-        int kind = (code == 5 || code == 6) ? DRV_EBUSY : DRV_EREFUSED;
-        return ll_error_set(reterr,
-                            kind,
-                            "%s: %s (exception %02d: %s)",
-                            what,
-                            kind == DRV_EBUSY ? "busy" : "refused",
-                            code,
-                            exception_name(code));
+        const char *name = exception_name(code);
+        switch (code) {
+        case 1:
+        case 2:
+            return ll_error_set(reterr,
+                                DRV_ECONFIG,
+                                "%s: refused (exception %02X: %s): a configuration error: the "
+                                "instrument does not have this %s; check the lab definition's "
+                                "register map and driver",
+                                what,
+                                code,
+                                name,
+                                code == 1 ? "function" : "register");
+        case 4:
+        case 8:
+            return ll_error_set(
+                reterr, DRV_EFAULT, "%s: instrument fault (exception %02X: %s)", what, code, name);
+        case 5:
+            return ll_error_set(reterr,
+                                DRV__EACCEPTED,
+                                "%s: accepted, not done yet (exception %02X: %s)",
+                                what,
+                                code,
+                                name);
+        case 6:
+            return ll_error_set(
+                reterr, DRV_EBUSY, "%s: busy (exception %02X: %s)", what, code, name);
+        case 10:
+            drv->connected = false;
+            return ll_error_set(
+                reterr, DRV_ELINK, "%s: link lost (exception %02X: %s)", what, code, name);
+        case 11:
+            drv->mb_unsynced = rtu;
+            return ll_error_set(
+                reterr, DRV_ETIMEDOUT, "%s: no answer (exception %02X: %s)", what, code, name);
+        default:
+            return ll_error_set(
+                reterr, DRV_EREFUSED, "%s: refused (exception %02X: %s)", what, code, name);
+        }
     }
     switch (err) {
     case ETIMEDOUT:
+        drv->mb_unsynced = rtu;
         return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no answer (time-out)", what);
     case EMBBADCRC:
     case EMBBADDATA:
@@ -139,6 +188,7 @@ int drv__mb_error(struct drv *drv, int err, const char *what, struct ll_error *r
     case EMBUNKEXC:
     case EMBMDATA:
     case EMBBADSLAVE:
+        drv->mb_unsynced = rtu;
         return ll_error_set(
             reterr, DRV_EPROTO, "%s: garbled answer (%s)", what, modbus_strerror(err));
     default:
@@ -146,6 +196,32 @@ int drv__mb_error(struct drv *drv, int err, const char *what, struct ll_error *r
         drv->connected = false;
         return ll_error_set(reterr, DRV_ELINK, "%s: link lost (%s)", what, modbus_strerror(err));
     }
+}
+
+bool drv__mb_refusal(int r)
+{
+    return r == DRV_EREFUSED || r == DRV_ECONFIG || r == DRV_EFAULT;
+}
+
+/* Makes the link ready for a request: flushes what has arrived, and after an unanswered or
+ * garbled request (RTU) reads the sync registers until an answer to that read arrives (see
+ * the top of this file). Returns 0, or DRV_ETIMEDOUT when the deadline comes first. */
+static int prepare(struct drv *drv, int64_t deadline_ms)
+{
+    uint16_t sync[2];
+
+    modbus_flush(drv->mb);
+    for (int attempt = 0; drv->mb_unsynced; attempt++) {
+        if (modbus_read_registers(drv->mb, drv->mb_sync_addr, 2, sync) == 2 ||
+            (errno > MODBUS_ENOBASE && errno <= MODBUS_ENOBASE + 11))
+            drv->mb_unsynced = false; /* answered: nothing older is left on the way */
+        else if (errno != ETIMEDOUT && errno < EMBBADCRC)
+            return 0; /* the link itself failed: the request will say so */
+        else if (modbus_flush(drv->mb) < 0 || !drv__backoff(attempt, deadline_ms) ||
+                 !set_attempt_timeout(drv, deadline_ms))
+            return DRV_ETIMEDOUT;
+    }
+    return 0;
 }
 
 bool drv__backoff(int attempt, int64_t deadline_ms)
@@ -195,12 +271,17 @@ int drv__mb_read(struct drv *drv,
         }
         if (!set_attempt_timeout(drv, deadline_ms))
             break;
-        modbus_flush(drv->mb);
+        r = prepare(drv, deadline_ms);
+        if (r) {
+            ll_error_set(reterr, r, "%s: no answer (resynchronising after a lost answer)", what);
+            break;
+        }
         if ((input ? modbus_read_input_registers(drv->mb, addr, n, dest)
                    : modbus_read_registers(drv->mb, addr, n, dest)) == n)
             return 0;
+        /* busy (06) and accepted (05) are polled like no answer; refusals are final */
         r = drv__mb_error(drv, errno, what, reterr);
-        if (r == DRV_EREFUSED)
+        if (drv__mb_refusal(r))
             return r;
     retry:
         if (!drv__backoff(attempt, deadline_ms))
@@ -208,6 +289,8 @@ int drv__mb_read(struct drv *drv,
     }
     if (r == 0) /* no attempt fitted in the time left */
         r = ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no time left before the deadline", what);
+    if (r == DRV__EACCEPTED) /* still working on it at the deadline */
+        r = ll_error_set(reterr, DRV_EBUSY, "%s: acknowledged (exception 05) but no data", what);
     return r;
 }
 
@@ -227,12 +310,38 @@ int drv__mb_write_regs_once(struct drv *drv,
         if (r)
             return r;
     }
-    if (!set_attempt_timeout(drv, deadline_ms))
+    if (!set_attempt_timeout(drv, deadline_ms) || prepare(drv, deadline_ms) != 0)
         return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no time left before the deadline", what);
-    modbus_flush(drv->mb);
     if (modbus_write_registers(drv->mb, addr, n, src) == n)
         return 0;
     return drv__mb_error(drv, errno, what, reterr);
+}
+
+/* Exception 05 to a write of value at addr: the instrument carries it out; read the
+ * register back until it holds value (or the deadline). */
+static int await_written(struct drv *drv,
+                         int addr,
+                         uint16_t value,
+                         const char *what,
+                         int64_t deadline_ms,
+                         struct ll_error *reterr)
+{
+    struct ll_error readerr = {0};
+    uint16_t back = 0;
+    int r;
+
+    for (int attempt = 0;; attempt++) {
+        r = drv__mb_read(drv, false, addr, 1, &back, deadline_ms, &readerr);
+        if (r == 0 && back == value)
+            return 0;
+        if (r != 0 || !drv__backoff(attempt, deadline_ms))
+            return ll_error_set(reterr,
+                                drv__mb_refusal(r) ? r : DRV_ETIMEDOUT,
+                                "%s: acknowledged (exception 05), but %s%s: outcome unknown",
+                                what,
+                                r ? "the read-back failed: " : "the value never showed",
+                                r ? readerr.msg : "");
+    }
 }
 
 int drv__mb_write_reg(
@@ -244,30 +353,38 @@ int drv__mb_write_reg(
     int r;
 
     snprintf(what, sizeof(what), "writing register %d = %u", addr, (unsigned)value);
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0, busy = 0; attempt < 2;) {
         if (!drv->connected) {
             r = drv__mb_connect(drv, deadline_ms, reterr);
             if (r)
                 return r;
         }
-        if (!set_attempt_timeout(drv, deadline_ms))
+        if (!set_attempt_timeout(drv, deadline_ms) || prepare(drv, deadline_ms) != 0)
             return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no time left", what);
-        modbus_flush(drv->mb);
         if (modbus_write_register(drv->mb, addr, value) == 1)
             return 0;
         r = drv__mb_error(drv, errno, what, reterr);
-        if (r == DRV_EREFUSED || r == DRV_EBUSY)
+        if (drv__mb_refusal(r))
             return r;
+        if (r == DRV__EACCEPTED)
+            return await_written(drv, addr, value, what, deadline_ms, reterr);
+        if (r == DRV_EBUSY) {
+            /* 06: not carried out; send it again after a back-off */
+            if (busy == DRV__BUSY_RESENDS || !drv__backoff(busy++, deadline_ms))
+                return r;
+            continue;
+        }
         /* outcome unknown: read back before anything else */
         r = drv__mb_read(drv, false, addr, 1, &back, deadline_ms, &readerr);
         if (r)
             return ll_error_set(reterr,
-                                r == DRV_EREFUSED ? r : DRV_ETIMEDOUT,
+                                drv__mb_refusal(r) ? r : DRV_ETIMEDOUT,
                                 "%s: no answer, and the read-back failed too (%s): outcome unknown",
                                 what,
                                 readerr.msg);
         if (back == value)
             return 0;
+        attempt++;
     }
     return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: not confirmed after two attempts", what);
 }

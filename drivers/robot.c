@@ -187,6 +187,7 @@ static enum drv_step_state reconcile(const struct robot_regs *rr, uint32_t id)
 
 static int robot_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
 {
+    drv->mb_sync_addr = -1; /* Modbus TCP: libmodbus matches answers by transaction id */
     return drv__mb_connect(drv, deadline_ms, reterr);
 }
 
@@ -227,6 +228,36 @@ static int ready_for_job(const struct robot_regs *rr, struct ll_error *reterr)
     }
 }
 
+/* Exception 05 to the job block: the robot took it and works on it. Polls the input
+ * registers until they report job id as accepted (or done). */
+static int await_accepted(
+    struct drv *drv, uint32_t id, const char *why, int64_t deadline_ms, struct ll_error *reterr)
+{
+    struct robot_regs rr;
+    int r;
+
+    for (int attempt = 0;; attempt++) {
+        r = read_regs(drv, IR_INTERLOCKS + 1, &rr, deadline_ms, reterr);
+        if (r)
+            return ll_error_set(reterr,
+                                r == DRV_ELINK ? DRV_ELINK : DRV_ETIMEDOUT,
+                                "job %u: %s; reading the robot's state back failed: outcome "
+                                "unknown, query before retrying",
+                                (unsigned)id,
+                                why);
+        if (rr.accepted == id || rr.last_done == id)
+            return 0;
+        if (!drv__backoff(attempt, deadline_ms))
+            return ll_error_set(reterr,
+                                DRV_ETIMEDOUT,
+                                "job %u: %s, but the robot never reported it (accepted job %u): "
+                                "outcome unknown, query before retrying",
+                                (unsigned)id,
+                                why,
+                                (unsigned)rr.accepted);
+    }
+}
+
 static int robot_start(struct drv *drv,
                        const struct drv_step *step,
                        int64_t deadline_ms,
@@ -254,13 +285,21 @@ static int robot_start(struct drv *drv,
     if (r)
         return r;
     build_block(drv, step, block);
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0, busy = 0; attempt < 2;) {
         r = drv__mb_write_regs_once(
             drv, drv->inst.base + HR_JOB_ID, HR_COUNT, block, deadline_ms, &werr);
         if (r == 0)
             return 0;
-        if (r == DRV_EREFUSED || r == DRV_EBUSY)
+        if (drv__mb_refusal(r))
             return ll_error_set(reterr, r, "job %u: %s", (unsigned)step->id, werr.msg);
+        if (r == DRV__EACCEPTED)
+            return await_accepted(drv, step->id, werr.msg, deadline_ms, reterr);
+        if (r == DRV_EBUSY) {
+            /* 06: the block was not taken; send it again after a back-off */
+            if (busy == DRV__BUSY_RESENDS || !drv__backoff(busy++, deadline_ms))
+                return ll_error_set(reterr, r, "job %u: %s", (unsigned)step->id, werr.msg);
+            continue;
+        }
         /* no answer / garbled / link lost: the outcome is unknown; read back first */
         r = read_regs(drv, IR_INTERLOCKS + 1, &rr, deadline_ms, reterr);
         if (r)
@@ -281,6 +320,7 @@ static int robot_start(struct drv *drv,
                                 state_name(rr.state),
                                 (unsigned)rr.accepted);
         /* the robot never accepted it: sending once more is safe */
+        attempt++;
     }
     return ll_error_set(reterr,
                         r ? r : DRV_ETIMEDOUT,
@@ -429,7 +469,9 @@ static int write_coil(struct drv *drv, int coil, int64_t deadline_ms, struct ll_
     modbus_flush(drv->mb);
     if (modbus_write_bit(drv->mb, drv->inst.base + coil, 1) == 1)
         return 0;
-    return drv__mb_error(drv, errno, coil == COIL_ABORT ? "ABORT" : "RESET_ERROR", reterr);
+    /* 05: accepted; the caller reads STATE back anyway */
+    int r = drv__mb_error(drv, errno, coil == COIL_ABORT ? "ABORT" : "RESET_ERROR", reterr);
+    return r == DRV__EACCEPTED ? 0 : r;
 }
 
 static int robot_safe(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
@@ -445,7 +487,7 @@ static int robot_safe(struct drv *drv, int64_t deadline_ms, struct ll_error *ret
             return 0; /* not moving: safe */
         /* ABORT is idempotent (a no-op when nothing runs), so a lost answer may be resent */
         r = write_coil(drv, COIL_ABORT, deadline_ms, reterr);
-        if (r == DRV_EREFUSED)
+        if (r == DRV_EREFUSED || r == DRV_ECONFIG)
             return r;
         if (!drv__backoff(attempt, deadline_ms))
             return ll_error_set(

@@ -16,8 +16,8 @@ Checks, for both maps in lab.conf (eurotherm3216, vendorb: no code change betwee
     a program start clears) -> step failed "reset before its end", not done;
   - a setpoint above max_temp_c and a ramp above max_ramp_c_min never reach the wire
     (0 bytes from the driver) and exit 2;
-  - refused (exception 02 from the server) -> exit 1 "refused", safe state commanded
-    (program reset, safe setpoint);
+  - refused (exception 02 from the server) -> exit 1 "refused", a configuration error, safe
+    state commanded (program reset, safe setpoint);
   - no answer (replies dropped) -> exit 1 "no answer"; garbled replies -> "garbled answer";
   - a sensor break during the anneal -> step failed "instrument fault", safe state commanded;
   - PV above max_temp_c + 10 C with no status bit -> the same (the driver's own check);
@@ -269,7 +269,8 @@ def run_map(map_name, slave, block, bridge, pa, tmp):
     block.refuse_addr = m["seg_target"]
     rc, out = labloop(lab, "run", "anneal", "--setpoint", "150", "--ramp", "10", "--dwell", "1")
     block.refuse_addr = None
-    check(rc == 1 and "refused" in out and "exception 02" in out, map_name + ": exception -> refused")
+    check(rc == 1 and "refused" in out and "exception 02" in out and "[configuration error" in out,
+          map_name + ": exception 02 -> refused as a configuration error")
     check("safe state commanded" in out and block.reg(m["program_status"]) == m["ps"]["reset"],
           map_name + ": refused start leaves the program in reset (safe)")
     check(block.reg(m["target_sp"]) == 250, map_name + ": safe setpoint 25.0 C in place")

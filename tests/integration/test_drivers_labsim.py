@@ -9,9 +9,9 @@ reached the instruments: a job run once, a program never loaded, a coater run no
 Checks: status/describe/safe of the three instruments; dispense, move, spin, anneal run to
 done, each executed exactly once; requests above a limit send nothing (exit 2, counts
 unchanged); for each fault the right kind of error or a transparent recovery, and no
-duplicate execution: robot.no_reply (the job runs once), robot.exception (refused),
+duplicate execution: robot.no_reply (the job runs once), robot.exception (instrument fault),
 robot.garbage / robot.disconnect / furnace.no_reply / furnace.garbage / coater.garbage /
-coater.no_reply (retried: success, run once), furnace.exception (refused), coater.err
+coater.no_reply (retried: success, run once), furnace.exception (instrument fault), coater.err
 (instrument fault), robot.job_error, coater.lid / coater.overspeed / coater.vacuum, lid
 open before a run, furnace.sensor_break (step failed, safe state commanded). labsim is
 killed at the end whatever happens.
@@ -213,7 +213,8 @@ def robot_faults(lab):
         check(rc == 0, name + ": the read is retried (reconnecting) and succeeds")
     lab.fault("robot.exception")
     rc, out = lab.run("robot", "status")
-    check(rc == 1 and "refused (exception 04" in out, "robot.exception: refused (exception 04)")
+    check(rc == 1 and "instrument fault (exception 04" in out and "[instrument fault]" in out,
+          "robot.exception: exception 04 is an instrument fault")
     lab.fault("robot.job_error")
     rc, out = lab.run("robot", "run", "dispense", "--well", "11", "--volumes", "10")
     check(rc == 1 and "error 20" in out and "instrument fault" in out and
@@ -267,7 +268,8 @@ def furnace_faults(lab):
         check(rc == 0, name + ": the read is retried and succeeds")
     lab.fault("furnace.exception")
     rc, out = lab.run("furnace", "status")
-    check(rc == 1 and "refused (exception 04" in out, "furnace.exception: refused (exception 04)")
+    check(rc == 1 and "instrument fault (exception 04" in out and "[instrument fault]" in out,
+          "furnace.exception: exception 04 is an instrument fault")
     p = lab.popen("furnace", "run", "anneal", "--setpoint", "150", "--ramp", "30", "--dwell", "5")
     deadline = time.monotonic() + 10
     line = ""

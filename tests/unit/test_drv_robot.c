@@ -9,7 +9,9 @@
  * START last, with BLOCK_CRC (hardware.md's example job 4711 gives 0xB878); a volume above a
  * limit sends nothing; a second start of an accepted job sends nothing; a lost reply is
  * reconciled from ACCEPTED_JOB_ID (no second job), a lost request is sent once more;
- * exception 06 is "busy", 03 "refused"; a job error fails the step as an instrument
+ * exception 06 is sent again after a back-off (a robot that stays busy is "busy"), 05 is
+ * polled through ACCEPTED_JOB_ID, 04 is an instrument fault with the safe state commanded, 03
+ * "refused"; a job error fails the step as an instrument
  * fault; query follows §3.3's reconciliation rules; ABORT stops a running job; silence is
  * "no answer" within the call budget; a cut connection is reopened at the next call; a dead
  * server is "link lost". The worker runs requests off the caller's thread, signals
@@ -19,6 +21,7 @@
 #include "common/ll_crc.h"
 #include "common/ll_time.h"
 #include "drivers/driver.h"
+#include "drivers/driver_internal.h"
 #include "drivers/labconf.h"
 #include "drivers/worker.h"
 #include "ll_test.h"
@@ -55,6 +58,8 @@ struct fake {
     uint16_t last_block[18];
     /* faults */
     int drop_reply, swallow, exception_next;
+    int exception_times; /* answer exception_next to this many FC16 (0 = once) */
+    bool ack_next;       /* take the next job block, answer exception 05 (acknowledge) */
     bool job_error, mute, disconnect_next;
     uint16_t map_version; /* 0: 0x0100 */
 };
@@ -132,7 +137,9 @@ static void handle(struct fake *f, uint8_t *q, int len)
         }
         if (f->exception_next) {
             modbus_reply_exception(f->ctx, q, (unsigned)f->exception_next);
-            f->exception_next = 0;
+            if (f->exception_times <= 1)
+                f->exception_next = 0;
+            f->exception_times--;
             return;
         }
         for (int i = 0; i < count && i < 18; i++)
@@ -155,6 +162,11 @@ static void handle(struct fake *f, uint8_t *q, int len)
             update_inputs(f);
             if (f->drop_reply > 0) {
                 f->drop_reply--;
+                return;
+            }
+            if (f->ack_next) {
+                f->ack_next = false;
+                modbus_reply_exception(f->ctx, q, MODBUS_EXCEPTION_ACKNOWLEDGE);
                 return;
             }
         }
@@ -433,12 +445,18 @@ static void test_robot_exceptions_and_job_error(void **state)
     struct ll_error err = {0};
     struct drv_step s = dispense(30, 4, 50, 0);
     struct drv_status st;
+    int fc16, jobs, ex;
     (void)state;
 
     assert_int_equal(drv_open(&in, &drv, &err), 0);
-    FAKE(f, f->exception_next = 6);
+    /* 06 (busy, not taken) for longer than the driver sends it again: busy for the caller */
+    FAKE(f, (f->exception_next = 6, f->exception_times = 1 + DRV__BUSY_RESENDS));
     assert_int_equal(drv_step_start(drv, &s, &err), DRV_EBUSY);
-    assert_non_null(strstr(err.msg, "exception 06"));
+    assert_non_null(strstr(err.msg, "busy (exception 06"));
+    FAKE(f, (fc16 = f->fc16, jobs = f->accepted_jobs, ex = f->exception_next));
+    assert_int_equal(fc16, 1 + DRV__BUSY_RESENDS);
+    assert_int_equal(jobs, 0);
+    assert_int_equal(ex, 0);
     FAKE(f, f->exception_next = 3);
     assert_int_equal(drv_step_start(drv, &s, &err), DRV_EREFUSED);
     assert_non_null(strstr(err.msg, "refused (exception 03: illegal data value)"));
@@ -468,6 +486,47 @@ static void test_robot_exceptions_and_job_error(void **state)
     assert_int_equal(drv_step_poll(drv, &s, &st, &err), 0);
     assert_int_equal(st.state, DRV_STEP_FAILED);
     assert_non_null(strstr(st.reason, "aborted"));
+    drv_close(&drv);
+    fake_stop(f);
+}
+
+/* F6: 06 once is backed off and sent again (the job runs once); 05 means the robot took the
+ * block: the driver polls ACCEPTED_JOB_ID instead of sending it again; 04 is an instrument
+ * fault and the safe state is commanded. */
+static void test_robot_busy_resent_acknowledge_polled_fault_safe(void **state)
+{
+    struct fake *f = fake_start();
+    struct labconf_instrument in = robot_inst(f->port);
+    struct drv *drv = NULL;
+    struct ll_error err = {0};
+    struct drv_step s = dispense(40, 4, 50, 0);
+    struct drv_status st;
+    int fc16, jobs;
+    (void)state;
+
+    assert_int_equal(drv_open(&in, &drv, &err), 0);
+    FAKE(f, f->exception_next = 6);
+    assert_int_equal(drv_step_start(drv, &s, &err), 0);
+    FAKE(f, (fc16 = f->fc16, jobs = f->accepted_jobs));
+    assert_int_equal(fc16, 2);
+    assert_int_equal(jobs, 1);
+    assert_int_equal(wait_end(drv, &s, &st), DRV_STEP_DONE);
+
+    s.id = 41;
+    FAKE(f, f->ack_next = true);
+    assert_int_equal(drv_step_start(drv, &s, &err), 0);
+    FAKE(f, (fc16 = f->fc16, jobs = f->accepted_jobs));
+    assert_int_equal(fc16, 3); /* not sent again */
+    assert_int_equal(jobs, 2);
+    assert_int_equal(wait_end(drv, &s, &st), DRV_STEP_DONE);
+
+    s.id = 42;
+    FAKE(f, f->exception_next = 4);
+    assert_int_equal(drv_step_start(drv, &s, &err), DRV_EFAULT);
+    assert_non_null(strstr(err.msg, "instrument fault (exception 04: server device failure)"));
+    assert_non_null(strstr(err.msg, "safe state commanded"));
+    FAKE(f, jobs = f->accepted_jobs);
+    assert_int_equal(jobs, 2);
     drv_close(&drv);
     fake_stop(f);
 }
@@ -631,6 +690,7 @@ int main(void)
         cmocka_unit_test(test_robot_limits_send_nothing),
         cmocka_unit_test(test_robot_lost_reply_and_lost_request_run_the_job_once),
         cmocka_unit_test(test_robot_exceptions_and_job_error),
+        cmocka_unit_test(test_robot_busy_resent_acknowledge_polled_fault_safe),
         cmocka_unit_test(test_robot_silence_cut_and_dead_server),
         cmocka_unit_test(test_worker_runs_requests_off_the_loop),
         cmocka_unit_test(test_worker_queue_limit_and_stop_with_queued_requests),
