@@ -205,22 +205,32 @@ bool drv__mb_refusal(int r)
 
 /* Makes the link ready for a request: flushes what has arrived, and after an unanswered or
  * garbled request (RTU) reads the sync registers until an answer to that read arrives (see
- * the top of this file). Returns 0, or DRV_ETIMEDOUT when the deadline comes first. */
-static int prepare(struct drv *drv, int64_t deadline_ms)
+ * the top of this file). Returns 0, or the kind of the sync read's last failure (no answer,
+ * garbled) with a sentence when the deadline comes first. */
+static int prepare(struct drv *drv, const char *what, int64_t deadline_ms, struct ll_error *reterr)
 {
     uint16_t sync[2];
+    int e;
 
     modbus_flush(drv->mb);
     for (int attempt = 0; drv->mb_unsynced; attempt++) {
-        if (modbus_read_registers(drv->mb, drv->mb_sync_addr, 2, sync) == 2 ||
-            (errno > MODBUS_ENOBASE && errno <= MODBUS_ENOBASE + 11))
-            drv->mb_unsynced = false; /* answered: nothing older is left on the way */
-        else if (errno != ETIMEDOUT && errno < EMBBADCRC)
+        if (modbus_read_registers(drv->mb, drv->mb_sync_addr, 2, sync) == 2)
+            break;
+        e = errno;
+        if (e > MODBUS_ENOBASE && e <= MODBUS_ENOBASE + 11)
+            break; /* an exception is an answer too */
+        if (e != ETIMEDOUT && e < EMBBADCRC)
             return 0; /* the link itself failed: the request will say so */
-        else if (modbus_flush(drv->mb) < 0 || !drv__backoff(attempt, deadline_ms) ||
-                 !set_attempt_timeout(drv, deadline_ms))
-            return DRV_ETIMEDOUT;
+        modbus_flush(drv->mb);
+        if (!drv__backoff(attempt, deadline_ms) || !set_attempt_timeout(drv, deadline_ms))
+            return ll_error_set(reterr,
+                                e == ETIMEDOUT ? DRV_ETIMEDOUT : DRV_EPROTO,
+                                "%s: %s while resynchronising after a lost or garbled answer",
+                                what,
+                                e == ETIMEDOUT ? "no answer (time-out)" : modbus_strerror(e));
     }
+    /* answered: every older answer has arrived before this one and was dropped */
+    drv->mb_unsynced = false;
     return 0;
 }
 
@@ -271,11 +281,9 @@ int drv__mb_read(struct drv *drv,
         }
         if (!set_attempt_timeout(drv, deadline_ms))
             break;
-        r = prepare(drv, deadline_ms);
-        if (r) {
-            ll_error_set(reterr, r, "%s: no answer (resynchronising after a lost answer)", what);
+        r = prepare(drv, what, deadline_ms, reterr);
+        if (r)
             break;
-        }
         if ((input ? modbus_read_input_registers(drv->mb, addr, n, dest)
                    : modbus_read_registers(drv->mb, addr, n, dest)) == n)
             return 0;
@@ -310,8 +318,11 @@ int drv__mb_write_regs_once(struct drv *drv,
         if (r)
             return r;
     }
-    if (!set_attempt_timeout(drv, deadline_ms) || prepare(drv, deadline_ms) != 0)
+    if (!set_attempt_timeout(drv, deadline_ms))
         return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no time left before the deadline", what);
+    r = prepare(drv, what, deadline_ms, reterr);
+    if (r)
+        return r;
     if (modbus_write_registers(drv->mb, addr, n, src) == n)
         return 0;
     return drv__mb_error(drv, errno, what, reterr);
@@ -359,8 +370,11 @@ int drv__mb_write_reg(
             if (r)
                 return r;
         }
-        if (!set_attempt_timeout(drv, deadline_ms) || prepare(drv, deadline_ms) != 0)
+        if (!set_attempt_timeout(drv, deadline_ms))
             return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no time left", what);
+        r = prepare(drv, what, deadline_ms, reterr);
+        if (r)
+            return r;
         if (modbus_write_register(drv->mb, addr, value) == 1)
             return 0;
         r = drv__mb_error(drv, errno, what, reterr);
