@@ -213,7 +213,9 @@ static int prepare(struct drv *drv, const char *what, int64_t deadline_ms, struc
     int e;
 
     modbus_flush(drv->mb);
-    for (int attempt = 0; drv->mb_unsynced; attempt++) {
+    if (!drv->mb_unsynced)
+        return 0;
+    for (int attempt = 0;; attempt++) {
         if (modbus_read_registers(drv->mb, drv->mb_sync_addr, 2, sync) == 2)
             break;
         e = errno;
@@ -231,6 +233,8 @@ static int prepare(struct drv *drv, const char *what, int64_t deadline_ms, struc
     }
     /* answered: every older answer has arrived before this one and was dropped */
     drv->mb_unsynced = false;
+    if (!set_attempt_timeout(drv, deadline_ms))
+        return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no time left after resynchronising", what);
     return 0;
 }
 
