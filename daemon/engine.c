@@ -612,6 +612,8 @@ static int step_settle(struct engine *e, int64_t step_id, int to, const char *re
  *   DRV_ESTEPTIME  "running" past step_timeout_s: it does not do what it says
  *   DRV_ELINK ...  no link or answer through the driver's retries and ENGINE_LINK_FAULT_CALLS
  *                  of our calls (at start these settle by a query, never a failure)
+ *   DRV_ECONFIG    Modbus exception 01/02: the register map does not fit the instrument;
+ *                  every step would fail the same way until the lab file is fixed
  *   DRV_ELIMIT ... nothing was sent: our limits or our step, not the instrument */
 static const struct {
     int code;
@@ -623,6 +625,7 @@ static const struct {
     {DRV_ELINK,     1, 1},
     {DRV_ETIMEDOUT, 1, 1},
     {DRV_EPROTO,    1, 1},
+    {DRV_ECONFIG,   1, 1},
     {DRV_ELIMIT,    0, 0},
     {-EINVAL,       0, 0},
     {-ENOMEM,       0, 0},

@@ -24,6 +24,7 @@ static void test_engine_fault_unusable_table(void **state)
         {DRV_ELINK,     1, 1, "link down through the retries"                                         },
         {DRV_ETIMEDOUT, 1, 1, "no answer through the retries"                                         },
         {DRV_EPROTO,    1, 1, "garbled answers through the retries"                                   },
+        {DRV_ECONFIG,   1, 1, "Modbus 01/02: the register map does not fit the instrument"            },
         {DRV_ELIMIT,    0, 0, "nothing sent: our limit"                                               },
         {-EINVAL,       0, 0, "nothing sent: our step"                                                },
         {-ENOMEM,       0, 0, "ours"                                                                  },
