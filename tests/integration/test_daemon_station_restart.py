@@ -62,9 +62,10 @@ def remeasure(tmp, db):
     numbers, but the objective stays the first one's, and a warning event says so."""
     msg = json.load(open(glob.glob(os.path.join(tmp, "sim", "stations", "jv-1", "req-*.json"))[0]))
     c = sqlite3.connect(db)
-    exp_id, first_pce = c.execute(
+    # acked means stored; the objective follows from the analysis, which runs after the ack
+    exp_id, first_pce = wait_for("the first measurement's objective", lambda: c.execute(
         "SELECT o.experiment_id, o.value FROM objectives o JOIN measurements m ON m.id = o.measurement_id "
-        "WHERE m.request = ? AND o.name = 'pce_pct'", (msg["request"],)).fetchone()
+        "WHERE m.request = ? AND o.name = 'pce_pct'", (msg["request"],)).fetchone(), timeout=30)
     c.close()
     msg.update(station="jv-1x", epoch="again1", seq=1)
     for sweep in msg["data"]["sweeps"]:
