@@ -34,7 +34,8 @@ static int fail(struct ll_error *err, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    return ll_error_set(err, -EINVAL, "%s: %s", path, text);
+    ll_error_set(err, -EINVAL, "%s: %s", path, text);
+    return -EINVAL; /* visibly negative: callers return it as their failure */
 }
 
 static const char *json_type_name(const json_t *v)
@@ -217,6 +218,7 @@ static int get_number_array(const json_t *obj,
     int r = get_member(obj, parent, key, &v, err);
 
     *ret = NULL;
+    *ret_n = 0;
     if (r < 0)
         return r;
     path_join(path, parent, key);
@@ -239,14 +241,15 @@ static int get_number_array(const json_t *obj,
         double xi = json_is_integer(e) ? (double)json_integer_value(e)
                     : json_is_real(e)  ? json_real_value(e)
                                        : (double)NAN;
-        if (isfinite(xi)) {
-            x[i] = xi; /* the common case: no element path to format */
-            continue;
+        if (!isfinite(xi)) { /* the element path is formatted only for a bad element */
+            snprintf(elem, sizeof(elem), "%s[%zu]", path, i);
+            r = number_value(e, elem, &xi, err);
+            if (r < 0) {
+                free(x);
+                return r;
+            }
         }
-        snprintf(elem, sizeof(elem), "%s[%zu]", path, i);
-        r = number_value(e, elem, &x[i], err);
-        free(x);
-        return r < 0 ? r : fail(err, elem, "not a finite number");
+        x[i] = xi;
     }
     *ret = x;
     *ret_n = n;
@@ -451,11 +454,13 @@ parse_stability(const json_t *data, struct measurement_stability *st, struct ll_
     if (r < 0)
         return r;
     for (size_t i = 0; i < st->n_points; i++) {
+        if (st->time_h[i] >= 0.0 && (i == 0 || st->time_h[i] > st->time_h[i - 1]))
+            continue; /* the element path is formatted only for a bad element */
         char elem[PATH_MAX_LEN];
         snprintf(elem, sizeof(elem), "data.time_h[%zu]", i);
         if (st->time_h[i] < 0.0)
             return fail(err, elem, "must be >= 0 (got %g)", st->time_h[i]);
-        if (i > 0 && !(st->time_h[i] > st->time_h[i - 1]))
+        if (i > 0)
             return fail(err,
                         elem,
                         "must be greater than the previous time (%g <= %g)",

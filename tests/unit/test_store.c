@@ -448,6 +448,76 @@ static void test_store_measurement_dedup_and_conflict(void **state)
                                            &err),
                      0);
     assert_int_equal(outcome, STORE_MEAS_STORED);
+    char hex[SHA256_HEX_LEN];
+    sha256_hex(raw, strlen(raw), hex);
+    assert_int_equal(store_measurement_has(s, "jv-1", NULL, 7, hex, &err), 1);
+    assert_int_equal(store_measurement_has(s, "jv-1", "", 8, hex, &err), 0);
+    assert_int_equal(store_rejection_put(s, NULL, NULL, 0, "malformed JSON", "\xff\xfe", 2, &err),
+                     0);
+    int64_t n_stored = 0, n_rej = 0;
+    assert_int_equal(store_measurement_counts(s, &n_stored, &n_rej, &err), 0);
+    assert_int_equal(n_stored, 2);
+    assert_int_equal(n_rej, 1);
+    assert_int_equal(store_derived_put(s, id1, "pce_pct", 17.5, "jv-1", &err), 0);
+    assert_int_equal(store_objective_put(s, e, "pce_pct", 17.5, id1, "jv-1", &err), 0);
+    json_t *ex = store_experiments_json(s, c, &err);
+    json_t *obj = json_object_get(json_array_get(ex, 0), "objectives");
+    ll_assert_close(json_number_value(json_object_get(obj, "pce_pct")), 17.5, 0, 1e-12);
+    ll_assert_close(
+        json_number_value(json_object_get(json_object_get(json_array_get(ex, 0), "params"), "fa")),
+        0.5,
+        0,
+        1e-15);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ex, 0), "sample")),
+                        "S000001");
+    json_decref(ex);
+    store_close(&s);
+}
+
+/* Sequence epochs: seq 7 of a station again under a new epoch is a new measurement; within an
+ * epoch the usual duplicate and conflict; store_station_epoch_before names the epoch before. */
+static void test_store_measurement_epochs(void **state)
+{
+    (void)state;
+    struct store *s = open_fresh();
+    struct ll_error err;
+    int64_t c;
+    int64_t e = make_experiment(s, &c);
+    const char *raw = "{\"v\":1}";
+    int outcome = -1;
+    int64_t id1 = 0;
+    assert_int_equal(store_measurement_put(s,
+                                           "jv-1",
+                                           NULL,
+                                           7,
+                                           "r-1",
+                                           "jv",
+                                           "S1",
+                                           e,
+                                           0,
+                                           "t",
+                                           raw,
+                                           strlen(raw),
+                                           &outcome,
+                                           &id1,
+                                           &err),
+                     0);
+    assert_int_equal(store_measurement_put(s,
+                                           "jv-2",
+                                           NULL,
+                                           7,
+                                           "r-1",
+                                           "jv",
+                                           "S1",
+                                           e,
+                                           0,
+                                           "t",
+                                           raw,
+                                           strlen(raw),
+                                           &outcome,
+                                           &id1,
+                                           &err),
+                     0);
     /* seq 7 again under a new epoch (the station started its numbering again): a new
      * measurement, not a conflict; then a duplicate and a conflict within that epoch */
     char prev[65] = "";
@@ -510,29 +580,8 @@ static void test_store_measurement_dedup_and_conflict(void **state)
                      0);
     char hex[SHA256_HEX_LEN];
     sha256_hex(raw, strlen(raw), hex);
-    assert_int_equal(store_measurement_has(s, "jv-1", NULL, 7, hex, &err), 1);
-    assert_int_equal(store_measurement_has(s, "jv-1", "", 8, hex, &err), 0);
     assert_int_equal(store_measurement_has(s, "jv-1", "b2", 8, hex, &err), 1);
     assert_int_equal(store_measurement_has(s, "jv-1", "b2", 7, hex, &err), 0);
-    assert_int_equal(store_rejection_put(s, NULL, NULL, 0, "malformed JSON", "\xff\xfe", 2, &err),
-                     0);
-    int64_t n_stored = 0, n_rej = 0;
-    assert_int_equal(store_measurement_counts(s, &n_stored, &n_rej, &err), 0);
-    assert_int_equal(n_stored, 4);
-    assert_int_equal(n_rej, 1);
-    assert_int_equal(store_derived_put(s, id1, "pce_pct", 17.5, "jv-1", &err), 0);
-    assert_int_equal(store_objective_put(s, e, "pce_pct", 17.5, id1, "jv-1", &err), 0);
-    json_t *ex = store_experiments_json(s, c, &err);
-    json_t *obj = json_object_get(json_array_get(ex, 0), "objectives");
-    ll_assert_close(json_number_value(json_object_get(obj, "pce_pct")), 17.5, 0, 1e-12);
-    ll_assert_close(
-        json_number_value(json_object_get(json_object_get(json_array_get(ex, 0), "params"), "fa")),
-        0.5,
-        0,
-        1e-15);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(ex, 0), "sample")),
-                        "S000001");
-    json_decref(ex);
     store_close(&s);
 }
 
@@ -643,6 +692,7 @@ int main(void)
         cmocka_unit_test(test_store_transitions_are_checked_in_the_database),
         cmocka_unit_test(test_store_rollback_discards_everything),
         cmocka_unit_test(test_store_measurement_dedup_and_conflict),
+        cmocka_unit_test(test_store_measurement_epochs),
         cmocka_unit_test(test_store_events_are_append_only),
         cmocka_unit_test(test_store_events_with_cut_utf8_keep_their_text),
         cmocka_unit_test(test_store_backup_is_a_consistent_copy),
