@@ -67,17 +67,17 @@ static const struct {
     int code;
     const char *want; /* the message must contain this (the field path) */
 } bad[] = {
-    {"not json",                      "{\"v\": 1,",                                                 -EINVAL,          "invalid JSON"            },
-    {"nan literal",                   "{\"v\": NaN}",                                               -EINVAL,          "invalid JSON"            },
-    {"trailing garbage",              "{\"v\": 1} x",                                               -EINVAL,          "invalid JSON"            },
-    {"duplicate key",                 "{\"v\": 1, \"v\": 1}",                                       -EINVAL,          "invalid JSON"            },
-    {"huge number",                   "{\"v\": 1e400}",                                             -EINVAL,          "invalid JSON"            },
-    {"array",                         "[1, 2]",                                                     -EINVAL,          "must be a JSON object"   },
-    {"missing v",                     "{\"type\": \"hello\"}",                                      -EINVAL,          "v: missing"              },
-    {"v as string",                   "{\"v\": \"1\"}",                                             -EINVAL,          "v: must be the integer 1"},
-    {"version 2",                     "{\"v\": 2, \"type\": \"hello\"}",                            -EPROTONOSUPPORT, "v: unsupported version 2"},
-    {"daemon type",                   "{\"v\": 1, \"type\": \"ack\", \"station\": \"a\"}",          -EINVAL,          "type:"                   },
-    {"missing station",               "{\"v\": 1, \"type\": \"heartbeat\"}",                        -EINVAL,          "station: missing"        },
+    {"not json",                         "{\"v\": 1,",                                              -EINVAL,          "invalid JSON"            },
+    {"nan literal",                      "{\"v\": NaN}",                                            -EINVAL,          "invalid JSON"            },
+    {"trailing garbage",                 "{\"v\": 1} x",                                            -EINVAL,          "invalid JSON"            },
+    {"duplicate key",                    "{\"v\": 1, \"v\": 1}",                                    -EINVAL,          "invalid JSON"            },
+    {"huge number",                      "{\"v\": 1e400}",                                          -EINVAL,          "invalid JSON"            },
+    {"array",                            "[1, 2]",                                                  -EINVAL,          "must be a JSON object"   },
+    {"missing v",                        "{\"type\": \"hello\"}",                                   -EINVAL,          "v: missing"              },
+    {"v as string",                      "{\"v\": \"1\"}",                                          -EINVAL,          "v: must be the integer 1"},
+    {"version 2",                        "{\"v\": 2, \"type\": \"hello\"}",                         -EPROTONOSUPPORT, "v: unsupported version 2"},
+    {"daemon type",                      "{\"v\": 1, \"type\": \"ack\", \"station\": \"a\"}",       -EINVAL,          "type:"                   },
+    {"missing station",                  "{\"v\": 1, \"type\": \"heartbeat\"}",                     -EINVAL,          "station: missing"        },
     {"bad station",
      "{\"v\": 1, \"type\": \"heartbeat\", \"station\": \"jv 1\"}",                                  -EINVAL,
      "station:"                                                                                                                                 },
@@ -105,7 +105,7 @@ static const struct {
      "{" HDR HDR2 "\"kind\": \"xrd\", " JV_DATA "}",
      -EINVAL,
      "kind: unknown kind \"xrd\""                                                                                                               },
-    {"missing kind",                  "{" HDR HDR2 JV_DATA "}",                                     -EINVAL,          "kind: missing"           },
+    {"missing kind",                     "{" HDR HDR2 JV_DATA "}",                                  -EINVAL,          "kind: missing"           },
     {"bad time",
      "{" HDR
      "\"request\": \"r\", \"sample\": \"S\", \"time\": \"yesterday\", \"kind\": \"jv\", " JV_DATA
@@ -116,7 +116,7 @@ static const struct {
      "\"kind\": \"jv\", " JV_DATA "}",
      -EINVAL,
      "time:"                                                                                                                                    },
-    {"missing data",                  "{" HDR HDR2 "\"kind\": \"jv\"}",                             -EINVAL,          "data: missing"           },
+    {"missing data",                     "{" HDR HDR2 "\"kind\": \"jv\"}",                          -EINVAL,          "data: missing"           },
     {"data not object",
      "{" HDR HDR2 "\"kind\": \"jv\", \"data\": [1]}",
      -EINVAL,
@@ -147,6 +147,10 @@ static const struct {
      "\"sweeps\": [{\"direction\": \"reverse\", \"voltage_v\": [1, 0.5, \"NaN\", -0.1], "
      "\"current_ma_cm2\": [-1, 10, 20, 21]}]}}",                                                    -EINVAL,
      "data.sweeps[0].voltage_v[2]: not a finite number"                                                                                         },
+    {"minus infinity as -1e999 in data",
+     "{" HDR HDR2 "\"kind\": \"stability\", \"data\": {\"time_h\": [0, 1], \"normalised_pce\": "
+     "[1, -1e999]}}",                                                                               -EINVAL,
+     "real number overflow"                                                                                                                     },
     {"null number",
      "{" HDR HDR2 "\"kind\": \"jv\", \"data\": {\"irradiance_mw_cm2\": 100, \"area_cm2\": 0.09, "
      "\"sweeps\": [{\"direction\": \"reverse\", \"voltage_v\": [1, 0.5, 0, -0.1], "
@@ -270,6 +274,21 @@ static void test_measurement_seq_hint(void **state)
     assert_int_equal(measurement_seq_hint("{\"seq\": -3}", 11), 0);
     assert_int_equal(measurement_seq_hint("{\"seq\"", 6), 0);
     assert_int_equal(measurement_seq_hint("[17]", 4), 0);
+}
+
+/* B2: negative zero is a number like any other (0; a current at V = Voc may well be written
+ * -0.0): accepted; only non-finite values and overflow are refused (tests above). */
+static void test_measurement_negative_zero_is_zero(void **state)
+{
+    static const char msg[] =
+        "{" HDR HDR2 "\"kind\": \"stability\", \"data\": {\"time_h\": [-0.0, 1, 2], "
+        "\"normalised_pce\": [1, -0, 0.8]}}";
+    struct measurement *m = NULL;
+    struct ll_error err = {0};
+    (void)state;
+    assert_int_equal(measurement_parse(msg, strlen(msg), &m, &err), 0);
+    assert_true(m->stability.time_h[0] == 0.0 && m->stability.normalised_pce[1] == 0.0);
+    measurement_free(&m);
 }
 
 /* The optional epoch (docs/protocol.md): parsed when sent, "" when not; its hint is recovered
@@ -439,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_measurement_oversize_and_empty),
         cmocka_unit_test(test_measurement_seq_hint),
         cmocka_unit_test(test_measurement_epoch_and_hint),
+        cmocka_unit_test(test_measurement_negative_zero_is_zero),
         cmocka_unit_test(test_analysis_get_to_json_and_errors),
         cmocka_unit_test(test_example_files),
     };
