@@ -213,6 +213,66 @@ def check_reanalysis(db):
     return n
 
 
+def check_store_sound(db):
+    """I7: integrity_check ok, foreign keys hold, event ids without gaps."""
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    bad_refs = db.execute("PRAGMA foreign_key_check").fetchall()
+    assert not bad_refs, f"rows pointing at rows that do not exist: {bad_refs[:5]}"
+    ids = [r[0] for r in db.execute("SELECT id FROM events ORDER BY id")]
+    assert ids == list(range(1, len(ids) + 1)), "event ids have gaps"
+
+
+def check_exactly_once(db, counts, states):
+    """I4/I5: every robot job and coater run labsim executed ran once and belongs to a step the
+    store records in one of `states` for that instrument; every request measured at most once."""
+    jobs = {str(j): (st, instr) for j, st, instr in
+            db.execute("SELECT job, state, instrument FROM steps WHERE job IS NOT NULL")}
+    for kind, instr in (("robot_jobs", "robot"), ("coater_runs", "coater")):
+        for job, n in counts.get(kind, {}).items():
+            key = re.sub(r"\D", "", job).lstrip("0") or "0"
+            assert n == 1, f"{kind}: job {job} executed {n} times"
+            assert key in jobs, f"{kind}: job {job} ran but no step has that job number"
+            assert jobs[key][0] in states and jobs[key][1] == instr, (job, jobs[key])
+    done_robot = db.execute("SELECT count(*) FROM steps WHERE instrument='robot' AND state='done'").fetchone()[0]
+    assert done_robot <= len(counts.get("robot_jobs", {})), f"{done_robot} robot steps done, fewer jobs ran"
+    for req, n in counts.get("measurements", {}).items():
+        assert n == 1, f"request {req} measured {n} times"
+
+
+def check_acked_stored(db, tmp):
+    """I1: every measurement a station had acked is stored with the station's exact bytes;
+    returns how many were acked."""
+    acked = 0
+    for ack in glob.glob(os.path.join(tmp, "sim", "stations", "*", "ack-*")):
+        station = os.path.basename(os.path.dirname(ack))
+        seq = int(ack.rsplit("-", 1)[1])
+        if open(ack).read().strip() not in ("stored", "duplicate"):
+            continue
+        acked += 1
+        msgs = [m for m in glob.glob(os.path.join(os.path.dirname(ack), "req-*.json"))
+                if json.load(open(m)).get("seq") == seq]
+        assert msgs, f"{station} seq {seq}: acked but the station has no message"
+        h = hashlib.sha256(open(msgs[0], "rb").read()).hexdigest()
+        epoch = json.load(open(msgs[0])).get("epoch", "")
+        row = db.execute("SELECT hash FROM measurements WHERE station=? AND epoch=? AND seq=?",
+                         (station, epoch, seq)).fetchone()
+        assert row is not None, f"{station} seq {seq}: acked but not stored"
+        assert row[0] == h, f"{station} seq {seq}: stored bytes differ from the station's"
+    return acked
+
+
+def check_midway(tmp):
+    """The invariants that hold at any moment, also right after a crash, while campaigns still
+    run: I7, I4/I5 (a job that ran may belong to a step still started) and I1."""
+    db = sqlite3.connect(os.path.join(tmp, "l.db"))
+    try:
+        check_store_sound(db)
+        check_exactly_once(db, labsim_counts(tmp), ("started", "done", "failed"))
+        return check_acked_stored(db, tmp)
+    finally:
+        db.close()
+
+
 def check_invariants(tmp, counts, db_path=None):
     """The crash tests' invariants (reliability.md §3) on tmp/l.db after the campaigns ended,
     against labsim's counts and the stations' ack files under tmp/sim/stations:
@@ -230,44 +290,14 @@ def check_invariants(tmp, counts, db_path=None):
          digits) with the same analysis version.
     db_path defaults to tmp/l.db. Returns (experiments measured, measurements acked)."""
     db = sqlite3.connect(db_path or os.path.join(tmp, "l.db"))
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    bad_refs = db.execute("PRAGMA foreign_key_check").fetchall()
-    assert not bad_refs, f"rows pointing at rows that do not exist: {bad_refs[:5]}"
-    ids = [r[0] for r in db.execute("SELECT id FROM events ORDER BY id")]
-    assert ids == list(range(1, len(ids) + 1)), "event ids have gaps"
+    check_store_sound(db)
     left = db.execute("SELECT count(*) FROM steps WHERE state = 'started'").fetchone()[0]
     assert left == 0, f"{left} steps left started"
     open_exp = db.execute("SELECT count(*) FROM experiments WHERE state NOT IN "
                           "('measured','failed','abandoned')").fetchone()[0]
     assert open_exp == 0, f"{open_exp} experiments not ended"
-    jobs = {str(j): (st, instr) for j, st, instr in
-            db.execute("SELECT job, state, instrument FROM steps WHERE job IS NOT NULL")}
-    for kind, instr in (("robot_jobs", "robot"), ("coater_runs", "coater")):
-        for job, n in counts.get(kind, {}).items():
-            key = re.sub(r"\D", "", job).lstrip("0") or "0"
-            assert n == 1, f"{kind}: job {job} executed {n} times"
-            assert key in jobs, f"{kind}: job {job} ran but no step has that job number"
-            assert jobs[key][0] in ("done", "failed") and jobs[key][1] == instr, (job, jobs[key])
-    done_robot = db.execute("SELECT count(*) FROM steps WHERE instrument='robot' AND state='done'").fetchone()[0]
-    assert done_robot <= len(counts.get("robot_jobs", {})), f"{done_robot} robot steps done, fewer jobs ran"
-    for req, n in counts.get("measurements", {}).items():
-        assert n == 1, f"request {req} measured {n} times"
-    acked = 0
-    for ack in glob.glob(os.path.join(tmp, "sim", "stations", "*", "ack-*")):
-        station = os.path.basename(os.path.dirname(ack))
-        seq = int(ack.rsplit("-", 1)[1])
-        if open(ack).read().strip() not in ("stored", "duplicate"):
-            continue
-        acked += 1
-        msgs = [m for m in glob.glob(os.path.join(os.path.dirname(ack), "req-*.json"))
-                if json.load(open(m)).get("seq") == seq]
-        assert msgs, f"{station} seq {seq}: acked but the station has no message"
-        h = hashlib.sha256(open(msgs[0], "rb").read()).hexdigest()
-        epoch = json.load(open(msgs[0])).get("epoch", "")
-        row = db.execute("SELECT hash FROM measurements WHERE station=? AND epoch=? AND seq=?",
-                         (station, epoch, seq)).fetchone()
-        assert row is not None, f"{station} seq {seq}: acked but not stored"
-        assert row[0] == h, f"{station} seq {seq}: stored bytes differ from the station's"
+    check_exactly_once(db, counts, ("done", "failed"))
+    acked = check_acked_stored(db, tmp)
     fits = {(c, r): json.loads(f) for c, r, f in db.execute("SELECT campaign_id, round, fit FROM model_fits")}
     for eid, c, rnd, params in db.execute("SELECT id, campaign_id, round, params FROM experiments"):
         assert (c, rnd) in fits, f"experiment {eid}: round {rnd} of campaign {c} has no stored proposal"

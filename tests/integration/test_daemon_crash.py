@@ -10,7 +10,9 @@ random moments and restarted each time. Afterwards:
     settled on its own;
   - every measurement a station had acked (RUNTIME/stations/NAME/ack-SEQ) is in the store
     with the station's exact bytes (SHA-256 of its stored message);
-  - PRAGMA integrity_check is ok and the event ids have no gaps.
+  - PRAGMA integrity_check is ok and the event ids have no gaps;
+  - and right after every kill, before the restart recovers: the store is sound, nothing ran
+    twice or unknown to the store, every acked measurement is stored (check_midway).
 Environment: LABSIM, LABLOOPD, LABLOOP, LL_SOURCE_DIR; LL_CRASH_KILLS (default 20),
 LL_CRASH_SEED.
 """
@@ -24,7 +26,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import LABLOOPD, LABSIM, check_invariants, labloop, labsim_counts, write_campaign, write_lab  # noqa: E402
+from daemon_helpers import (LABLOOPD, LABSIM, check_invariants, check_midway, labloop, labsim_counts,  # noqa: E402
+                            write_campaign, write_lab)
 
 KILLS = int(os.environ.get("LL_CRASH_KILLS", "20"))
 SPEED = int(os.environ.get("LL_CRASH_SPEED", "1000"))
@@ -106,6 +109,7 @@ def main():
             daemon.send_signal(signal.SIGKILL)
             daemon.wait()
             kills += 1
+            check_midway(tmp)  # I7, I4/I5, I1 hold right after the kill, before recovery
             daemon = start_daemon(tmp, run_dir)
             wait_up(run_dir, daemon)
         else:

@@ -20,6 +20,9 @@ a point the run never reaches fails the test.
    must find the stop latched and reset the furnace's program (its safe state) within 2 s, by a
    command, not by the program's own end; the stop holds, also across one more restart, until
    an operator resumes the campaign.
+After each death of part 2, before the next start recovers anything, the invariants that hold
+at any moment (daemon_helpers.check_midway): the store is sound, no job or coater run executed
+twice or unknown to the store, every acked measurement stored with its exact bytes.
 Afterwards the invariants of daemon_helpers.check_invariants hold: every job and coater run
 exactly once and known to the store, every acked measurement stored with its exact bytes, no
 step left started, every experiment ended, integrity_check ok, event ids without gaps.
@@ -33,7 +36,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (LABLOOP, LABLOOPD, check_invariants, finish, labloop, labsim_counts,  # noqa: E402
+from daemon_helpers import (LABLOOP, LABLOOPD, check_invariants, check_midway, finish, labloop,  # noqa: E402
+                            labsim_counts,
                             request, run_killing, start_labsim, wait_for, write_campaign, write_lab)
 
 SPEED = 1000
@@ -136,7 +140,9 @@ def main():
     for name, n in points:
         p = start_daemon(tmp, run, f"{name}:{n}")
         expect_death(tmp, run, p, name, n)
-        print(f"{time.time() - t_start:6.1f} s: killed at {name}:{n}")
+        acked = check_midway(tmp)  # I7, I4/I5, I1 right after the death, before any recovery
+        print(f"{time.time() - t_start:6.1f} s: killed at {name}:{n}; store sound, nothing ran twice, "
+              f"all {acked} acked measurements stored")
     p = start_daemon(tmp, run)
     wait_up(run, p)
     print(f"{time.time() - t_start:6.1f} s: every point reached")
