@@ -74,6 +74,9 @@ run_request(struct drv_worker *w, const struct drv_request *req, struct drv_comp
     case DRV_REQ_DESCRIBE:
         c->rc = drv_describe(w->drv, c->status.text, sizeof(c->status.text), &c->err);
         break;
+    case DRV_REQ_CLEAR:
+        c->rc = drv_clear_fault(w->drv, &c->err);
+        break;
     default:
         c->rc = ll_error_set(&c->err, -EINVAL, "unknown request %d", (int)req->op);
     }

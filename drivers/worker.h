@@ -13,7 +13,11 @@
  *     thread (the daemon's loop); submit and next are mutex-protected against the worker.
  *   - Requests run one at a time, in order, except DRV_REQ_SAFE, which goes to the head of
  *     the queue (an e-stop must not wait behind polls). A request that is running is not
- *     interrupted; it ends within its call budget (driver.h "Deadlines").
+ *     interrupted; it ends within its call budget (driver.h "Deadlines"). DRV_REQ_CLEAR
+ *     (the operator's reset of a latched fault) keeps its place: it runs after whatever was
+ *     queued before it, so it never runs under a start or a poll submitted earlier; the
+ *     caller decides whether a reset is safe at all (the daemon refuses one while a step of
+ *     the instrument is in flight).
  *   - The completion fd is an eventfd in semaphore mode: it is readable exactly while at
  *     least one completion is waiting; each drv_worker_next() consumes one. Level-
  *     triggered, so poll()/epoll without EPOLLET both work.
@@ -41,6 +45,7 @@ enum drv_request_op {
     DRV_REQ_SAFE,      /* drv_safe(); jumps the queue */
     DRV_REQ_STATUS,    /* drv_status() -> status */
     DRV_REQ_DESCRIBE,  /* drv_describe() -> status.text */
+    DRV_REQ_CLEAR,     /* drv_clear_fault(): clears a latched fault; in order, like the others */
 };
 
 struct drv_request {

@@ -2,10 +2,13 @@
  * workers (robot, coater, furnace) driven from one poll() loop over their eventfds, never
  * blocking on I/O, taking one sample through dispense -> move -> spin -> move -> anneal ->
  * park, with status requests to the other instruments interleaved while a step runs; then
- * SAFE to all three. labsim (port 0, --speed 20, per-test runtime folder) is started here and
+ * SAFE to all three. Then a latched coater fault (the lid opened mid-spin through labsim's
+ * control socket) cleared through the worker (DRV_REQ_CLEAR), after which the coater spins
+ * again. labsim (port 0, --speed 20, per-test runtime folder) is started here and
  * stopped in the group teardown whatever happens.
  */
 #include "common/ll_time.h"
+#include "daemon/control.h"
 #include "drivers/driver.h"
 #include "drivers/labconf.h"
 #include "drivers/worker.h"
@@ -25,6 +28,8 @@
 static pid_t labsim_pid;
 static struct labconf *lab;
 
+static char labsim_rt[4096]; /* labsim's runtime folder: its control socket is rt/control */
+
 static int start_labsim(void **state)
 {
     const char *labsim = getenv("LABSIM");
@@ -42,6 +47,7 @@ static int start_labsim(void **state)
     }
     snprintf(in_path, sizeof(in_path), "%s/lab-in.conf", tmp);
     snprintf(rt, sizeof(rt), "%s/rt", tmp);
+    snprintf(labsim_rt, sizeof(labsim_rt), "%s", rt);
     snprintf(ready, sizeof(ready), "%s/ready", rt);
     snprintf(out_path, sizeof(out_path), "%s/lab.conf", rt);
     snprintf(cmd_err, sizeof(cmd_err), "%s/labsim.log", tmp);
@@ -220,10 +226,115 @@ static void test_three_workers_take_a_sample_through_the_lab(void **state)
     }
 }
 
+/* One request to labsim's control socket; asserts {"ok": true}. */
+static void labsim_set(const char *what, int value)
+{
+    struct ll_error err = {0};
+    json_t *reply = NULL;
+    json_t *req = json_pack("{s:s,s:s,s:i}", "cmd", "set", "what", what, "value", value);
+    int r = control_call(labsim_rt, req, 5000, &reply, &err);
+    json_decref(req);
+    if (r != 0)
+        fail_msg("labsim control: %s", err.msg);
+    assert_true(json_is_true(json_object_get(reply, "ok")));
+    json_decref(reply);
+}
+
+/* Submits req to w and waits (poll on its fd) for its completion. */
+static void
+one_request(struct drv_worker *w, const struct drv_request *req, struct drv_completion *c)
+{
+    struct ll_error err = {0};
+    struct pollfd p = {.fd = drv_worker_fd(w), .events = POLLIN};
+    assert_int_equal(drv_worker_submit(w, req, &err), 0);
+    assert_int_equal(poll(&p, 1, 20000), 1);
+    assert_int_equal(drv_worker_next(w, c), 1);
+    assert_int_equal(c->op, req->op);
+    assert_int_equal(c->cookie, req->cookie);
+}
+
+/* DRV_REQ_CLEAR: the coater latched in ERROR by its lid opened mid-spin refuses the next
+ * spin (DRV_EFAULT, "clear it first") until a CLEAR request through its worker; then it spins
+ * again. A CLEAR keeps its place in the queue (it does not jump ahead as SAFE does). */
+static void test_clear_request_clears_a_latched_coater_fault(void **state)
+{
+    struct drv_worker *w = NULL;
+    struct ll_error err = {0};
+    struct drv_completion c;
+    struct drv_request req = {.op = DRV_REQ_START, .cookie = 100};
+    (void)state;
+
+    assert_int_equal(drv_worker_start(labconf_find_instrument(lab, "coater"), &w, &err), 0);
+    req.step.id = 100;
+    req.step.kind = DRV_STEP_SPIN;
+    req.step.spin.n_stages = 1;
+    req.step.spin.stages[0] = (struct drv_spin_stage){3000, 1000, 60.0}; /* 3 s at speed 20 */
+    one_request(w, &req, &c);
+    if (c.rc != 0)
+        fail_msg("start: %s", c.err.msg);
+    labsim_set("lid", 1);
+    int64_t deadline = ll_monotonic_ms() + 20000;
+    do {
+        req.op = DRV_REQ_POLL;
+        one_request(w, &req, &c);
+        assert_int_equal(c.rc, 0);
+        usleep(20000);
+    } while (c.status.state == DRV_STEP_RUNNING && ll_monotonic_ms() < deadline);
+    assert_int_equal(c.status.state, DRV_STEP_FAILED);
+    labsim_set("lid", 0);
+
+    /* latched: the next spin is refused without a clear */
+    req.op = DRV_REQ_START;
+    req.step.id = req.cookie = 101;
+    one_request(w, &req, &c);
+    assert_int_equal(c.rc, DRV_EFAULT);
+    assert_non_null(strstr(c.err.msg, "ERROR"));
+
+    /* STATUS, CLEAR, STATUS queued at once: completed in that order */
+    struct drv_request q[3] = {
+        {.op = DRV_REQ_STATUS, .cookie = 1},
+        {.op = DRV_REQ_CLEAR,  .cookie = 2},
+        {.op = DRV_REQ_STATUS, .cookie = 3},
+    };
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(drv_worker_submit(w, &q[k], &err), 0);
+    for (int k = 0; k < 3; k++) {
+        struct pollfd p = {.fd = drv_worker_fd(w), .events = POLLIN};
+        assert_int_equal(poll(&p, 1, 20000), 1);
+        assert_int_equal(drv_worker_next(w, &c), 1);
+        assert_int_equal(c.op, q[k].op);
+        assert_int_equal(c.cookie, q[k].cookie);
+        if (c.rc != 0)
+            fail_msg("request %d: %s", k, c.err.msg);
+        if (k == 0)
+            assert_non_null(strstr(c.status.text, "ERROR"));
+        if (k == 2)
+            assert_null(strstr(c.status.text, "ERROR"));
+    }
+
+    /* cleared: it spins again */
+    req.op = DRV_REQ_START;
+    req.step.id = req.cookie = 102;
+    req.step.spin.stages[0].seconds = 2.0;
+    one_request(w, &req, &c);
+    if (c.rc != 0)
+        fail_msg("start after the clear: %s", c.err.msg);
+    deadline = ll_monotonic_ms() + 20000;
+    do {
+        req.op = DRV_REQ_POLL;
+        one_request(w, &req, &c);
+        assert_int_equal(c.rc, 0);
+        usleep(20000);
+    } while (c.status.state == DRV_STEP_RUNNING && ll_monotonic_ms() < deadline);
+    assert_int_equal(c.status.state, DRV_STEP_DONE);
+    drv_worker_stop(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_three_workers_take_a_sample_through_the_lab),
+        cmocka_unit_test(test_clear_request_clears_a_latched_coater_fault),
     };
 
     ll_test_init();
