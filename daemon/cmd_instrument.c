@@ -1,7 +1,8 @@
 /* cmd_instrument — `labloop instrument`: an operator checks one instrument by hand, from
  * the lab definition, without the daemon (drivers/driver.h directly, in this process).
  *
- *   labloop instrument NAME status|describe|safe|reset [--lab FILE]
+ *   labloop instrument NAME status|describe [--lab FILE]
+ *   labloop instrument NAME safe|reset [--timeout MS] [--run-dir DIR] [--direct] [--lab FILE]
  *   labloop instrument NAME query KIND ARGS --step-id N [--lab FILE]
  *   labloop instrument NAME run KIND ARGS [--step-id N] [--no-wait] [--lab FILE]
  *   KIND ARGS: dispense --well W --volumes V1,V2,...   (uL per reservoir, in order)
@@ -17,10 +18,21 @@
  * anything is sent. Exit: 0 done, 1 the instrument or the link failed (the message names
  * the kind: refused, no answer, link lost ...), 2 bad usage, bad lab file, or a step above a
  * limit (nothing sent).
+ *
+ * `safe` and `reset` go through labloopd when it runs — its control socket RUN_DIR/control
+ * exists (--run-dir, else $LABLOOP_RUN_DIR, else /run/labloop) — because labloopd holds the
+ * instrument's connection or serial line: the daemon's worker for the instrument does it
+ * (control.h "instrument"), and this command waits up to --timeout MS (default 5000) for the
+ * outcome event (instrument.reset / instrument.safe) and prints it. Exit: 0 done, 1 refused by
+ * labloopd (unknown instrument, a step of it in flight, ...), the instrument failed, or no
+ * outcome within the time-out, 3 the socket exists but labloopd does not answer (the device
+ * is then NOT opened here: a hung labloopd may still hold it; --direct forces the direct way
+ * for a stale socket). Without the socket they open the device directly, as the others.
  */
 #include "common/ll_error.h"
 #include "common/ll_time.h"
 #include "daemon/commands.h"
+#include "daemon/control.h"
 #include "drivers/driver.h"
 #include "drivers/labconf.h"
 
@@ -31,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,7 +57,9 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fputs("usage: labloop instrument NAME status|describe|safe|reset [--lab FILE]\n"
+    fputs("usage: labloop instrument NAME status|describe [--lab FILE]\n"
+          "       labloop instrument NAME safe|reset [--timeout MS] [--run-dir DIR] [--direct] "
+          "[--lab FILE]\n"
           "       labloop instrument NAME run KIND ARGS [--step-id N] [--no-wait] [--lab FILE]\n"
           "       labloop instrument NAME query KIND ARGS --step-id N [--lab FILE]\n"
           "KIND ARGS:\n"
@@ -54,15 +69,19 @@ static void usage(FILE *out)
           "  spin --stage RPM,ACCEL,SECONDS [...]     up to 8 stages (coater)\n"
           "  anneal --setpoint C --ramp C_PER_MIN --dwell MIN   (furnace)\n"
           "Lab file: --lab FILE, else ./config/lab.conf, else the embedded default lab.\n"
-          "Exit: 0 ok, 1 instrument or link failure, 2 bad usage / lab file / limit (nothing "
-          "sent).\n",
+          "safe/reset go through labloopd when its control socket exists (--run-dir, else "
+          "$LABLOOP_RUN_DIR, else /run/labloop)\nand wait up to --timeout MS (5000) for the "
+          "outcome; --direct opens the device even then.\n"
+          "Exit: 0 ok, 1 instrument or link failure (or refused by labloopd), 2 bad usage / lab "
+          "file / limit (nothing sent),\n3 labloopd's socket exists but it does not answer.\n",
           out);
 }
 
 struct args {
-    const char *name, *action, *lab;
+    const char *name, *action, *lab, *run_dir;
     struct drv_step step;
-    bool have_step, have_id, no_wait;
+    bool have_step, have_id, no_wait, direct;
+    int timeout_ms;
 };
 
 static int parse_double(const char *s, double *ret)
@@ -99,7 +118,8 @@ static int parse_rest(int argc, char **argv, int i, struct args *a)
 
     for (; i < argc; i++) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : "";
-        bool takes = strcmp(opt, "--no-wait") != 0 && strncmp(opt, "--", 2) == 0;
+        bool takes = strcmp(opt, "--no-wait") != 0 && strcmp(opt, "--direct") != 0 &&
+                     strncmp(opt, "--", 2) == 0;
 
         if (takes && i + 1 >= argc) {
             fprintf(stderr, "labloop instrument: %s needs a value\n", opt);
@@ -110,6 +130,15 @@ static int parse_rest(int argc, char **argv, int i, struct args *a)
         } else if (!strcmp(opt, "--no-wait")) {
             a->no_wait = true;
             continue;
+        } else if (!strcmp(opt, "--direct") && !a->have_step) {
+            a->direct = true;
+            continue;
+        } else if (!strcmp(opt, "--run-dir") && !a->have_step) {
+            a->run_dir = val;
+        } else if (!strcmp(opt, "--timeout") && !a->have_step) {
+            if (parse_int(val, 1, 3600000, &l))
+                goto bad;
+            a->timeout_ms = (int)l;
         } else if (!strcmp(opt, "--step-id")) {
             if (parse_int(val, 1, (long)UINT32_MAX, &l))
                 goto bad;
@@ -184,6 +213,7 @@ static int parse_args(int argc, char **argv, struct args *a)
     int i = 3;
 
     memset(a, 0, sizeof(*a));
+    a->timeout_ms = 5000;
     if (argc < 3)
         return -EINVAL;
     a->name = argv[1];
@@ -375,6 +405,98 @@ static int do_run(struct drv *drv, const struct labconf_instrument *inst, struct
     }
 }
 
+/* An event of kind `kind` about instrument name newer than event id `after` in the daemon's
+ * newest events: returns a new reference, or NULL (none yet). *ret_r: the call's exit status. */
+static json_t *find_outcome(
+    const struct args *a, const char *run_dir, const char *kind, json_int_t after, int *ret_r)
+{
+    struct ll_error err = {0};
+    json_t *req = json_pack("{s:s,s:i,s:i}", "cmd", "events", "id", 0, "limit", 200);
+    json_t *reply = NULL, *found = NULL;
+    size_t i, n = strlen(a->name);
+    json_t *x;
+
+    *ret_r = control_call(run_dir, req, a->timeout_ms, &reply, &err);
+    json_decref(req);
+    if (*ret_r < 0) {
+        fprintf(stderr,
+                "labloop instrument %s: labloopd stopped answering; the outcome is unknown "
+                "(`labloop events` later): %s\n",
+                a->name,
+                err.msg);
+        return NULL;
+    }
+    json_array_foreach(json_object_get(reply, "events"), i, x)
+    {
+        const char *k = json_string_value(json_object_get(x, "kind"));
+        const char *m = json_string_value(json_object_get(x, "message"));
+        if (json_integer_value(json_object_get(x, "id")) > after && k != NULL && m != NULL &&
+            strcmp(k, kind) == 0 && strncmp(m, a->name, n) == 0 && m[n] == ':') {
+            found = json_incref(x);
+            break;
+        }
+    }
+    json_decref(reply);
+    return found;
+}
+
+/* safe/reset through labloopd's worker for the instrument (see the top of the file). */
+static int via_daemon(const struct args *a, const char *run_dir)
+{
+    struct ll_error err = {0};
+    json_t *req = json_pack("{s:s,s:s,s:s}", "cmd", "instrument", "name", a->name, "op", a->action);
+    json_t *reply = NULL, *ev = NULL;
+    int r = control_call(run_dir, req, a->timeout_ms, &reply, &err);
+    json_decref(req);
+    if (r < 0) {
+        fprintf(stderr,
+                "labloop instrument %s: %s\n(labloopd's control socket exists, so it may hold "
+                "the instrument: not opening it here; if labloopd is not running, remove the "
+                "stale socket or use --direct)\n",
+                a->name,
+                err.msg);
+        return r == -EHOSTUNREACH || r == -EACCES ? CMD_EXIT_UNREACHABLE : CMD_EXIT_FAILED;
+    }
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        const char *msg = json_string_value(json_object_get(reply, "error"));
+        fprintf(stderr, "labloop instrument %s: labloopd refused: %s\n", a->name, msg ? msg : "?");
+        json_decref(reply);
+        return CMD_EXIT_FAILED;
+    }
+    char kind[64];
+    json_int_t after = json_integer_value(json_object_get(reply, "after_event"));
+    const char *k = json_string_value(json_object_get(reply, "event_kind"));
+    snprintf(kind, sizeof(kind), "%s", k != NULL ? k : "instrument.reset");
+    json_decref(reply);
+    int64_t deadline = ll_monotonic_ms() + a->timeout_ms;
+    for (;;) {
+        ev = find_outcome(a, run_dir, kind, after, &r);
+        if (r < 0)
+            return CMD_EXIT_UNREACHABLE;
+        if (ev != NULL || ll_monotonic_ms() >= deadline)
+            break;
+        sleep_ms(50);
+    }
+    if (ev == NULL) {
+        fprintf(stderr,
+                "labloop instrument %s: no outcome within %d ms; the %s is with labloopd's "
+                "worker for %s (see `labloop events`)\n",
+                a->name,
+                a->timeout_ms,
+                a->action,
+                a->name);
+        return CMD_EXIT_FAILED;
+    }
+    const char *msg = json_string_value(json_object_get(ev, "message"));
+    int failed = json_integer_value(json_object_get(ev, "level")) <= 3;
+    fprintf(failed ? stderr : stdout,
+            "%s%s (through labloopd)\n",
+            failed ? "labloop instrument: " : "",
+            msg != NULL ? msg : "");
+    json_decref(ev);
+    return failed ? CMD_EXIT_FAILED : CMD_EXIT_OK;
+}
+
 int cmd_instrument(int argc, char **argv)
 {
     struct args a;
@@ -395,6 +517,17 @@ int cmd_instrument(int argc, char **argv)
     if (!strcmp(a.action, "query") && !a.have_id) {
         fprintf(stderr, "labloop instrument: query needs --step-id N\n");
         return CMD_EXIT_USAGE;
+    }
+    if ((!strcmp(a.action, "reset") || !strcmp(a.action, "safe")) && !a.direct) {
+        /* labloopd runs (its socket is there): it holds the device, so it does the work */
+        const char *run_dir = a.run_dir != NULL                   ? a.run_dir
+                              : getenv("LABLOOP_RUN_DIR") != NULL ? getenv("LABLOOP_RUN_DIR")
+                                                                  : "/run/labloop";
+        char sock[4200];
+        struct stat stt;
+        snprintf(sock, sizeof(sock), "%s/control", run_dir);
+        if (stat(sock, &stt) == 0 || errno == EACCES)
+            return via_daemon(&a, run_dir);
     }
     r = load_lab(a.lab, &lab, &err);
     if (r) {

@@ -160,6 +160,26 @@ json_t *control_dispatch(struct engine *e, struct store *s, json_t *req)
         out = json_pack("{s:s}",
                         "note",
                         "software stop: safe states commanded; this is not a wired emergency stop");
+    } else if (strcmp(cmd, "instrument") == 0) {
+        /* the newest event before the request: the outcome comes as a newer one */
+        const char *name = json_string_value(json_object_get(req, "name"));
+        const char *op = json_string_value(json_object_get(req, "op"));
+        json_t *last = store_events_json(s, 0, 1, &err);
+        json_t *ev = json_array_get(last, json_array_size(last) - 1);
+        json_int_t after = json_integer_value(json_object_get(ev, "id"));
+        json_decref(last);
+        ll_error_clear(&err);
+        r = engine_instrument_op(e, name, op, &err);
+        if (r == 0)
+            out = json_pack("{s:s,s:s,s:I,s:s}",
+                            "instrument",
+                            name,
+                            "op",
+                            op,
+                            "after_event",
+                            after,
+                            "event_kind",
+                            strcmp(op, "reset") == 0 ? "instrument.reset" : "instrument.safe");
     } else if (strcmp(cmd, "rack") == 0) {
         const char *op = json_string_value(json_object_get(req, "op"));
         int n = 0;

@@ -13,6 +13,11 @@
  *   {"cmd": "fits", "id": 3}  /  {"cmd": "events", "id": 3, "limit": 50}
  *   {"cmd": "backup", "file": "/abs/path.db"}
  *   {"cmd": "estop"}   {"cmd": "resolve", "step": 17, "answer": "done"|"failed"}
+ *   {"cmd": "instrument", "name": "coater", "op": "reset"|"safe"} -> {instrument, op,
+ *       after_event: the newest event id before the request, event_kind}: the request goes to
+ *       the instrument's worker and the reply comes at once; the outcome is a later event of
+ *       kind event_kind ("instrument.reset" / "instrument.safe") whose message starts with
+ *       "NAME: " (engine_instrument_op: refused for an unknown name, a reset under a step)
  *   {"cmd": "rack"} -> {wells, occupied, free, full, occupied_wells}
  *   {"cmd": "rack", "op": "unloaded"} -> the same after the unload, plus "unloaded": n
  * Errors: {"ok": false, "error": "one sentence"}. A request that is not a JSON object, or

@@ -5,6 +5,7 @@
 #include "daemon/engine.h"
 
 #include "common/ll_failpoint.h"
+#include "common/ll_text.h"
 #include "common/ll_time.h"
 #include "daemon/log.h"
 #include "daemon/recipe.h"
@@ -29,6 +30,8 @@
 #define FAULT_REPEAT 2                     /* failed steps in a row: the instrument's fault */
 #define SAFE_FOR_FAULT (UINT64_C(1) << 63) /* cookie of a DRV_REQ_SAFE after a fault */
 #define FAULT_REASON_PREFIX "instrument fault on " /* a campaign paused by a fault */
+#define OPERATOR_OP                                                                                \
+    (UINT64_C(1) << 62) /* cookie of an operator's SAFE or CLEAR of one instrument */
 
 struct camp {
     int64_t id;
@@ -71,6 +74,7 @@ struct instr {
     double max_temp_c; /* furnace: lab.conf limit; a reading above it + 10 C is a fault */
     int fails_in_row;  /* steps it failed in a row, whatever the kind; a step done resets it */
     char fault[LL_ERROR_MSG_MAX]; /* the fault that made it unusable, until a resume; "" none */
+    int resetting; /* an operator's reset (DRV_REQ_CLEAR) is with the worker: no step starts */
 };
 
 enum phase {
@@ -876,10 +880,68 @@ static void submit(struct engine *e, struct flight *f, enum drv_request_op op)
 
 static void on_furnace_reading(struct engine *e, int fi, const struct drv_completion *c);
 
+/* The outcome of an operator's `labloop instrument NAME reset|safe` (engine_instrument_op): an
+ * event of kind instrument.reset / instrument.safe (notice, or error on failure). A reset that
+ * worked forgets the instrument's fault (status no longer shows it) and its run of failed
+ * steps; the campaigns it paused stay paused until the operator resumes them. */
+static void on_operator_op(struct engine *e, int fi, const struct drv_completion *c)
+{
+    struct instr *in = &e->instrs[fi];
+    const char *kind = c->op == DRV_REQ_CLEAR ? "instrument.reset" : "instrument.safe";
+    if (c->op == DRV_REQ_CLEAR)
+        in->resetting = 0;
+    e->dirty = 1;
+    if (c->rc != 0) {
+        event(e,
+              0,
+              0,
+              0,
+              LOG_LVL_ERR,
+              kind,
+              "%s: %s FAILED: %s [%s]",
+              in->name,
+              c->op == DRV_REQ_CLEAR ? "reset" : "safe state",
+              c->err.msg,
+              drv_error_kind(c->rc));
+        return;
+    }
+    if (c->op == DRV_REQ_SAFE) {
+        event(e, 0, 0, 0, LOG_LVL_NOTICE, kind, "%s: safe state commanded (operator)", in->name);
+        return;
+    }
+    char was[LL_ERROR_MSG_MAX + 32] = "";
+    if (in->fault[0] != '\0')
+        snprintf(was, sizeof(was), " (its fault was: %s)", in->fault);
+    in->fault[0] = '\0';
+    in->fails_in_row = 0;
+    in->cool.faulted = 0;
+    int n_paused = 0;
+    for (int i = 0; i < e->n_camps; i++)
+        if (strcmp(e->camps[i].fault_instr, in->name) == 0) {
+            e->camps[i].fault_instr[0] = '\0';
+            n_paused++;
+        }
+    event(e,
+          0,
+          0,
+          0,
+          LOG_LVL_NOTICE,
+          kind,
+          "%s: fault cleared by the operator (%.0f ms)%s%s",
+          in->name,
+          (double)c->elapsed_ms,
+          was,
+          n_paused > 0 ? "; the campaigns it paused stay paused: `labloop campaign resume`" : "");
+}
+
 static void on_completion(struct engine *e, int instr, const struct drv_completion *c)
 {
     if (c->op == DRV_REQ_STATUS) {
         on_furnace_reading(e, instr, c);
+        return;
+    }
+    if ((c->op == DRV_REQ_CLEAR || c->op == DRV_REQ_SAFE) && (c->cookie & OPERATOR_OP) != 0) {
+        on_operator_op(e, instr, c);
         return;
     }
     struct flight *f = flight_get(e, (int64_t)c->cookie);
@@ -2429,11 +2491,11 @@ static int camp_tick(struct engine *e,
                  * furnace is read while the previous sample is taken out */
                 if (strcmp(action, "move") == 0 && k + 1 < v->n_steps)
                     fi = furnace_of(e, v->steps[k + 1]);
-                if (fi >= 0 && (e->instrs[fi].busy_step != 0 ||
+                if (fi >= 0 && (e->instrs[fi].busy_step != 0 || e->instrs[fi].resetting ||
                                 !furnace_may_take(e, fi, st, v->steps[k + 1], ll_monotonic_ms())))
                     break;
                 int in = instr_index(e, instrument);
-                if (in >= 0 && e->instrs[in].busy_step != 0)
+                if (in >= 0 && (e->instrs[in].busy_step != 0 || e->instrs[in].resetting))
                     break;
                 if (strcmp(action, "move") == 0 &&
                     place_taken(occ, who, *n_occ, jstr(json_object_get(st, "params"), "to"), v->id))
@@ -2919,6 +2981,72 @@ int engine_approve(struct engine *e, int64_t id, int approve, struct ll_error *r
         store_rollback(e->store);
     json_decref(exps);
     return r;
+}
+
+int engine_instrument_op(struct engine *e,
+                         const char *name,
+                         const char *op,
+                         struct ll_error *reterr)
+{
+    int is_reset = op != NULL && strcmp(op, "reset") == 0;
+    if (op == NULL || (!is_reset && strcmp(op, "safe") != 0))
+        return ll_error_set(reterr, -EINVAL, "instrument: op must be \"reset\" or \"safe\"");
+    int fi = name != NULL ? instr_index(e, name) : -1;
+    if (fi < 0) {
+        char names[LABCONF_MAX_INSTRUMENTS * (LABCONF_NAME_MAX + 2)] = "";
+        for (int i = 0; i < e->n_instrs; i++) {
+            size_t len = strlen(names);
+            snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "", e->instrs[i].name);
+        }
+        return ll_error_set(reterr,
+                            -ENOENT,
+                            "no instrument '%.*s' in labloopd's lab (%s)",
+                            name != NULL ? (int)ll_utf8_cut(name, 64) : 0,
+                            name != NULL ? name : "",
+                            names);
+    }
+    struct instr *in = &e->instrs[fi];
+    if (in->w == NULL)
+        return ll_error_set(
+            reterr, -ENODEV, "labloopd drives no instruments (no worker for %s)", in->name);
+    if (is_reset) {
+        if (in->resetting)
+            return ll_error_set(reterr,
+                                -EALREADY,
+                                "a reset of %s is already under way; wait for its event",
+                                in->name);
+        for (int k = 0; k < MAX_FLIGHTS; k++) {
+            const struct flight *f = &e->flights[k];
+            if (f->used && f->instr == fi)
+                return ll_error_set(reterr,
+                                    -EBUSY,
+                                    "%s has step %lld (%s, experiment %lld) in flight: a reset "
+                                    "under a step is unsafe; pause the campaign, wait until "
+                                    "`labloop status` shows no step of %s in flight, then reset",
+                                    in->name,
+                                    (long long)f->step_id,
+                                    f->kind,
+                                    (long long)f->exp_id,
+                                    in->name);
+        }
+        if (in->busy_step != 0)
+            return ll_error_set(reterr,
+                                -EBUSY,
+                                "%s runs step %lld: a reset under a step is unsafe",
+                                in->name,
+                                (long long)in->busy_step);
+    }
+    struct drv_request req = {.op = is_reset ? DRV_REQ_CLEAR : DRV_REQ_SAFE, .cookie = OPERATOR_OP};
+    int r = worker_submit(e, fi, &req, reterr);
+    if (r < 0)
+        return r;
+    if (is_reset)
+        in->resetting = 1;
+    log_line(LOG_LVL_NOTICE,
+             "instrument %s: %s requested by the operator",
+             in->name,
+             is_reset ? "reset (clear a latched fault)" : "safe state");
+    return 0;
 }
 
 int engine_estop(struct engine *e, struct ll_error *reterr)

@@ -178,6 +178,20 @@ int engine_campaign_op(struct engine *e, int64_t id, const char *op, struct ll_e
 int engine_approve(struct engine *e, int64_t id, int approve, struct ll_error *reterr);
 /* Software stop: safe state on every instrument, every running campaign stopped, latched. */
 int engine_estop(struct engine *e, struct ll_error *reterr);
+/* `labloop instrument NAME reset|safe` while labloopd runs: submits a DRV_REQ_CLEAR (op
+ * "reset": clear a latched fault) or a DRV_REQ_SAFE (op "safe") to that instrument's worker and
+ * returns at once; the outcome becomes an event of kind instrument.reset / instrument.safe
+ * (notice; error when the driver call failed, with its message). A reset that worked forgets
+ * the instrument's fault (status), but the campaigns it paused stay paused until a resume.
+ * Refused: -ENOENT an unknown name; -EBUSY a reset while a step of the instrument is in flight
+ * (the engine holds it: from its committed start until its outcome is stored — start or poll
+ * with the worker, polling, settling after a restart, outcome waiting for the store); -EALREADY
+ * a reset of it already with the worker (no step of it starts until that one completed);
+ * -ENODEV no workers; -EAGAIN the worker's queue is full; -EINVAL a bad op. */
+int engine_instrument_op(struct engine *e,
+                         const char *name,
+                         const char *op,
+                         struct ll_error *reterr);
 /* Answers an operator question: the unknown step did run ("done") or not ("failed"). */
 int engine_resolve(struct engine *e, int64_t step_id, const char *answer, struct ll_error *reterr);
 
