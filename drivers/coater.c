@@ -15,8 +15,9 @@
  * result is translated at the call (sp_error()). libserialport 0.1.1 (Debian 12) cannot open
  * a pseudo-terminal: sp_get_port_by_name() looks the name up in /sys/class/tty (no entry for
  * /dev/pts/N) and sp_open() fails on TIOCMGET (ENOTTY on a pty); sigrok's libserialport
- * PR #4 declines pty support. So a /dev/pts/ device (labsim, socat) is opened with plain
- * termios (raw, 8N1, no flow control) and read with poll(); real ports use libserialport.
+ * PR #4 declines pty support. So a /dev/pts/ device (labsim, socat), also through a symlink,
+ * is opened with plain termios (raw, 8N1, no flow control) and read with poll(); real ports
+ * use libserialport.
  */
 #include "common/ll_time.h"
 #include "drivers/driver_internal.h"
@@ -24,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libserialport.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <stdio.h>
@@ -135,6 +137,16 @@ static int open_pty(struct drv *drv, struct ll_error *reterr)
     return 0;
 }
 
+/* True when path is (or a symlink resolves to) a pseudo-terminal slave /dev/pts/N. */
+static bool is_pty(const char *path)
+{
+    char real[PATH_MAX];
+
+    if (!strncmp(path, "/dev/pts/", 9))
+        return true;
+    return realpath(path, real) != NULL && !strncmp(real, "/dev/pts/", 9);
+}
+
 static int coater_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
 {
     const struct labconf_instrument *in = &drv->inst;
@@ -148,7 +160,9 @@ static int coater_connect(struct drv *drv, int64_t deadline_ms, struct ll_error 
     coater_disconnect(drv);
     if (access(in->device, R_OK | W_OK) != 0)
         return ll_error_set(reterr, DRV_ELINK, "cannot open %s: %s", in->device, strerror(errno));
-    pty = !strncmp(in->device, "/dev/pts/", 9);
+    /* by what the path resolves to: labsim names a stable symlink (DIR/coater.tty), as udev's
+     * /dev/serial/by-id links name a USB adapter, and re-points it after a replug */
+    pty = is_pty(in->device);
     if (pty) {
         r = open_pty(drv, reterr);
         if (r)
@@ -320,29 +334,37 @@ static int transact(struct drv *drv,
     int len, garbled = 0, attempts = 0;
     unsigned seq = drv->seq++;
     int reseq = 0;
-    int r;
+    int r = 0;
 
-    if (!drv->connected) {
-        int c = coater_connect(drv, deadline_ms, reterr);
-        if (c)
-            return c;
-    }
     len = spn1_format(seq, body, frame, sizeof(frame));
     if (len < 0)
         return ll_error_set(reterr, -EINVAL, "'%s' is not a valid SPN/1 command", body);
-    r = io_flush_input(drv, reterr);
-    if (r)
-        return r;
     while (ll_ms_until(deadline_ms) > 5) {
-        int64_t attempt_deadline = ll_monotonic_ms() + drv->inst.response_timeout_ms;
+        int64_t attempt_deadline;
+        /* a lost link (unplugged, hung up) is reopened with back-off within the deadline and
+         * the SAME frame sent again: the device answers a repeat from its reply cache */
+        r = drv__reconnect(drv, deadline_ms, reterr);
+        if (r)
+            break; /* still down at the deadline, or another error */
+        if (attempts == 0)
+            r = io_flush_input(drv, reterr);
+        if (r == DRV_ELINK)
+            continue;
+        if (r)
+            return r;
+        attempt_deadline = ll_monotonic_ms() + drv->inst.response_timeout_ms;
         if (attempt_deadline > deadline_ms)
             attempt_deadline = deadline_ms;
         attempts++;
         r = io_write(drv, frame, (size_t)len, deadline_ms, reterr);
+        if (r == DRV_ELINK)
+            continue;
         if (r)
             return r;
         for (;;) {
             int n = read_line(drv, line, sizeof(line), attempt_deadline, reterr);
+            if (n == DRV_ELINK)
+                break;
             if (n < 0)
                 return n;
             if (n == 0)
@@ -379,6 +401,8 @@ static int transact(struct drv *drv,
                                 rep->data);
         }
     }
+    if (!drv->connected || r == -ENOMEM)
+        return r ? r : ll_error_set(reterr, DRV_ELINK, "'%s': link lost", body);
     if (garbled)
         return ll_error_set(reterr,
                             DRV_EPROTO,

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int64_t budget_deadline(const struct drv *drv, int factor)
 {
@@ -74,18 +75,69 @@ enum labconf_driver drv_kind(const struct drv *drv)
     return drv->inst.driver;
 }
 
-/* Reconnects a lost link before a call. */
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+    while (ms > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+int drv__reconnect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
+{
+    for (;;) {
+        int64_t now = ll_monotonic_ms(), delay;
+        int r;
+
+        if (drv->connected)
+            return 0;
+        if (drv->link_lost_ms == 0)
+            drv->link_lost_ms = now;
+        if (now < drv->next_connect_ms) {
+            /* back off: sleep until the next attempt, but not past the deadline */
+            int64_t until =
+                drv->next_connect_ms < deadline_ms - 5 ? drv->next_connect_ms : deadline_ms - 5;
+            if (until > now)
+                sleep_ms(until - now);
+            now = ll_monotonic_ms();
+            if (now < drv->next_connect_ms)
+                return ll_error_set(reterr,
+                                    DRV_ELINK,
+                                    "link lost %.1f s ago, reconnecting with back-off (%d "
+                                    "attempts failed, the next in %.1f s): %s",
+                                    (double)(now - drv->link_lost_ms) / 1000.0,
+                                    drv->reconnect_fails,
+                                    (double)(drv->next_connect_ms - now) / 1000.0,
+                                    drv->link_msg);
+        }
+        drv->ops->disconnect(drv);
+        r = drv->ops->connect(drv, deadline_ms, reterr);
+        if (r == 0) {
+            /* the next reconnect no sooner than DRV_RECONNECT_FIRST_MS from now: a device
+             * that opens and hangs up at once is not reopened in a loop */
+            drv->connected = true;
+            drv->link_lost_ms = 0;
+            drv->reconnect_fails = 0;
+            drv->next_connect_ms = ll_monotonic_ms() + DRV_RECONNECT_FIRST_MS;
+            return 0;
+        }
+        if (r != DRV_ELINK)
+            return r;
+        snprintf(drv->link_msg, sizeof(drv->link_msg), "%s", reterr ? reterr->msg : "");
+        delay = DRV_RECONNECT_FIRST_MS;
+        for (int i = 0; i < drv->reconnect_fails && delay < DRV_RECONNECT_MAX_MS; i++)
+            delay *= 2;
+        if (delay > DRV_RECONNECT_MAX_MS)
+            delay = DRV_RECONNECT_MAX_MS;
+        drv->reconnect_fails++;
+        drv->next_connect_ms = ll_monotonic_ms() + delay;
+    }
+}
+
+/* Reconnects a lost link before a call (with back-off, within the call's deadline). */
 static int ensure_connected(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
 {
-    int r;
-
-    if (drv->connected)
-        return 0;
-    drv->ops->disconnect(drv);
-    r = drv->ops->connect(drv, deadline_ms, reterr);
-    if (r == 0)
-        drv->connected = true;
-    return r;
+    return drv__reconnect(drv, deadline_ms, reterr);
 }
 
 /* A configuration error (exception 01/02: the lab definition names a function or register

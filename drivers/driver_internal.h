@@ -65,6 +65,12 @@ struct drv {
     bool mb_unsynced;
     int mb_sync_addr; /* RTU: the holding registers sync_addr, sync_addr + 1 are read to
                          resynchronise; -1 = never (Modbus TCP: transaction ids) */
+    /* reconnecting a lost link (drv__reconnect): when it was found lost (monotonic ms, 0 =
+     * up), the attempts that failed since, when the next may be made, the last one's error */
+    int64_t link_lost_ms;
+    int reconnect_fails;
+    int64_t next_connect_ms;
+    char link_msg[LL_ERROR_MSG_MAX];
     /* a configuration error (DRV_ECONFIG) seen by any call: later starts fail with it */
     bool config_error;
     char config_msg[LL_ERROR_MSG_MAX];
@@ -135,6 +141,21 @@ int drv__mb_write_regs_once(struct drv *drv,
                             const uint16_t *src,
                             int64_t deadline_ms,
                             struct ll_error *reterr);
+
+/* Reconnect back-off: after a failed attempt to reopen a lost link (open the device path
+ * again, or connect), the next waits DRV_RECONNECT_FIRST_MS, doubling up to
+ * DRV_RECONNECT_MAX_MS. An attempt is one open() or connect(), so a short cap costs nothing
+ * and lets a replugged instrument be found within seconds. */
+#define DRV_RECONNECT_FIRST_MS 500
+#define DRV_RECONNECT_MAX_MS 4000
+
+/* Makes sure the link is up before I/O: 0 at once when connected; else reopens it (the
+ * backend's disconnect + connect: a serial device is opened again by its path, so a
+ * re-pointed symlink is followed) at the times of the reconnect back-off above, which
+ * persists across calls, sleeping in between but never past deadline_ms. Returns 0 once
+ * connected, DRV_ELINK (with the last attempt's error and how long the link has been down)
+ * when the deadline comes first, or the backend's other errors. */
+int drv__reconnect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr);
 
 /* Connects (or reconnects) drv->mb within deadline. */
 int drv__mb_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr);

@@ -279,7 +279,7 @@ int drv__mb_read(struct drv *drv,
              addr + n - 1);
     for (int attempt = 0;; attempt++) {
         if (!drv->connected) {
-            r = drv__mb_connect(drv, deadline_ms, reterr);
+            r = drv__reconnect(drv, deadline_ms, reterr);
             if (r)
                 goto retry;
         }
@@ -318,7 +318,7 @@ int drv__mb_write_regs_once(struct drv *drv,
 
     snprintf(what, sizeof(what), "writing registers %d-%d", addr, addr + n - 1);
     if (!drv->connected) {
-        r = drv__mb_connect(drv, deadline_ms, reterr);
+        r = drv__reconnect(drv, deadline_ms, reterr);
         if (r)
             return r;
     }
@@ -370,7 +370,7 @@ int drv__mb_write_reg(
     snprintf(what, sizeof(what), "writing register %d = %u", addr, (unsigned)value);
     for (int attempt = 0, busy = 0; attempt < 2;) {
         if (!drv->connected) {
-            r = drv__mb_connect(drv, deadline_ms, reterr);
+            r = drv__reconnect(drv, deadline_ms, reterr);
             if (r)
                 return r;
         }

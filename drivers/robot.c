@@ -462,7 +462,7 @@ static int robot_query(struct drv *drv,
 static int write_coil(struct drv *drv, int coil, int64_t deadline_ms, struct ll_error *reterr)
 {
     if (!drv->connected) {
-        int r = drv__mb_connect(drv, deadline_ms, reterr);
+        int r = drv__reconnect(drv, deadline_ms, reterr);
         if (r)
             return r;
     }
