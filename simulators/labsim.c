@@ -167,6 +167,18 @@ struct late_reply {
     uint8_t bytes[MODBUS_TCP_MAX_ADU_LENGTH];
 };
 
+/* A serial instrument's pseudo-terminal: the master labsim serves, the slave labsim keeps
+ * open itself, and the stable symlink DIR/NAME.tty that lab.conf names (as udev's
+ * /dev/serial/by-id links name a USB adapter). Unplugged (control "unplug"): master = -1,
+ * no symlink, and replug_ms says when a new pty appears behind the symlink. */
+struct sim_tty {
+    int master, slave;
+    char path[PATH_MAX]; /* /dev/pts/N now ("" while unplugged) */
+    char link[PATH_MAX]; /* DIR/NAME.tty */
+    int64_t replug_ms;   /* monotonic ms of the replug; 0 = plugged in */
+    int unplugs;         /* how often it was unplugged */
+};
+
 struct labsim_options {
     const char *lab_path;
     const char *runtime_dir;
@@ -197,13 +209,11 @@ struct labsim {
     int robot_port;
     /* furnace */
     struct sim_furnace furnace;
-    int fur_master, fur_slave;
-    char fur_path[PATH_MAX];
+    struct sim_tty fur;
     int64_t fur_last_rx_ms;
     /* coater */
     struct sim_coater coater;
-    int coat_master, coat_slave;
-    char coat_path[PATH_MAX];
+    struct sim_tty coat;
     char line[SIM_COATER_LINE_MAX + 1];
     size_t n_line;
     int discarding;
@@ -607,22 +617,119 @@ static int open_pty(char *path, size_t cap, int *ret_slave, struct ll_error *err
     return m;
 }
 
+/* Points t->link at t->path: a new symlink renamed over the old one (atomic). */
+static int tty_link(struct sim_tty *t, struct ll_error *err)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.new", t->link);
+    unlink(tmp);
+    if (symlink(t->path, tmp) != 0 || rename(tmp, t->link) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return ll_error_set(err, -e, "%s -> %s: %s", t->link, t->path, strerror(e));
+    }
+    return 0;
+}
+
+/* Creates t's pseudo-terminal and points its symlink at it. A replug (old_path set) gets a
+ * pty of another name than old_path, as a USB adapter plugged in again often gets another
+ * ttyUSBn: only the symlink stays the same. */
+static int tty_plug(struct sim_tty *t, const char *old_path, struct ll_error *err)
+{
+    int slave = -1;
+    int m = open_pty(t->path, sizeof(t->path), &slave, err);
+    if (m >= 0 && old_path != NULL && strcmp(t->path, old_path) == 0) {
+        /* the kernel reused the number: take the next one, then free this one */
+        char again[PATH_MAX];
+        int slave2 = -1;
+        int m2 = open_pty(again, sizeof(again), &slave2, err);
+        close(m);
+        close(slave);
+        m = m2;
+        slave = slave2;
+        if (m >= 0)
+            snprintf(t->path, sizeof(t->path), "%s", again);
+    }
+    if (m < 0) {
+        t->path[0] = '\0';
+        return m;
+    }
+    t->master = m;
+    t->slave = slave;
+    t->replug_ms = 0;
+    int rc = tty_link(t, err);
+    if (rc != 0) {
+        close(t->master);
+        close(t->slave);
+        t->master = t->slave = -1;
+        t->path[0] = '\0';
+    }
+    return rc;
+}
+
+/* The cable is pulled: the master closes (the client's slave sees a hang-up, EIO) and the
+ * symlink goes away (as udev removes /dev/serial/by-id links); the device itself keeps
+ * running inside labsim. A new pty appears behind the symlink seconds (real) from now. */
+static void tty_unplug(struct labsim *ls, struct sim_tty *t, const char *name, double seconds)
+{
+    if (t->master >= 0) {
+        drop_replies(ls, t->master);
+        close(t->master);
+        close(t->slave);
+        t->master = t->slave = -1;
+        unlink(t->link);
+        t->unplugs++;
+    }
+    t->replug_ms = ll_monotonic_ms() + (int64_t)llround(seconds * 1000.0);
+    if (t->replug_ms == 0)
+        t->replug_ms = 1;
+    sim_log(SIM_LOG_WARNING,
+            "instrument=%s event=unplugged device=%s link=%s replug_in_s=%.1f",
+            name,
+            t->path,
+            t->link,
+            seconds);
+}
+
+/* Plugs t in again once its time has come; 1 when it did. A failure is logged and retried
+ * at the next tick. */
+static int tty_replug_due(struct sim_tty *t, const char *name, int64_t now)
+{
+    if (t->replug_ms == 0 || now < t->replug_ms)
+        return 0;
+    char old[PATH_MAX];
+    snprintf(old, sizeof(old), "%s", t->path);
+    struct ll_error err = {0};
+    if (tty_plug(t, old, &err) != 0) {
+        sim_log(SIM_LOG_ERR, "instrument=%s event=replug_failed error=\"%s\"", name, err.msg);
+        t->replug_ms = now + TICK_MS;
+        return 0;
+    }
+    sim_log(SIM_LOG_WARNING,
+            "instrument=%s event=replugged device=%s link=%s old_device=%s",
+            name,
+            t->path,
+            t->link,
+            old);
+    return 1;
+}
+
 static void furnace_readable(struct labsim *ls)
 {
     uint8_t buf[512], out[2048];
-    ssize_t n = read(ls->fur_master, buf, sizeof(buf));
+    ssize_t n = read(ls->fur.master, buf, sizeof(buf));
     if (n <= 0)
         return;
     ls->fur_last_rx_ms = ll_monotonic_ms();
     size_t r = sim_furnace_feed(&ls->furnace, buf, (size_t)n, out, sizeof(out));
     if (r > 0)
-        send_reply(ls, ls->fur_master, out, r, ls->furnace.reply_delay_ms);
+        send_reply(ls, ls->fur.master, out, r, ls->furnace.reply_delay_ms);
 }
 
 static void coater_readable(struct labsim *ls)
 {
     char buf[512], out[512];
-    ssize_t n = read(ls->coat_master, buf, sizeof(buf));
+    ssize_t n = read(ls->coat.master, buf, sizeof(buf));
     if (n <= 0)
         return;
     int64_t now = ll_monotonic_ms();
@@ -641,7 +748,7 @@ static void coater_readable(struct labsim *ls)
                         ls->line,
                         r);
                 if (r > 0)
-                    write_all(ls->coat_master, out, r);
+                    write_all(ls->coat.master, out, r);
             }
             ls->n_line = 0;
             ls->discarding = 0;
@@ -751,33 +858,43 @@ static json_t *control_samples(struct labsim *ls)
 
 static json_t *control_status(struct labsim *ls)
 {
-    return json_pack("{s:b,s:i,s:s,s:s,s:f,s:f,s:i,s:f,s:f,s:f,s:i,s:b,s:s}",
-                     "ok",
-                     1,
-                     "robot_port",
-                     ls->robot_port,
-                     "furnace_device",
-                     ls->fur_path,
-                     "coater_device",
-                     ls->coat_path,
-                     "sim_time_s",
-                     ls->sim_s,
-                     "speed",
-                     ls->opt.speed,
-                     "robot_state",
-                     (int)ls->robot.state,
-                     "furnace_pv_c",
-                     ls->furnace.pv_c,
-                     "furnace_sp_work_c",
-                     ls->furnace.sp_work_c,
-                     "furnace_sp_active_c",
-                     sim_furnace_active_sp(&ls->furnace),
-                     "furnace_program",
-                     (int)ls->furnace.program,
-                     "furnace_program_ended",
-                     ls->furnace.program_ended != 0,
-                     "coater_state",
-                     sim_coater_state_name(ls->coater.state));
+    json_t *rep = json_pack("{s:b,s:i,s:s,s:s,s:f,s:f,s:i,s:f,s:f,s:f,s:i,s:b,s:s}",
+                            "ok",
+                            1,
+                            "robot_port",
+                            ls->robot_port,
+                            "furnace_device",
+                            ls->fur.master >= 0 ? ls->fur.path : "",
+                            "coater_device",
+                            ls->coat.master >= 0 ? ls->coat.path : "",
+                            "sim_time_s",
+                            ls->sim_s,
+                            "speed",
+                            ls->opt.speed,
+                            "robot_state",
+                            (int)ls->robot.state,
+                            "furnace_pv_c",
+                            ls->furnace.pv_c,
+                            "furnace_sp_work_c",
+                            ls->furnace.sp_work_c,
+                            "furnace_sp_active_c",
+                            sim_furnace_active_sp(&ls->furnace),
+                            "furnace_program",
+                            (int)ls->furnace.program,
+                            "furnace_program_ended",
+                            ls->furnace.program_ended != 0,
+                            "coater_state",
+                            sim_coater_state_name(ls->coater.state));
+    /* the stable symlinks lab.conf names, and whether their cable is in (control "unplug") */
+    json_object_set_new(rep, "furnace_link", json_string(ls->fur.link));
+    json_object_set_new(rep, "coater_link", json_string(ls->coat.link));
+    json_object_set_new(
+        rep, "furnace_plugged", json_boolean(ls->furnace_i >= 0 && ls->fur.master >= 0));
+    json_object_set_new(
+        rep, "coater_plugged", json_boolean(ls->coater_i >= 0 && ls->coat.master >= 0));
+    json_object_set_new(rep, "furnace_unplugs", json_integer(ls->fur.unplugs));
+    json_object_set_new(rep, "coater_unplugs", json_integer(ls->coat.unplugs));
+    return rep;
 }
 
 static json_t *control_error(const char *msg)
@@ -818,6 +935,36 @@ static json_t *control_station_restart(struct labsim *ls, json_t *req)
         return json_pack("{s:b,s:I,s:s}", "ok", 1, "seq", (json_int_t)st->seq, "epoch", st->epoch);
     }
     return control_error("station_restart: unknown station \"name\"");
+}
+
+/* {"cmd": "unplug", "name": N, "seconds": S}: the serial cable of instrument N (the furnace's
+ * or the coater's) is pulled for S real seconds (0..3600), then plugged in again: a new pty
+ * behind the same symlink. The device keeps running meanwhile. Again while unplugged: the
+ * replug time is set anew. */
+static json_t *control_unplug(struct labsim *ls, json_t *req)
+{
+    const char *name = json_string_value(json_object_get(req, "name"));
+    json_t *js = json_object_get(req, "seconds");
+    double seconds = json_is_number(js) ? json_number_value(js) : -1.0;
+    if (!(seconds >= 0.0 && seconds <= 3600.0))
+        return control_error("unplug: \"seconds\" must be a number 0..3600");
+    struct sim_tty *t = NULL;
+    if (name != NULL && ls->furnace_i >= 0 &&
+        strcmp(name, ls->lab->instruments[ls->furnace_i].name) == 0) {
+        t = &ls->fur;
+        sim_furnace_flush_partial(&ls->furnace);
+    } else if (name != NULL && ls->coater_i >= 0 &&
+               strcmp(name, ls->lab->instruments[ls->coater_i].name) == 0) {
+        t = &ls->coat;
+        ls->n_line = 0;
+        ls->discarding = 0;
+    } else {
+        return control_error("unplug: \"name\" is not a serial instrument (furnace, coater)");
+    }
+    char was[PATH_MAX];
+    snprintf(was, sizeof(was), "%s", t->master >= 0 ? t->path : "");
+    tty_unplug(ls, t, name, seconds);
+    return json_pack("{s:b,s:s,s:s}", "ok", 1, "device", was, "link", t->link);
 }
 
 static json_t *control_handle(struct labsim *ls, const char *data, size_t len)
@@ -880,6 +1027,8 @@ static json_t *control_handle(struct labsim *ls, const char *data, size_t len)
             json_decref(rep);
             rep = control_error("set: \"what\" must be lid, vacuum, door, estop or speed (>= 1)");
         }
+    } else if (strcmp(cmd, "unplug") == 0) {
+        rep = control_unplug(ls, req);
     } else if (strcmp(cmd, "station_restart") == 0) {
         rep = control_station_restart(ls, req);
     } else if (strcmp(cmd, "shutdown") == 0) {
@@ -988,6 +1137,18 @@ static int64_t next_due_ms(const struct labsim *ls)
     return ls->last_ms + (int64_t)ceil(real_ms + 1e-6);
 }
 
+/* Plugs the serial instruments whose unplug time is over in again (control "unplug"). */
+static void replug_due(struct labsim *ls)
+{
+    int64_t now = ll_monotonic_ms();
+    if (ls->furnace_i >= 0 &&
+        tty_replug_due(&ls->fur, ls->lab->instruments[ls->furnace_i].name, now))
+        sim_furnace_flush_partial(&ls->furnace);
+    if (ls->coater_i >= 0 &&
+        tty_replug_due(&ls->coat, ls->lab->instruments[ls->coater_i].name, now))
+        ls->n_line = 0, ls->discarding = 0;
+}
+
 static int run_loop(struct labsim *ls)
 {
     struct pollfd pfd[8 + MAX_CLIENTS + 2 * MAX_STATIONS];
@@ -1003,12 +1164,12 @@ static int run_loop(struct labsim *ls)
             for (int c = 0; c < ls->n_clients; c++)
                 pfd[n++] = (struct pollfd){.fd = ls->clients[c], .events = POLLIN};
         }
-        if (ls->furnace_i >= 0) {
-            pfd[n] = (struct pollfd){.fd = ls->fur_master, .events = POLLIN};
+        if (ls->furnace_i >= 0 && ls->fur.master >= 0) {
+            pfd[n] = (struct pollfd){.fd = ls->fur.master, .events = POLLIN};
             i_fur = n++;
         }
-        if (ls->coater_i >= 0) {
-            pfd[n] = (struct pollfd){.fd = ls->coat_master, .events = POLLIN};
+        if (ls->coater_i >= 0 && ls->coat.master >= 0) {
+            pfd[n] = (struct pollfd){.fd = ls->coat.master, .events = POLLIN};
             i_coat = n++;
         }
         int zfd = -1;
@@ -1040,6 +1201,7 @@ static int run_loop(struct labsim *ls)
         /* bring the world up to now on every wake-up: scheduled events end on time, and a
          * job started by the request handled below starts now */
         tick(ls);
+        replug_due(ls);
         if (rc > 0) {
             if (pfd[i_sig].revents & POLLIN) {
                 struct signalfd_siginfo si;
@@ -1085,6 +1247,26 @@ static int write_text(const char *dir, const char *name, const char *text)
     }
     fclose(f);
     return rename(tmp, path) == 0 ? 0 : -errno;
+}
+
+/* Creates inst's pty and its symlink DIR/NAME.tty, and names the symlink in inst->device
+ * (the lab.conf labsim writes), so that a pty recreated after an unplug is found there. */
+static int tty_setup(struct labsim *ls,
+                     struct sim_tty *t,
+                     struct labconf_instrument *inst,
+                     struct ll_error *err)
+{
+    char dir[PATH_MAX];
+    if (realpath(ls->opt.runtime_dir, dir) == NULL)
+        return ll_error_set(err, -errno, "%s: %s", ls->opt.runtime_dir, strerror(errno));
+    int len = snprintf(t->link, sizeof(t->link), "%s/%s.tty", dir, inst->name);
+    if (len < 0 || (size_t)len >= sizeof(inst->device))
+        return ll_error_set(err, -ENAMETOOLONG, "%s/%s.tty: path too long", dir, inst->name);
+    int rc = tty_plug(t, NULL, err);
+    if (rc != 0)
+        return rc;
+    snprintf(inst->device, sizeof(inst->device), "%s", t->link);
+    return 0;
 }
 
 static int setup(struct labsim *ls, struct ll_error *err)
@@ -1136,14 +1318,14 @@ static int setup(struct labsim *ls, struct ll_error *err)
     if (ls->furnace_i >= 0) {
         struct labconf_instrument *inst = &ls->lab->instruments[ls->furnace_i];
         sim_furnace_init(&ls->furnace, inst, ls->opt.seed, &ls->faults);
-        ls->fur_master = open_pty(ls->fur_path, sizeof(ls->fur_path), &ls->fur_slave, err);
-        if (ls->fur_master < 0)
-            return ls->fur_master;
-        snprintf(inst->device, sizeof(inst->device), "%s", ls->fur_path);
+        rc = tty_setup(ls, &ls->fur, inst, err);
+        if (rc != 0)
+            return rc;
         sim_log(SIM_LOG_INFO,
-                "instrument=%s event=listening device=%s map=%s slave=%d",
+                "instrument=%s event=listening device=%s link=%s map=%s slave=%d",
                 inst->name,
-                ls->fur_path,
+                ls->fur.path,
+                ls->fur.link,
                 inst->map.name,
                 inst->slave);
     }
@@ -1151,11 +1333,14 @@ static int setup(struct labsim *ls, struct ll_error *err)
         struct labconf_instrument *inst = &ls->lab->instruments[ls->coater_i];
         sim_coater_init(
             &ls->coater, inst->limits.max_rpm, inst->limits.max_accel_rpm_s, &ls->faults);
-        ls->coat_master = open_pty(ls->coat_path, sizeof(ls->coat_path), &ls->coat_slave, err);
-        if (ls->coat_master < 0)
-            return ls->coat_master;
-        snprintf(inst->device, sizeof(inst->device), "%s", ls->coat_path);
-        sim_log(SIM_LOG_INFO, "instrument=%s event=listening device=%s", inst->name, ls->coat_path);
+        rc = tty_setup(ls, &ls->coat, inst, err);
+        if (rc != 0)
+            return rc;
+        sim_log(SIM_LOG_INFO,
+                "instrument=%s event=listening device=%s link=%s",
+                inst->name,
+                ls->coat.path,
+                ls->coat.link);
     }
     ls->zctx = zmq_ctx_new();
     if (ls->zctx == NULL)
@@ -1236,14 +1421,18 @@ static void teardown(struct labsim *ls)
         modbus_mapping_free(ls->map);
     if (ls->mb != NULL)
         modbus_free(ls->mb);
-    if (ls->fur_master > 0) {
-        close(ls->fur_master);
-        close(ls->fur_slave);
+    if (ls->fur.master > 0) {
+        close(ls->fur.master);
+        close(ls->fur.slave);
     }
-    if (ls->coat_master > 0) {
-        close(ls->coat_master);
-        close(ls->coat_slave);
+    if (ls->coat.master > 0) {
+        close(ls->coat.master);
+        close(ls->coat.slave);
     }
+    if (ls->fur.link[0] != '\0')
+        unlink(ls->fur.link);
+    if (ls->coat.link[0] != '\0')
+        unlink(ls->coat.link);
     sim_robot_free(&ls->robot);
     sim_lab_free(&ls->slab);
     if (ls->rng != NULL)
