@@ -106,6 +106,7 @@ struct flight {
     int settle_to;  /* PH_SETTLE_AT: the step state and result to store */
     int fault;      /* its failure makes the instrument unusable: FAULT_KIND or FAULT_REPEATED */
     int link_fault; /* its polls failed ENGINE_LINK_FAULT_CALLS times in a row: reported */
+    int64_t failing_since; /* monotonic ms of the first of the current failed polls; 0 none */
     char settle_result[DRV_TEXT_MAX + 64];
 };
 
@@ -1005,6 +1006,20 @@ static void on_completion(struct engine *e, int instr, const struct drv_completi
     case DRV_REQ_QUERY:
         if (c->rc < 0) {
             f->failures++;
+            if (f->failures == 1) {
+                /* a pulled cable, a dead link: said at once (the pause, if it lasts, later) */
+                f->failing_since = now;
+                event(e,
+                      f->campaign_id,
+                      f->exp_id,
+                      f->step_id,
+                      LOG_LVL_WARNING,
+                      "instrument.link",
+                      "%s: %s: %s; the step stays in flight, asked again with back-off",
+                      e->instrs[f->instr].name,
+                      drv_error_kind(c->rc),
+                      c->err.msg);
+            }
             f->phase = c->op == DRV_REQ_POLL ? PH_POLL_AT : PH_QUERY_AT;
             f->next_at = now + poll * (f->failures < 5 ? (1 << f->failures) : 32);
             /* the link stays down (or the answers garbled) through the driver's retries and
@@ -1025,6 +1040,18 @@ static void on_completion(struct engine *e, int instr, const struct drv_completi
             }
             break;
         }
+        if (f->failures > 0)
+            event(e,
+                  f->campaign_id,
+                  f->exp_id,
+                  f->step_id,
+                  LOG_LVL_NOTICE,
+                  "instrument.link",
+                  "%s answers again after %d failed call%s (%.1f s)",
+                  e->instrs[f->instr].name,
+                  f->failures,
+                  f->failures == 1 ? "" : "s",
+                  (double)(now - f->failing_since) / 1000.0);
         f->failures = 0;
         switch (c->status.state) {
         case DRV_STEP_RUNNING:
