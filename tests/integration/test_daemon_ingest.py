@@ -88,6 +88,10 @@ def main():
             ("other station", [json.dumps(other).encode()], "station"),
             ("two frames", [b"{}", b"{}"], "one frame"),
             ("oversize", [big], "oversize"),
+            # B1: an empty frame, invalid UTF-8 inside a string, JSON nested 100,000 deep
+            ("empty frame", [b""], "empty"),
+            ("invalid UTF-8", [json.dumps(meas).encode().replace(b"S000001", b"S\xff\xfe0001")], "invalid JSON"),
+            ("deep nesting", [b"[" * 100000 + b"]" * 100000], "invalid JSON"),
         ]
         for name, frames, part in cases:
             a = ack_for(frames)
