@@ -30,7 +30,10 @@ int control_new(void *zctx, const char *run_dir, struct control **ret, struct ll
     snprintf(ep, sizeof(ep), "ipc://%s", c->path);
     c->sock = zmq_socket(zctx, ZMQ_REP);
     int zero = 0;
-    if (c->sock == NULL || zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero)) != 0) {
+    /* a request far above any campaign file: the peer is disconnected, never buffered */
+    int64_t ceiling = CONTROL_MAX_REQUEST;
+    if (c->sock == NULL || zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
+        zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &ceiling, sizeof(ceiling)) != 0) {
         r = ll_error_set(reterr, -errno, "control: %s", zmq_strerror(errno));
         goto out;
     }

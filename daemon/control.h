@@ -26,6 +26,10 @@
 #ifndef CONTROL_H
 #define CONTROL_H
 
+/* The largest control request labloopd reads (bytes); a larger one makes ZeroMQ drop the
+ * connection, so the sender gets no answer and the daemon allocates nothing for it. */
+#define CONTROL_MAX_REQUEST (16 * 1024 * 1024)
+
 #include "common/ll_error.h"
 
 #include <jansson.h>

@@ -125,6 +125,26 @@ def main():
         r = labloop(run_dir, "frobnicate")
         assert r.returncode == 2, r
 
+        # --- B10: a huge control request (32 MiB of campaign text) is dropped unread, no
+        # answer; 1 MiB is read and answered; the daemon answers status as before
+        def control(req, timeout_ms):
+            s = ctx.socket(zmq.REQ)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            s.connect("ipc://" + os.path.join(run_dir, "control"))
+            try:
+                s.send(req)
+                return s.recv()
+            except zmq.Again:
+                return None
+            finally:
+                s.close()
+        huge = json.dumps({"cmd": "campaign", "op": "start", "text": "#" * (32 << 20)}).encode()
+        assert control(huge, 3000) is None, "a 32 MiB control request was read"
+        reply = json.loads(control(json.dumps({"cmd": "campaign", "op": "start", "text": "#" * (1 << 20)}).encode(), 10000))
+        assert reply["ok"] is False and reply["error"], reply
+        assert labloop(run_dir, "status").returncode == 0 and daemon.poll() is None
+
         # --- limits are static (reliability.md X8): a range that would take the furnace past its
         # max_temp_c (200) is refused at start, naming the step and the corner; nothing stored
         hot = os.path.join(tmp, "hot.conf")
