@@ -90,6 +90,13 @@ def settle_and_hold(tmp, run):
     assert status_json(run)["campaigns"][0]["state"] == "paused"
 
 
+def broke(text):
+    """Whether text names the sensor break. A poll can catch the break between its status and
+    its PV read: then the status bit is still clear and the PV already at full scale (3276.7 C),
+    and the driver's own over-temperature check names it instead; both are the same fault."""
+    return "sensor break" in text or "PV more than 10 C above max_temp_c, PV 3276.7 C" in text
+
+
 def main():
     t0 = time.time()
     tmp = tempfile.mkdtemp(prefix="test_daemon_instrument_fault.")
@@ -109,9 +116,9 @@ def main():
     # 1 + 2: the step fails, the furnace is safe, the campaign pauses and says why
     st = wait_for("the campaign to pause for the fault", lambda: paused(run), timeout=15)
     camp = st["campaigns"][0]
-    assert "instrument fault on furnace" in camp["reason"] and "sensor break" in camp["reason"], camp
+    assert "instrument fault on furnace" in camp["reason"] and broke(camp["reason"]), camp
     fur = next(i for i in st["instruments"] if i["name"] == "furnace")
-    assert "sensor break" in fur.get("fault", ""), fur
+    assert broke(fur.get("fault", "")), fur
     s = sim()
     assert s["furnace_program"] == 0 and not s["furnace_program_ended"], s  # reset by the driver
     assert abs(s["furnace_sp_active_c"] - SAFE_C) < 1e-6, s
@@ -121,10 +128,10 @@ def main():
     db = sqlite3.connect(os.path.join(tmp, "l.db"), timeout=10)
     step = db.execute("SELECT experiment_id, result FROM steps WHERE instrument = 'furnace' AND "
                       "state = 'failed'").fetchall()
-    assert len(step) == 1 and "sensor break" in step[0][1] and "safe state commanded" in step[0][1], step
+    assert len(step) == 1 and broke(step[0][1]) and "safe state commanded" in step[0][1], step
     faulted_exp = step[0][0]
     ev = db.execute("SELECT message FROM events WHERE kind = 'fault'").fetchall()
-    assert any("furnace" in m and "sensor break" in m and "paused" in m for (m,) in ev), ev
+    assert any("furnace" in m and broke(m) and "paused" in m for (m,) in ev), ev
     db.close()
     log = open(os.path.join(tmp, "labloopd.log")).read()
     assert any(ln.startswith("<3>") and "fault" in ln and "furnace" in ln for ln in log.splitlines()), log[-2000:]
@@ -144,7 +151,7 @@ def main():
     assert st["campaigns"][0]["state"] == "paused", st["campaigns"][0]
     assert "instrument fault on furnace" in st["campaigns"][0]["reason"], st["campaigns"][0]
     fur = next(i for i in st["instruments"] if i["name"] == "furnace")
-    assert "sensor break" in fur.get("fault", ""), fur
+    assert broke(fur.get("fault", "")), fur
     wait_status_line(run, notify, "PAUSED by a fault of furnace")
     settle_and_hold(tmp, run)
     t_first = time.time() - t0
@@ -168,7 +175,7 @@ def main():
     db = sqlite3.connect(os.path.join(tmp, "l.db"), timeout=10)
     state, reason = db.execute("SELECT state, reason FROM experiments WHERE id = ?", (faulted_exp,)).fetchone()
     db.close()
-    assert state == "failed" and "furnace anneal" in reason and "sensor break" in reason, (state, reason)
+    assert state == "failed" and "furnace anneal" in reason and broke(reason), (state, reason)
     check_invariants(tmp, labsim_counts(tmp))
     print(f"paused and held {t_first:.1f} s after the start; completed {time.time() - t0:.1f} s after it")
     finish(daemon, procs, tmp)
