@@ -380,6 +380,37 @@ static void test_store_rollback_discards_everything(void **state)
     store_close(&s);
 }
 
+/* Offers raw from (station, epoch, seq) for request r-1 of experiment e; returns the outcome
+ * (STORE_MEAS_*), the row id in *ret_id. */
+static int put(struct store *s,
+               const char *station,
+               const char *epoch,
+               int64_t seq,
+               const char *raw,
+               int64_t e,
+               int64_t *ret_id)
+{
+    struct ll_error err;
+    int outcome = -1;
+    assert_int_equal(store_measurement_put(s,
+                                           station,
+                                           epoch,
+                                           seq,
+                                           "r-1",
+                                           "jv",
+                                           "S1",
+                                           e,
+                                           0,
+                                           "t",
+                                           raw,
+                                           strlen(raw),
+                                           &outcome,
+                                           ret_id,
+                                           &err),
+                     0);
+    return outcome;
+}
+
 static void test_store_measurement_dedup_and_conflict(void **state)
 {
     (void)state;
@@ -388,66 +419,13 @@ static void test_store_measurement_dedup_and_conflict(void **state)
     int64_t c;
     int64_t e = make_experiment(s, &c);
     const char *raw = "{\"v\":1}";
-    int outcome = -1;
     int64_t id1 = 0, id2 = 0;
-    assert_int_equal(store_measurement_put(s,
-                                           "jv-1",
-                                           NULL,
-                                           7,
-                                           "r-1",
-                                           "jv",
-                                           "S1",
-                                           e,
-                                           0,
-                                           "t",
-                                           raw,
-                                           strlen(raw),
-                                           &outcome,
-                                           &id1,
-                                           &err),
-                     0);
-    assert_int_equal(outcome, STORE_MEAS_STORED);
-    assert_int_equal(store_measurement_put(s,
-                                           "jv-1",
-                                           NULL,
-                                           7,
-                                           "r-1",
-                                           "jv",
-                                           "S1",
-                                           e,
-                                           0,
-                                           "t",
-                                           raw,
-                                           strlen(raw),
-                                           &outcome,
-                                           &id2,
-                                           &err),
-                     0);
-    assert_int_equal(outcome, STORE_MEAS_DUPLICATE);
+    assert_int_equal(put(s, "jv-1", NULL, 7, raw, e, &id1), STORE_MEAS_STORED);
+    assert_int_equal(put(s, "jv-1", NULL, 7, raw, e, &id2), STORE_MEAS_DUPLICATE);
     assert_int_equal(id1, id2);
-    assert_int_equal(
-        store_measurement_put(
-            s, "jv-1", NULL, 7, "r-1", "jv", "S1", e, 0, "t", "{}", 2, &outcome, &id2, &err),
-        0);
-    assert_int_equal(outcome, STORE_MEAS_CONFLICT);
+    assert_int_equal(put(s, "jv-1", NULL, 7, "{}", e, &id2), STORE_MEAS_CONFLICT);
     /* the same seq from another station is a different measurement */
-    assert_int_equal(store_measurement_put(s,
-                                           "jv-2",
-                                           NULL,
-                                           7,
-                                           "r-1",
-                                           "jv",
-                                           "S1",
-                                           e,
-                                           0,
-                                           "t",
-                                           raw,
-                                           strlen(raw),
-                                           &outcome,
-                                           &id2,
-                                           &err),
-                     0);
-    assert_int_equal(outcome, STORE_MEAS_STORED);
+    assert_int_equal(put(s, "jv-2", NULL, 7, raw, e, &id2), STORE_MEAS_STORED);
     char hex[SHA256_HEX_LEN];
     sha256_hex(raw, strlen(raw), hex);
     assert_int_equal(store_measurement_has(s, "jv-1", NULL, 7, hex, &err), 1);
@@ -484,95 +462,23 @@ static void test_store_measurement_epochs(void **state)
     int64_t c;
     int64_t e = make_experiment(s, &c);
     const char *raw = "{\"v\":1}";
-    int outcome = -1;
-    int64_t id1 = 0;
-    assert_int_equal(store_measurement_put(s,
-                                           "jv-1",
-                                           NULL,
-                                           7,
-                                           "r-1",
-                                           "jv",
-                                           "S1",
-                                           e,
-                                           0,
-                                           "t",
-                                           raw,
-                                           strlen(raw),
-                                           &outcome,
-                                           &id1,
-                                           &err),
-                     0);
-    assert_int_equal(store_measurement_put(s,
-                                           "jv-2",
-                                           NULL,
-                                           7,
-                                           "r-1",
-                                           "jv",
-                                           "S1",
-                                           e,
-                                           0,
-                                           "t",
-                                           raw,
-                                           strlen(raw),
-                                           &outcome,
-                                           &id1,
-                                           &err),
-                     0);
-    /* seq 7 again under a new epoch (the station started its numbering again): a new
-     * measurement, not a conflict; then a duplicate and a conflict within that epoch */
+    int64_t id1 = 0, id3 = 0, id4 = 0;
+    assert_int_equal(put(s, "jv-1", NULL, 7, raw, e, &id1), STORE_MEAS_STORED);
+    assert_int_equal(put(s, "jv-2", NULL, 7, raw, e, &id4), STORE_MEAS_STORED);
+    /* seq 7 again under a new epoch (the station started its numbering again) */
+    assert_int_equal(put(s, "jv-1", "b2", 7, "{}", e, &id3), STORE_MEAS_STORED);
+    assert_true(id3 != id1);
     char prev[65] = "";
     int64_t prev_seq = 0;
-    int64_t id3 = 0, id4 = 0;
-    assert_int_equal(
-        store_measurement_put(
-            s, "jv-1", "b2", 7, "r-1", "jv", "S1", e, 0, "t", "{}", 2, &outcome, &id3, &err),
-        0);
-    assert_int_equal(outcome, STORE_MEAS_STORED);
-    assert_true(id3 != id1);
     assert_int_equal(
         store_station_epoch_before(s, "jv-1", "b2", prev, sizeof(prev), &prev_seq, &err), 1);
     assert_string_equal(prev, "");
     assert_int_equal(prev_seq, 7);
-    assert_int_equal(
-        store_measurement_put(
-            s, "jv-1", "b2", 7, "r-1", "jv", "S1", e, 0, "t", "{}", 2, &outcome, &id4, &err),
-        0);
-    assert_int_equal(outcome, STORE_MEAS_DUPLICATE);
+    /* within the new epoch: duplicate, conflict, next seq */
+    assert_int_equal(put(s, "jv-1", "b2", 7, "{}", e, &id4), STORE_MEAS_DUPLICATE);
     assert_int_equal(id4, id3);
-    assert_int_equal(store_measurement_put(s,
-                                           "jv-1",
-                                           "b2",
-                                           7,
-                                           "r-1",
-                                           "jv",
-                                           "S1",
-                                           e,
-                                           0,
-                                           "t",
-                                           raw,
-                                           strlen(raw),
-                                           &outcome,
-                                           &id4,
-                                           &err),
-                     0);
-    assert_int_equal(outcome, STORE_MEAS_CONFLICT);
-    assert_int_equal(store_measurement_put(s,
-                                           "jv-1",
-                                           "b2",
-                                           8,
-                                           "r-1",
-                                           "jv",
-                                           "S1",
-                                           e,
-                                           0,
-                                           "t",
-                                           raw,
-                                           strlen(raw),
-                                           &outcome,
-                                           &id4,
-                                           &err),
-                     0);
-    assert_int_equal(outcome, STORE_MEAS_STORED);
+    assert_int_equal(put(s, "jv-1", "b2", 7, raw, e, &id4), STORE_MEAS_CONFLICT);
+    assert_int_equal(put(s, "jv-1", "b2", 8, raw, e, &id4), STORE_MEAS_STORED);
     /* not the first of its epoch any more; a station with one epoch has none before it */
     assert_int_equal(
         store_station_epoch_before(s, "jv-1", "b2", prev, sizeof(prev), &prev_seq, &err), 0);
