@@ -24,6 +24,7 @@
 #include "drivers/driver_internal.h"
 #include "drivers/labconf.h"
 #include "ll_test.h"
+#include "ll_test_labsim.h"
 
 #include <jansson.h>
 #include <signal.h>
@@ -43,57 +44,19 @@ static void *zctx;
 
 static int start_labsim(void **state)
 {
-    const char *labsim = getenv("LABSIM");
-    const char *tmp = ll_test_tmpdir();
-    char in_path[4096], rt[4096], ready[4200], out_path[4200], log_path[4200];
-    struct labconf *src = NULL;
-    struct ll_error err = {0};
-    int64_t deadline;
+    char rt[4096];
     (void)state;
-
-    if (!labsim || access(labsim, X_OK) != 0) {
-        fprintf(stderr, "LABSIM not set or not built\n");
-        return -1;
-    }
-    snprintf(in_path, sizeof(in_path), "%s/lab-in.conf", tmp);
-    snprintf(rt, sizeof(rt), "%s/rt", tmp);
-    snprintf(ready, sizeof(ready), "%s/ready", rt);
-    snprintf(out_path, sizeof(out_path), "%s/lab.conf", rt);
-    snprintf(log_path, sizeof(log_path), "%s/labsim.log", tmp);
+    labsim_pid = ll_test_labsim_start(20, 0, rt, sizeof(rt), &lab);
     snprintf(control_ep, sizeof(control_ep), "ipc://%s/control", rt);
-    if (labconf_load_default(&src, &err) != 0)
-        return -1;
-    src->instruments[labconf_instrument_index(src, "robot")].port = 0;
-    if (labconf_write_file(src, in_path, &err) != 0 || mkdir(rt, 0700) != 0) {
-        labconf_free(&src);
-        return -1;
-    }
-    labconf_free(&src);
-    labsim_pid = fork();
-    if (labsim_pid == 0) {
-        FILE *log = freopen(log_path, "w", stderr);
-        (void)log;
-        execl(labsim, labsim, "--lab", in_path, "--runtime-dir", rt, "--speed", "20", (char *)NULL);
-        _exit(127);
-    }
-    deadline = ll_monotonic_ms() + 15000;
-    while (access(ready, F_OK) != 0) {
-        if (ll_monotonic_ms() > deadline || waitpid(labsim_pid, NULL, WNOHANG) != 0)
-            return -1;
-        usleep(20000);
-    }
     zctx = zmq_ctx_new();
-    return labconf_load_file(out_path, &lab, &err) == 0 && zctx ? 0 : -1;
+    return labsim_pid > 0 && zctx ? 0 : -1;
 }
 
 static int stop_labsim(void **state)
 {
     (void)state;
-    if (labsim_pid > 0) {
-        kill(labsim_pid, SIGTERM);
-        waitpid(labsim_pid, NULL, 0);
-        labsim_pid = 0;
-    }
+    ll_test_labsim_stop(labsim_pid);
+    labsim_pid = 0;
     if (zctx)
         zmq_ctx_term(zctx);
     labconf_free(&lab);

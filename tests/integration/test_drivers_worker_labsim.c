@@ -13,6 +13,7 @@
 #include "drivers/labconf.h"
 #include "drivers/worker.h"
 #include "ll_test.h"
+#include "ll_test_labsim.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -32,60 +33,16 @@ static char labsim_rt[4096]; /* labsim's runtime folder: its control socket is r
 
 static int start_labsim(void **state)
 {
-    const char *labsim = getenv("LABSIM");
-    const char *tmp = ll_test_tmpdir();
-    char in_path[4096], rt[4096], ready[4200], out_path[4200], cmd_err[4200];
-    struct labconf *src = NULL;
-    struct ll_error err = {0};
-    int64_t deadline;
-    int ri;
     (void)state;
-
-    if (!labsim || access(labsim, X_OK) != 0) {
-        fprintf(stderr, "LABSIM not set or not built\n");
-        return -1;
-    }
-    snprintf(in_path, sizeof(in_path), "%s/lab-in.conf", tmp);
-    snprintf(rt, sizeof(rt), "%s/rt", tmp);
-    snprintf(labsim_rt, sizeof(labsim_rt), "%s", rt);
-    snprintf(ready, sizeof(ready), "%s/ready", rt);
-    snprintf(out_path, sizeof(out_path), "%s/lab.conf", rt);
-    snprintf(cmd_err, sizeof(cmd_err), "%s/labsim.log", tmp);
-    if (labconf_load_default(&src, &err) != 0)
-        return -1;
-    ri = labconf_instrument_index(src, "robot");
-    src->instruments[ri].port = 0; /* labsim picks a free port */
-    for (int i = 0; i < src->n_instruments; i++)
-        src->instruments[i].poll_ms = 50;
-    if (labconf_write_file(src, in_path, &err) != 0 || mkdir(rt, 0700) != 0) {
-        labconf_free(&src);
-        return -1;
-    }
-    labconf_free(&src);
-    labsim_pid = fork();
-    if (labsim_pid == 0) {
-        FILE *log = freopen(cmd_err, "w", stderr);
-        (void)log;
-        execl(labsim, labsim, "--lab", in_path, "--runtime-dir", rt, "--speed", "20", (char *)NULL);
-        _exit(127);
-    }
-    deadline = ll_monotonic_ms() + 15000;
-    while (access(ready, F_OK) != 0) {
-        if (ll_monotonic_ms() > deadline || waitpid(labsim_pid, NULL, WNOHANG) != 0)
-            return -1;
-        usleep(20000);
-    }
-    return labconf_load_file(out_path, &lab, &err) == 0 ? 0 : -1;
+    labsim_pid = ll_test_labsim_start(20, 50, labsim_rt, sizeof(labsim_rt), &lab);
+    return labsim_pid > 0 ? 0 : -1;
 }
 
 static int stop_labsim(void **state)
 {
     (void)state;
-    if (labsim_pid > 0) {
-        kill(labsim_pid, SIGTERM);
-        waitpid(labsim_pid, NULL, 0);
-        labsim_pid = 0;
-    }
+    ll_test_labsim_stop(labsim_pid);
+    labsim_pid = 0;
     labconf_free(&lab);
     return 0;
 }
