@@ -142,6 +142,19 @@ static void counts(struct fixture *f, int64_t *stored, int64_t *rejected)
     assert_int_equal(store_measurement_counts(f->store, stored, rejected, &err), 0);
 }
 
+/* Adds a measure step (index idx, request `request`, kind) to the fixture's experiment. */
+static void measure_step(struct fixture *f, int idx, const char *kind, const char *request)
+{
+    struct ll_error err;
+    int64_t id = 0;
+    json_t *sp = json_pack("{s:s}", "kind", kind);
+    assert_int_equal(
+        store_step_create(
+            f->store, f->exp_id, idx, "jv-1", "measure", sp, 20000, request, &id, &err),
+        0);
+    json_decref(sp);
+}
+
 static void test_ingest_stores_once_and_answers_duplicate(void **state)
 {
     struct fixture *f = *state;
@@ -186,17 +199,8 @@ static void test_ingest_warns_once_about_a_skewed_station_clock(void **state)
     struct fixture *f = *state;
     struct ll_error err;
     ll_error_clear(&err);
-    int64_t step_id = 0;
-    json_t *sp = json_pack("{s:s}", "kind", "jv");
-    assert_int_equal(
-        store_step_create(
-            f->store, f->exp_id, 1, "jv-1", "measure", sp, 20000, "r-2", &step_id, &err),
-        0);
-    assert_int_equal(
-        store_step_create(
-            f->store, f->exp_id, 2, "jv-1", "measure", sp, 20000, "r-3", &step_id, &err),
-        0);
-    json_decref(sp);
+    measure_step(f, 1, "jv", "r-2");
+    measure_step(f, 2, "jv", "r-3");
     const char *reqs[] = {"r-1", "r-2"};
     for (int i = 0; i < 2; i++) {
         char *msg =
@@ -273,15 +277,7 @@ static int events_of(struct fixture *f, const char *kind, const char *text)
 static void test_ingest_new_epoch_restarts_seq_without_conflict(void **state)
 {
     struct fixture *f = *state;
-    struct ll_error err;
-    ll_error_clear(&err);
-    int64_t step_id = 0;
-    json_t *sp = json_pack("{s:s}", "kind", "jv");
-    assert_int_equal(
-        store_step_create(
-            f->store, f->exp_id, 1, "jv-1", "measure", sp, 20000, "r-2", &step_id, &err),
-        0);
-    json_decref(sp);
+    measure_step(f, 1, "jv", "r-2");
     char *old = jv_message(1, "r-1", "S000001", 22.0);
     json_t *ack = exchange(f, old, strlen(old), 1);
     assert_string_equal(status_of(ack), "stored");
@@ -417,17 +413,11 @@ static void test_ingest_large_series_stored_and_memory_returns(void **state)
 {
     struct fixture *f = *state;
     struct ll_error err;
-    json_t *sp = json_pack("{s:s}", "kind", "stability");
     for (int i = 0; i <= 102; i++) {
         char req[32];
-        int64_t id = 0;
         snprintf(req, sizeof(req), "r-s%d", i);
-        assert_int_equal(
-            store_step_create(
-                f->store, f->exp_id, 10 + i, "stab-1", "measure", sp, 20000, req, &id, &err),
-            0);
+        measure_step(f, 10 + i, "stability", req);
     }
-    json_decref(sp);
     /* warm up (caches, the socket's buffers) with one series, then take the baseline */
     size_t len = 0;
     char *series = stability_data(59000), *longest = stability_data(100000);
