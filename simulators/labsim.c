@@ -10,7 +10,8 @@
  * stations' raw data. Time runs N times faster than real time (--speed); faults come by
  * rate or script from a seed (--faults). DIR receives lab.conf (the lab with the real pty
  * paths and ports), labsim.pid and, last, `ready`; ipc://DIR/control answers JSON requests
- * for tests (counts, samples, fault, set, status, shutdown). Contract: docs/instruments.md.
+ * for tests (counts, samples, fault, set, status, unplug, stall, shutdown). Contract:
+ * docs/instruments.md.
  *
  * One thread, one poll() loop: the Modbus listener and clients, the two pty masters, the
  * ZeroMQ sockets (ZMQ_FD is edge-triggered, so every socket is drained after every wake-up)
@@ -207,6 +208,15 @@ struct labsim {
     int clients[MAX_CLIENTS];
     int n_clients;
     int robot_port;
+    /* robot link faults (control "unplug"/"stall", faults robot.unplug/robot.stall) */
+    struct sockaddr_storage robot_addr; /* the listener's address, to listen there again */
+    socklen_t robot_addrlen;
+    int64_t robot_replug_ms;     /* unplugged: listener closed until then; 0 = plugged in */
+    int64_t robot_stall_ms;      /* stalled: new connections wait unaccepted until then */
+    long robot_unplug_pending;   /* a robot.unplug fault fired: ms, applied after the loop */
+    long robot_stall_pending;    /* the same for robot.stall; -1 = none */
+    int robot_mute[MAX_CLIENTS]; /* connections stalled for good: read, never answered */
+    int robot_unplugs, robot_stalls;
     /* furnace */
     struct sim_furnace furnace;
     struct sim_tty fur;
@@ -342,6 +352,9 @@ static int robot_open(struct labsim *ls, struct ll_error *err)
     if (getsockname(ls->listen_fd, (struct sockaddr *)&sa, &sl) != 0)
         return ll_error_set(err, -errno, "robot: getsockname: %s", strerror(errno));
     ls->robot_port = ntohs(sa.sin_port);
+    ls->robot_addrlen = sizeof(ls->robot_addr);
+    if (getsockname(ls->listen_fd, (struct sockaddr *)&ls->robot_addr, &ls->robot_addrlen) != 0)
+        return ll_error_set(err, -errno, "robot: getsockname: %s", strerror(errno));
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, ls->capture) != 0)
         return ll_error_set(err, -errno, "robot: socketpair: %s", strerror(errno));
     inst->port = ls->robot_port;
@@ -375,6 +388,7 @@ static void robot_close_client(struct labsim *ls, int i)
 {
     drop_replies(ls, ls->clients[i]);
     close(ls->clients[i]);
+    ls->robot_mute[i] = ls->robot_mute[ls->n_clients - 1];
     ls->clients[i] = ls->clients[--ls->n_clients];
 }
 
@@ -446,6 +460,11 @@ static void robot_request(struct labsim *ls, int i)
     }
     if (len == 0)
         return;
+    if (ls->robot_mute[i]) {
+        /* stalled for good (control "stall"): the request goes nowhere */
+        sim_log(SIM_LOG_DEBUG, "instrument=robot event=stalled_request fd=%d", fd);
+        return;
+    }
     int hl = modbus_get_header_length(ls->mb);
     if (len < hl + 1)
         return;
@@ -572,6 +591,84 @@ static void robot_request(struct labsim *ls, int i)
         exc = MODBUS_EXCEPTION_ACKNOWLEDGE;
     robot_reply(ls, fd, req, len, exc, late < 0 ? 0 : (int)late);
     robot_refresh_map(ls);
+    /* link faults after the answer (a job it started runs on): applied after the loop */
+    long down_ms = -1;
+    if (sim_fault_check_at(&ls->faults, "robot.unplug", &at, &down_ms))
+        ls->robot_unplug_pending = down_ms < 0 ? 10000 : down_ms;
+    if (sim_fault_check_at(&ls->faults, "robot.stall", &at, &down_ms))
+        ls->robot_stall_pending = down_ms < 0 ? 10000 : down_ms;
+}
+
+/* The robot's network cable is pulled for ms (control "unplug", fault robot.unplug): its
+ * connections close (the client reads end of file or a reset) and the listener closes, so
+ * that a new connection is refused until the replug (robot_link_tick). The robot itself
+ * goes on: a job it runs ends meanwhile. */
+static void robot_unplug(struct labsim *ls, long ms)
+{
+    while (ls->n_clients > 0)
+        robot_close_client(ls, ls->n_clients - 1);
+    if (ls->listen_fd >= 0) {
+        close(ls->listen_fd);
+        ls->listen_fd = -1;
+        ls->robot_unplugs++;
+    }
+    ls->robot_replug_ms = ll_monotonic_ms() + ms;
+    if (ls->robot_replug_ms == 0)
+        ls->robot_replug_ms = 1;
+    sim_log(SIM_LOG_WARNING,
+            "instrument=robot event=unplugged port=%d replug_in_s=%.1f",
+            ls->robot_port,
+            ms / 1000.0);
+}
+
+/* The robot stops answering with its sockets open (control "stall", fault robot.stall): the
+ * connections open now are read and never answered again, as a half-open connection is
+ * (they close when the client closes them), and for ms new connections wait in the
+ * listener's backlog, connected but not served; after that new connections are served. */
+static void robot_stall(struct labsim *ls, long ms)
+{
+    for (int i = 0; i < ls->n_clients; i++) {
+        drop_replies(ls, ls->clients[i]);
+        ls->robot_mute[i] = 1;
+    }
+    ls->robot_stall_ms = ll_monotonic_ms() + ms;
+    ls->robot_stalls++;
+    sim_log(SIM_LOG_WARNING,
+            "instrument=robot event=stalled connections=%d serving_new_in_s=%.1f",
+            ls->n_clients,
+            ms / 1000.0);
+}
+
+/* Applies robot link faults that fired during a request, and plugs the robot in again once
+ * its time has come (listening on the same address); a failure is retried at the next tick. */
+static void robot_link_tick(struct labsim *ls)
+{
+    if (ls->robot_unplug_pending >= 0) {
+        robot_unplug(ls, ls->robot_unplug_pending);
+        ls->robot_unplug_pending = -1;
+    }
+    if (ls->robot_stall_pending >= 0) {
+        robot_stall(ls, ls->robot_stall_pending);
+        ls->robot_stall_pending = -1;
+    }
+    if (ls->robot_replug_ms == 0 || ll_monotonic_ms() < ls->robot_replug_ms)
+        return;
+    int one = 1;
+    int fd = socket(ls->robot_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, (struct sockaddr *)&ls->robot_addr, ls->robot_addrlen) != 0 ||
+        listen(fd, 8) != 0) {
+        sim_log(SIM_LOG_WARNING,
+                "instrument=robot event=replug_failed port=%d error=\"%s\"",
+                ls->robot_port,
+                strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    ls->listen_fd = fd;
+    ls->robot_replug_ms = 0;
+    sim_log(SIM_LOG_WARNING, "instrument=robot event=plugged port=%d", ls->robot_port);
 }
 
 static void robot_accept(struct labsim *ls)
@@ -894,6 +991,13 @@ static json_t *control_status(struct labsim *ls)
         rep, "coater_plugged", json_boolean(ls->coater_i >= 0 && ls->coat.master >= 0));
     json_object_set_new(rep, "furnace_unplugs", json_integer(ls->fur.unplugs));
     json_object_set_new(rep, "coater_unplugs", json_integer(ls->coat.unplugs));
+    /* the robot's link (control "unplug"/"stall") and its job-id registers */
+    json_object_set_new(rep, "robot_plugged", json_boolean(ls->listen_fd >= 0));
+    json_object_set_new(rep, "robot_stalled", json_boolean(ll_monotonic_ms() < ls->robot_stall_ms));
+    json_object_set_new(rep, "robot_unplugs", json_integer(ls->robot_unplugs));
+    json_object_set_new(rep, "robot_stalls", json_integer(ls->robot_stalls));
+    json_object_set_new(rep, "robot_accepted_job", json_integer(ls->robot.accepted_job));
+    json_object_set_new(rep, "robot_last_done_job", json_integer(ls->robot.last_done_job));
     return rep;
 }
 
@@ -949,6 +1053,11 @@ static json_t *control_unplug(struct labsim *ls, json_t *req)
     if (!(seconds >= 0.0 && seconds <= 3600.0))
         return control_error("unplug: \"seconds\" must be a number 0..3600");
     struct sim_tty *t = NULL;
+    if (name != NULL && ls->robot_i >= 0 &&
+        strcmp(name, ls->lab->instruments[ls->robot_i].name) == 0) {
+        robot_unplug(ls, llround(seconds * 1000.0));
+        return json_pack("{s:b,s:i}", "ok", 1, "port", ls->robot_port);
+    }
     if (name != NULL && ls->furnace_i >= 0 &&
         strcmp(name, ls->lab->instruments[ls->furnace_i].name) == 0) {
         t = &ls->fur;
@@ -959,12 +1068,27 @@ static json_t *control_unplug(struct labsim *ls, json_t *req)
         ls->n_line = 0;
         ls->discarding = 0;
     } else {
-        return control_error("unplug: \"name\" is not a serial instrument (furnace, coater)");
+        return control_error("unplug: \"name\" is not an instrument (robot, furnace, coater)");
     }
     char was[PATH_MAX];
     snprintf(was, sizeof(was), "%s", t->master >= 0 ? t->path : "");
     tty_unplug(ls, t, name, seconds);
     return json_pack("{s:b,s:s,s:s}", "ok", 1, "device", was, "link", t->link);
+}
+
+/* {"cmd": "stall", "name": N, "seconds": S}: the robot (N its name) stops answering with
+ * its sockets open: see robot_stall. */
+static json_t *control_stall(struct labsim *ls, json_t *req)
+{
+    const char *name = json_string_value(json_object_get(req, "name"));
+    json_t *js = json_object_get(req, "seconds");
+    double seconds = json_is_number(js) ? json_number_value(js) : -1.0;
+    if (!(seconds >= 0.0 && seconds <= 3600.0))
+        return control_error("stall: \"seconds\" must be a number 0..3600");
+    if (name == NULL || ls->robot_i < 0 || strcmp(name, ls->lab->instruments[ls->robot_i].name))
+        return control_error("stall: \"name\" is not the robot");
+    robot_stall(ls, llround(seconds * 1000.0));
+    return json_pack("{s:b}", "ok", 1);
 }
 
 static json_t *control_handle(struct labsim *ls, const char *data, size_t len)
@@ -1029,6 +1153,8 @@ static json_t *control_handle(struct labsim *ls, const char *data, size_t len)
         }
     } else if (strcmp(cmd, "unplug") == 0) {
         rep = control_unplug(ls, req);
+    } else if (strcmp(cmd, "stall") == 0) {
+        rep = control_stall(ls, req);
     } else if (strcmp(cmd, "station_restart") == 0) {
         rep = control_station_restart(ls, req);
     } else if (strcmp(cmd, "shutdown") == 0) {
@@ -1158,8 +1284,10 @@ static int run_loop(struct labsim *ls)
         pfd[n] = (struct pollfd){.fd = ls->sigfd, .events = POLLIN};
         i_sig = n++;
         if (ls->robot_i >= 0) {
-            pfd[n] = (struct pollfd){.fd = ls->listen_fd, .events = POLLIN};
-            i_listen = n++;
+            if (ls->listen_fd >= 0 && ll_monotonic_ms() >= ls->robot_stall_ms) {
+                pfd[n] = (struct pollfd){.fd = ls->listen_fd, .events = POLLIN};
+                i_listen = n++;
+            }
             i_clients = n;
             for (int c = 0; c < ls->n_clients; c++)
                 pfd[n++] = (struct pollfd){.fd = ls->clients[c], .events = POLLIN};
@@ -1226,6 +1354,8 @@ static int run_loop(struct labsim *ls)
         }
         send_due_replies(ls);
         drain_zmq(ls);
+        if (ls->robot_i >= 0)
+            robot_link_tick(ls);
     }
     return 0;
 }
@@ -1287,6 +1417,7 @@ static int setup(struct labsim *ls, struct ll_error *err)
     gsl_rng_set(ls->rng, ls->opt.seed);
     ls->noise_rng = ls->opt.seed ^ 0x5A5A5A5A12345678ull;
     ls->robot_i = ls->furnace_i = ls->coater_i = -1;
+    ls->robot_unplug_pending = ls->robot_stall_pending = -1;
     for (int i = 0; i < ls->lab->n_instruments; i++) {
         enum labconf_driver d = ls->lab->instruments[i].driver;
         if (d == LABCONF_DRIVER_ROBOT_MODBUS_TCP && ls->robot_i < 0)

@@ -39,6 +39,8 @@ static const struct {
     {"furnace.truncated",    ARG_NONE},
     {"furnace.late",         ARG_DEC },
     {"robot.late",           ARG_DEC },
+    {"robot.unplug",         ARG_DEC }, /* after its answer: cable out for ARG ms */
+    {"robot.stall",          ARG_DEC }, /* after its answer: mute; new clients wait ARG ms */
 };
 #define N_KNOWN (sizeof(known_faults) / sizeof(known_faults[0]))
 
