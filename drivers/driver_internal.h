@@ -65,6 +65,9 @@ struct drv {
     bool mb_unsynced;
     int mb_sync_addr; /* RTU: the holding registers sync_addr, sync_addr + 1 are read to
                          resynchronise; -1 = never (Modbus TCP: transaction ids) */
+    /* Modbus TCP: requests in a row that got no answer; at DRV__TCP_MUTE_RECONNECT the
+     * connection is given up as half-open (mb.c) */
+    int mb_timeouts;
     /* reconnecting a lost link (drv__reconnect): when it was found lost (monotonic ms, 0 =
      * up), the attempts that failed since, when the next may be made, the last one's error */
     int64_t link_lost_ms;
@@ -105,7 +108,9 @@ void drv__mb_configure(struct drv *drv);
  *   0B           DRV_ETIMEDOUT (the gateway's target did not answer)
  * time-out DRV_ETIMEDOUT; bad CRC, bad data, another slave's id DRV_EPROTO; anything else
  * DRV_ELINK (and drv->connected = false). After a time-out or a garbled answer on RTU, the
- * next request resynchronises first (drv->mb_unsynced). */
+ * next request resynchronises first (drv->mb_unsynced); on Modbus TCP, after
+ * DRV__TCP_MUTE_RECONNECT time-outs in a row it goes out on a new connection
+ * (drv->connected = false: a half-open one never answers again). */
 int drv__mb_error(struct drv *drv, int err, const char *what, struct ll_error *reterr);
 
 /* True for the codes that mean the instrument answered "no" to the request: never resent,
@@ -147,6 +152,12 @@ int drv__mb_write_regs_once(struct drv *drv,
  * DRV_RECONNECT_MAX_MS. An attempt is one open() or connect(), so a short cap costs nothing
  * and lets a replugged instrument be found within seconds. */
 #define DRV_RECONNECT_FIRST_MS 500
+
+/* Modbus TCP requests in a row without an answer after which the connection is taken for
+ * half-open (the server lost it, or its handler hangs) and opened anew: 2, so that one late
+ * answer keeps the connection (libmodbus drops it by its transaction id) and a mute one costs
+ * about two response time-outs before the reconnect. */
+#define DRV__TCP_MUTE_RECONNECT 2
 #define DRV_RECONNECT_MAX_MS 4000
 
 /* Makes sure the link is up before I/O: 0 at once when connected; else reopens it (the

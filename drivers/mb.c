@@ -24,6 +24,12 @@
  * or an exception) arrives. Anything older arrives before it and fails libmodbus's checks
  * (wrong length), so once it is answered no earlier answer is left to be mistaken for a
  * later one.
+ *
+ * Half-open TCP connections. A Modbus TCP server that lost a connection (rebooted behind a
+ * dead cable, a firewall that dropped its state) or whose handler for it hangs never answers
+ * on it again, and nothing tells the client: TCP sees no error. So after
+ * DRV__TCP_MUTE_RECONNECT requests in a row went unanswered, the connection is given up and
+ * the next request goes out on a new one (reliability.md F10).
  */
 #include "common/ll_time.h"
 #include "drivers/driver_internal.h"
@@ -129,6 +135,7 @@ int drv__mb_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reter
     }
     drv__mb_configure(drv);
     drv->connected = true;
+    drv->mb_timeouts = 0;
     return 0;
 }
 
@@ -136,6 +143,8 @@ int drv__mb_error(struct drv *drv, int err, const char *what, struct ll_error *r
 {
     bool rtu = drv->mb_sync_addr >= 0;
 
+    if (err != ETIMEDOUT)
+        drv->mb_timeouts = 0; /* an answer (or a lost link, reopened anyway) */
     if (err > MODBUS_ENOBASE && err <= MODBUS_ENOBASE + 11) {
         int code = err - MODBUS_ENOBASE;
         const char *name = exception_name(code);
@@ -181,6 +190,13 @@ int drv__mb_error(struct drv *drv, int err, const char *what, struct ll_error *r
     switch (err) {
     case ETIMEDOUT:
         drv->mb_unsynced = rtu;
+        /* Modbus TCP: a connection that leaves requests unanswered in a row may be
+         * half-open (the server lost it, or its handler hangs), and then no answer ever
+         * comes on it again: the next request goes out on a new one (drv__reconnect) */
+        if (!rtu && ++drv->mb_timeouts >= DRV__TCP_MUTE_RECONNECT) {
+            drv->mb_timeouts = 0;
+            drv->connected = false;
+        }
         return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no answer (time-out)", what);
     case EMBBADCRC:
     case EMBBADDATA:
@@ -289,8 +305,10 @@ int drv__mb_read(struct drv *drv,
         if (r)
             break;
         if ((input ? modbus_read_input_registers(drv->mb, addr, n, dest)
-                   : modbus_read_registers(drv->mb, addr, n, dest)) == n)
+                   : modbus_read_registers(drv->mb, addr, n, dest)) == n) {
+            drv->mb_timeouts = 0;
             return 0;
+        }
         /* busy (06) and accepted (05) are polled like no answer; refusals are final */
         r = drv__mb_error(drv, errno, what, reterr);
         if (drv__mb_refusal(r))
@@ -327,8 +345,10 @@ int drv__mb_write_regs_once(struct drv *drv,
     r = prepare(drv, what, deadline_ms, reterr);
     if (r)
         return r;
-    if (modbus_write_registers(drv->mb, addr, n, src) == n)
+    if (modbus_write_registers(drv->mb, addr, n, src) == n) {
+        drv->mb_timeouts = 0;
         return 0;
+    }
     return drv__mb_error(drv, errno, what, reterr);
 }
 
@@ -379,8 +399,10 @@ int drv__mb_write_reg(
         r = prepare(drv, what, deadline_ms, reterr);
         if (r)
             return r;
-        if (modbus_write_register(drv->mb, addr, value) == 1)
+        if (modbus_write_register(drv->mb, addr, value) == 1) {
+            drv->mb_timeouts = 0;
             return 0;
+        }
         r = drv__mb_error(drv, errno, what, reterr);
         if (drv__mb_refusal(r))
             return r;

@@ -3,7 +3,8 @@
  * data, another slave's id, time-out, a lost link) map to the DRV_E* kind driver.h
  * documents, with a message that names the code; a lost link and exception 0A mark the
  * driver disconnected; on RTU a time-out or a garbled answer marks the link for
- * resynchronisation before the next request (F8), on TCP (transaction ids) it does not.
+ * resynchronisation before the next request (F8), on TCP (transaction ids) it does not;
+ * on TCP DRV__TCP_MUTE_RECONNECT time-outs in a row give the connection up (F10).
  */
 #include "drivers/driver.h"
 #include "drivers/driver_internal.h"
@@ -74,6 +75,38 @@ static void test_mb_error_classifies_every_exception_and_library_error(void **st
     }
 }
 
+/* F10: on Modbus TCP a connection that leaves DRV__TCP_MUTE_RECONNECT requests in a row
+ * unanswered is given up (half-open); any answer in between starts the count again; RTU
+ * keeps its line (it resynchronises instead). */
+static void test_mb_tcp_timeouts_in_a_row_give_the_connection_up(void **state)
+{
+    struct ll_error err = {0};
+    struct drv drv;
+    (void)state;
+
+    memset(&drv, 0, sizeof(drv));
+    drv.connected = true;
+    drv.mb_sync_addr = -1;
+    for (int i = 1; i < DRV__TCP_MUTE_RECONNECT; i++) {
+        assert_int_equal(drv__mb_error(&drv, ETIMEDOUT, "reading", &err), DRV_ETIMEDOUT);
+        assert_true(drv.connected);
+    }
+    assert_int_equal(drv__mb_error(&drv, EMBXSBUSY, "reading", &err), DRV_EBUSY); /* an answer */
+    for (int i = 1; i < DRV__TCP_MUTE_RECONNECT; i++)
+        drv__mb_error(&drv, ETIMEDOUT, "reading", &err);
+    assert_true(drv.connected);
+    assert_int_equal(drv__mb_error(&drv, ETIMEDOUT, "reading", &err), DRV_ETIMEDOUT);
+    assert_false(drv.connected);
+    assert_int_equal(drv.mb_timeouts, 0);
+
+    memset(&drv, 0, sizeof(drv));
+    drv.connected = true;
+    drv.mb_sync_addr = 1; /* RTU */
+    for (int i = 0; i < 2 * DRV__TCP_MUTE_RECONNECT; i++)
+        drv__mb_error(&drv, ETIMEDOUT, "reading", &err);
+    assert_true(drv.connected);
+}
+
 static void test_mb_refusals_are_the_final_answers(void **state)
 {
     (void)state;
@@ -96,6 +129,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mb_error_classifies_every_exception_and_library_error),
         cmocka_unit_test(test_mb_refusals_are_the_final_answers),
+        cmocka_unit_test(test_mb_tcp_timeouts_in_a_row_give_the_connection_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
