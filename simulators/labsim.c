@@ -681,6 +681,7 @@ static void robot_accept(struct labsim *ls)
         close(fd);
         return;
     }
+    ls->robot_mute[ls->n_clients] = 0; /* a stall mutes only the connections it found */
     ls->clients[ls->n_clients++] = fd;
     sim_log(SIM_LOG_DEBUG, "instrument=robot event=client fd=%d", fd);
 }
