@@ -443,6 +443,17 @@ robot_reply(struct labsim *ls, int fd, const uint8_t *req, int len, int exc, int
     }
 }
 
+/* The link faults of an answered request (a job it started runs on): applied after the
+ * clients' loop (robot_link_tick), which they change. */
+static void robot_link_faults(struct labsim *ls, const struct sim_fault_at *at)
+{
+    long down_ms = -1;
+    if (sim_fault_check_at(&ls->faults, "robot.unplug", at, &down_ms))
+        ls->robot_unplug_pending = down_ms < 0 ? 10000 : down_ms;
+    if (sim_fault_check_at(&ls->faults, "robot.stall", at, &down_ms))
+        ls->robot_stall_pending = down_ms < 0 ? 10000 : down_ms;
+}
+
 static void robot_request(struct labsim *ls, int i)
 {
     int fd = ls->clients[i];
@@ -591,12 +602,7 @@ static void robot_request(struct labsim *ls, int i)
         exc = MODBUS_EXCEPTION_ACKNOWLEDGE;
     robot_reply(ls, fd, req, len, exc, late < 0 ? 0 : (int)late);
     robot_refresh_map(ls);
-    /* link faults after the answer (a job it started runs on): applied after the loop */
-    long down_ms = -1;
-    if (sim_fault_check_at(&ls->faults, "robot.unplug", &at, &down_ms))
-        ls->robot_unplug_pending = down_ms < 0 ? 10000 : down_ms;
-    if (sim_fault_check_at(&ls->faults, "robot.stall", &at, &down_ms))
-        ls->robot_stall_pending = down_ms < 0 ? 10000 : down_ms;
+    robot_link_faults(ls, &at);
 }
 
 /* The robot's network cable is pulled for ms (control "unplug", fault robot.unplug): its
@@ -618,7 +624,7 @@ static void robot_unplug(struct labsim *ls, long ms)
     sim_log(SIM_LOG_WARNING,
             "instrument=robot event=unplugged port=%d replug_in_s=%.1f",
             ls->robot_port,
-            ms / 1000.0);
+            (double)ms / 1000.0);
 }
 
 /* The robot stops answering with its sockets open (control "stall", fault robot.stall): the
@@ -636,7 +642,7 @@ static void robot_stall(struct labsim *ls, long ms)
     sim_log(SIM_LOG_WARNING,
             "instrument=robot event=stalled connections=%d serving_new_in_s=%.1f",
             ls->n_clients,
-            ms / 1000.0);
+            (double)ms / 1000.0);
 }
 
 /* Applies robot link faults that fired during a request, and plugs the robot in again once
@@ -1086,7 +1092,8 @@ static json_t *control_stall(struct labsim *ls, json_t *req)
     double seconds = json_is_number(js) ? json_number_value(js) : -1.0;
     if (!(seconds >= 0.0 && seconds <= 3600.0))
         return control_error("stall: \"seconds\" must be a number 0..3600");
-    if (name == NULL || ls->robot_i < 0 || strcmp(name, ls->lab->instruments[ls->robot_i].name))
+    if (name == NULL || ls->robot_i < 0 ||
+        strcmp(name, ls->lab->instruments[ls->robot_i].name) != 0)
         return control_error("stall: \"name\" is not the robot");
     robot_stall(ls, llround(seconds * 1000.0));
     return json_pack("{s:b}", "ok", 1);
