@@ -1475,6 +1475,21 @@ static void on_furnace_reading(struct engine *e, int fi, const struct drv_comple
     cw->reading = 0;
     int64_t now = ll_monotonic_ms();
     double limit = cw->setpoint_c + in->load_tolerance_c;
+    if (c->rc == DRV_EFAULT && !cw->faulted) {
+        /* the driver read garbage, not a temperature (an INVALID PV: a PV error code, a value
+         * outside the map's range such as a sensor break's full scale; reliability.md B8):
+         * an instrument fault, as its poll says during an anneal; the sample is not loaded */
+        char why[LL_ERROR_MSG_MAX + 64];
+        snprintf(
+            why, sizeof(why), "%s; experiment %lld not loaded", c->err.msg, (long long)cw->exp_id);
+        cw->pv_c = (double)NAN;
+        cw->faulted = fault_now(e, fi, cw->campaign_id, cw->exp_id, 0, why) == 0;
+        if (cw->faulted) {
+            fault_command_safe(e, fi, 0);
+            cw->next_at = now + cool_interval_ms(e, fi);
+            return;
+        }
+    }
     if (c->rc < 0) {
         log_line(LOG_LVL_WARNING,
                  "furnace %s: cannot read its PV before loading exp=%lld (%s); not loading, "

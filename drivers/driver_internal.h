@@ -175,6 +175,50 @@ int drv__mb_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reter
  * Returns false when the deadline has passed. */
 bool drv__backoff(int attempt, int64_t deadline_ms);
 
+/* ---- Furnace readings (drivers/furnace.c) ----------------------------------------- */
+
+/* The registers a furnace reading is decoded from. */
+enum furnace_reg {
+    FURNACE_REG_PV,
+    FURNACE_REG_WORKING_SP,
+    FURNACE_REG_PROGRAM_STATUS,
+    FURNACE_REG_STATUS,
+};
+
+/* Why a raw register value is not a reading (reliability.md B8: garbage from instruments). */
+enum furnace_invalid {
+    FURNACE_VALID = 0,
+    FURNACE_INVALID_ERROR_CODE, /* PV: one of the map's pv_error_codes (Omega 0x8002-0x8006) */
+    FURNACE_INVALID_RANGE,      /* PV, working SP: outside the map's temp_range_c */
+    FURNACE_INVALID_STATE,      /* program status: no state of program_status_values */
+    FURNACE_INVALID_NONFINITE,  /* PV, working SP: raw * temp_scale is not finite */
+};
+
+/* The programmer states, whatever numbers the map gives them. */
+enum furnace_program {
+    FURNACE_PROGRAM_RESET,
+    FURNACE_PROGRAM_RUN,
+    FURNACE_PROGRAM_HOLD,
+    FURNACE_PROGRAM_END,
+};
+
+struct furnace_reading {
+    enum furnace_invalid invalid; /* FURNACE_VALID, or why the value is garbage */
+    uint16_t raw;
+    double value;               /* PV, working SP: degrees C; NAN when invalid */
+    enum furnace_program state; /* program status, when valid */
+    uint16_t bits;              /* status word (every 16-bit value is a valid bitmap) */
+    char reason[160];           /* when invalid: one phrase naming the raw value and the rule */
+};
+
+/* Decodes the raw value of register reg by map m and classifies it: a reading, or INVALID
+ * with a reason. Pure (no I/O, no state): the one place a furnace reading is made, unit
+ * tested and fuzzed (tests/fuzz/fuzz_furnace_decode.c). Returns ret->invalid. */
+enum furnace_invalid furnace_decode(const struct labconf_furnace_map *m,
+                                    enum furnace_reg reg,
+                                    uint16_t raw,
+                                    struct furnace_reading *ret);
+
 /* ---- SPN/1 framing (drivers/spn1.c) ---------------------------------------------- */
 
 #define SPN1_LINE_MAX 128

@@ -69,7 +69,111 @@ static const char *program_status_name(const struct labconf_furnace_map *m, int 
         return "hold";
     if (v == m->program_status_values.end)
         return "end";
-    return "?";
+    return "INVALID";
+}
+
+static const char *const reg_names[] = {
+    [FURNACE_REG_PV] = "PV",
+    [FURNACE_REG_WORKING_SP] = "working setpoint",
+    [FURNACE_REG_PROGRAM_STATUS] = "program status",
+    [FURNACE_REG_STATUS] = "status word",
+};
+
+/* A temperature register (PV, working setpoint): the map's PV error codes (PV only), the
+ * scaled value finite and within the map's documented range. */
+static void decode_temp(const struct labconf_furnace_map *m,
+                        enum furnace_reg reg,
+                        uint16_t raw,
+                        struct furnace_reading *ret)
+{
+    const char *name = reg_names[reg];
+    double c = temp_c(m, raw);
+
+    if (reg == FURNACE_REG_PV)
+        for (int i = 0; i < m->n_pv_error_codes && i < LABCONF_MAX_PV_ERROR_CODES; i++)
+            if (m->pv_error_codes[i] == (int)raw) {
+                ret->invalid = FURNACE_INVALID_ERROR_CODE;
+                snprintf(ret->reason,
+                         sizeof(ret->reason),
+                         "PV error code 0x%04X (map '%s'), not a temperature",
+                         (unsigned)raw,
+                         m->name);
+                return;
+            }
+    if (!isfinite(c)) {
+        ret->invalid = FURNACE_INVALID_NONFINITE;
+        snprintf(ret->reason,
+                 sizeof(ret->reason),
+                 "%s raw 0x%04X is not a finite temperature (temp_scale %g)",
+                 name,
+                 (unsigned)raw,
+                 m->temp_scale);
+        return;
+    }
+    if (m->has_temp_range && !(c >= m->temp_min_c && c <= m->temp_max_c)) {
+        ret->invalid = FURNACE_INVALID_RANGE;
+        snprintf(ret->reason,
+                 sizeof(ret->reason),
+                 "%s raw 0x%04X (%.1f C) is outside the range %.1f..%.1f C of map '%s'",
+                 name,
+                 (unsigned)raw,
+                 c,
+                 m->temp_min_c,
+                 m->temp_max_c,
+                 m->name);
+        return;
+    }
+    ret->value = c;
+}
+
+enum furnace_invalid furnace_decode(const struct labconf_furnace_map *m,
+                                    enum furnace_reg reg,
+                                    uint16_t raw,
+                                    struct furnace_reading *ret)
+{
+    const struct labconf_program_status_values *v = &m->program_status_values;
+
+    memset(ret, 0, sizeof(*ret));
+    ret->raw = raw;
+    ret->value = (double)NAN;
+    switch (reg) {
+    case FURNACE_REG_PV:
+    case FURNACE_REG_WORKING_SP:
+        decode_temp(m, reg, raw, ret);
+        break;
+    case FURNACE_REG_PROGRAM_STATUS:
+        /* the first match, in the order program_status_name() names them */
+        if (raw == v->reset)
+            ret->state = FURNACE_PROGRAM_RESET;
+        else if (raw == v->run)
+            ret->state = FURNACE_PROGRAM_RUN;
+        else if (raw == v->hold)
+            ret->state = FURNACE_PROGRAM_HOLD;
+        else if (raw == v->end)
+            ret->state = FURNACE_PROGRAM_END;
+        else {
+            ret->invalid = FURNACE_INVALID_STATE;
+            snprintf(ret->reason,
+                     sizeof(ret->reason),
+                     "program status %u is not a state of map '%s' (reset %d, run %d, hold %d, "
+                     "end %d)",
+                     (unsigned)raw,
+                     m->name,
+                     v->reset,
+                     v->run,
+                     v->hold,
+                     v->end);
+        }
+        break;
+    case FURNACE_REG_STATUS:
+        ret->bits = raw; /* a bitmap: every value is one */
+        break;
+    default:
+        ret->invalid = FURNACE_INVALID_STATE;
+        snprintf(ret->reason, sizeof(ret->reason), "register %d is not a reading", (int)reg);
+        break;
+    }
+    return ret->invalid;
 }
 
 /* The program registers a step loads: dwell, target, rate, end type. */
@@ -157,12 +261,16 @@ static int furnace_start(struct drv *drv,
 {
     const struct labconf_furnace_map *m = &drv->inst.map;
     struct program want = program_for(drv, step), have;
+    struct furnace_reading d;
     uint16_t ps;
     int r;
 
     r = read1(drv, m->program_status, &ps, deadline_ms, reterr);
     if (r)
         return r;
+    if (furnace_decode(m, FURNACE_REG_PROGRAM_STATUS, ps, &d) != FURNACE_VALID)
+        return ll_error_set(
+            reterr, DRV_EFAULT, "INVALID program status: %s; not started", d.reason);
     if (ps == m->program_status_values.run || ps == m->program_status_values.hold) {
         r = read_program(drv, &have, deadline_ms, reterr);
         if (r)
@@ -213,6 +321,7 @@ static int furnace_start(struct drv *drv,
 
 struct readings {
     uint16_t ps, status, pv, wsp, output, sp_rate;
+    struct furnace_reading d_ps, d_pv, d_wsp; /* decoded by the map (furnace_decode) */
 };
 
 static int
@@ -227,21 +336,44 @@ read_state(struct drv *drv, struct readings *rd, int64_t deadline_ms, struct ll_
         r = read1(drv, m->pv, &rd->pv, deadline_ms, reterr);
     if (r == 0)
         r = read1(drv, m->working_sp, &rd->wsp, deadline_ms, reterr);
+    if (r == 0) {
+        furnace_decode(m, FURNACE_REG_PROGRAM_STATUS, rd->ps, &rd->d_ps);
+        furnace_decode(m, FURNACE_REG_PV, rd->pv, &rd->d_pv);
+        furnace_decode(m, FURNACE_REG_WORKING_SP, rd->wsp, &rd->d_wsp);
+    }
     return r;
+}
+
+/* "123.4C", or "INVALID (why)": an invalid reading is never shown as a temperature. */
+static const char *
+temp_text(const struct furnace_reading *d, const char *unit, char *buf, size_t size)
+{
+    if (d->invalid)
+        snprintf(buf, size, "INVALID (%s)", d->reason);
+    else
+        snprintf(buf, size, "%.1f%s", d->value, unit);
+    return buf;
 }
 
 static void fill_readings(const struct drv *drv, const struct readings *rd, struct drv_status *ret)
 {
     const struct labconf_furnace_map *m = &drv->inst.map;
+    char pv[200], wsp[200], ps[24];
 
-    ret->temp_c = temp_c(m, rd->pv);
-    ret->setpoint_c = temp_c(m, rd->wsp);
+    /* NAN when invalid: never a temperature */
+    ret->temp_c = rd->d_pv.value;
+    ret->setpoint_c = rd->d_wsp.value;
+    if (rd->d_ps.invalid)
+        snprintf(ps, sizeof(ps), "INVALID(%u)", (unsigned)rd->ps);
+    else
+        snprintf(ps, sizeof(ps), "%s", program_status_name(m, rd->ps));
     snprintf(ret->text,
              sizeof(ret->text),
-             "program=%s pv=%.1fC working_sp=%.1fC status=0x%04x%s%s%s%s",
-             program_status_name(m, rd->ps),
-             ret->temp_c,
-             ret->setpoint_c,
+             "program=%s pv=%s working_sp=%s status=0x%04x%s%s%s%s",
+             ps,
+             /* its reason goes with the error drv_status() returns for it */
+             rd->d_pv.invalid ? "INVALID" : temp_text(&rd->d_pv, "C", pv, sizeof(pv)),
+             temp_text(&rd->d_wsp, "C", wsp, sizeof(wsp)),
              (unsigned)rd->status,
              rd->status & ST_ALARM1(m) ? " ALARM1" : "",
              rd->status & ST_SENSOR_BREAK(m) ? " SENSOR_BREAK" : "",
@@ -270,24 +402,38 @@ static int furnace_poll(struct drv *drv,
     const struct labconf_furnace_map *m = &drv->inst.map;
     struct readings rd;
     const char *fault;
+    char why[240], pv[200];
     int r = read_state(drv, &rd, deadline_ms, reterr);
 
     if (r)
         return r;
     fill_readings(drv, &rd, ret);
     fault = fault_of(m, rd.status);
+    if (!fault && rd.d_pv.invalid) {
+        /* garbage in the PV register is no temperature: neither "hot" nor "cool" */
+        snprintf(why, sizeof(why), "INVALID PV: %s", rd.d_pv.reason);
+        fault = why;
+    }
     /* the host's own over-temperature check, whatever the controller's alarm says */
     if (!fault && ret->temp_c > drv->inst.limits.max_temp_c + 10.0)
         fault = "PV more than 10 C above max_temp_c";
+    if (!fault && rd.d_ps.invalid) {
+        snprintf(why, sizeof(why), "INVALID program status: %s", rd.d_ps.reason);
+        fault = why;
+    }
     if (fault) {
+        if (rd.d_pv.invalid)
+            snprintf(pv, sizeof(pv), "PV INVALID (raw 0x%04X)", (unsigned)rd.pv);
+        else
+            snprintf(pv, sizeof(pv), "PV %.1f C", rd.d_pv.value);
         ret->state = DRV_STEP_FAILED;
         ret->error = DRV_EFAULT;
         snprintf(ret->reason,
                  sizeof(ret->reason),
-                 "furnace fault during anneal %u: %s, PV %.1f C",
+                 "furnace fault during anneal %u: %s, %s",
                  (unsigned)step->id,
                  fault,
-                 ret->temp_c);
+                 pv);
         return 0;
     }
     if (rd.ps == m->program_status_values.run || rd.ps == m->program_status_values.hold) {
@@ -361,7 +507,10 @@ static int furnace_query(struct drv *drv,
         return r;
     fill_readings(drv, &rd, ret);
     running = rd.ps == m->program_status_values.run || rd.ps == m->program_status_values.hold;
-    if (!same_program(&have, &want)) {
+    if (rd.d_ps.invalid) {
+        ret->state = DRV_STEP_UNKNOWN;
+        snprintf(ret->reason, sizeof(ret->reason), "INVALID program status: %s", rd.d_ps.reason);
+    } else if (!same_program(&have, &want)) {
         ret->state = running ? DRV_STEP_UNKNOWN : DRV_STEP_NOT_STARTED;
         snprintf(ret->reason,
                  sizeof(ret->reason),
@@ -431,6 +580,7 @@ static int furnace_describe(
     const struct labconf_instrument *in = &drv->inst;
     const struct labconf_furnace_map *m = &in->map;
     struct readings rd;
+    char pv[200], wsp[200];
     uint16_t alarm, sp_rate, tsp;
     int r = read_state(drv, &rd, deadline_ms, reterr);
 
@@ -446,7 +596,7 @@ static int furnace_describe(
              size,
              "furnace '%s': Modbus RTU %s %d %c%d%d slave %d, map '%s' (PV at %d, scale %g C)\n"
              "  limits: max %.1f C, max ramp %.1f C/min, safe setpoint %.1f C\n"
-             "  PV %.1f C, target setpoint %.1f C, working setpoint %.1f C, rate limit %.1f "
+             "  PV %s, target setpoint %.1f C, working setpoint %s, rate limit %.1f "
              "C/min%s, alarm 1 at %.1f C, program %s, status 0x%04x",
              in->name,
              in->device,
@@ -461,9 +611,9 @@ static int furnace_describe(
              in->limits.max_temp_c,
              in->limits.max_ramp_c_min,
              in->limits.safe_setpoint_c,
-             temp_c(m, rd.pv),
+             temp_text(&rd.d_pv, " C", pv, sizeof(pv)),
              temp_c(m, tsp),
-             temp_c(m, rd.wsp),
+             temp_text(&rd.d_wsp, " C", wsp, sizeof(wsp)),
              sp_rate * m->rate_scale,
              sp_rate == 0 ? " (0 = UNLIMITED)" : "",
              temp_c(m, alarm),
@@ -483,6 +633,10 @@ static int furnace_status(struct drv *drv,
     if (r)
         return r;
     fill_readings(drv, &rd, ret);
+    /* a reading without a usable PV is no reading: the daemon's "may the next sample go
+     * in" check (and anyone else) gets an error naming the garbage, never a number */
+    if (rd.d_pv.invalid)
+        return ll_error_set(reterr, DRV_EFAULT, "INVALID PV: %s; %s", rd.d_pv.reason, ret->text);
     return 0;
 }
 

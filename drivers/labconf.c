@@ -231,6 +231,8 @@ static const char *const map_keys[] = {"pv",
                                        "program_status_values",
                                        "end_type_values",
                                        "status_bits",
+                                       "pv_error_codes",
+                                       "temp_range_c",
                                        NULL};
 
 static int parse_enum4(struct parse *p,
@@ -285,6 +287,78 @@ static int parse_status_bits(struct parse *p,
     if (r == 0)
         r = get_int(p, g, w, "over_range", false, 10, 0, 15, &b->over_range);
     return r;
+}
+
+/* pv_error_codes = [ 0x8002, ... ] (optional): raw PV values that are error codes. */
+static int parse_pv_error_codes(struct parse *p,
+                                const config_setting_t *map,
+                                const char *what,
+                                struct labconf_furnace_map *m)
+{
+    const config_setting_t *a = config_setting_get_member(map, "pv_error_codes");
+    int n;
+
+    m->n_pv_error_codes = 0;
+    if (!a)
+        return 0;
+    if (!config_setting_is_array(a) && !config_setting_is_list(a))
+        return fail(p, a, "%s: 'pv_error_codes' must be a list of integers [ 0x8002, ... ]", what);
+    n = config_setting_length(a);
+    if (n > LABCONF_MAX_PV_ERROR_CODES)
+        return fail(
+            p, a, "%s: 'pv_error_codes': more than %d codes", what, LABCONF_MAX_PV_ERROR_CODES);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(a, (unsigned)i);
+        long long v;
+
+        if (config_setting_type(e) == CONFIG_TYPE_INT)
+            v = config_setting_get_int(e);
+        else if (config_setting_type(e) == CONFIG_TYPE_INT64)
+            v = config_setting_get_int64(e);
+        else
+            return fail(p, e, "%s: 'pv_error_codes' must be a list of integers", what);
+        if (v < 0 || v > 65535)
+            return fail(p,
+                        e,
+                        "%s: 'pv_error_codes': %lld is not a 16-bit register value (0..0xFFFF)",
+                        what,
+                        v);
+        m->pv_error_codes[m->n_pv_error_codes++] = (int)v;
+    }
+    return 0;
+}
+
+/* temp_range_c = [ LO, HI ] (optional): the documented range of PV and working setpoint. */
+static int parse_temp_range(struct parse *p,
+                            const config_setting_t *map,
+                            const char *what,
+                            struct labconf_furnace_map *m)
+{
+    const config_setting_t *a = config_setting_get_member(map, "temp_range_c");
+    double v[2] = {0.0, 0.0};
+
+    m->has_temp_range = false;
+    m->temp_min_c = m->temp_max_c = 0.0;
+    if (!a)
+        return 0;
+    if ((!config_setting_is_array(a) && !config_setting_is_list(a)) ||
+        config_setting_length(a) != 2)
+        return fail(p, a, "%s: 'temp_range_c' must be [ LO, HI ] (degrees C)", what);
+    for (int i = 0; i < 2; i++)
+        if (setting_number(
+                p, config_setting_get_elem(a, (unsigned)i), what, "temp_range_c", &v[i]) < 0)
+            return -EINVAL;
+    if (!isfinite(v[0]) || !isfinite(v[1]) || !(v[0] < v[1]) || v[0] < -10000.0 || v[1] > 10000.0)
+        return fail(p,
+                    a,
+                    "%s: 'temp_range_c' = [ %g, %g ] is not LO < HI within -10000..10000 C",
+                    what,
+                    v[0],
+                    v[1]);
+    m->has_temp_range = true;
+    m->temp_min_c = v[0];
+    m->temp_max_c = v[1];
+    return 0;
 }
 
 static int parse_map(struct parse *p, const config_setting_t *g, struct labconf_furnace_map *m)
@@ -346,6 +420,10 @@ static int parse_map(struct parse *p, const config_setting_t *g, struct labconf_
     }
     if (r == 0)
         r = parse_status_bits(p, g, what, &m->status_bits);
+    if (r == 0)
+        r = parse_pv_error_codes(p, g, what, m);
+    if (r == 0)
+        r = parse_temp_range(p, g, what, m);
     return r;
 }
 
@@ -1009,6 +1087,19 @@ static void write_map(FILE *out, const struct labconf_furnace_map *m)
             m->status_bits.sensor_break,
             m->status_bits.program_end,
             m->status_bits.over_range);
+    if (m->n_pv_error_codes > 0) {
+        fputs("      pv_error_codes = [", out);
+        for (int i = 0; i < m->n_pv_error_codes; i++)
+            fprintf(out, "%s 0x%04X", i ? "," : "", (unsigned)m->pv_error_codes[i]);
+        fputs(" ];\n", out);
+    }
+    if (m->has_temp_range) {
+        fputs("      temp_range_c = [ ", out);
+        put_double(out, m->temp_min_c);
+        fputs(", ", out);
+        put_double(out, m->temp_max_c);
+        fputs(" ];\n", out);
+    }
     fputs("    };\n", out);
 }
 

@@ -24,6 +24,7 @@
 
 #include "common/ll_error.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #define LABCONF_NAME_MAX 64
@@ -35,6 +36,7 @@
 #define LABCONF_MAX_PLACES 16
 #define LABCONF_MAX_WELLS 96 /* the robot's DEST_WELL is 0..95 */
 #define LABCONF_MAX_KINDS 8
+#define LABCONF_MAX_PV_ERROR_CODES 16
 
 /* The driver an instrument needs; the config spells them as in labconf_driver_name(). */
 enum labconf_driver {
@@ -72,7 +74,16 @@ struct labconf_furnace_map {
     struct labconf_program_status_values program_status_values;
     struct labconf_end_type_values end_type_values;
     struct labconf_status_bits status_bits;
-    int line; /* source line of the map's definition */
+    /* Garbage the controller may put in its registers (reliability.md B8; optional keys):
+     * `pv_error_codes = [ 0x8002, ... ]`, raw PV values that are error codes, not
+     * temperatures (the Omega/Delta family's 0x8002-0x8006, hardware.md §1.2); and
+     * `temp_range_c = [ LO, HI ]`, the documented input range: a PV or working setpoint
+     * outside it is not a temperature. Absent: no codes; any signed 16-bit value. */
+    int pv_error_codes[LABCONF_MAX_PV_ERROR_CODES]; /* 0..65535 */
+    int n_pv_error_codes;
+    bool has_temp_range;
+    double temp_min_c, temp_max_c; /* when has_temp_range: finite, min < max */
+    int line;                      /* source line of the map's definition */
 };
 
 /* Limits; a field an instrument kind does not use is 0. */
