@@ -9,7 +9,12 @@
 /* Every fault labsim knows, and how its argument (`NAME:ARG`) is written: none, two hex
  * digits (a Modbus exception code) or a decimal number (a delay in ms). New names go at the
  * end: the order is the order of the random streams in struct sim_faults. */
-enum arg_kind { ARG_NONE, ARG_HEX, ARG_DEC };
+enum arg_kind {
+    ARG_NONE,
+    ARG_HEX,
+    ARG_DEC,
+    ARG_U16, /* a register value 0..65535: decimal, or hex with 0x (furnace.pv_raw) */
+};
 static const struct {
     const char *name;
     enum arg_kind arg;
@@ -41,6 +46,9 @@ static const struct {
     {"robot.late",           ARG_DEC },
     {"robot.unplug",         ARG_DEC }, /* after its answer: cable out for ARG ms */
     {"robot.stall",          ARG_DEC }, /* after its answer: mute; new clients wait ARG ms */
+    {"furnace.pv_error",     ARG_U16 },
+    {"furnace.bad_state",    ARG_U16 },
+    {"furnace.pv_raw",       ARG_U16 },
 };
 #define N_KNOWN (sizeof(known_faults) / sizeof(known_faults[0]))
 
@@ -90,6 +98,17 @@ static int parse_arg(int k, const char *name, const char *text, long *ret, struc
 
     if (known_faults[k].arg == ARG_NONE)
         return ll_error_set(reterr, -EINVAL, "--faults: %s takes no argument (':%s')", name, text);
+    if (known_faults[k].arg == ARG_U16) {
+        *ret = strtol(text, &end, 0);
+        if (end == text || *end != '\0' || *ret < 0 || *ret > 65535 || text[0] == '-')
+            return ll_error_set(reterr,
+                                -EINVAL,
+                                "--faults: %s: ':%s' is not a register value (0-65535 or "
+                                "0x0000-0xFFFF)",
+                                name,
+                                text);
+        return 0;
+    }
     *ret = strtol(text, &end, known_faults[k].arg == ARG_HEX ? 16 : 10);
     if (end == text || *end != '\0' || *ret < 0 ||
         (known_faults[k].arg == ARG_HEX ? (strlen(text) != 2 || *ret < 1) : *ret > 600000))

@@ -445,6 +445,31 @@ static size_t damage_reply(struct sim_furnace *f,
     return n;
 }
 
+/* Garbage from the instrument (reliability.md B8, docs/instruments.md §6): the value v of
+ * register addr in a read reply, replaced by a PV error code (furnace.pv_error, 0x8002 when
+ * no argument), a raw PV (furnace.pv_raw, 32767 when none) or a program status the map does
+ * not define (furnace.bad_state, 9 when none). One opportunity per read of the register. */
+static uint16_t
+garbage_value(struct sim_furnace *f, const struct sim_fault_at *at, int addr, uint16_t v)
+{
+    long arg = -1;
+
+    if (addr == f->map.pv && sim_fault_check_at(f->faults, "furnace.pv_error", at, &arg)) {
+        v = (uint16_t)(arg >= 0 ? arg : 0x8002);
+        sim_log(SIM_LOG_WARNING, "fault=furnace.pv_error reg=%d value=0x%04X", addr, v);
+    }
+    if (addr == f->map.pv && sim_fault_check_at(f->faults, "furnace.pv_raw", at, &arg)) {
+        v = (uint16_t)(arg >= 0 ? arg : 32767);
+        sim_log(SIM_LOG_WARNING, "fault=furnace.pv_raw reg=%d value=0x%04X", addr, v);
+    }
+    if (addr == f->map.program_status &&
+        sim_fault_check_at(f->faults, "furnace.bad_state", at, &arg)) {
+        v = (uint16_t)(arg >= 0 ? arg : 9);
+        sim_log(SIM_LOG_WARNING, "fault=furnace.bad_state reg=%d value=%u", addr, v);
+    }
+    return v;
+}
+
 size_t sim_furnace_handle(
     struct sim_furnace *f, const uint8_t *frame, size_t len, uint8_t *out, size_t cap)
 {
@@ -491,6 +516,8 @@ size_t sim_furnace_handle(
             for (int i = 0; i < qty && exc == 0; i++) {
                 uint16_t v = 0;
                 exc = reg_read(f, addr + i, &v);
+                if (exc == 0 && f->faults != NULL)
+                    v = garbage_value(f, &at, addr + i, v);
                 out[3 + 2 * i] = (uint8_t)(v >> 8);
                 out[4 + 2 * i] = (uint8_t)(v & 0xFF);
             }
