@@ -9,7 +9,9 @@
  * rule given twice fires at two matching opportunities. Some faults take an argument after
  * a colon: `furnace.exception:02@reg=75` answers exception 02 (two hex digits, as the
  * Modbus specification writes them; 04 when none is given), `furnace.late:800` answers 800 ms
- * late (decimal). Every fault name draws
+ * late (decimal), `furnace.pv_error:0x8003` puts that register value (0..65535, decimal or
+ * 0x hex) in the PV word of a read reply (also furnace.pv_raw, furnace.bad_state: B8).
+ * Every fault name draws
  * from its own splitmix64 stream seeded from the run's seed and the name, one draw per
  * opportunity whatever happens elsewhere, so the same seed and spec give the same faults
  * even when other instruments are busier in one run than in another. The control socket can

@@ -129,6 +129,37 @@ static void test_sim_fault_modbus_triggers_and_arguments(void **state)
     assert_int_equal(f.n_rules, 3);
 }
 
+/* The garbage faults of the furnace (reliability.md B8) take a register value, decimal or
+ * 0x hex, 0..65535. */
+static void test_sim_fault_register_value_arguments(void **state)
+{
+    (void)state;
+    struct sim_faults f;
+    struct ll_error err = {0};
+    long arg = 0;
+    struct sim_fault_at read_pv = {.fc = 3, .addr = 4096, .count = 1};
+
+    assert_int_equal(sim_faults_init(&f,
+                                     "furnace.pv_error:0x8003@reg=4096,furnace.pv_raw:65535@n=1,"
+                                     "furnace.bad_state@reg=4101",
+                                     3,
+                                     &err),
+                     0);
+    assert_int_equal(sim_fault_check_at(&f, "furnace.pv_error", &read_pv, &arg), 1);
+    assert_int_equal(arg, 0x8003);
+    assert_int_equal(sim_fault_check_at(&f, "furnace.pv_raw", &read_pv, &arg), 1);
+    assert_int_equal(arg, 65535);
+    assert_int_equal(sim_fault_check_at(&f, "furnace.bad_state", &read_pv, &arg), 0);
+    read_pv.addr = 4101;
+    assert_int_equal(sim_fault_check_at(&f, "furnace.bad_state", &read_pv, &arg), 1);
+    assert_int_equal(arg, -1); /* labsim's default: 9 */
+    assert_int_equal(sim_faults_add(&f, "furnace.pv_error:0x10000@n=1", &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "is not a register value"));
+    assert_int_equal(sim_faults_add(&f, "furnace.bad_state:-1@n=1", &err), -EINVAL);
+    assert_int_equal(sim_faults_add(&f, "furnace.pv_raw:12x@n=1", &err), -EINVAL);
+    assert_int_equal(sim_faults_add(&f, "furnace.pv_error:0x8006=1", &err), 0);
+}
+
 int main(void)
 {
     ll_test_init();
@@ -137,6 +168,7 @@ int main(void)
         cmocka_unit_test(test_sim_fault_scripts_fire_exactly_once),
         cmocka_unit_test(test_sim_fault_rates_reproducible_per_name),
         cmocka_unit_test(test_sim_fault_modbus_triggers_and_arguments),
+        cmocka_unit_test(test_sim_fault_register_value_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
