@@ -332,6 +332,7 @@ static int transact(struct drv *drv,
 {
     char frame[SPN1_LINE_MAX + 8], line[SPN1_LINE_MAX + 8] = "";
     int len, garbled = 0, attempts = 0;
+    bool lost = false; /* the link went down during this call (then no answer = link lost) */
     unsigned seq = drv->seq++;
     int reseq = 0;
     int r = 0;
@@ -348,8 +349,10 @@ static int transact(struct drv *drv,
             break; /* still down at the deadline, or another error */
         if (attempts == 0)
             r = io_flush_input(drv, reterr);
-        if (r == DRV_ELINK)
+        if (r == DRV_ELINK) {
+            lost = true;
             continue;
+        }
         if (r)
             return r;
         attempt_deadline = ll_monotonic_ms() + drv->inst.response_timeout_ms;
@@ -357,14 +360,18 @@ static int transact(struct drv *drv,
             attempt_deadline = deadline_ms;
         attempts++;
         r = io_write(drv, frame, (size_t)len, deadline_ms, reterr);
-        if (r == DRV_ELINK)
+        if (r == DRV_ELINK) {
+            lost = true;
             continue;
+        }
         if (r)
             return r;
         for (;;) {
             int n = read_line(drv, line, sizeof(line), attempt_deadline, reterr);
-            if (n == DRV_ELINK)
+            if (n == DRV_ELINK) {
+                lost = true;
                 break;
+            }
             if (n < 0)
                 return n;
             if (n == 0)
@@ -403,6 +410,8 @@ static int transact(struct drv *drv,
     }
     if (!drv->connected || r == -ENOMEM)
         return r ? r : ll_error_set(reterr, DRV_ELINK, "'%s': link lost", body);
+    if (lost) /* reopened at the end of the budget, but no answer since the link went down */
+        return ll_error_set(reterr, DRV_ELINK, "'%s': link lost, no answer since", body);
     if (garbled)
         return ll_error_set(reterr,
                             DRV_EPROTO,
