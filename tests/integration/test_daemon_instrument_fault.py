@@ -92,9 +92,10 @@ def settle_and_hold(tmp, run):
 
 def broke(text):
     """Whether text names the sensor break. A poll can catch the break between its status and
-    its PV read: then the status bit is still clear and the PV already at full scale (3276.7 C),
-    and the driver's own over-temperature check names it instead; both are the same fault."""
-    return "sensor break" in text or "PV more than 10 C above max_temp_c, PV 3276.7 C" in text
+    its PV read: then the status bit is still clear and the PV already at full scale (raw
+    0x7FFF, 3276.7 C), which the driver reports as an INVALID PV outside the map's range
+    instead; both are the same fault."""
+    return "sensor break" in text or "0x7FFF (3276.7 C) is outside the range" in text
 
 
 def main():
