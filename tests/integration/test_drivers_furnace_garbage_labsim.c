@@ -20,6 +20,7 @@
 #include "drivers/driver_internal.h"
 #include "drivers/labconf.h"
 #include "ll_test.h"
+#include "ll_test_labsim.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -35,69 +36,23 @@
 
 static pid_t labsim_pid;
 static struct labconf *lab;
-static char control_ep[4200];
 static void *zctx;
+
+static char labsim_rt[4096]; /* labsim's runtime folder */
 
 static int start_labsim(void **state)
 {
-    const char *labsim = getenv("LABSIM");
-    const char *tmp = ll_test_tmpdir();
-    char in_path[4096], rt[4096], ready[4200], out_path[4200], log_path[4200];
-    struct labconf *src = NULL;
-    struct ll_error err = {0};
-    int64_t deadline;
     (void)state;
-
-    if (!labsim || access(labsim, X_OK) != 0) {
-        fprintf(stderr, "LABSIM not set or not built\n");
-        return -1;
-    }
-    snprintf(in_path, sizeof(in_path), "%s/lab-in.conf", tmp);
-    snprintf(rt, sizeof(rt), "%s/rt", tmp);
-    snprintf(ready, sizeof(ready), "%s/ready", rt);
-    snprintf(out_path, sizeof(out_path), "%s/lab.conf", rt);
-    snprintf(log_path, sizeof(log_path), "%s/labsim.log", tmp);
-    snprintf(control_ep, sizeof(control_ep), "ipc://%s/control", rt);
-    if (labconf_load_default(&src, &err) != 0)
-        return -1;
-    src->instruments[labconf_instrument_index(src, "robot")].port = 0;
-    {
-        /* the Omega/Delta-style map: the one with PV error codes */
-        struct labconf_instrument *fur =
-            &src->instruments[labconf_instrument_index(src, "furnace")];
-        snprintf(fur->map_name, sizeof(fur->map_name), "vendorb");
-        fur->map = *labconf_find_map(src, "vendorb");
-    }
-    if (labconf_write_file(src, in_path, &err) != 0 || mkdir(rt, 0700) != 0) {
-        labconf_free(&src);
-        return -1;
-    }
-    labconf_free(&src);
-    labsim_pid = fork();
-    if (labsim_pid == 0) {
-        FILE *log = freopen(log_path, "w", stderr);
-        (void)log;
-        execl(labsim, labsim, "--lab", in_path, "--runtime-dir", rt, "--speed", "20", (char *)NULL);
-        _exit(127);
-    }
-    deadline = ll_monotonic_ms() + 15000;
-    while (access(ready, F_OK) != 0) {
-        if (ll_monotonic_ms() > deadline || waitpid(labsim_pid, NULL, WNOHANG) != 0)
-            return -1;
-        usleep(20000);
-    }
+    labsim_pid = ll_test_labsim_start(20, 0, "vendorb", labsim_rt, sizeof(labsim_rt), &lab);
     zctx = zmq_ctx_new();
-    return labconf_load_file(out_path, &lab, &err) == 0 && zctx ? 0 : -1;
+    return labsim_pid > 0 && zctx ? 0 : -1;
 }
 
 static int stop_labsim(void **state)
 {
     (void)state;
-    if (labsim_pid > 0) {
-        kill(labsim_pid, SIGTERM);
-        waitpid(labsim_pid, NULL, 0);
-        labsim_pid = 0;
-    }
+    ll_test_labsim_stop(labsim_pid);
+    labsim_pid = 0;
     if (zctx)
         zmq_ctx_term(zctx);
     labconf_free(&lab);
@@ -107,36 +62,13 @@ static int stop_labsim(void **state)
 /* One request on labsim's control socket; returns the parsed answer (json_decref it). */
 static json_t *control(json_t *req)
 {
-    void *s = zmq_socket(zctx, ZMQ_REQ);
-    int linger = 0, timeout_ms = 5000;
-    char *text = json_dumps(req, JSON_COMPACT);
-    char buf[65536];
-    int n;
-
-    assert_non_null(s);
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout_ms, sizeof(timeout_ms));
-    assert_int_equal(zmq_connect(s, control_ep), 0);
-    assert_true(zmq_send(s, text, strlen(text), 0) >= 0);
-    n = zmq_recv(s, buf, sizeof(buf) - 1, 0);
-    assert_true(n > 0 && n < (int)sizeof(buf));
-    buf[n] = '\0';
-    zmq_close(s);
-    free(text);
-    json_decref(req);
-    json_t *rep = json_loads(buf, 0, NULL);
-    assert_non_null(rep);
-    return rep;
+    return ll_test_labsim_control(zctx, labsim_rt, req);
 }
 
 /* Adds fault rules to labsim (docs/instruments.md §6). */
 static void fault_rule(const char *rule)
 {
-    json_t *rep = control(json_pack("{s:s,s:s}", "cmd", "fault", "rule", rule));
-    if (!json_is_true(json_object_get(rep, "ok")))
-        fail_msg(
-            "labsim refused rule %s: %s", rule, json_string_value(json_object_get(rep, "error")));
-    json_decref(rep);
+    ll_test_labsim_fault_rule(zctx, labsim_rt, rule);
 }
 
 /* counts: faults.NAME (how often it fired), robot_jobs.ID, or a top-level integer. */

@@ -39,15 +39,14 @@
 
 static pid_t labsim_pid;
 static struct labconf *lab;
-static char control_ep[4200];
 static void *zctx;
+
+static char labsim_rt[4096]; /* labsim's runtime folder */
 
 static int start_labsim(void **state)
 {
-    char rt[4096];
     (void)state;
-    labsim_pid = ll_test_labsim_start(20, 0, rt, sizeof(rt), &lab);
-    snprintf(control_ep, sizeof(control_ep), "ipc://%s/control", rt);
+    labsim_pid = ll_test_labsim_start(20, 0, NULL, labsim_rt, sizeof(labsim_rt), &lab);
     zctx = zmq_ctx_new();
     return labsim_pid > 0 && zctx ? 0 : -1;
 }
@@ -66,36 +65,13 @@ static int stop_labsim(void **state)
 /* One request on labsim's control socket; returns the parsed answer (json_decref it). */
 static json_t *control(json_t *req)
 {
-    void *s = zmq_socket(zctx, ZMQ_REQ);
-    int linger = 0, timeout_ms = 5000;
-    char *text = json_dumps(req, JSON_COMPACT);
-    char buf[65536];
-    int n;
-
-    assert_non_null(s);
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout_ms, sizeof(timeout_ms));
-    assert_int_equal(zmq_connect(s, control_ep), 0);
-    assert_true(zmq_send(s, text, strlen(text), 0) >= 0);
-    n = zmq_recv(s, buf, sizeof(buf) - 1, 0);
-    assert_true(n > 0 && n < (int)sizeof(buf));
-    buf[n] = '\0';
-    zmq_close(s);
-    free(text);
-    json_decref(req);
-    json_t *rep = json_loads(buf, 0, NULL);
-    assert_non_null(rep);
-    return rep;
+    return ll_test_labsim_control(zctx, labsim_rt, req);
 }
 
 /* Adds fault rules to labsim (docs/instruments.md §6). */
 static void fault_rule(const char *rule)
 {
-    json_t *rep = control(json_pack("{s:s,s:s}", "cmd", "fault", "rule", rule));
-    if (!json_is_true(json_object_get(rep, "ok")))
-        fail_msg(
-            "labsim refused rule %s: %s", rule, json_string_value(json_object_get(rep, "error")));
-    json_decref(rep);
+    ll_test_labsim_fault_rule(zctx, labsim_rt, rule);
 }
 
 /* Arms fault name for the next count opportunities (0 disarms). */

@@ -34,7 +34,7 @@ static char labsim_rt[4096]; /* labsim's runtime folder: its control socket is r
 static int start_labsim(void **state)
 {
     (void)state;
-    labsim_pid = ll_test_labsim_start(20, 50, labsim_rt, sizeof(labsim_rt), &lab);
+    labsim_pid = ll_test_labsim_start(20, 50, NULL, labsim_rt, sizeof(labsim_rt), &lab);
     return labsim_pid > 0 ? 0 : -1;
 }
 

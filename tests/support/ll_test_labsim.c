@@ -7,12 +7,18 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zmq.h>
 
-pid_t ll_test_labsim_start(
-    int speed, int poll_ms, char *rt, size_t rt_cap, struct labconf **ret_lab)
+pid_t ll_test_labsim_start(int speed,
+                           int poll_ms,
+                           const char *furnace_map,
+                           char *rt,
+                           size_t rt_cap,
+                           struct labconf **ret_lab)
 {
     const char *labsim = getenv("LABSIM");
     const char *tmp = ll_test_tmpdir();
@@ -36,6 +42,19 @@ pid_t ll_test_labsim_start(
     src->instruments[labconf_instrument_index(src, "robot")].port = 0; /* labsim picks one */
     for (int i = 0; i < src->n_instruments && poll_ms > 0; i++)
         src->instruments[i].poll_ms = poll_ms;
+    int fi = labconf_instrument_index(src, "furnace");
+    if (furnace_map != NULL && fi >= 0) {
+        const struct labconf_furnace_map *map = labconf_find_map(src, furnace_map);
+        if (map == NULL) {
+            labconf_free(&src);
+            return -1;
+        }
+        snprintf(src->instruments[fi].map_name,
+                 sizeof(src->instruments[fi].map_name),
+                 "%s",
+                 furnace_map);
+        src->instruments[fi].map = *map;
+    }
     if (labconf_write_file(src, in_path, &err) != 0 || mkdir(rt, 0700) != 0) {
         labconf_free(&src);
         return -1;
@@ -79,4 +98,40 @@ void ll_test_labsim_stop(pid_t pid)
         return;
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
+}
+
+json_t *ll_test_labsim_control(void *zctx, const char *rt, json_t *req)
+{
+    char ep[4200];
+    void *s = zmq_socket(zctx, ZMQ_REQ);
+    int linger = 0, timeout_ms = 5000;
+    char *text = json_dumps(req, JSON_COMPACT);
+    char buf[65536];
+
+    snprintf(ep, sizeof(ep), "ipc://%s/control", rt);
+    assert_non_null(s);
+    assert_non_null(text);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout_ms, sizeof(timeout_ms));
+    assert_int_equal(zmq_connect(s, ep), 0);
+    assert_true(zmq_send(s, text, strlen(text), 0) >= 0);
+    int n = zmq_recv(s, buf, sizeof(buf) - 1, 0);
+    assert_true(n > 0 && n < (int)sizeof(buf));
+    buf[n] = '\0';
+    zmq_close(s);
+    free(text);
+    json_decref(req);
+    json_t *rep = json_loads(buf, 0, NULL);
+    assert_non_null(rep);
+    return rep;
+}
+
+void ll_test_labsim_fault_rule(void *zctx, const char *rt, const char *rule)
+{
+    json_t *rep =
+        ll_test_labsim_control(zctx, rt, json_pack("{s:s,s:s}", "cmd", "fault", "rule", rule));
+    if (!json_is_true(json_object_get(rep, "ok")))
+        fail_msg(
+            "labsim refused rule %s: %s", rule, json_string_value(json_object_get(rep, "error")));
+    json_decref(rep);
 }
