@@ -59,12 +59,6 @@ static int stop_labsim(void **state)
     return 0;
 }
 
-/* One request on labsim's control socket; returns the parsed answer (json_decref it). */
-static json_t *control(json_t *req)
-{
-    return ll_test_labsim_control(zctx, labsim_rt, req);
-}
-
 /* Adds fault rules to labsim (docs/instruments.md §6). */
 static void fault_rule(const char *rule)
 {
@@ -74,30 +68,17 @@ static void fault_rule(const char *rule)
 /* counts: faults.NAME (how often it fired), robot_jobs.ID, or a top-level integer. */
 static long count_of(const char *group, const char *key)
 {
-    json_t *rep = control(json_pack("{s:s}", "cmd", "counts"));
-    json_t *v =
-        group ? json_object_get(json_object_get(rep, group), key) : json_object_get(rep, key);
-    long n = json_is_integer(v) ? (long)json_integer_value(v) : 0;
-    json_decref(rep);
-    return n;
+    return ll_test_labsim_count(zctx, labsim_rt, group, key);
 }
 
 static int furnace_program(void)
 {
-    json_t *rep = control(json_pack("{s:s}", "cmd", "status"));
-    int p = (int)json_integer_value(json_object_get(rep, "furnace_program"));
-    json_decref(rep);
-    return p;
+    return (int)ll_test_labsim_status_int(zctx, labsim_rt, "furnace_program");
 }
 
 static struct drv *open_instrument(const char *name)
 {
-    struct drv *drv = NULL;
-    struct ll_error err = {0};
-
-    if (drv_open(labconf_find_instrument(lab, name), &drv, &err) != 0)
-        fail_msg("opening %s: %s", name, err.msg);
-    return drv;
+    return ll_test_open_instrument(lab, name);
 }
 
 static struct drv_step anneal(uint32_t id, double setpoint_c)

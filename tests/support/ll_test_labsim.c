@@ -135,3 +135,31 @@ void ll_test_labsim_fault_rule(void *zctx, const char *rt, const char *rule)
             "labsim refused rule %s: %s", rule, json_string_value(json_object_get(rep, "error")));
     json_decref(rep);
 }
+
+long ll_test_labsim_count(void *zctx, const char *rt, const char *group, const char *key)
+{
+    json_t *rep = ll_test_labsim_control(zctx, rt, json_pack("{s:s}", "cmd", "counts"));
+    json_t *v =
+        group ? json_object_get(json_object_get(rep, group), key) : json_object_get(rep, key);
+    long n = json_is_integer(v) ? (long)json_integer_value(v) : 0;
+    json_decref(rep);
+    return n;
+}
+
+long ll_test_labsim_status_int(void *zctx, const char *rt, const char *key)
+{
+    json_t *rep = ll_test_labsim_control(zctx, rt, json_pack("{s:s}", "cmd", "status"));
+    long v = (long)json_integer_value(json_object_get(rep, key));
+    json_decref(rep);
+    return v;
+}
+
+struct drv *ll_test_open_instrument(const struct labconf *lab, const char *name)
+{
+    struct drv *drv = NULL;
+    struct ll_error err = {0};
+
+    if (drv_open(labconf_find_instrument(lab, name), &drv, &err) != 0)
+        fail_msg("opening %s: %s", name, err.msg);
+    return drv;
+}

@@ -4,6 +4,7 @@
 #ifndef LL_TEST_LABSIM_H
 #define LL_TEST_LABSIM_H
 
+#include "drivers/driver.h"
 #include "drivers/labconf.h"
 
 #include <jansson.h>
@@ -28,6 +29,15 @@ json_t *ll_test_labsim_control(void *zctx, const char *rt, json_t *req);
 
 /* Adds fault rules to that labsim (docs/instruments.md §6); fails the test if it refuses. */
 void ll_test_labsim_fault_rule(void *zctx, const char *rt, const char *rule);
+
+/* labsim's count counts[group][key] (group NULL: counts[key]); 0 when absent. */
+long ll_test_labsim_count(void *zctx, const char *rt, const char *group, const char *key);
+
+/* The integer `key` of labsim's status (e.g. "furnace_program"); 0 when absent. */
+long ll_test_labsim_status_int(void *zctx, const char *rt, const char *key);
+
+/* drv_open() of instrument `name` of lab; fails the test if it cannot be opened. */
+struct drv *ll_test_open_instrument(const struct labconf *lab, const char *name);
 
 /* Stops it (SIGTERM) and waits for it; nothing for pid <= 0. */
 void ll_test_labsim_stop(pid_t pid);
