@@ -873,13 +873,13 @@ static void print_origin(json_t *x)
 
 int cmd_measurements(int argc, char **argv)
 {
+    const char *usage = "measurements [--campaign ID] [--limit N] [rejected] [--json]";
     struct opts o;
-    if (parse(argc, argv, &o, "measurements [--campaign ID] [--limit N] [rejected] [--json]") < 0)
+    if (parse(argc, argv, &o, usage) < 0)
         return CMD_EXIT_USAGE;
     int rejected = o.n_args == 1 && strcmp(o.args[0], "rejected") == 0;
     if (o.n_args > 1 || (o.n_args == 1 && !rejected)) {
-        fprintf(stderr,
-                "usage: labloop measurements [--campaign ID] [--limit N] [rejected] [--json]\n");
+        fprintf(stderr, "usage: labloop %s\n", usage);
         return CMD_EXIT_USAGE;
     }
     json_t *reply = NULL;
