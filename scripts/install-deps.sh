@@ -12,6 +12,7 @@ packages=(
     libjansson-dev libconfig-dev libcmocka-dev libsystemd-dev
     # tests: peers that are not ours, and tools the integration tests use
     python3 python3-pymodbus python3-serial python3-zmq sqlite3 procps faketime
+    strace systemd
 )
 
 missing=()
