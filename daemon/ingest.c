@@ -309,7 +309,8 @@ static int clock_check(struct ingest *ing,
 
 /* A station whose first measurement of a new sequence epoch was just stored (it lost its seq
  * state, or was replaced): an event says so, since its seq numbering starts again. Inside the
- * batch's transaction; one store lookup per change of a station's epoch. */
+ * batch's transaction; one store lookup per change of a station's epoch (the cache is cleared
+ * when a batch rolls back, ingest_process). */
 static int epoch_check(struct ingest *ing,
                        struct station_info *si,
                        const char *epoch,
@@ -659,6 +660,10 @@ int ingest_process(struct ingest *ing, struct ll_error *reterr)
         ing->n_stored = before[0];
         ing->n_duplicate = before[1];
         ing->n_rejected = before[2];
+        /* epoch_check may have cached an epoch whose measurement and event were rolled back:
+         * forget every cached epoch, so the next measurement looks in the store again */
+        for (int i = 0; i < ing->n_stations; i++)
+            ing->stations[i].epoch_known = 0;
     }
     if (r == 0 && ing->n_stored > before[0])
         LL_FAILPOINT("measurement_committed"); /* committed; no ack sent yet */
