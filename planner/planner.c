@@ -319,6 +319,24 @@ static int design_points(
     return r;
 }
 
+int planner_design(
+    const struct planner *p, size_t first, size_t count, double *ret_x, struct ll_error *reterr)
+{
+    size_t d = p->s.d;
+    ll_error_clear(reterr);
+    if (count < 1 || count > CAMPAIGN_MAX_BATCH)
+        return ll_error_set(
+            reterr, -EINVAL, "design batch size %zu is not in 1 .. %d", count, CAMPAIGN_MAX_BATCH);
+    double *u = malloc(count * d * sizeof(double));
+    if (u == NULL)
+        return ll_error_set(reterr, -ENOMEM, "out of memory");
+    int r = design_points(p, first, count, u, reterr);
+    for (size_t i = 0; i < count && r == 0; i++)
+        space_from_unit(&p->s, u + i * d, ret_x + i * d);
+    free(u);
+    return r;
+}
+
 /* The "prediction" of computed objective k: its value, variance 0, and (dmu not NULL) the
  * gradient by central differences over the continuous coordinates (one-sided at a bound;
  * 0 for the others). */
@@ -625,6 +643,15 @@ static int round_prepare_acq(struct round *rd, struct ll_error *reterr)
     if (ctx->kind == ACQ_EHVI && rd->m == 1 && rd->ref[0] < best)
         ctx->best = rd->ref[0];
     if (ctx->kind == ACQ_EHVI && rd->m >= 2) {
+        /* ehvi_front_new refuses a non-finite value: a model that predicts one at a pending
+         * point (data so degenerate that the fit is not finite) is a numerical failure, not a
+         * lack of memory */
+        for (size_t i = 0; i < rd->n_front * rd->m; i++)
+            if (!isfinite(rd->front[i]))
+                return ll_error_set(reterr,
+                                    -EDOM,
+                                    "the models predict a value that is not a finite number at a "
+                                    "pending point: no EHVI front");
         rd->ehvi = ehvi_front_new(rd->front, rd->n_front, rd->m, rd->ref);
         if (rd->ehvi == NULL)
             return ll_error_set(reterr, -ENOMEM, "cannot prepare the EHVI front");

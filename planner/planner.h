@@ -109,6 +109,16 @@ int planner_ask(struct planner *p,
                 struct planner_round_info *ret_round,
                 struct ll_error *reterr);
 
+/* The campaign's space-filling design alone: writes count points (1 <= count <=
+ * CAMPAIGN_MAX_BATCH) of it, those at design indices first .. first+count-1, into ret_x (count
+ * rows of n_params values in the parameters' units) — the very points planner_ask proposes from
+ * the design at those indices (same feasibility, rounding and constraints). Uses nothing the
+ * planner was told, so it still works when a model round cannot (labloopd falls back to it
+ * when planner_ask fails, docs/daemon.md). Returns 0; -EINVAL for a bad count; -ERANGE with a
+ * message when the constraints leave (almost) no feasible point; -ENOMEM. */
+int planner_design(
+    const struct planner *p, size_t first, size_t count, double *ret_x, struct ll_error *reterr);
+
 size_t planner_n_obs(const struct planner *p);
 size_t planner_n_pending(const struct planner *p);
 

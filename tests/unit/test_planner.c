@@ -415,6 +415,69 @@ static void test_planner_survives_degenerate_observations(void **state)
     }
 }
 
+/* Values so large that their sum overflows (all equal to 1e308: finite, but the GPs'
+ * standardisation is not) make planner_ask fail, and the code says what kind of failure it is:
+ * -ERANGE (no finite acquisition value) and, with pending points whose fantasised means are not
+ * finite, -EDOM — never -ENOMEM, which a caller (labloopd's fallback, docs/daemon.md) must be
+ * able to take for a lack of memory. */
+static void test_planner_overflowing_values_fail_without_claiming_oom(void **state)
+{
+    (void)state;
+    struct campaign c;
+    load(two_obj, &c);
+    struct planner *p = make(&c);
+    struct ll_error err;
+    double x[8 * 3], y[2] = {1e308, 1e308}, a[2 * 3];
+    ask(p, 8, x, NULL);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(planner_tell(p, x + i * 3, y, &err), 0);
+    assert_int_equal(planner_ask(p, 2, a, NULL, NULL, &err), -ERANGE);
+    assert_non_null(strstr(err.msg, "finite acquisition value"));
+    assert_int_equal(planner_add_pending(p, x, &err), 0);
+    assert_int_equal(planner_ask(p, 2, a, NULL, NULL, &err), -EDOM);
+    assert_non_null(strstr(err.msg, "not a finite number"));
+    planner_free(&p);
+}
+
+/* planner_design gives exactly the points planner_ask takes from the design at the same
+ * indices (integers, levels and constraints included), whatever the planner was told. */
+static void test_planner_design_matches_the_design_points_of_ask(void **state)
+{
+    (void)state;
+    const char *text =
+        "campaign: { batch = 3; initial = 6; budget = 30; seed = 3; acquisition = \"random\";\n"
+        "  parameters = ( { name = \"fa\"; low = 0.0; high = 1.0; },\n"
+        "                 { name = \"ma\"; low = 0.0; high = 1.0; },\n"
+        "                 { name = \"cs\"; low = 0.0; high = 0.2; },\n"
+        "                 { name = \"rpm\"; low = 1000; high = 3000; integer = true; },\n"
+        "                 { name = \"t\"; levels = [ 80, 100, 125, 150 ]; } );\n"
+        "  objectives = ( { name = \"y1\"; goal = \"max\"; ref = -10; } );\n"
+        "  constraints = ( { coef = { fa = 1.0; ma = 1.0; cs = 1.0; }; eq = 1.0; },\n"
+        "                  { coef = { cs = 10.0; rpm = 0.001; }; le = 3.5; } ); };\n";
+    struct campaign c;
+    load(text, &c);
+    struct planner *p = make(&c);
+    struct ll_error err;
+    double want[9 * 5], got[4 * 5];
+    ask(p, 9, want, NULL); /* "random": design indices 0..8 */
+    for (size_t first = 0; first + 4 <= 9; first += 5) {
+        assert_int_equal(planner_design(p, first, 4, got, &err), 0);
+        assert_false(any_differs(got, want + first * 5, 4 * 5));
+    }
+    /* told observations and pending points change nothing */
+    double y = 1.0;
+    assert_int_equal(planner_tell(p, want, &y, &err), 0);
+    assert_int_equal(planner_add_pending(p, want + 5, &err), 0);
+    assert_int_equal(planner_design(p, 5, 4, got, &err), 0);
+    assert_false(any_differs(got, want + 25, 4 * 5));
+    /* and planner_ask continues the design at n_obs + n_pending = 2 */
+    ask(p, 4, got, NULL);
+    assert_false(any_differs(got, want + 10, 4 * 5));
+    assert_int_equal(planner_design(p, 0, 0, got, &err), -EINVAL);
+    assert_int_equal(planner_design(p, 0, CAMPAIGN_MAX_BATCH + 1, got, &err), -EINVAL);
+    planner_free(&p);
+}
+
 static void test_planner_other_acquisitions_and_three_objectives(void **state)
 {
     (void)state;
@@ -600,6 +663,8 @@ int main(void)
         cmocka_unit_test(test_planner_explores_noisy_additive_objectives),
         cmocka_unit_test(test_planner_predictions_come_with_model_proposals),
         cmocka_unit_test(test_planner_survives_degenerate_observations),
+        cmocka_unit_test(test_planner_overflowing_values_fail_without_claiming_oom),
+        cmocka_unit_test(test_planner_design_matches_the_design_points_of_ask),
         cmocka_unit_test(test_planner_pending_points_are_not_proposed_again),
         cmocka_unit_test(test_planner_other_acquisitions_and_three_objectives),
         cmocka_unit_test(test_planner_computed_objective),
