@@ -180,6 +180,13 @@ static void print_status(json_t *st)
                    js(rd, "busiest"),
                    json_number_value(json_object_get(rd, "ratio")));
         }
+        json_array_foreach(json_object_get(c, "planner_fallback_rounds"), k, rd)
+        {
+            printf("  PLANNER FALLBACK in round %lld: proposals from the space-filling design, not "
+                   "the model; the planner failed: %s\n",
+                   ji(rd, "round"),
+                   js(rd, "planner_error"));
+        }
     }
     json_t *q = json_object_get(st, "questions");
     json_array_foreach(q, i, c)

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_CAMPAIGNS 16
 #define MAX_FLIGHTS 64
@@ -2005,13 +2006,15 @@ explore_note(const struct camp *c, const struct planner_round_info *ri, char *bu
 }
 
 /* A proposal's entry in its round's fit record: experiment id, parameters, acquisition value,
- * source and, in a model round, the models' prediction {objective: {"mean", "sd", "noise_sd"}}
- * (sd: of the latent value; noise_sd: the measurement noise the model fitted). New reference. */
+ * source ("fallback": true when the space-filling fallback proposed it, plan_round) and, in a
+ * model round, the models' prediction {objective: {"mean", "sd", "noise_sd"}} (sd: of the
+ * latent value; noise_sd: the measurement noise the model fitted). New reference. */
 static json_t *chosen_entry(const struct camp *c,
                             const struct planner_round_info *ri,
                             int64_t exp_id,
                             json_t *params,
-                            const struct planner_point_info *pt)
+                            const struct planner_point_info *pt,
+                            int fallback)
 {
     json_t *entry = json_pack("{s:I,s:O,s:f,s:b}",
                               "experiment",
@@ -2022,6 +2025,8 @@ static json_t *chosen_entry(const struct camp *c,
                               pt->acquisition,
                               "from_initial_design",
                               pt->from_initial_design);
+    if (entry != NULL && fallback)
+        json_object_set_new(entry, "fallback", json_true());
     if (entry == NULL || !pt->predicted || !ri->model_fitted)
         return entry;
     json_t *o = json_object();
@@ -2317,6 +2322,123 @@ static int expand_round(const struct camp *c,
     return 0;
 }
 
+#ifdef LL_FAILPOINTS
+/* Test builds only: LABLOOP_PLANNER_ERROR=WHAT:ROUND[,WHAT:ROUND...] (ll_failpoint.h's syntax;
+ * ROUND >= 1) makes planning fail for real in the rounds named. WHAT ERANGE, EDOM, EINVAL or
+ * ENOMEM: planner_ask counts as failed with that code, whatever it returned; `fallback`: that
+ * round's space-filling fallback fails with -ERANGE. Read at every round, so a test may change
+ * it. Returns the code to inject at `point` ("ask" or "fallback") of round, or 0. A malformed
+ * value ends the process (status 2), as a malformed LABLOOP_FAILPOINT does. */
+static int injected_planner_error(const char *point, int round)
+{
+    static const struct {
+        const char *name;
+        int code;
+    } codes[] = {
+        {"ERANGE", -ERANGE},
+        {"EDOM",   -EDOM  },
+        {"EINVAL", -EINVAL},
+        {"ENOMEM", -ENOMEM},
+    };
+    const char *spec = getenv("LABLOOP_PLANNER_ERROR");
+    struct ll_failpoint_spec items[8];
+    int n = spec != NULL && spec[0] != '\0' ? ll_failpoint_parse(spec, items, 8) : 0;
+    int code = 0;
+    for (int i = 0; i < n; i++) {
+        int this = strcmp(items[i].name, "fallback") == 0 ? -ERANGE : 0;
+        for (size_t k = 0; k < sizeof(codes) / sizeof(codes[0]) && this == 0; k++)
+            if (strcmp(items[i].name, codes[k].name) == 0)
+                this = codes[k].code;
+        if (this == 0) {
+            n = -1;
+            break;
+        }
+        if (items[i].at == (unsigned long)round &&
+            (strcmp(items[i].name, "fallback") == 0) == (strcmp(point, "fallback") == 0))
+            code = this;
+    }
+    if (n < 0) {
+        log_line(LOG_LVL_ERR,
+                 "LABLOOP_PLANNER_ERROR='%s': expected WHAT:ROUND[,...], WHAT one of ERANGE EDOM "
+                 "EINVAL ENOMEM fallback",
+                 spec);
+        _exit(2);
+    }
+    return code;
+}
+#endif
+
+/* Which failures of planning a round fall back to the space-filling design (docs/daemon.md
+ * "When the planner fails"): every failure of telling the planner the campaign's data
+ * (planner_tell, planner_add_pending: a stored row it cannot use) and of planner_ask (a model
+ * fit that failed, -ERANGE "no feasible candidate with a finite acquisition value", any other
+ * numerical failure), except running out of memory, which the fallback would meet as well.
+ * planner_new's errors are not among them: they say the campaign itself cannot be planned (an
+ * acquisition that does not fit its objectives), nor are recipe errors (expand_round): both
+ * are the campaign's own configuration and fail it. */
+static int planner_falls_back(int code)
+{
+    return code < 0 && code != -ENOMEM;
+}
+
+/* Plans round `round` of campaign c (q points into xs, q rows of n_params; per point info[],
+ * the round's ri; the training rows told into training). When the planner fails in a way that
+ * planner_falls_back() accepts, the round's points are the campaign's space-filling design at
+ * the indices that follow its experiments (planner_design: deterministic for the campaign's
+ * seed and the index), *ret_fallback is set and the planner's message is copied into
+ * planner_error (size n); ri then says no model was fitted. Returns 0, or a negative errno
+ * with err (the planner's error, or both when the fallback failed too). */
+static int plan_round(struct camp *c,
+                      json_t *exps,
+                      int round,
+                      int q,
+                      double *xs,
+                      struct planner_point_info *info,
+                      struct planner_round_info *ri,
+                      json_t *training,
+                      int *ret_fallback,
+                      char *planner_error,
+                      size_t n,
+                      struct ll_error *err)
+{
+    struct planner *p = NULL;
+    *ret_fallback = 0;
+    int r = planner_new(&c->c, &p, err);
+    if (r < 0)
+        return r; /* the campaign's configuration (or out of memory): no fallback */
+    r = feed_planner(c, exps, p, training, err);
+    if (r == 0)
+        r = planner_ask(p, (size_t)q, xs, info, ri, err);
+#ifdef LL_FAILPOINTS
+    int injected = injected_planner_error("ask", round);
+    if (injected < 0)
+        r = ll_error_set(err, injected, "injected planner error (LABLOOP_PLANNER_ERROR)");
+#endif
+    if (!planner_falls_back(r))
+        goto out;
+    snprintf(planner_error, n, "%s", err->msg);
+    double hv = ri->hv;
+    memset(ri, 0, sizeof(*ri));
+    ri->n_obs = planner_n_obs(p);
+    ri->n_pending = planner_n_pending(p);
+    ri->hv = hv;
+    memset(info, 0, (size_t)q * sizeof(*info));
+    struct ll_error fb;
+    r = planner_design(p, json_array_size(exps), (size_t)q, xs, &fb);
+#ifdef LL_FAILPOINTS
+    if (r == 0 && injected_planner_error("fallback", round) < 0)
+        r = ll_error_set(&fb, -ERANGE, "injected fallback error (LABLOOP_PLANNER_ERROR)");
+#endif
+    if (r < 0)
+        ll_error_set(
+            err, r, "%s; the space-filling fallback failed too: %s", planner_error, fb.msg);
+    else
+        *ret_fallback = 1;
+out:
+    planner_free(&p);
+    return r;
+}
+
 static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, struct ll_error *err)
 {
     int total = 0, n_final = 0;
@@ -2372,7 +2494,6 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         q = CAMPAIGN_MAX_BATCH;
     if (q > n_free)
         q = n_free;
-    struct planner *p = NULL;
     size_t np = c->c.n_params;
     double *xs = calloc((size_t)q * np + 1, sizeof(double));
     struct planner_point_info *info = calloc((size_t)q + 1, sizeof(*info));
@@ -2385,11 +2506,20 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         r = ll_error_set(err, -ENOMEM, "out of memory");
         goto out;
     }
-    r = planner_new(&c->c, &p, err);
-    if (r == 0)
-        r = feed_planner(c, exps, p, training, err);
-    if (r == 0)
-        r = planner_ask(p, (size_t)q, xs, info, &ri, err);
+    int fallback = 0;
+    char planner_error[LL_ERROR_MSG_MAX] = "";
+    r = plan_round(c,
+                   exps,
+                   round,
+                   q,
+                   xs,
+                   info,
+                   &ri,
+                   training,
+                   &fallback,
+                   planner_error,
+                   sizeof(planner_error),
+                   err);
     if (r == 0)
         r = expand_round(c, xs, q, np, expanded, order, err);
     if (r < 0)
@@ -2397,6 +2527,11 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
     json_t *fit = fit_record(c, round, &ri, training);
     json_t *chosen = json_array();
     json_object_set_new(fit, "chosen", chosen);
+    if (fallback) {
+        /* the proposals did not come from the model: status lists such rounds */
+        json_object_set_new(fit, "fallback", json_true());
+        json_object_set_new(fit, "planner_error", json_string(planner_error));
+    }
     const char *approval = recipe_approval(c->r);
     int batch = strcmp(approval, "batch") == 0;
     r = store_begin(e->store, err);
@@ -2416,7 +2551,7 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
                               info[k].acquisition,
                               &exp_id,
                               err);
-        json_array_append_new(chosen, chosen_entry(c, &ri, exp_id, params, &info[k]));
+        json_array_append_new(chosen, chosen_entry(c, &ri, exp_id, params, &info[k], fallback));
         json_decref(params);
         if (r == 0)
             r = create_steps(e, exp_id, json_array_get(expanded, (size_t)k), err);
@@ -2439,6 +2574,20 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
     json_decref(fit);
     char explore[256];
     explore_note(c, &ri, explore, sizeof(explore));
+    if (r == 0 && fallback)
+        event(e,
+              c->id,
+              0,
+              0,
+              LOG_LVL_WARNING,
+              "planner.fallback",
+              "round %d: the planner failed (%s); %d experiments proposed from the space-filling "
+              "design instead (design indices %zu-%zu), not from the model",
+              round,
+              planner_error,
+              q,
+              json_array_size(exps),
+              json_array_size(exps) + (size_t)q - 1);
     if (r == 0)
         event(e,
               c->id,
@@ -2449,13 +2598,14 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
               "round %d: %d experiments proposed (%s, %zu observations, hypervolume %.4g%s)%s",
               round,
               q,
-              ri.model_fitted ? "model" : "space-filling design",
+              fallback          ? "space-filling design, planner fallback"
+              : ri.model_fitted ? "model"
+                                : "space-filling design",
               ri.n_obs,
               ri.hv,
               explore,
               batch ? "; waiting for approval" : "");
 out:
-    planner_free(&p);
     free(xs);
     free(info);
     free(order);
@@ -3395,6 +3545,9 @@ static json_t *campaign_status_json(struct engine *e, json_t *c)
                           rounds);
     json_object_set(o, "reason", json_object_get(c, "reason"));
     json_object_set_new(o, "whole", whole);
+    /* rounds proposed by the space-filling fallback because the planner failed */
+    json_t *fallback = store_fallback_rounds_json(e->store, cid, NULL);
+    json_object_set_new(o, "planner_fallback_rounds", fallback != NULL ? fallback : json_array());
     if (pending >= 0)
         json_object_set_new(o, "approval_pending_round", json_integer(pending));
     json_decref(exps);

@@ -1848,6 +1848,20 @@ json_t *store_model_fits_json(struct store *s, int64_t campaign_id, struct ll_er
                      reterr);
 }
 
+json_t *store_fallback_rounds_json(struct store *s, int64_t campaign_id, struct ll_error *reterr)
+{
+    /* instr() first: only the few records that name a fallback are parsed as JSON */
+    return rows_json(s,
+                     prep(s,
+                          reterr,
+                          "SELECT round, json_extract(fit, '$.planner_error') AS planner_error "
+                          "FROM model_fits WHERE campaign_id = ? AND instr(fit, '\"fallback\"') > "
+                          "0 AND json_extract(fit, '$.fallback') = 1 ORDER BY round",
+                          "i",
+                          campaign_id),
+                     reterr);
+}
+
 json_t *store_predictions_json(
     struct store *s, int64_t campaign_id, int round, int64_t exp_id, struct ll_error *reterr)
 {

@@ -395,6 +395,10 @@ int store_station_epoch_before(struct store *s,
 int store_model_fit_put(
     struct store *s, int64_t campaign_id, int round, json_t *fit, struct ll_error *reterr);
 json_t *store_model_fits_json(struct store *s, int64_t campaign_id, struct ll_error *reterr);
+/* The rounds of a campaign whose proposals came from the space-filling fallback instead of the
+ * planner (fit record "fallback": true, docs/daemon.md "When the planner fails"), in round
+ * order: [{round, planner_error}]. NULL on error (reterr). */
+json_t *store_fallback_rounds_json(struct store *s, int64_t campaign_id, struct ll_error *reterr);
 /* The models' predictions stored with a campaign's proposals, in round order:
  * [{round, experiment, predicted}], predicted = {objective: {"mean", "sd", "noise_sd"}} from the
  * "chosen" entries of the rounds' fit records (model rounds only; fits recorded before
