@@ -1850,13 +1850,14 @@ json_t *store_model_fits_json(struct store *s, int64_t campaign_id, struct ll_er
 
 json_t *store_fallback_rounds_json(struct store *s, int64_t campaign_id, struct ll_error *reterr)
 {
-    /* instr() first: only the few records that name a fallback are parsed as JSON */
+    /* parses every fit record of the campaign: 36 ms for the 23 MB of 250 rounds of a
+     * 1000-experiment campaign (docs/daemon.md "When the planner fails") */
     return rows_json(s,
                      prep(s,
                           reterr,
                           "SELECT round, json_extract(fit, '$.planner_error') AS planner_error "
-                          "FROM model_fits WHERE campaign_id = ? AND instr(fit, '\"fallback\"') > "
-                          "0 AND json_extract(fit, '$.fallback') = 1 ORDER BY round",
+                          "FROM model_fits WHERE campaign_id = ? AND json_extract(fit, "
+                          "'$.fallback') = 1 ORDER BY round",
                           "i",
                           campaign_id),
                      reterr);
