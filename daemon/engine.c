@@ -2345,17 +2345,17 @@ static int injected_planner_error(const char *point, int round)
     int n = spec != NULL && spec[0] != '\0' ? ll_failpoint_parse(spec, items, 8) : 0;
     int code = 0;
     for (int i = 0; i < n; i++) {
-        int this = strcmp(items[i].name, "fallback") == 0 ? -ERANGE : 0;
-        for (size_t k = 0; k < sizeof(codes) / sizeof(codes[0]) && this == 0; k++)
+        int item_code = strcmp(items[i].name, "fallback") == 0 ? -ERANGE : 0;
+        for (size_t k = 0; k < sizeof(codes) / sizeof(codes[0]) && item_code == 0; k++)
             if (strcmp(items[i].name, codes[k].name) == 0)
-                this = codes[k].code;
-        if (this == 0) {
+                item_code = codes[k].code;
+        if (item_code == 0) {
             n = -1;
             break;
         }
         if (items[i].at == (unsigned long)round &&
             (strcmp(items[i].name, "fallback") == 0) == (strcmp(point, "fallback") == 0))
-            code = this;
+            code = item_code;
     }
     if (n < 0) {
         log_line(LOG_LVL_ERR,
@@ -2381,62 +2381,102 @@ static int planner_falls_back(int code)
     return code < 0 && code != -ENOMEM;
 }
 
-/* Plans round `round` of campaign c (q points into xs, q rows of n_params; per point info[],
- * the round's ri; the training rows told into training). When the planner fails in a way that
- * planner_falls_back() accepts, the round's points are the campaign's space-filling design at
- * the indices that follow its experiments (planner_design: deterministic for the campaign's
- * seed and the index), *ret_fallback is set and the planner's message is copied into
- * planner_error (size n); ri then says no model was fitted. Returns 0, or a negative errno
- * with err (the planner's error, or both when the fallback failed too). */
-static int plan_round(struct camp *c,
-                      json_t *exps,
-                      int round,
-                      int q,
-                      double *xs,
-                      struct planner_point_info *info,
-                      struct planner_round_info *ri,
-                      json_t *training,
-                      int *ret_fallback,
-                      char *planner_error,
-                      size_t n,
-                      struct ll_error *err)
+/* One round's plan: its points and what the fit record and the events say about them. */
+struct round_plan {
+    int round, q;
+    double *xs;                      /* q rows of n_params values */
+    struct planner_point_info *info; /* q entries */
+    struct planner_round_info ri;
+    json_t *training;                     /* the training rows told to the planner */
+    int fallback;                         /* 1: the points are the space-filling fallback's */
+    char planner_error[LL_ERROR_MSG_MAX]; /* then: the planner's message */
+};
+
+/* Plans round pl->round of campaign c: pl->q points into pl->xs, per point pl->info, the
+ * round's pl->ri, the training rows told into pl->training. When the planner fails in a way
+ * planner_falls_back() accepts, the points are the campaign's space-filling design at the
+ * indices that follow its experiments (planner_design: deterministic for the campaign's seed
+ * and the index), pl->fallback is set, the planner's message is kept in pl->planner_error, and
+ * pl->ri says no model was fitted. Returns 0, or a negative errno with err (the planner's error,
+ * or both when the fallback failed too). */
+static int plan_round(struct camp *c, json_t *exps, struct round_plan *pl, struct ll_error *err)
 {
     struct planner *p = NULL;
-    *ret_fallback = 0;
+    size_t q = (size_t)pl->q;
+    pl->fallback = 0;
     int r = planner_new(&c->c, &p, err);
     if (r < 0)
         return r; /* the campaign's configuration (or out of memory): no fallback */
-    r = feed_planner(c, exps, p, training, err);
+    r = feed_planner(c, exps, p, pl->training, err);
     if (r == 0)
-        r = planner_ask(p, (size_t)q, xs, info, ri, err);
+        r = planner_ask(p, q, pl->xs, pl->info, &pl->ri, err);
 #ifdef LL_FAILPOINTS
-    int injected = injected_planner_error("ask", round);
+    int injected = injected_planner_error("ask", pl->round);
     if (injected < 0)
         r = ll_error_set(err, injected, "injected planner error (LABLOOP_PLANNER_ERROR)");
 #endif
     if (!planner_falls_back(r))
         goto out;
-    snprintf(planner_error, n, "%s", err->msg);
-    double hv = ri->hv;
-    memset(ri, 0, sizeof(*ri));
-    ri->n_obs = planner_n_obs(p);
-    ri->n_pending = planner_n_pending(p);
-    ri->hv = hv;
-    memset(info, 0, (size_t)q * sizeof(*info));
+    snprintf(pl->planner_error, sizeof(pl->planner_error), "%s", err->msg);
+    double hv = pl->ri.hv;
+    memset(&pl->ri, 0, sizeof(pl->ri));
+    pl->ri.n_obs = planner_n_obs(p);
+    pl->ri.n_pending = planner_n_pending(p);
+    pl->ri.hv = hv;
+    memset(pl->info, 0, q * sizeof(*pl->info));
     struct ll_error fb;
-    r = planner_design(p, json_array_size(exps), (size_t)q, xs, &fb);
+    r = planner_design(p, json_array_size(exps), q, pl->xs, &fb);
 #ifdef LL_FAILPOINTS
-    if (r == 0 && injected_planner_error("fallback", round) < 0)
+    if (r == 0 && injected_planner_error("fallback", pl->round) < 0)
         r = ll_error_set(&fb, -ERANGE, "injected fallback error (LABLOOP_PLANNER_ERROR)");
 #endif
     if (r < 0)
         ll_error_set(
-            err, r, "%s; the space-filling fallback failed too: %s", planner_error, fb.msg);
+            err, r, "%s; the space-filling fallback failed too: %s", pl->planner_error, fb.msg);
     else
-        *ret_fallback = 1;
+        pl->fallback = 1;
 out:
     planner_free(&p);
     return r;
+}
+
+/* The events of a round just committed: `planner.fallback` (warning) when the fallback
+ * proposed it, and the round's own. first: the design index (idx) of its first experiment. */
+static void round_events(
+    struct engine *e, const struct camp *c, const struct round_plan *pl, size_t first, int batch)
+{
+    char explore[256];
+    explore_note(c, &pl->ri, explore, sizeof(explore));
+    if (pl->fallback)
+        event(e,
+              c->id,
+              0,
+              0,
+              LOG_LVL_WARNING,
+              "planner.fallback",
+              "round %d: the planner failed (%s); %d experiments proposed from the space-filling "
+              "design instead (design indices %zu-%zu), not from the model",
+              pl->round,
+              pl->planner_error,
+              pl->q,
+              first,
+              first + (size_t)pl->q - 1);
+    event(e,
+          c->id,
+          0,
+          0,
+          LOG_LVL_INFO,
+          "round",
+          "round %d: %d experiments proposed (%s, %zu observations, hypervolume %.4g%s)%s",
+          pl->round,
+          pl->q,
+          pl->fallback          ? "space-filling design, planner fallback"
+          : pl->ri.model_fitted ? "model"
+                                : "space-filling design",
+          pl->ri.n_obs,
+          pl->ri.hv,
+          explore,
+          batch ? "; waiting for approval" : "");
 }
 
 static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, struct ll_error *err)
@@ -2495,42 +2535,32 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
     if (q > n_free)
         q = n_free;
     size_t np = c->c.n_params;
-    double *xs = calloc((size_t)q * np + 1, sizeof(double));
-    struct planner_point_info *info = calloc((size_t)q + 1, sizeof(*info));
+    struct round_plan *pl = calloc(1, sizeof(*pl));
     int *order = calloc((size_t)q + 1, sizeof(int));
-    struct planner_round_info ri;
-    json_t *training = json_array();
     json_t *expanded = json_array();
-    memset(&ri, 0, sizeof(ri));
-    if (xs == NULL || info == NULL || order == NULL) {
+    if (pl != NULL) {
+        pl->round = round;
+        pl->q = q;
+        pl->xs = calloc((size_t)q * np + 1, sizeof(double));
+        pl->info = calloc((size_t)q + 1, sizeof(*pl->info));
+        pl->training = json_array();
+    }
+    if (pl == NULL || pl->xs == NULL || pl->info == NULL || order == NULL) {
         r = ll_error_set(err, -ENOMEM, "out of memory");
         goto out;
     }
-    int fallback = 0;
-    char planner_error[LL_ERROR_MSG_MAX] = "";
-    r = plan_round(c,
-                   exps,
-                   round,
-                   q,
-                   xs,
-                   info,
-                   &ri,
-                   training,
-                   &fallback,
-                   planner_error,
-                   sizeof(planner_error),
-                   err);
+    r = plan_round(c, exps, pl, err);
     if (r == 0)
-        r = expand_round(c, xs, q, np, expanded, order, err);
+        r = expand_round(c, pl->xs, q, np, expanded, order, err);
     if (r < 0)
         goto out;
-    json_t *fit = fit_record(c, round, &ri, training);
+    json_t *fit = fit_record(c, round, &pl->ri, pl->training);
     json_t *chosen = json_array();
     json_object_set_new(fit, "chosen", chosen);
-    if (fallback) {
+    if (pl->fallback) {
         /* the proposals did not come from the model: status lists such rounds */
         json_object_set_new(fit, "fallback", json_true());
-        json_object_set_new(fit, "planner_error", json_string(planner_error));
+        json_object_set_new(fit, "planner_error", json_string(pl->planner_error));
     }
     const char *approval = recipe_approval(c->r);
     int batch = strcmp(approval, "batch") == 0;
@@ -2539,7 +2569,7 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
         int k = order[o];
         json_t *params = json_object();
         for (size_t d = 0; d < np; d++)
-            json_object_set_new(params, c->c.params[d].name, json_real(xs[(size_t)k * np + d]));
+            json_object_set_new(params, c->c.params[d].name, json_real(pl->xs[(size_t)k * np + d]));
         int64_t exp_id = 0;
         /* idx counts every experiment of the campaign, denied ones too */
         r = experiment_create(e,
@@ -2548,10 +2578,11 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
                               round,
                               occupied,
                               params,
-                              info[k].acquisition,
+                              pl->info[k].acquisition,
                               &exp_id,
                               err);
-        json_array_append_new(chosen, chosen_entry(c, &ri, exp_id, params, &info[k], fallback));
+        json_array_append_new(chosen,
+                              chosen_entry(c, &pl->ri, exp_id, params, &pl->info[k], pl->fallback));
         json_decref(params);
         if (r == 0)
             r = create_steps(e, exp_id, json_array_get(expanded, (size_t)k), err);
@@ -2572,44 +2603,16 @@ static int propose(struct engine *e, struct camp *c, json_t *exps, int n_open, s
     else
         store_rollback(e->store);
     json_decref(fit);
-    char explore[256];
-    explore_note(c, &ri, explore, sizeof(explore));
-    if (r == 0 && fallback)
-        event(e,
-              c->id,
-              0,
-              0,
-              LOG_LVL_WARNING,
-              "planner.fallback",
-              "round %d: the planner failed (%s); %d experiments proposed from the space-filling "
-              "design instead (design indices %zu-%zu), not from the model",
-              round,
-              planner_error,
-              q,
-              json_array_size(exps),
-              json_array_size(exps) + (size_t)q - 1);
     if (r == 0)
-        event(e,
-              c->id,
-              0,
-              0,
-              LOG_LVL_INFO,
-              "round",
-              "round %d: %d experiments proposed (%s, %zu observations, hypervolume %.4g%s)%s",
-              round,
-              q,
-              fallback          ? "space-filling design, planner fallback"
-              : ri.model_fitted ? "model"
-                                : "space-filling design",
-              ri.n_obs,
-              ri.hv,
-              explore,
-              batch ? "; waiting for approval" : "");
+        round_events(e, c, pl, json_array_size(exps), batch);
 out:
-    free(xs);
-    free(info);
+    if (pl != NULL) {
+        free(pl->xs);
+        free(pl->info);
+        json_decref(pl->training);
+    }
+    free(pl);
     free(order);
-    json_decref(training);
     json_decref(expanded);
     return r;
 }
