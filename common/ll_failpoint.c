@@ -1,4 +1,8 @@
-/* ll_failpoint — see ll_failpoint.h. */
+/* ll_failpoint — see ll_failpoint.h.
+ *
+ * Two tables of the same shape, one per environment variable: kill points
+ * (LABLOOP_FAILPOINT) and hang points (LABLOOP_FAILPOINT_HANG). Each is parsed once, on its
+ * first use, and counts the passes of each named point with an atomic counter. */
 #include "common/ll_failpoint.h"
 
 #include <pthread.h>
@@ -10,10 +14,17 @@
 
 #define MAX_POINTS 8
 
-static struct ll_failpoint_spec points[MAX_POINTS];
-static atomic_ulong passes[MAX_POINTS];
-static int n_points;
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+struct table {
+    const char *env;
+    struct ll_failpoint_spec points[MAX_POINTS];
+    atomic_ulong passes[MAX_POINTS];
+    int n_points;
+};
+
+static struct table kills = {.env = "LABLOOP_FAILPOINT"};
+static struct table hangs = {.env = "LABLOOP_FAILPOINT_HANG"};
+static pthread_once_t kills_once = PTHREAD_ONCE_INIT;
+static pthread_once_t hangs_once = PTHREAD_ONCE_INIT;
 
 int ll_failpoint_parse(const char *text, struct ll_failpoint_spec *ret, int max)
 {
@@ -42,34 +53,69 @@ int ll_failpoint_parse(const char *text, struct ll_failpoint_spec *ret, int max)
     return n;
 }
 
-static void load(void)
+static void load(struct table *t)
 {
-    const char *spec = getenv("LABLOOP_FAILPOINT");
+    const char *spec = getenv(t->env);
     if (spec == NULL || *spec == '\0')
         return;
-    int n = ll_failpoint_parse(spec, points, MAX_POINTS);
+    int n = ll_failpoint_parse(spec, t->points, MAX_POINTS);
     if (n < 0) {
         /* a test that sets a point it cannot have must not pass quietly */
-        fprintf(stderr, "LABLOOP_FAILPOINT='%s': expected name:n[,name:n...]\n", spec);
+        fprintf(stderr, "%s='%s': expected name:n[,name:n...]\n", t->env, spec);
         _exit(2);
     }
-    n_points = n;
+    t->n_points = n;
+}
+
+static void load_kills(void)
+{
+    load(&kills);
+}
+
+static void load_hangs(void)
+{
+    load(&hangs);
+}
+
+/* Counts a pass of `name` in t; returns the pass number when it is the one t names, else 0. */
+static unsigned long count_pass(struct table *t, const char *name)
+{
+    for (int i = 0; i < t->n_points; i++) {
+        if (strcmp(t->points[i].name, name) != 0)
+            continue;
+        unsigned long k = atomic_fetch_add(&t->passes[i], 1) + 1;
+        if (k == t->points[i].at)
+            return k;
+    }
+    return 0;
+}
+
+static void say(const char *name, unsigned long k, const char *what)
+{
+    char msg[LL_FAILPOINT_NAME_MAX + 64];
+    int len = snprintf(msg, sizeof(msg), "failpoint %s hit %lu: %s\n", name, k, what);
+    if (len > 0 && write(STDERR_FILENO, msg, (size_t)len) < 0)
+        msg[0] = '\0';
 }
 
 void ll_failpoint_pass(const char *name)
 {
-    pthread_once(&once, load);
-    for (int i = 0; i < n_points; i++) {
-        if (strcmp(points[i].name, name) != 0)
-            continue;
-        unsigned long k = atomic_fetch_add(&passes[i], 1) + 1;
-        if (k == points[i].at) {
-            char msg[LL_FAILPOINT_NAME_MAX + 64];
-            int len = snprintf(msg, sizeof(msg), "failpoint %s hit %lu: exiting 137\n", name, k);
-            if (len > 0 && write(STDERR_FILENO, msg, (size_t)len) < 0)
-                msg[0] = '\0';
-            _exit(137);
-        }
+    pthread_once(&kills_once, load_kills);
+    unsigned long k = count_pass(&kills, name);
+    if (k > 0) {
+        say(name, k, "exiting 137");
+        _exit(137);
+    }
+}
+
+void ll_failpoint_hang(const char *name)
+{
+    pthread_once(&hangs_once, load_hangs);
+    unsigned long k = count_pass(&hangs, name);
+    if (k > 0) {
+        say(name, k, "hanging forever");
+        for (;;)
+            pause(); /* returns only after a signal handler ran; there is nothing to resume */
     }
 }
 

@@ -1,4 +1,5 @@
-/* ll_failpoint — named kill points for crash tests (reliability.md §4.2 F2, §5).
+/* ll_failpoint — named kill points and hang points for crash tests (reliability.md §4.2 F2,
+ * F18, §5).
  *
  * A test build (cmake -DLL_FAILPOINTS=ON; scripts/test.sh builds that way) compiles
  * LL_FAILPOINT("name") into the places where labloopd could die between two durable steps:
@@ -12,10 +13,21 @@
  * no buffers flushed, no SQLite connection closed — the same as SIGKILL at that moment,
  * but at a chosen point instead of a random one. Unnamed points cost one relaxed atomic load.
  *
- * In other builds LL_FAILPOINT expands to nothing and the environment variable is ignored,
- * so a deployed daemon cannot be stopped this way.
+ * Hang points (F18: a hung instrument worker thread) work the same way with
  *
- * State: the parsed specification and the hit counters are process-wide (they stand for the
+ *     LABLOOP_FAILPOINT_HANG=name:n[,name:n...]
+ *
+ * and LL_FAILPOINT_HANG("name"): the n-th pass writes "failpoint NAME hit N: hanging forever"
+ * to stderr and blocks the calling thread for good (pause() in a loop), while the rest of the
+ * process runs on. Only a signal that ends the process (systemd's watchdog SIGABRT, SIGKILL)
+ * ends it. labloopd passes "worker_OP_INSTRUMENT" in each instrument worker's thread before
+ * every driver call (OP: start, poll, query, safe, status, describe, clear; daemon/engine.c),
+ * so LABLOOP_FAILPOINT_HANG=worker_poll_furnace:1 hangs the furnace's worker at its first poll.
+ *
+ * In other builds LL_FAILPOINT and LL_FAILPOINT_HANG expand to nothing and the environment
+ * variables are ignored, so a deployed daemon cannot be stopped or hung this way.
+ *
+ * State: the parsed specifications and the hit counters are process-wide (they stand for the
  * process's environment); they are safe to use from several threads.
  */
 #ifndef LL_FAILPOINT_H
@@ -23,13 +35,19 @@
 
 #ifdef LL_FAILPOINTS
 #define LL_FAILPOINT(name) ll_failpoint_pass(name)
+#define LL_FAILPOINT_HANG(name) ll_failpoint_hang(name)
 #else
 #define LL_FAILPOINT(name) ((void)0)
+#define LL_FAILPOINT_HANG(name) ((void)0)
 #endif
 
 /* Counts a pass of point `name` and exits the process as described above when this is the
  * pass the environment names. Reads LABLOOP_FAILPOINT once, on the first call. */
 void ll_failpoint_pass(const char *name);
+
+/* Counts a pass of hang point `name` and blocks the calling thread forever when this is the
+ * pass LABLOOP_FAILPOINT_HANG names (read once, on the first call). */
+void ll_failpoint_hang(const char *name);
 
 /* 1 if this build compiles failpoints in (LL_FAILPOINTS), else 0. */
 int ll_failpoints_compiled(void);

@@ -287,6 +287,30 @@ worker_submit(struct engine *e, int i, const struct drv_request *req, struct ll_
     return r;
 }
 
+#ifdef LL_FAILPOINTS
+/* Test builds: the hang point "worker_OP_INSTRUMENT", passed in the instrument's worker
+ * thread before each driver call (drv_worker_set_hook), so that LABLOOP_FAILPOINT_HANG can
+ * hang one worker at a chosen request (common/ll_failpoint.h; reliability.md F18). */
+static void worker_hang_point(void *ctx, const char *instrument, const struct drv_request *req)
+{
+    static const char *const ops[] = {[DRV_REQ_START] = "start",
+                                      [DRV_REQ_POLL] = "poll",
+                                      [DRV_REQ_QUERY] = "query",
+                                      [DRV_REQ_SAFE] = "safe",
+                                      [DRV_REQ_STATUS] = "status",
+                                      [DRV_REQ_DESCRIBE] = "describe",
+                                      [DRV_REQ_CLEAR] = "clear"};
+    const char *op =
+        req->op >= 0 && (size_t)req->op < sizeof(ops) / sizeof(ops[0]) && ops[req->op] != NULL
+            ? ops[req->op]
+            : "other";
+    char name[LL_FAILPOINT_NAME_MAX];
+    (void)ctx;
+    snprintf(name, sizeof(name), "worker_%s_%s", op, instrument);
+    LL_FAILPOINT_HANG(name);
+}
+#endif
+
 /* Commands the safe state on every instrument (the software e-stop). */
 static void estop_command_safe(struct engine *e, const char *why)
 {
@@ -326,6 +350,9 @@ int engine_new(const struct engine_options *opt, struct engine **ret, struct ll_
             r = drv_worker_start(&opt->lab->instruments[i], &in->w, reterr);
             if (r < 0)
                 goto out;
+#ifdef LL_FAILPOINTS
+            drv_worker_set_hook(in->w, worker_hang_point, NULL);
+#endif
         }
         e->n_instrs++;
     }

@@ -39,6 +39,8 @@ struct drv_worker {
     int req_head, req_count;
     struct drv_completion done[COMPLETION_MAX];
     int done_head, done_count;
+    void (*hook)(void *ctx, const char *instrument, const struct drv_request *req);
+    void *hook_ctx;
 };
 
 static void
@@ -101,8 +103,12 @@ static void *worker_main(void *arg)
         req = w->req[w->req_head];
         w->req_head = (w->req_head + 1) % REQ_CAP;
         w->req_count--;
+        void (*hook)(void *, const char *, const struct drv_request *) = w->hook;
+        void *hook_ctx = w->hook_ctx;
         pthread_mutex_unlock(&w->lock);
 
+        if (hook != NULL)
+            hook(hook_ctx, w->inst.name, &req);
         run_request(w, &req, &c);
 
         pthread_mutex_lock(&w->lock);
@@ -156,6 +162,18 @@ int drv_worker_fd(const struct drv_worker *worker)
 const char *drv_worker_name(const struct drv_worker *worker)
 {
     return worker->inst.name;
+}
+
+void drv_worker_set_hook(struct drv_worker *w,
+                         void (*fn)(void *ctx,
+                                    const char *instrument,
+                                    const struct drv_request *req),
+                         void *ctx)
+{
+    pthread_mutex_lock(&w->lock);
+    w->hook = fn;
+    w->hook_ctx = ctx;
+    pthread_mutex_unlock(&w->lock);
 }
 
 int drv_worker_submit(struct drv_worker *w, const struct drv_request *req, struct ll_error *reterr)

@@ -90,6 +90,17 @@ int drv_worker_next(struct drv_worker *worker, struct drv_completion *ret);
  * no-op. */
 void drv_worker_stop(struct drv_worker **worker);
 
+/* Installs fn (NULL: none) to run in the worker thread before each request's driver call,
+ * with ctx, the instrument's name and the request. A test hook: labloopd installs one only in
+ * test builds (-DLL_FAILPOINTS=ON), where it may block the thread for good to stand for a
+ * hung driver (reliability.md F18). Call it from the thread that submits; it takes effect from
+ * the next request the worker takes from its queue. ctx stays the caller's. */
+void drv_worker_set_hook(struct drv_worker *worker,
+                         void (*fn)(void *ctx,
+                                    const char *instrument,
+                                    const struct drv_request *req),
+                         void *ctx);
+
 /* The instrument this worker drives. */
 const char *drv_worker_name(const struct drv_worker *worker);
 
