@@ -173,7 +173,8 @@ int main(int argc, char **argv)
     }
     if (ll_failpoints_compiled())
         log_line(LOG_LVL_WARNING,
-                 "labloopd: test build with kill points (LABLOOP_FAILPOINT); not for a real lab");
+                 "labloopd: test build with kill and hang points (LABLOOP_FAILPOINT, "
+                 "LABLOOP_FAILPOINT_HANG); not for a real lab");
     if (store_open(set.db, &store, &err) < 0) {
         log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
         goto out;

@@ -1,4 +1,4 @@
-/* common/: CRC check values and protocol vectors, ll_error formatting. */
+/* common/: CRC check values and protocol vectors, ll_error formatting, failpoint specs. */
 #include "common/ll_crc.h"
 #include "common/ll_error.h"
 #include "common/ll_failpoint.h"
@@ -6,9 +6,12 @@
 #include "ll_test.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void test_failpoint_spec_parse(void **state)
 {
@@ -54,6 +57,34 @@ static void test_failpoint_unnamed_passes_do_nothing(void **state)
 #else
     assert_int_equal(ll_failpoints_compiled(), 0);
 #endif
+}
+
+static atomic_int hang_returned;
+
+static void *hang_second_pass(void *arg)
+{
+    (void)arg;
+    ll_failpoint_hang("unit_hang"); /* pass 2: never returns */
+    atomic_store(&hang_returned, 1);
+    return NULL;
+}
+
+static void test_failpoint_hang_blocks_only_the_named_pass(void **state)
+{
+    (void)state;
+    pthread_t t;
+    /* read on the first call of ll_failpoint_hang in this process: this one */
+    assert_int_equal(setenv("LABLOOP_FAILPOINT_HANG", "unit_hang:2", 1), 0);
+    for (int i = 0; i < 10; i++)
+        ll_failpoint_hang("other_point");
+    ll_failpoint_hang("unit_hang"); /* pass 1 returns */
+    assert_int_equal(pthread_create(&t, NULL, hang_second_pass, NULL), 0);
+    /* what is checked is that something does NOT happen: 300 ms is far beyond a return */
+    struct timespec wait = {.tv_sec = 0, .tv_nsec = 300 * 1000 * 1000};
+    nanosleep(&wait, NULL);
+    assert_int_equal(atomic_load(&hang_returned), 0);
+    ll_failpoint_hang("unit_hang"); /* pass 3 returns; the thread stays blocked until exit */
+    pthread_detach(t);
 }
 
 static void test_host_is_loopback(void **state)
@@ -158,6 +189,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failpoint_spec_parse),
         cmocka_unit_test(test_failpoint_unnamed_passes_do_nothing),
+        cmocka_unit_test(test_failpoint_hang_blocks_only_the_named_pass),
         cmocka_unit_test(test_host_is_loopback),
         cmocka_unit_test(test_crc16_modbus_check_value),
         cmocka_unit_test(test_crc16_ccitt_false_matches_spn1_examples),
