@@ -944,12 +944,30 @@ static void on_operator_op(struct engine *e, int fi, const struct drv_completion
     in->fault[0] = '\0';
     in->fails_in_row = 0;
     in->cool.faulted = 0;
-    int n_paused = 0;
-    for (int i = 0; i < e->n_camps; i++)
+    /* the paused campaigns' stored reason says the fault was cleared, so that a restart before
+     * the resume does not bring the fault back (fault_restore reads that reason) */
+    char reason[LL_ERROR_MSG_MAX];
+    snprintf(reason,
+             sizeof(reason),
+             "paused for a fault of %s, which the operator reset: `labloop campaign resume`",
+             in->name);
+    struct ll_error err;
+    int n_paused = 0, r = store_begin(e->store, &err);
+    for (int i = 0; i < e->n_camps && r == 0; i++)
         if (strcmp(e->camps[i].fault_instr, in->name) == 0) {
-            e->camps[i].fault_instr[0] = '\0';
+            if (store_campaign_get_state(e->store, e->camps[i].id, NULL) == STORE_CAMPAIGN_PAUSED)
+                r = store_campaign_set_reason(e->store, e->camps[i].id, reason, &err);
             n_paused++;
         }
+    if (r == 0)
+        r = store_commit(e->store, &err);
+    else
+        store_rollback(e->store);
+    if (r != 0) /* status clears the fault now; after a restart the old reason shows it again */
+        log_line(LOG_LVL_ERR, "store: cannot record the reset of %s: %s", in->name, err.msg);
+    for (int i = 0; i < e->n_camps; i++)
+        if (strcmp(e->camps[i].fault_instr, in->name) == 0)
+            e->camps[i].fault_instr[0] = '\0';
     event(e,
           0,
           0,

@@ -1105,6 +1105,23 @@ int store_campaign_create(struct store *s,
     return r;
 }
 
+int store_campaign_set_reason(struct store *s,
+                              int64_t id,
+                              const char *reason,
+                              struct ll_error *reterr)
+{
+    return run(s,
+               prep(s,
+                    reterr,
+                    "UPDATE campaigns SET reason = ?, updated_at = ? WHERE id = ?",
+                    "sii",
+                    reason,
+                    ll_wall_ms(),
+                    id),
+               reterr,
+               "campaign reason");
+}
+
 int store_campaign_set_state(
     struct store *s, int64_t id, int to, const char *reason, struct ll_error *reterr)
 {

@@ -198,6 +198,11 @@ int store_campaign_create(struct store *s,
 int store_campaign_set_state(
     struct store *s, int64_t id, int to, const char *reason, struct ll_error *reterr);
 int store_campaign_get_state(struct store *s, int64_t id, struct ll_error *reterr);
+/* Replaces the stored reason of campaign id's current state (the state stays). */
+int store_campaign_set_reason(struct store *s,
+                              int64_t id,
+                              const char *reason,
+                              struct ll_error *reterr);
 /* Returns a new array (caller json_decref()s) of campaigns whose state is not final, or all
  * campaigns when all != 0; objects: id name state approval created_at reason file_text. */
 json_t *store_campaigns_json(struct store *s, int all, struct ll_error *reterr);

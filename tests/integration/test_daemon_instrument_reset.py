@@ -11,7 +11,8 @@ and labloopd running for real:
   3. the lid closed, `labloop instrument coater reset` against the running labloopd exits 0
      and prints the outcome; an `instrument.reset` event (notice) names the coater; labsim's
      coater is no longer in ERROR; status no longer shows the fault, but the campaign is
-     still paused (the operator resumes it);
+     still paused (the operator resumes it); labloopd restarted before the resume still
+     shows no fault (the stored reason says it was reset) and the campaign stays paused;
   4. `labloop campaign resume`: the campaign completes (the faulted experiment failed, the
      others measured) and the crash tests' invariants hold;
   5. meanwhile, a reset of the furnace while its anneal is in flight is refused (exit 1,
@@ -26,7 +27,7 @@ import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon_helpers import (check_invariants, finish, labloop, labsim_counts, run_killing,  # noqa: E402
-                            start_campaign, status_json, wait_for)
+                            start_campaign, start_labloopd, status_json, wait_for)
 
 procs = []
 
@@ -90,6 +91,17 @@ def main():
     st = status_json(run)
     assert coater_fault(st) is None, st["instruments"]
     assert st["campaigns"][0]["state"] == "paused", st["campaigns"][0]
+    assert "INSTRUMENT FAULT" not in labloop(run, "status").stdout
+
+    # 3b: a restart before the resume does not bring the fault back
+    daemon.terminate()
+    assert daemon.wait(timeout=30) == 0
+    procs.remove(daemon)
+    daemon = start_labloopd(tmp, run, 1000, procs)
+    st = status_json(run)
+    assert st["campaigns"][0]["state"] == "paused", st["campaigns"][0]
+    assert "reset" in st["campaigns"][0]["reason"], st["campaigns"][0]
+    assert coater_fault(st) is None, st["instruments"]
     assert "INSTRUMENT FAULT" not in labloop(run, "status").stdout
 
     # 4 + 5: resume; while the furnace anneals, a reset of it is refused
