@@ -119,9 +119,10 @@ static void print_status(json_t *st)
 {
     json_t *se = json_object_get(st, "store_error");
     if (json_is_object(se))
-        printf("STORE WRITES FAILING for %.0f s: %s\nNo new step starts and no round is proposed "
+        printf("%sSTORE WRITES FAILING for %.0f s: %s\nNo new step starts and no round is proposed "
                "until the store takes writes again (free disk space?); stations keep what is not "
                "acked, running steps keep their outcome.\n",
+               json_is_true(json_object_get(se, "alarm")) ? "ALARM: " : "",
                json_real_value(json_object_get(se, "for_s")),
                js(se, "message"));
     if (json_is_true(json_object_get(st, "estop")))

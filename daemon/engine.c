@@ -133,6 +133,7 @@ struct engine {
      * until a write commits again; probed once a second */
     int64_t trouble_since, last_probe_ms;
     char trouble_msg[LL_ERROR_MSG_MAX];
+    int trouble_alarm; /* the trouble outlasted opt.store_alarm_ms: the alarm was raised */
 };
 
 /* --- small helpers ------------------------------------------------------------------ */
@@ -2817,6 +2818,18 @@ static void store_watch(struct engine *e, int64_t now)
                 werr = NULL;
         }
     }
+    int64_t alarm_ms = e->opt.store_alarm_ms > 0 ? e->opt.store_alarm_ms : 30000;
+    if (werr != NULL && e->trouble_since != 0 && !e->trouble_alarm &&
+        now - e->trouble_since >= alarm_ms) {
+        e->trouble_alarm = 1;
+        e->dirty = 1;
+        log_line(LOG_LVL_CRIT,
+                 "store: ALARM: writes have failed for %.0f s (%s): no step starts and stations "
+                 "are not acked until they work again; free disk space, or find what holds the "
+                 "database (`labloop doctor`)",
+                 (double)(now - e->trouble_since) / 1000.0,
+                 e->trouble_msg);
+    }
     if (werr != NULL && e->trouble_since == 0) {
         e->trouble_since = since;
         snprintf(e->trouble_msg, sizeof(e->trouble_msg), "%s", werr);
@@ -2830,12 +2843,14 @@ static void store_watch(struct engine *e, int64_t now)
               0,
               0,
               0,
-              LOG_LVL_WARNING,
+              e->trouble_alarm ? LOG_LVL_ERR : LOG_LVL_WARNING,
               "store",
-              "writes failed for %.0f s (%s); working again",
+              "writes failed for %.0f s (%s)%s; working again",
               (double)(now - e->trouble_since) / 1000.0,
-              e->trouble_msg);
+              e->trouble_msg,
+              e->trouble_alarm ? ", past the alarm limit" : "");
         e->trouble_since = 0;
+        e->trouble_alarm = 0;
         e->dirty = 1;
     }
 }
@@ -3620,11 +3635,13 @@ json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
                         "store_error",
                         e->trouble_since == 0
                             ? json_null()
-                            : json_pack("{s:s,s:f}",
+                            : json_pack("{s:s,s:f,s:b}",
                                         "message",
                                         e->trouble_msg,
                                         "for_s",
-                                        (double)(ll_monotonic_ms() - e->trouble_since) / 1000.0));
+                                        (double)(ll_monotonic_ms() - e->trouble_since) / 1000.0,
+                                        "alarm",
+                                        e->trouble_alarm));
     json_t *q = store_questions_json(e->store, NULL);
     json_object_set_new(out, "questions", q != NULL ? q : json_array());
     json_t *fl = json_array();
@@ -3765,7 +3782,9 @@ int engine_rack_unloaded(struct engine *e, int *ret_n, struct ll_error *reterr)
 void engine_summary(struct engine *e, char *buf, size_t n)
 {
     int total = 0, fin = 0;
-    const char *trouble = e->trouble_since != 0 ? "STORE WRITES FAILING, steps held; " : "";
+    const char *trouble = e->trouble_since == 0 ? ""
+                          : e->trouble_alarm    ? "ALARM: STORE WRITES FAILING, steps held; "
+                                                : "STORE WRITES FAILING, steps held; ";
     if (e->n_camps == 0) {
         snprintf(buf, n, "%s%sidle: no open campaign", e->estop ? "E-STOP latched; " : "", trouble);
         return;

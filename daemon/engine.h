@@ -77,6 +77,9 @@ struct engine_options {
     double time_scale;         /* instrument seconds per real second (labsim --speed); >= 1 */
     int poll_ms;               /* poll interval for running steps; 0: each instrument's poll_ms */
     int no_instruments;        /* 1: start no driver workers (tests of the planning side) */
+    /* storage trouble lasting longer than this (real time, ms) raises the alarm: one critical
+     * log line, and the event at its end is an error; 0: 30 s */
+    int64_t store_alarm_ms;
 };
 
 /* Makes an engine and starts one driver worker per instrument (no I/O yet). Free with

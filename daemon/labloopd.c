@@ -48,7 +48,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: labloopd [--config FILE] [--lab FILE] [--db FILE] [--run-dir DIR]\n"
             "                [--stations-endpoint EP] [--time-scale N] [--poll-ms MS]\n"
-            "                [--log-level N] [--foreground]\n");
+            "                [--log-level N] [--store-alarm-s S] [--foreground]\n");
 }
 
 static int parse_args(int argc, char **argv, struct settings *s)
@@ -92,6 +92,8 @@ static int parse_args(int argc, char **argv, struct settings *s)
             s->poll_ms = atoi(v);
         else if (strcmp(a, "--log-level") == 0)
             s->log_level = atoi(v);
+        else if (strcmp(a, "--store-alarm-s") == 0)
+            s->store_alarm_s = atoi(v);
         else {
             fprintf(stderr, "<3>labloopd: unknown option %s\n", a);
             usage(stderr);
@@ -186,8 +188,11 @@ int main(int argc, char **argv)
     }
     if (set.endpoint[0] == '\0')
         snprintf(set.endpoint, sizeof(set.endpoint), "%s", lab->stations_endpoint);
-    struct engine_options eo = {
-        .store = store, .lab = lab, .time_scale = set.time_scale, .poll_ms = set.poll_ms};
+    struct engine_options eo = {.store = store,
+                                .lab = lab,
+                                .time_scale = set.time_scale,
+                                .poll_ms = set.poll_ms,
+                                .store_alarm_ms = (int64_t)set.store_alarm_s * 1000};
     if (engine_new(&eo, &engine, &err) < 0) {
         log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
         goto out;

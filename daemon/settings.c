@@ -14,6 +14,7 @@ void settings_defaults(struct settings *s)
     snprintf(s->run_dir, sizeof(s->run_dir), "%s", SETTINGS_DEFAULT_RUN_DIR);
     s->time_scale = 1.0;
     s->group_commit_ms = 2;
+    s->store_alarm_s = 30;
     s->log_level = 6;
 }
 
@@ -77,6 +78,8 @@ int settings_load(const char *path, struct settings *s, struct ll_error *reterr)
         s->poll_ms = i;
     if (config_lookup_int(&cfg, "daemon.group_commit_ms", &i))
         s->group_commit_ms = i;
+    if (config_lookup_int(&cfg, "daemon.store_alarm_s", &i))
+        s->store_alarm_s = i;
     if (config_lookup_int(&cfg, "daemon.log_level", &i))
         s->log_level = i;
     int r = load_keys(&cfg, path, s, reterr);

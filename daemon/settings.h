@@ -20,11 +20,12 @@ struct settings {
     size_t n_keys;
     double time_scale;
     int poll_ms, group_commit_ms, log_level;
+    int store_alarm_s; /* storage trouble longer than this raises the alarm (critical log) */
 };
 
 /* The defaults: db SETTINGS_DEFAULT_DB, run_dir SETTINGS_DEFAULT_RUN_DIR, lab "" (the
  * embedded simulated lab), endpoint "" (the lab's), time scale 1, poll 0 (each instrument's),
- * group commit 2 ms, log level 6, CURVE off. */
+ * group commit 2 ms, log level 6, store alarm after 30 s, CURVE off. */
 void settings_defaults(struct settings *s);
 
 /* Reads the keys of the daemon group of a labloopd.conf into s (keys not given stay as they

@@ -96,15 +96,49 @@ def start_labsim(tmp, lab, speed, procs):
     return p
 
 
-def start_labloopd(tmp, run, speed, procs, env=None):
+def start_labloopd(tmp, run, speed, procs, env=None, args=()):
     """labloopd on tmp/sim/lab.conf (labsim's copy) and tmp/l.db at time scale `speed`, 5 ms
-    polls, stderr appended to tmp/labloopd.log; added to procs; returns once it answers."""
+    polls, more options in args, stderr appended to tmp/labloopd.log; added to procs; returns
+    once it answers."""
     p = subprocess.Popen([LABLOOPD, "--lab", os.path.join(tmp, "sim", "lab.conf"), "--db",
                           os.path.join(tmp, "l.db"), "--run-dir", run, "--time-scale", str(speed),
-                          "--poll-ms", "5"], stderr=open(os.path.join(tmp, "labloopd.log"), "a"), env=env)
+                          "--poll-ms", "5", *args], stderr=open(os.path.join(tmp, "labloopd.log"), "a"), env=env)
     procs.append(p)
     wait_for("labloopd", lambda: labloop(run, "status").returncode == 0)
     return p
+
+
+def stations_port(tmp):
+    """The stations port of tmp/lab.conf (write_lab)."""
+    return int(re.search(r"tcp://127\.0\.0\.1:(\d+)", open(os.path.join(tmp, "lab.conf")).read()).group(1))
+
+
+class ProbeStation:
+    """A station the lab does not have (a DEALER named probe-1): its measurement is answered
+    `rejected` only after that rejection is stored, so whether it gets an answer shows whether
+    labloopd's store commits (acks only after commit)."""
+
+    def __init__(self, port):
+        import zmq
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.ROUTING_ID, b"probe-1")
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(f"tcp://127.0.0.1:{port}")
+        self.msg = json.dumps({"v": 1, "type": "measurement", "station": "probe-1", "seq": 1, "request": "r-1-1",
+                               "kind": "jv", "sample": "S000001", "time": "2026-11-26T14:00:00.000Z",
+                               "data": {"irradiance_mw_cm2": 100.0, "area_cm2": 0.09,
+                                        "sweeps": [{"direction": "reverse", "voltage_v": [1.1, 0.0],
+                                                    "current_ma_cm2": [-1.0, 22.0]}]}}).encode()
+
+    def send(self):
+        self.sock.send(self.msg)
+
+    def answer(self, timeout_ms):
+        """The answer (a dict) within timeout_ms, or None."""
+        return json.loads(self.sock.recv()) if self.sock.poll(timeout_ms) else None
+
+    def close(self):
+        self.sock.close()
 
 
 def status_json(run, timeout_ms=3000):
@@ -120,21 +154,21 @@ def jobs_run(counts):
     return sum(counts.get("robot_jobs", {}).values()) + sum(counts.get("coater_runs", {}).values())
 
 
-def start_lab(prefix, procs, speed=1000):
-    """A new folder /tmp/PREFIX.* with labsim and labloopd running on it at time scale
-    `speed`; returns (folder, run folder, labloopd's process)."""
+def start_lab(prefix, procs, speed=1000, daemon_args=()):
+    """A new folder /tmp/PREFIX.* with labsim and labloopd (more options: daemon_args) running
+    on it at time scale `speed`; returns (folder, run folder, labloopd's process)."""
     import tempfile
     tmp = tempfile.mkdtemp(prefix=prefix + ".")
     lab, _ = write_lab(tmp)
     start_labsim(tmp, lab, speed, procs)
     run = os.path.join(tmp, "run")
-    return tmp, run, start_labloopd(tmp, run, speed, procs)
+    return tmp, run, start_labloopd(tmp, run, speed, procs, args=daemon_args)
 
 
-def start_campaign(prefix, procs, speed=1000, **settings):
+def start_campaign(prefix, procs, speed=1000, daemon_args=(), **settings):
     """start_lab, and config/perovskite.conf with `settings` (as write_campaign) started as a
     campaign; returns (folder, run folder, labloopd's process)."""
-    tmp, run, daemon = start_lab(prefix, procs, speed)
+    tmp, run, daemon = start_lab(prefix, procs, speed, daemon_args)
     r = labloop(run, "campaign", "start", write_campaign(tmp, "c.conf", **settings))
     assert r.returncode == 0, r.stderr
     return tmp, run, daemon

@@ -21,13 +21,10 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import json
 import time
 
-import zmq
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (LABLOOPD, check_invariants, labloop, jobs_run, labsim_counts, run_killing, status_json,  # noqa: E402
+from daemon_helpers import (LABLOOPD, ProbeStation, check_invariants, labloop, jobs_run, labsim_counts, run_killing, status_json,  # noqa: E402
                             start_labsim, wait_for, write_campaign, write_lab)
 
 SPEED = 1000
@@ -73,28 +70,20 @@ def main():
     assert after == before, f"{after - before} jobs started while the store could not take writes"
     assert status_json(run)["store_error"], "the trouble ended while the disk was still full"
     # acks stop: a message whose answer needs a committed write gets none while full
-    station = zmq.Context.instance().socket(zmq.DEALER)
-    station.setsockopt(zmq.ROUTING_ID, b"probe-1")
-    station.setsockopt(zmq.LINGER, 0)
-    station.connect(f"tcp://127.0.0.1:{port}")
-    probe = json.dumps({"v": 1, "type": "measurement", "station": "probe-1", "seq": 1, "request": "r-1-1",
-                        "kind": "jv", "sample": "S000001", "time": "2026-11-26T14:00:00.000Z",
-                        "data": {"irradiance_mw_cm2": 100.0, "area_cm2": 0.09,
-                                 "sweeps": [{"direction": "reverse", "voltage_v": [1.1, 0.0],
-                                             "current_ma_cm2": [-1.0, 22.0]}]}}).encode()
-    station.send(probe)
-    assert not station.poll(2000), f"acked while the store could not commit: {station.recv()!r}"
+    probe = ProbeStation(port)
+    probe.send()
+    a = probe.answer(2000)
+    assert a is None, f"answered while the store could not commit: {a}"
     assert status_json(run)["store_error"], "the trouble ended while the disk was still full"
 
     os.remove(fill)
     t_free = time.time()
     wait_for("the store to work again", lambda: status_json(run)["store_error"] is None, timeout=5)
     print(f"store working again {time.time() - t_free:.1f} s after the file was removed")
-    station.send(probe)  # a station resends what was not acked
-    assert station.poll(5000), "no answer once the store works again"
-    ack = json.loads(station.recv())
-    assert ack["type"] == "ack" and ack["seq"] == 1 and ack["status"] == "rejected", ack
-    station.close()
+    probe.send()  # a station resends what was not acked
+    a = probe.answer(5000)
+    assert a and a["type"] == "ack" and a["seq"] == 1 and a["status"] == "rejected", a
+    probe.close()
     wait_for("the campaign to complete", lambda: status_json(run)["campaigns"][0]["state"] == "completed", timeout=120)
 
     counts = labsim_counts(tmp)
