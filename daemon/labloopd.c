@@ -41,6 +41,10 @@
 #include <zmq.h>
 
 #define MAX_POLL 32
+/* exit statuses besides 0 and 1 (sysexits.h values; the unit's RestartPreventExitStatus= lists
+ * them, since restarting cannot mend a command line or a configuration file) */
+#define EXIT_USAGE 2
+#define EXIT_CONFIG 78        /* EX_CONFIG: labloopd.conf or the lab file cannot be used */
 #define WORKER_MARGIN_MS 5000 /* beyond a worker's call budget before the watchdog pings stop */
 
 static void usage(FILE *out)
@@ -51,6 +55,8 @@ static void usage(FILE *out)
             "                [--log-level N] [--store-alarm-s S] [--foreground]\n");
 }
 
+/* 0, or the exit status: EXIT_USAGE for a bad command line, EXIT_CONFIG for a labloopd.conf
+ * that cannot be read. */
 static int parse_args(int argc, char **argv, struct settings *s)
 {
     settings_defaults(s);
@@ -59,7 +65,7 @@ static int parse_args(int argc, char **argv, struct settings *s)
         struct ll_error err;
         if (strcmp(argv[i], "--config") == 0 && settings_load(argv[i + 1], s, &err) < 0) {
             fprintf(stderr, "<3>labloopd: %s\n", err.msg);
-            return -EINVAL;
+            return EXIT_CONFIG;
         }
     }
     for (int i = 1; i < argc; i++) {
@@ -73,7 +79,7 @@ static int parse_args(int argc, char **argv, struct settings *s)
         }
         if (v == NULL) {
             fprintf(stderr, "<3>labloopd: option %s needs a value\n", a);
-            return -EINVAL;
+            return EXIT_USAGE;
         }
         i++;
         if (strcmp(a, "--config") == 0)
@@ -97,7 +103,7 @@ static int parse_args(int argc, char **argv, struct settings *s)
         else {
             fprintf(stderr, "<3>labloopd: unknown option %s\n", a);
             usage(stderr);
-            return -EINVAL;
+            return EXIT_USAGE;
         }
     }
     return 0;
@@ -153,8 +159,9 @@ int main(int argc, char **argv)
     gsl_set_error_handler_off();
     struct settings set;
     memset(&set, 0, sizeof(set));
-    if (parse_args(argc, argv, &set) < 0)
-        return 2;
+    int bad = parse_args(argc, argv, &set);
+    if (bad != 0)
+        return bad;
     log_set_level(set.log_level);
     struct ll_error err;
     ll_error_clear(&err);
@@ -177,12 +184,14 @@ int main(int argc, char **argv)
         log_line(LOG_LVL_WARNING,
                  "labloopd: test build with kill and hang points (LABLOOP_FAILPOINT, "
                  "LABLOOP_FAILPOINT_HANG); not for a real lab");
-    if (store_open(set.db, &store, &err) < 0) {
-        log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
-        goto out;
-    }
+    /* the lab first: a broken lab file never touches the database (no open, no migration) */
     int r = set.lab[0] ? labconf_load_file(set.lab, &lab, &err) : labconf_load_default(&lab, &err);
     if (r < 0) {
+        log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
+        status = r == -ENOMEM ? 1 : EXIT_CONFIG;
+        goto out;
+    }
+    if (store_open(set.db, &store, &err) < 0) {
         log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
         goto out;
     }
