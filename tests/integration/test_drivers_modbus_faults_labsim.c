@@ -10,6 +10,10 @@
  *   F7  garbage on RTU: another slave's id, an echo of the request, a truncated frame and
  *       noise are classified (garbled / no answer) when they persist, and when they pass
  *       the value the driver returns is the register's true value.
+ *   F5  a lost answer to a write of the furnace's start (each program register and RUN): labsim
+ *       applies the write and drops the reply; the driver reads the register back instead of
+ *       writing it again (the same rule given twice: the second stays armed until the test's
+ *       own write of that register), and the program runs exactly once.
  *   F8  a late answer: the furnace answers a read of register A after the response time-out
  *       (and, as a serial device does, answers later requests in order behind it); the
  *       next read, of register B, returns B's value, not A's. The same for the robot over
@@ -369,6 +373,53 @@ static void test_f7_garbage_on_rtu_is_classified_and_never_used(void **state)
     drv_close(&fur);
 }
 
+static void test_f5_lost_answer_to_a_start_write_is_read_back_never_resent(void **state)
+{
+    const struct labconf_furnace_map *m = &labconf_find_instrument(lab, "furnace")->map;
+    struct drv *fur = open_instrument("furnace");
+    const struct {
+        const char *name;
+        int reg;
+    } regs[] = {
+        {"setpoint rate",        m->sp_rate       },
+        {"segment target",       m->seg_target    },
+        {"segment rate",         m->seg_rate      },
+        {"segment dwell",        m->seg_dwell     },
+        {"end type",             m->end_type      },
+        {"program status (RUN)", m->program_status}
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++) {
+        struct drv_step s = anneal(550 + (uint32_t)i, 100 + (double)i);
+        struct ll_error err = {0};
+        long programs = count_of(NULL, "furnace_programs");
+        long lost = count_of("faults", "furnace.no_reply");
+        char rule[160];
+        uint16_t v = 0;
+
+        snprintf(rule,
+                 sizeof(rule),
+                 "furnace.no_reply@fc=6@reg=%d,furnace.no_reply@fc=6@reg=%d",
+                 regs[i].reg,
+                 regs[i].reg);
+        fault_rule(rule);
+        if (drv_step_start(fur, &s, &err) != 0)
+            fail_msg("start with the answer to the %s write lost: %s", regs[i].name, err.msg);
+        assert_int_equal(count_of("faults", "furnace.no_reply"), lost + 1);
+        assert_int_equal(count_of(NULL, "furnace_programs"), programs + 1);
+        assert_int_equal(furnace_program(), 1); /* run */
+        /* never written again: the second rule is still armed, and the test's own write of
+         * the same value (its answer lost too, read back) uses it up */
+        assert_int_equal(read_reg(fur, regs[i].reg, budget(fur), &v, &err), 0);
+        assert_int_equal(drv__mb_write_reg(fur, regs[i].reg, v, budget(fur), &err), 0);
+        assert_int_equal(count_of("faults", "furnace.no_reply"), lost + 2);
+        assert_int_equal(drv_safe(fur, &err), 0);
+        assert_int_equal(furnace_program(), 0); /* reset */
+    }
+    drv_close(&fur);
+}
+
 static void test_f8_late_answer_to_a_is_never_read_as_b_rtu(void **state)
 {
     const struct labconf_furnace_map *m = &labconf_find_instrument(lab, "furnace")->map;
@@ -436,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_f6_exception_05_is_polled_and_06_backed_off_and_resent),
         cmocka_unit_test(test_f6_exceptions_0A_0B_are_link_problems_and_retried),
         cmocka_unit_test(test_f7_garbage_on_rtu_is_classified_and_never_used),
+        cmocka_unit_test(test_f5_lost_answer_to_a_start_write_is_read_back_never_resent),
         cmocka_unit_test(test_f8_late_answer_to_a_is_never_read_as_b_rtu),
         cmocka_unit_test(test_f8_late_answer_to_a_is_never_read_as_b_tcp),
     };
