@@ -258,7 +258,8 @@ def check_store_sound(db):
 
 def check_exactly_once(db, counts, states):
     """I4/I5: every robot job and coater run labsim executed ran once and belongs to a step the
-    store records in one of `states` for that instrument; every request measured at most once."""
+    store records in one of `states` for that instrument; furnace programs: at least one per
+    anneal step done, at most one per anneal step started; every request measured at most once."""
     jobs = {str(j): (st, instr) for j, st, instr in
             db.execute("SELECT job, state, instrument FROM steps WHERE job IS NOT NULL")}
     for kind, instr in (("robot_jobs", "robot"), ("coater_runs", "coater")):
@@ -269,6 +270,14 @@ def check_exactly_once(db, counts, states):
             assert jobs[key][0] in states and jobs[key][1] == instr, (job, jobs[key])
     done_robot = db.execute("SELECT count(*) FROM steps WHERE instrument='robot' AND state='done'").fetchone()[0]
     assert done_robot <= len(counts.get("robot_jobs", {})), f"{done_robot} robot steps done, fewer jobs ran"
+    # the furnace: labsim counts programs started from reset, not per step; every anneal step
+    # that ended done ran one, and no step ran more than one (a resent start would be a second)
+    if "furnace_programs" in counts:
+        done, tried = db.execute("SELECT sum(state = 'done'), sum(state NOT IN ('pending', 'skipped')) FROM steps "
+                                 "WHERE instrument = 'furnace' AND action = 'anneal'").fetchone()
+        programs = counts["furnace_programs"]
+        assert (done or 0) <= programs <= (tried or 0), \
+            f"{programs} furnace programs ran for {done} anneal steps done and {tried} started in all"
     for req, n in counts.get("measurements", {}).items():
         assert n == 1, f"request {req} measured {n} times"
 
