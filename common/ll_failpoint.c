@@ -25,6 +25,17 @@ static struct table kills = {.env = "LABLOOP_FAILPOINT"};
 static struct table hangs = {.env = "LABLOOP_FAILPOINT_HANG"};
 static pthread_once_t kills_once = PTHREAD_ONCE_INIT;
 static pthread_once_t hangs_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
+static ll_failpoint_hook *hook_fn;
+static void *hook_arg;
+
+void ll_failpoint_set_exit_hook(ll_failpoint_hook *fn, void *arg)
+{
+    pthread_mutex_lock(&hook_lock);
+    hook_fn = fn;
+    hook_arg = arg;
+    pthread_mutex_unlock(&hook_lock);
+}
 
 int ll_failpoint_parse(const char *text, struct ll_failpoint_spec *ret, int max)
 {
@@ -104,6 +115,12 @@ void ll_failpoint_pass(const char *name)
     unsigned long k = count_pass(&kills, name);
     if (k > 0) {
         say(name, k, "exiting 137");
+        pthread_mutex_lock(&hook_lock);
+        ll_failpoint_hook *fn = hook_fn;
+        void *arg = hook_arg;
+        pthread_mutex_unlock(&hook_lock);
+        if (fn != NULL)
+            fn(name, arg);
         _exit(137);
     }
 }

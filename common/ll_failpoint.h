@@ -49,6 +49,15 @@ void ll_failpoint_pass(const char *name);
  * pass LABLOOP_FAILPOINT_HANG names (read once, on the first call). */
 void ll_failpoint_hang(const char *name);
 
+/* A function run on the thread that hit a point, after the "failpoint ... exiting 137" line and
+ * just before _exit(137), with the point's name. labloopd's store uses it to simulate a power
+ * cut at the kill point (daemon/powerloss.h); common/ knows nothing of what it does. It may
+ * block for ever (other threads that hit a point meanwhile then wait in it until the exit),
+ * and it must not return to the point's caller: ll_failpoint_pass exits right after it. One
+ * hook per process; a later call replaces it, NULL removes it. */
+typedef void ll_failpoint_hook(const char *name, void *arg);
+void ll_failpoint_set_exit_hook(ll_failpoint_hook *fn, void *arg);
+
 /* 1 if this build compiles failpoints in (LL_FAILPOINTS), else 0. */
 int ll_failpoints_compiled(void);
 

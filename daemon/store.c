@@ -10,6 +10,7 @@
 #include "common/ll_failpoint.h"
 #include "common/ll_text.h"
 #include "common/ll_time.h"
+#include "daemon/powerloss.h"
 #include "daemon/sha256.h"
 
 #include <errno.h>
@@ -578,22 +579,31 @@ static int check_quick(struct store *s, const char *pragma, struct ll_error *err
     return r;
 }
 
-/* --- test builds: a kill point inside WAL checkpoints ------------------------------------ */
+/* --- test builds: kill points inside WAL checkpoints and syncs; power loss --------------- */
 #ifdef LL_FAILPOINTS
 /* In WAL mode only a checkpoint writes the main database file (besides the one header write
  * that turns WAL mode on), so a VFS that passes the failpoint "checkpoint_write" before every
- * write to a main database file lets a test kill labloopd in the middle of a checkpoint. The
- * VFS wraps the default one and becomes the default; every other call goes straight through.
- * LABLOOP_WAL_AUTOCHECKPOINT=pages makes checkpoints frequent enough for a small test. */
+ * write to a main database file lets a test kill labloopd in the middle of a checkpoint;
+ * "wal_sync" and "db_sync" are passed before every xSync of the WAL and of the database file
+ * (a commit's frames written, not yet durable; a checkpoint's pages written, not yet durable).
+ * The VFS wraps the default one and becomes the default; every other call goes straight
+ * through. LABLOOP_WAL_AUTOCHECKPOINT=pages makes checkpoints frequent enough for a small test.
+ * With LABLOOP_POWERLOSS=SEED the VFS also reports every write and truncate of the database,
+ * its WAL and its journal, with the bytes they replace, and every sync, to daemon/powerloss.h,
+ * which damages whatever is unsynced when a kill point fires: a power cut, not just a crash. */
 struct fp_file {
     sqlite3_file base;
     sqlite3_file *real; /* the wrapped VFS's file, allocated right after this struct */
-    int main_db;
+    const char *path;   /* SQLite's name for it (valid until xClose); NULL for temp files */
+    int main_db, wal;
+    int track; /* power loss simulated: writes and syncs reported to powerloss */
 };
 
 static sqlite3_vfs fp_vfs;
 static sqlite3_vfs *fp_real;
 static sqlite3_io_methods fp_io;
+static int fp_powerloss;                 /* powerloss_start's result: 1 on, 0 off, < 0 error */
+static struct ll_error fp_powerloss_err; /* its message when < 0 */
 
 #define FP_REAL(f) (((struct fp_file *)(f))->real)
 
@@ -605,23 +615,74 @@ static int fp_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
 {
     return FP_REAL(f)->pMethods->xRead(FP_REAL(f), buf, n, off);
 }
+/* Reads n bytes at off of real into buf, zeros beyond the end of the file. */
+static int fp_read_old(sqlite3_file *real, void *buf, int n, sqlite3_int64 off)
+{
+    int rc = real->pMethods->xRead(real, buf, n, off);
+    return rc == SQLITE_IOERR_SHORT_READ ? SQLITE_OK : rc; /* (the VFS zero-fills the rest) */
+}
 static int fp_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 {
-    if (((struct fp_file *)f)->main_db)
+    struct fp_file *p = (struct fp_file *)f;
+    if (p->main_db)
         LL_FAILPOINT("checkpoint_write");
-    return FP_REAL(f)->pMethods->xWrite(FP_REAL(f), buf, n, off);
+    if (!p->track || n <= 0)
+        return p->real->pMethods->xWrite(p->real, buf, n, off);
+    unsigned char *old = malloc((size_t)n);
+    if (old == NULL)
+        return SQLITE_IOERR_NOMEM;
+    powerloss_lock(); /* the old bytes, the write and its note as one, for a cut */
+    sqlite3_int64 size = 0;
+    int rc = p->real->pMethods->xFileSize(p->real, &size);
+    if (rc == SQLITE_OK)
+        rc = fp_read_old(p->real, old, n, off);
+    if (rc == SQLITE_OK)
+        rc = p->real->pMethods->xWrite(p->real, buf, n, off);
+    if (rc == SQLITE_OK)
+        powerloss_note_write(p->path, off, old, buf, (size_t)n, size);
+    powerloss_unlock();
+    free(old);
+    return rc;
 }
 static int fp_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
-    return FP_REAL(f)->pMethods->xTruncate(FP_REAL(f), size);
+    struct fp_file *p = (struct fp_file *)f;
+    if (!p->track)
+        return p->real->pMethods->xTruncate(p->real, size);
+    unsigned char *tail = NULL;
+    powerloss_lock();
+    sqlite3_int64 old_size = 0;
+    int rc = p->real->pMethods->xFileSize(p->real, &old_size);
+    if (rc == SQLITE_OK && old_size > size) {
+        tail = malloc((size_t)(old_size - size));
+        rc = tail == NULL ? SQLITE_IOERR_NOMEM
+                          : fp_read_old(p->real, tail, (int)(old_size - size), size);
+    }
+    if (rc == SQLITE_OK)
+        rc = p->real->pMethods->xTruncate(p->real, size);
+    if (rc == SQLITE_OK)
+        powerloss_note_truncate(p->path, size, old_size, tail);
+    powerloss_unlock();
+    free(tail);
+    return rc;
 }
 static int fp_sync_delay_ms = -1; /* LABLOOP_SYNC_DELAY_MS: a slow disk */
 
 static int fp_sync(sqlite3_file *f, int flags)
 {
+    struct fp_file *p = (struct fp_file *)f;
+    if (p->main_db)
+        LL_FAILPOINT("db_sync");
+    else if (p->wal)
+        LL_FAILPOINT("wal_sync");
     if (fp_sync_delay_ms > 0)
         usleep((useconds_t)fp_sync_delay_ms * 1000u);
-    return FP_REAL(f)->pMethods->xSync(FP_REAL(f), flags);
+    /* what was written before the sync began is durable once it returns; not what came during */
+    uint64_t ticket = p->track ? powerloss_ticket() : 0;
+    int rc = p->real->pMethods->xSync(p->real, flags);
+    if (rc == SQLITE_OK && p->track)
+        powerloss_synced(p->path, ticket);
+    return rc;
 }
 static int fp_file_size(sqlite3_file *f, sqlite3_int64 *size)
 {
@@ -681,9 +742,22 @@ static int fp_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
     (void)vfs;
     struct fp_file *p = (struct fp_file *)file;
     p->real = (sqlite3_file *)(p + 1);
+    p->path = name;
     p->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
+    p->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    p->track = name != NULL && fp_powerloss > 0 &&
+               (flags & (SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_WAL | SQLITE_OPEN_MAIN_JOURNAL)) != 0;
     int rc = fp_real->xOpen(fp_real, name, p->real, flags, out);
     p->base.pMethods = rc == SQLITE_OK && p->real->pMethods != NULL ? &fp_io : NULL;
+    return rc;
+}
+
+static int fp_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
+{
+    (void)vfs;
+    int rc = fp_real->xDelete(fp_real, name, sync_dir);
+    if (rc == SQLITE_OK && fp_powerloss > 0)
+        powerloss_forget(name);
     return rc;
 }
 
@@ -694,10 +768,12 @@ static void fp_register(void)
         return;
     const char *delay = getenv("LABLOOP_SYNC_DELAY_MS");
     fp_sync_delay_ms = delay != NULL ? atoi(delay) : 0;
+    fp_powerloss = powerloss_start(getenv("LABLOOP_POWERLOSS"), &fp_powerloss_err);
     fp_vfs = *fp_real; /* the other methods and pAppData are the wrapped VFS's */
     fp_vfs.zName = "ll_failpoint";
     fp_vfs.szOsFile = (int)sizeof(struct fp_file) + fp_real->szOsFile;
     fp_vfs.xOpen = fp_open;
+    fp_vfs.xDelete = fp_delete;
     fp_vfs.pNext = NULL;
     fp_io = (sqlite3_io_methods){3,
                                  fp_close,
@@ -723,17 +799,28 @@ static void fp_register(void)
 
 static pthread_once_t fp_once = PTHREAD_ONCE_INIT;
 
+/* LABLOOP_WAL_AUTOCHECKPOINT=pages; and LABLOOP_SYNCHRONOUS=NORMAL (or OFF), which weakens the
+ * store on purpose so that the power-loss test can show that it notices acked data lost. */
 static int fp_setup(struct store *s, struct ll_error *err)
 {
     const char *pages = getenv("LABLOOP_WAL_AUTOCHECKPOINT");
-    if (pages == NULL)
-        return 0;
-    char pragma[64];
-    snprintf(pragma,
-             sizeof(pragma),
-             "PRAGMA wal_autocheckpoint=%d",
-             atoi(pages)); /* sql-lint: constant */
-    return exec(s, pragma, err);
+    const char *sync = getenv("LABLOOP_SYNCHRONOUS");
+    int r = 0;
+    if (pages != NULL) {
+        char pragma[64];
+        snprintf(pragma,
+                 sizeof(pragma),
+                 "PRAGMA wal_autocheckpoint=%d",
+                 atoi(pages)); /* sql-lint: constant */
+        r = exec(s, pragma, err);
+    }
+    if (r == 0 && sync != NULL && strcmp(sync, "NORMAL") == 0)
+        r = exec(s, "PRAGMA synchronous=NORMAL", err);
+    else if (r == 0 && sync != NULL && strcmp(sync, "OFF") == 0)
+        r = exec(s, "PRAGMA synchronous=OFF", err);
+    else if (r == 0 && sync != NULL && *sync != '\0')
+        r = ll_error_set(err, -EINVAL, "LABLOOP_SYNCHRONOUS='%s': expected NORMAL or OFF", sync);
+    return r;
 }
 #endif
 
@@ -772,6 +859,10 @@ int store_open(const char *path, struct store **ret_store, struct ll_error *rete
         return ll_error_set(reterr, -ENOMEM, "store: out of memory");
 #ifdef LL_FAILPOINTS
     pthread_once(&fp_once, fp_register);
+    if (fp_powerloss < 0) {
+        r = ll_error_set(reterr, fp_powerloss, "%s", fp_powerloss_err.msg);
+        goto out;
+    }
 #endif
     const char *slash = strrchr(path, '/');
     if (slash == NULL)
