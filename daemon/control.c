@@ -243,6 +243,7 @@ int control_process(struct control *c, struct engine *e, struct store *s)
         const char *send = text != NULL ? text : no_reply;
         if (text == NULL)
             log_line(LOG_LVL_WARNING, "control: reply could not be encoded");
+        store_check_durable(s, "control reply");
         if (zmq_send(c->sock, send, strlen(send), 0) < 0)
             log_line(LOG_LVL_WARNING, "control: reply not sent");
         free(text);

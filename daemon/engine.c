@@ -282,6 +282,15 @@ static int
 worker_submit(struct engine *e, int i, const struct drv_request *req, struct ll_error *err)
 {
     struct instr *in = &e->instrs[i];
+    static const char *const ops[] = {
+        "?", "start", "poll", "query", "safe", "status", "describe", "clear"};
+    char what[LABCONF_NAME_MAX + 32];
+    snprintf(what,
+             sizeof(what),
+             "%s %s",
+             in->name,
+             req->op >= 1 && req->op <= DRV_REQ_CLEAR ? ops[req->op] : "?");
+    store_check_durable(e->store, what);
     int r = drv_worker_submit(in->w, req, err);
     if (r == 0 && in->n_outstanding++ == 0)
         in->progress_at = ll_monotonic_ms();

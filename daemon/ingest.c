@@ -628,6 +628,7 @@ static void send_ack(struct ingest *ing, struct pending *p)
 {
     if (p->ack == NULL)
         return;
+    store_check_durable(ing->store, "ack");
     if (zmq_send(ing->sock, p->identity, p->identity_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         zmq_send(ing->sock, p->ack, strlen(p->ack), ZMQ_DONTWAIT) < 0)
         /* the station is gone or its queue is full; it resends and gets `duplicate` */
@@ -709,6 +710,7 @@ int ingest_send_measure(struct ingest *ing,
     if (text == NULL)
         return ll_error_set(reterr, -ENOMEM, "ingest: out of memory");
     int r = 0;
+    store_check_durable(ing->store, "measure request");
     if (zmq_send(ing->sock, station, strlen(station), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         zmq_send(ing->sock, text, strlen(text), ZMQ_DONTWAIT) < 0) {
         int e = errno;

@@ -4,7 +4,8 @@
  * each with a sequence number from one process-wide counter. The cut rebuilds a file's image
  * in memory: it reads the file as it is now (every event applied), undoes the events newest
  * first (their old bytes back, their old size back), which leaves exactly what the last sync
- * made durable, and then replays the surviving sectors of the events in a random order. */
+ * made durable, and then replays the surviving sectors of the events in a random order, once
+ * per image with a PRNG stream of its own. */
 #include "daemon/powerloss.h"
 
 #include "common/ll_failpoint.h"
@@ -13,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,7 +41,9 @@ struct pl_file {
 static pthread_mutex_t pl_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int pl_on;
 static int pl_lost_track;
+static int pl_images = 1; /* damaged images per cut (the first in place) */
 static uint64_t pl_seed, pl_rng, pl_seq;
+static long pl_checks, pl_checks_failed; /* powerloss_check calls, and those with writes pending */
 static struct pl_file *pl_files;
 static size_t pl_n_files, pl_cap_files;
 
@@ -121,24 +125,33 @@ static void on_kill(const char *name, void *arg)
     pthread_mutex_lock(&pl_mutex);
     if (!pl_on)
         return;
-    struct powerloss_stats st;
-    int r = powerloss_cut(&st);
+    struct powerloss_stats st[POWERLOSS_MAX_IMAGES];
+    int r = powerloss_cut(st, pl_images);
     if (r < 0) {
         log_line(LOG_LVL_ERR, "powerloss: cut at %s failed: %s", name, strerror(-r));
         _exit(2); /* not 137: the test must not take this for a simulated power cut */
     }
     log_line(LOG_LVL_WARNING,
-             "powerloss: cut at %s (seed %llu): %ld files, %ld unsynced writes (%ld kept, "
-             "%ld dropped, %ld torn), %ld truncates, %lld bytes changed",
+             "powerloss: cut at %s: %ld durability checks since the start, %ld with writes "
+             "awaiting an fsync",
              name,
-             (unsigned long long)pl_seed,
-             st.files,
-             st.writes,
-             st.kept,
-             st.dropped,
-             st.torn,
-             st.truncates,
-             st.changed);
+             pl_checks,
+             pl_checks_failed);
+    for (int k = 0; k < pl_images; k++)
+        log_line(LOG_LVL_WARNING,
+                 "powerloss: cut at %s (seed %llu, image %d of %d): %ld files, %ld unsynced "
+                 "writes (%ld kept, %ld dropped, %ld torn), %ld truncates, %lld bytes changed",
+                 name,
+                 (unsigned long long)pl_seed,
+                 k + 1,
+                 pl_images,
+                 st[k].files,
+                 st[k].writes,
+                 st[k].kept,
+                 st[k].dropped,
+                 st[k].torn,
+                 st[k].truncates,
+                 st[k].changed);
 }
 
 int powerloss_start(const char *spec, struct ll_error *reterr)
@@ -148,17 +161,32 @@ int powerloss_start(const char *spec, struct ll_error *reterr)
     char *end = NULL;
     errno = 0;
     unsigned long long seed = strtoull(spec, &end, 10);
-    if (errno != 0 || end == spec || *end != '\0' || spec[0] < '0' || spec[0] > '9')
-        return ll_error_set(
-            reterr, -EINVAL, "LABLOOP_POWERLOSS='%s': expected a seed (a decimal number)", spec);
+    long images = 1;
+    int ok = errno == 0 && end != spec && spec[0] >= '0' && spec[0] <= '9';
+    if (ok && *end == ':') {
+        const char *p = end + 1;
+        images = strtol(p, &end, 10);
+        ok = errno == 0 && end != p && p[0] >= '0' && p[0] <= '9' && images >= 1 &&
+             images <= POWERLOSS_MAX_IMAGES;
+    }
+    if (!ok || *end != '\0')
+        return ll_error_set(reterr,
+                            -EINVAL,
+                            "LABLOOP_POWERLOSS='%s': expected SEED[:IMAGES] (decimal numbers, "
+                            "1 <= IMAGES <= %d)",
+                            spec,
+                            POWERLOSS_MAX_IMAGES);
     pthread_mutex_lock(&pl_mutex);
     pl_seed = seed;
     pl_rng = seed;
+    pl_images = (int)images;
     pl_on = 1;
     pthread_mutex_unlock(&pl_mutex);
     ll_failpoint_set_exit_hook(on_kill, NULL);
-    log_line(
-        LOG_LVL_WARNING, "powerloss: simulating a power cut at every kill point (seed %llu)", seed);
+    log_line(LOG_LVL_WARNING,
+             "powerloss: simulating a power cut at every kill point (seed %llu, %ld images)",
+             seed,
+             images);
     return 1;
 }
 
@@ -236,6 +264,19 @@ void powerloss_synced(const char *path, uint64_t ticket)
     pthread_mutex_unlock(&pl_mutex);
 }
 
+long powerloss_check(void)
+{
+    pthread_mutex_lock(&pl_mutex);
+    long n = 0;
+    for (size_t i = 0; i < pl_n_files; i++)
+        n += (long)pl_files[i].n_ev;
+    pl_checks++;
+    if (n > 0)
+        pl_checks_failed++;
+    pthread_mutex_unlock(&pl_mutex);
+    return n;
+}
+
 void powerloss_forget(const char *path)
 {
     pthread_mutex_lock(&pl_mutex);
@@ -296,65 +337,90 @@ static void replay_write(const struct pl_event *e,
         st->torn++;
 }
 
-/* Damages one file's unsynced events; adds to *st. */
-static int cut_file(struct pl_file *f, struct powerloss_stats *st)
+/* One file being cut: its bytes now, what its last sync made durable, a work buffer. */
+struct pl_cut {
+    struct pl_file *f;
+    int fd;
+    int64_t now_size, synced_size, cap;
+    unsigned char *now, *synced, *buf;
+    size_t *order;
+};
+
+static void cut_free(struct pl_cut *c)
 {
-    int fd = open(f->path, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -errno; /* deleted since: nothing left to damage */
-    int r = 0;
-    unsigned char *buf = NULL, *now = NULL;
-    size_t *order = NULL;
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->now);
+    free(c->synced);
+    free(c->buf);
+    free(c->order);
+    memset(c, 0, sizeof(*c));
+    c->fd = -1;
+}
+
+/* Opens f's file and rebuilds what its last sync made durable by undoing the events newest
+ * first. Returns 0, 1 when the file is gone (nothing left to damage), or a negative errno. */
+static int cut_prepare(struct pl_file *f, struct pl_cut *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->f = f;
+    c->fd = open(f->path, O_RDWR | O_CLOEXEC);
+    if (c->fd < 0)
+        return errno == ENOENT ? 1 : -errno;
     struct stat sb;
-    if (fstat(fd, &sb) < 0) {
-        r = -errno;
-        goto out;
-    }
-    int64_t cur = sb.st_size, cap = sb.st_size;
+    if (fstat(c->fd, &sb) < 0)
+        return -errno;
+    c->now_size = c->cap = sb.st_size;
     for (size_t i = 0; i < f->n_ev; i++) {
         const struct pl_event *e = &f->ev[i];
         int64_t end = e->kind == PL_WRITE ? e->off + (int64_t)e->n : e->off;
-        cap = end > cap ? end : cap;
-        cap = e->old_size > cap ? e->old_size : cap;
+        c->cap = end > c->cap ? end : c->cap;
+        c->cap = e->old_size > c->cap ? e->old_size : c->cap;
     }
-    buf = calloc((size_t)cap + 1, 1);
-    now = calloc((size_t)cur + 1, 1);
-    order = calloc(f->n_ev, sizeof(*order));
-    if (buf == NULL || now == NULL || order == NULL) {
-        r = -ENOMEM;
-        goto out;
-    }
-    if (pread(fd, now, (size_t)cur, 0) != (ssize_t)cur) {
-        r = -EIO;
-        goto out;
-    }
-    memcpy(buf, now, (size_t)cur);
-    /* undo, newest first: what the last sync made durable */
-    int64_t size = cur;
+    c->now = calloc((size_t)c->now_size + 1, 1);
+    c->synced = calloc((size_t)c->cap + 1, 1);
+    c->buf = calloc((size_t)c->cap + 1, 1);
+    c->order = calloc(f->n_ev, sizeof(*c->order));
+    if (c->now == NULL || c->synced == NULL || c->buf == NULL || c->order == NULL)
+        return -ENOMEM;
+    if (pread(c->fd, c->now, (size_t)c->now_size, 0) != (ssize_t)c->now_size)
+        return -EIO;
+    memcpy(c->synced, c->now, (size_t)c->now_size);
+    int64_t size = c->now_size;
     for (size_t i = f->n_ev; i-- > 0;) {
         const struct pl_event *e = &f->ev[i];
         if (e->kind == PL_WRITE) {
-            extend(buf, &size, e->off + (int64_t)e->n);
-            memcpy(buf + e->off, e->old, e->n);
+            extend(c->synced, &size, e->off + (int64_t)e->n);
+            memcpy(c->synced + e->off, e->old, e->n);
         } else {
-            extend(buf, &size, e->old_size);
+            extend(c->synced, &size, e->old_size);
             if (e->n > 0)
-                memcpy(buf + e->off, e->old, e->n);
+                memcpy(c->synced + e->off, e->old, e->n);
         }
         size = e->old_size;
     }
-    /* replay in a random order (Fisher-Yates) */
+    c->synced_size = size;
+    return 0;
+}
+
+/* One damaged image of c's file in c->buf: the synced bytes, then the surviving sectors of
+ * the events in a random order (Fisher-Yates). Returns its size; counts the fates in *st. */
+static int64_t cut_replay(struct pl_cut *c, struct powerloss_stats *st)
+{
+    const struct pl_file *f = c->f;
+    int64_t size = c->synced_size;
+    memcpy(c->buf, c->synced, (size_t)size);
     for (size_t i = 0; i < f->n_ev; i++)
-        order[i] = i;
+        c->order[i] = i;
     for (size_t i = f->n_ev; i > 1; i--) {
-        size_t j = rnd_below(i), t = order[i - 1];
-        order[i - 1] = order[j];
-        order[j] = t;
+        size_t j = rnd_below(i), t = c->order[i - 1];
+        c->order[i - 1] = c->order[j];
+        c->order[j] = t;
     }
     for (size_t k = 0; k < f->n_ev; k++) {
-        const struct pl_event *e = &f->ev[order[k]];
+        const struct pl_event *e = &f->ev[c->order[k]];
         if (e->kind == PL_WRITE) {
-            replay_write(e, buf, &size, st);
+            replay_write(e, c->buf, &size, st);
             continue;
         }
         st->truncates++;
@@ -362,47 +428,80 @@ static int cut_file(struct pl_file *f, struct powerloss_stats *st)
             if (e->off < size)
                 size = e->off;
             else
-                extend(buf, &size, e->off);
+                extend(c->buf, &size, e->off);
         }
     }
-    int64_t common = size < cur ? size : cur;
-    long long changed = (long long)(size > cur ? size - cur : cur - size);
+    return size;
+}
+
+/* Writes image `image` (size bytes in c->buf) of c's file: image 1 over the file itself,
+ * image k > 1 to PATH.powerloss-k; counts the bytes that differ from the file now. */
+static int cut_write(struct pl_cut *c, int64_t size, int image, struct powerloss_stats *st)
+{
+    int64_t common = size < c->now_size ? size : c->now_size;
+    long long changed = (long long)(size > c->now_size ? size - c->now_size : c->now_size - size);
     for (int64_t i = 0; i < common; i++)
-        changed += buf[i] != now[i];
-    if (pwrite(fd, buf, (size_t)size, 0) != (ssize_t)size || ftruncate(fd, size) < 0) {
-        r = -EIO;
-        goto out;
+        changed += c->buf[i] != c->now[i];
+    int fd = c->fd;
+    if (image > 1) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s.powerloss-%d", c->f->path, image);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return -errno;
     }
+    int r = 0;
+    if (pwrite(fd, c->buf, (size_t)size, 0) != (ssize_t)size || ftruncate(fd, size) < 0)
+        r = -EIO;
+    if (fd != c->fd)
+        close(fd);
     st->files++;
     st->changed += changed;
     log_line(LOG_LVL_INFO,
-             "powerloss: %s: %zu unsynced events, %lld -> %lld bytes, %lld bytes changed",
-             f->path,
-             f->n_ev,
-             (long long)cur,
+             "powerloss: image %d: %s: %zu unsynced events, %lld -> %lld bytes, %lld changed",
+             image,
+             c->f->path,
+             c->f->n_ev,
+             (long long)c->now_size,
              (long long)size,
              changed);
-out:
-    free(buf);
-    free(now);
-    free(order);
-    close(fd);
     return r;
 }
 
-int powerloss_cut(struct powerloss_stats *ret)
+int powerloss_cut(struct powerloss_stats *ret, int n_images)
 {
-    memset(ret, 0, sizeof(*ret));
+    memset(ret, 0, (size_t)n_images * sizeof(*ret));
     if (pl_lost_track)
         return -ENOMEM;
     int r = 0;
+    struct pl_cut *cuts = calloc(pl_n_files + 1, sizeof(*cuts));
+    size_t n_cuts = 0;
+    if (cuts == NULL)
+        r = -ENOMEM;
+    for (size_t i = 0; i < pl_n_files && r == 0; i++) {
+        if (pl_files[i].n_ev == 0)
+            continue;
+        r = cut_prepare(&pl_files[i], &cuts[n_cuts]);
+        if (r == 1) {
+            cut_free(&cuts[n_cuts]);
+            r = 0;
+        } else {
+            n_cuts++;
+        }
+    }
+    /* each image its own PRNG stream; image 1's is the seed itself */
+    for (int k = 0; k < n_images && r == 0; k++) {
+        pl_rng = pl_seed + (uint64_t)k * 0xD1B54A32D192ED03ull;
+        for (size_t i = 0; i < n_cuts && r == 0; i++)
+            r = cut_write(&cuts[i], cut_replay(&cuts[i], &ret[k]), k + 1, &ret[k]);
+    }
+    for (size_t i = 0; i < n_cuts; i++)
+        cut_free(&cuts[i]);
+    free(cuts);
     for (size_t i = 0; i < pl_n_files; i++) {
-        struct pl_file *f = &pl_files[i];
-        if (f->n_ev > 0 && r == 0)
-            r = cut_file(f, ret);
-        for (size_t k = 0; k < f->n_ev; k++)
-            event_free(&f->ev[k]);
-        f->n_ev = 0;
+        for (size_t k = 0; k < pl_files[i].n_ev; k++)
+            event_free(&pl_files[i].ev[k]);
+        pl_files[i].n_ev = 0;
     }
     return r;
 }
@@ -421,6 +520,8 @@ void powerloss_reset(void)
     pl_n_files = pl_cap_files = 0;
     pl_on = pl_lost_track = 0;
     pl_seq = 0;
+    pl_images = 1;
+    pl_checks = pl_checks_failed = 0;
     pthread_mutex_unlock(&pl_mutex);
     ll_failpoint_set_exit_hook(NULL, NULL);
 }

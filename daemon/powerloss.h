@@ -13,13 +13,18 @@
  * sectors, or a random subset of them, reached the disk), and the surviving writes land in a
  * random order, as a disk with a volatile cache that reorders writes may leave them. Synced
  * bytes are never changed. The result stays in the page cache for the next process to find.
+ * As SQLite's TH3 repeats each snapshot with different damage, a cut can make several
+ * images from one snapshot, each with a PRNG stream of its own: image 1 replaces the file
+ * (the next start recovers it), image k > 1 goes to PATH.powerloss-k beside it for a test to
+ * check (files without unsynced writes get none: the file itself is every image of them).
  *
- *     LABLOOP_POWERLOSS=SEED        (decimal, 0 <= SEED < 2^64; empty or unset: off)
+ *     LABLOOP_POWERLOSS=SEED[:IMAGES]   (decimal, 0 <= SEED < 2^64, 1 <= IMAGES <= 16,
+ *                                        default 1; empty or unset: off)
  *
- * The cut logs one line the tests read:
- *     <4>powerloss: cut at NAME (seed S): F files, W unsynced writes (K kept, D dropped,
- *     T torn), X truncates, B bytes changed
- * and one <6> line per damaged file.
+ * The cut logs one line per image, which the tests read:
+ *     <4>powerloss: cut at NAME (seed S, image K of N): F files, W unsynced writes (K kept,
+ *     D dropped, T torn), X truncates, B bytes changed
+ * and one <6> line per damaged file and image.
  *
  * Not modelled: directory entries (a file created or deleted since the last directory sync
  * stays created or deleted), the WAL-index (-shm, which SQLite rebuilds after the last
@@ -37,6 +42,7 @@
 #include <stdint.h>
 
 #define POWERLOSS_SECTOR 512 /* a torn write keeps whole sectors of this size (file offsets) */
+#define POWERLOSS_MAX_IMAGES 16
 
 /* What a cut did, summed over the files. */
 struct powerloss_stats {
@@ -49,7 +55,7 @@ struct powerloss_stats {
     long long changed; /* bytes that differ from the file before the cut (size changes count) */
 };
 
-/* Turns the simulation on with the seed in `spec` ("SEED", see above) and registers the cut as
+/* Turns the simulation on with the seed in `spec` ("SEED[:IMAGES]") and registers the cut as
  * the failpoint exit hook; NULL or "" leaves it off. Returns 1 when on, 0 when off, -EINVAL
  * (message in reterr) for a malformed seed. */
 int powerloss_start(const char *spec, struct ll_error *reterr);
@@ -83,14 +89,19 @@ uint64_t powerloss_ticket(void);
  * before the ticket is durable and forgotten (those noted during the sync are not). */
 void powerloss_synced(const char *path, uint64_t ticket);
 
+/* Counts one durability check (store_check_durable) and returns how many writes and
+ * truncates await an fsync now. The cut logs how many checks ran since the start. */
+long powerloss_check(void);
+
 /* `path` was deleted: its unsynced writes go with it. */
 void powerloss_forget(const char *path);
 
-/* The cut: with the lock held, damages every file's unsynced writes as described above
- * (through file descriptors of its own: opened, rewritten and closed), fills
- * *ret and forgets everything. Returns 0, -ENOMEM when the table lost track, or a negative
- * errno for a file it could not read or rewrite. Exposed for the unit tests. */
-int powerloss_cut(struct powerloss_stats *ret);
+/* The cut: with the lock held, makes n_images (1..POWERLOSS_MAX_IMAGES) damaged images of
+ * every file's unsynced writes as described above (through file descriptors of its own:
+ * opened, rewritten and closed), fills ret[0..n_images-1] and forgets everything. Returns 0,
+ * -ENOMEM when the table lost track, or a negative errno for a file it could not read or
+ * write. Exposed for the unit tests. */
+int powerloss_cut(struct powerloss_stats *ret, int n_images);
 
 /* Forgets everything and turns the simulation off (the unit tests run several cuts in one
  * process; the seed of the next powerloss_start starts the PRNG again). */

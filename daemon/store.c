@@ -10,6 +10,7 @@
 #include "common/ll_failpoint.h"
 #include "common/ll_text.h"
 #include "common/ll_time.h"
+#include "daemon/log.h"
 #include "daemon/powerloss.h"
 #include "daemon/sha256.h"
 
@@ -584,8 +585,10 @@ static int check_quick(struct store *s, const char *pragma, struct ll_error *err
 /* In WAL mode only a checkpoint writes the main database file (besides the one header write
  * that turns WAL mode on), so a VFS that passes the failpoint "checkpoint_write" before every
  * write to a main database file lets a test kill labloopd in the middle of a checkpoint;
- * "wal_sync" and "db_sync" are passed before every xSync of the WAL and of the database file
- * (a commit's frames written, not yet durable; a checkpoint's pages written, not yet durable).
+ * "wal_sync" is passed before an xSync of the WAL that follows frame writes (a commit's frames
+ * written, not yet durable; not the syncs of a header alone or of nothing new), and "db_sync"
+ * before an xSync of the database file that follows page writes (a checkpoint's pages
+ * written, not yet durable).
  * The VFS wraps the default one and becomes the default; every other call goes straight
  * through. LABLOOP_WAL_AUTOCHECKPOINT=pages makes checkpoints frequent enough for a small test.
  * With LABLOOP_POWERLOSS=SEED the VFS also reports every write and truncate of the database,
@@ -596,7 +599,8 @@ struct fp_file {
     sqlite3_file *real; /* the wrapped VFS's file, allocated right after this struct */
     const char *path;   /* SQLite's name for it (valid until xClose); NULL for temp files */
     int main_db, wal;
-    int track; /* power loss simulated: writes and syncs reported to powerloss */
+    int written; /* since its last sync: WAL frames (not just its header) or database pages */
+    int track;   /* power loss simulated: writes and syncs reported to powerloss */
 };
 
 static sqlite3_vfs fp_vfs;
@@ -626,6 +630,8 @@ static int fp_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
     struct fp_file *p = (struct fp_file *)f;
     if (p->main_db)
         LL_FAILPOINT("checkpoint_write");
+    if (p->main_db || (p->wal && off >= 32)) /* (a WAL's header is its first 32 bytes) */
+        p->written = 1;
     if (!p->track || n <= 0)
         return p->real->pMethods->xWrite(p->real, buf, n, off);
     unsigned char *old = malloc((size_t)n);
@@ -671,10 +677,11 @@ static int fp_sync_delay_ms = -1; /* LABLOOP_SYNC_DELAY_MS: a slow disk */
 static int fp_sync(sqlite3_file *f, int flags)
 {
     struct fp_file *p = (struct fp_file *)f;
-    if (p->main_db)
+    if (p->main_db && p->written)
         LL_FAILPOINT("db_sync");
-    else if (p->wal)
+    else if (p->wal && p->written)
         LL_FAILPOINT("wal_sync");
+    p->written = 0;
     if (fp_sync_delay_ms > 0)
         usleep((useconds_t)fp_sync_delay_ms * 1000u);
     /* what was written before the sync began is durable once it returns; not what came during */
@@ -799,8 +806,9 @@ static void fp_register(void)
 
 static pthread_once_t fp_once = PTHREAD_ONCE_INIT;
 
-/* LABLOOP_WAL_AUTOCHECKPOINT=pages; and LABLOOP_SYNCHRONOUS=NORMAL (or OFF), which weakens the
- * store on purpose so that the power-loss test can show that it notices acked data lost. */
+/* LABLOOP_WAL_AUTOCHECKPOINT=pages; and LABLOOP_SYNCHRONOUS=NORMAL (or OFF; FULL is the
+ * store's own), which weakens the store on purpose so that the power-loss test can show that
+ * it notices acked data lost. */
 static int fp_setup(struct store *s, struct ll_error *err)
 {
     const char *pages = getenv("LABLOOP_WAL_AUTOCHECKPOINT");
@@ -818,8 +826,9 @@ static int fp_setup(struct store *s, struct ll_error *err)
         r = exec(s, "PRAGMA synchronous=NORMAL", err);
     else if (r == 0 && sync != NULL && strcmp(sync, "OFF") == 0)
         r = exec(s, "PRAGMA synchronous=OFF", err);
-    else if (r == 0 && sync != NULL && *sync != '\0')
-        r = ll_error_set(err, -EINVAL, "LABLOOP_SYNCHRONOUS='%s': expected NORMAL or OFF", sync);
+    else if (r == 0 && sync != NULL && *sync != '\0' && strcmp(sync, "FULL") != 0)
+        r = ll_error_set(
+            err, -EINVAL, "LABLOOP_SYNCHRONOUS='%s': expected FULL, NORMAL or OFF", sync);
     return r;
 }
 #endif
@@ -949,6 +958,25 @@ void store_close(struct store **s)
     close_db(*s);
     free(*s);
     *s = NULL;
+}
+
+void store_check_durable(struct store *s, const char *what)
+{
+#ifdef LL_FAILPOINTS
+    if (fp_powerloss <= 0 || s == NULL || s->db == NULL)
+        return;
+    int in_tx = !sqlite3_get_autocommit(s->db);
+    long unsynced = powerloss_check();
+    if (in_tx || unsynced > 0)
+        log_line(LOG_LVL_ERR,
+                 "store: %s told while %s%ld writes await an fsync",
+                 what,
+                 in_tx ? "a transaction is open and " : "",
+                 unsynced);
+#else
+    (void)s;
+    (void)what;
+#endif
 }
 
 int store_begin(struct store *s, struct ll_error *reterr)

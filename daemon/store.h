@@ -132,6 +132,14 @@ int store_begin(struct store *s, struct ll_error *reterr);
 int store_commit(struct store *s, struct ll_error *reterr);
 void store_rollback(struct store *s);
 
+/* Call just before the daemon tells the outside world something (an instrument command, an
+ * ack or a request to a station, a reply to the operator); `what` names it. In test builds
+ * (LL_FAILPOINTS) with the power-loss simulation on (daemon/powerloss.h) it checks that
+ * everything the store was told is durable by then: no transaction open, no write to the
+ * database or its WAL awaiting an fsync; a violation is logged as an error line
+ * "store: WHAT told while ..." that the power-loss test looks for. Otherwise it does nothing. */
+void store_check_durable(struct store *s, const char *what);
+
 /* Copies the live database into path with the online backup API (consistent snapshot while
  * labloopd keeps writing). path must not exist. */
 int store_backup(struct store *s, const char *path, struct ll_error *reterr);

@@ -304,10 +304,11 @@ def check_acked_stored(db, tmp):
     return acked
 
 
-def check_midway(tmp):
+def check_midway(tmp, db_path=None):
     """The invariants that hold at any moment, also right after a crash, while campaigns still
-    run: I7, I4/I5 (a job that ran may belong to a step still started) and I1."""
-    db = sqlite3.connect(os.path.join(tmp, "l.db"))
+    run: I7, I4/I5 (a job that ran may belong to a step still started) and I1. db_path
+    defaults to tmp/l.db (a copy leaves the files a dead daemon left for the next start)."""
+    db = sqlite3.connect(db_path or os.path.join(tmp, "l.db"))
     try:
         check_store_sound(db)
         check_exactly_once(db, labsim_counts(tmp), ("started", "done", "failed"))

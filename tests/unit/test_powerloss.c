@@ -76,7 +76,7 @@ static void pl_sync(struct fixture *fx)
 static int cut(struct powerloss_stats *st)
 {
     powerloss_lock();
-    int r = powerloss_cut(st);
+    int r = powerloss_cut(st, 1);
     powerloss_unlock();
     return r;
 }
@@ -93,7 +93,8 @@ static void test_powerloss_seed_must_be_a_number(void **state)
     assert_int_equal(powerloss_start(NULL, &err), 0);
     assert_int_equal(powerloss_start("", &err), 0);
     assert_int_equal(powerloss_active(), 0);
-    static const char *const bad[] = {"abc", "-1", "1x", " 7", "99999999999999999999999"};
+    static const char *const bad[] = {
+        "abc", "-1", "1x", " 7", "99999999999999999999999", "1:", "1:0", "1:17", "1:x", "1:2:3"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(powerloss_start(bad[i], &err), -EINVAL);
         assert_non_null(strstr(err.msg, "LABLOOP_POWERLOSS"));
@@ -101,6 +102,8 @@ static void test_powerloss_seed_must_be_a_number(void **state)
     }
     assert_int_equal(powerloss_start("42", &err), 1);
     assert_int_equal(powerloss_active(), 1);
+    powerloss_reset();
+    assert_int_equal(powerloss_start("42:16", &err), 1);
     powerloss_reset();
     assert_int_equal(powerloss_active(), 0);
 }
@@ -257,6 +260,50 @@ static void test_powerloss_truncate_kept_or_undone(void **state)
     assert_true(undone > 5 && done > 5);
 }
 
+/* Several images of one snapshot: image 1 in place, image k beside it as PATH.powerloss-k,
+ * each damaged on its own (they differ), none touching a synced byte. */
+static void test_powerloss_images_each_damaged_on_their_own(void **state)
+{
+    struct fixture *fx = *state;
+    unsigned char a[FILE_BYTES], b[FILE_BYTES], got[FILE_BYTES];
+    int differ = 0;
+    for (unsigned seed = 1; seed <= 20; seed++) {
+        char spec[16], path[3][128];
+        snprintf(spec, sizeof(spec), "%u:3", seed);
+        assert_int_equal(powerloss_start(spec, NULL), 1);
+        memset(a, 'a', sizeof(a));
+        memset(b, 'b', sizeof(b));
+        pl_write(fx, 0, a, FILE_BYTES);
+        pl_sync(fx);
+        for (int k = 0; k < 8; k++)
+            pl_write(fx, 32 + k * 2048, b, 1500);
+        struct powerloss_stats st[3];
+        powerloss_lock();
+        assert_int_equal(powerloss_cut(st, 3), 0);
+        powerloss_unlock();
+        unsigned char img[3][FILE_BYTES];
+        for (int k = 0; k < 3; k++) {
+            assert_int_equal(st[k].writes, 8);
+            snprintf(path[k], sizeof(path[k]), "%s.powerloss-%d", fx->path, k + 1);
+            int fd = k == 0 ? fx->fd : open(path[k], O_RDONLY);
+            assert_true(fd >= 0);
+            assert_int_equal(file_size(fd), FILE_BYTES);
+            assert_int_equal(pread(fd, img[k], FILE_BYTES, 0), FILE_BYTES);
+            for (int i = 0; i < FILE_BYTES; i++)
+                if (img[k][i] != 'a' && !(img[k][i] == 'b' && (i - 32) % 2048 < 1500))
+                    fail_msg("seed %u image %d: byte %d is '%c'", seed, k + 1, i, img[k][i]);
+            if (k > 0) {
+                differ += memcmp(img[k], img[0], FILE_BYTES) != 0;
+                assert_int_equal(unlink(path[k]), 0);
+            }
+        }
+        read_all(fx, got, FILE_BYTES);
+        assert_memory_equal(got, img[0], FILE_BYTES);
+        powerloss_reset();
+    }
+    assert_true(differ > 30);
+}
+
 int main(void)
 {
     ll_test_init();
@@ -266,6 +313,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_powerloss_cut_keeps_sectors_whole_and_every_fate_happens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_powerloss_truncate_kept_or_undone, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_powerloss_images_each_damaged_on_their_own, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
