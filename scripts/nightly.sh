@@ -6,7 +6,8 @@
 #      LL_FUZZ_SECONDS each (default 3600), under ASan + UBSan, from the checked-in corpus;
 #      a crash stops the script with the reproducer's path.
 #   3. the whole suite once more with another seed for the deterministic mutations
-#      (LL_FUZZ_SEED) and the crash test's kill times (LL_CRASH_SEED).
+#      (LL_FUZZ_SEED), the crash test's kill times (LL_CRASH_SEED) and the power-loss test's
+#      damage (LL_POWERLOSS_SEED).
 # Needs clang (scripts/install-deps.sh installs it). Builds in build-nightly/ (sanitizers,
 # kill points) and build-nightly-fuzz/ (libFuzzer). New corpus inputs go to
 # build-nightly-fuzz/corpus/NAME (not into the tree: add the interesting ones by hand).
@@ -47,6 +48,6 @@ for src in tests/fuzz/fuzz_*.c; do
 done
 
 echo "== 3. the suite with seed $seed"
-LL_FUZZ_SEED=$seed LL_CRASH_SEED=$seed ctest --test-dir build-nightly -LE bench -j"$(nproc)" \
+LL_FUZZ_SEED=$seed LL_CRASH_SEED=$seed LL_POWERLOSS_SEED=$seed ctest --test-dir build-nightly -LE bench -j"$(nproc)" \
     --output-on-failure
 echo "== nightly: all passed"
