@@ -380,7 +380,7 @@ static int cut_prepare(struct pl_file *f, struct pl_cut *c)
     c->now = calloc((size_t)c->now_size + 1, 1);
     c->synced = calloc((size_t)c->cap + 1, 1);
     c->buf = calloc((size_t)c->cap + 1, 1);
-    c->order = calloc(f->n_ev, sizeof(*c->order));
+    c->order = calloc(f->n_ev + 1, sizeof(*c->order));
     if (c->now == NULL || c->synced == NULL || c->buf == NULL || c->order == NULL)
         return -ENOMEM;
     if (pread(c->fd, c->now, (size_t)c->now_size, 0) != (ssize_t)c->now_size)
