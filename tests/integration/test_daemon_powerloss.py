@@ -1,34 +1,39 @@
 #!/usr/bin/env python3
 """Power loss at each kill point (reliability.md §4.2 F3). A kill point's _exit(137) alone is an
-application crash: every write is still in the page cache. With LABLOOP_POWERLOSS=SEED the
+application crash: every write is still in the page cache. With LABLOOP_POWERLOSS=SEED:4 the
 store's test VFS (daemon/store.c, daemon/powerloss.h; LL_FAILPOINTS builds only, others skip
 with 77) also cuts the power at the point: every write to the database, its WAL or journal not
 yet followed by an fsync of that file is kept, dropped, or torn (a prefix or a random subset
 of its 512-byte sectors kept), in a random order; synced bytes are never touched. Each cut
-logs how many writes it found and what it did to them; the test reads that line after every
-death.
+makes 4 differently damaged images of the same moment (SQLite TH3 style): image 1 replaces
+the files for the next start, images 2-4 go beside them; each is checked. Each cut logs what
+it found and did per image; the test reads those lines after every death. In the same mode
+store_check_durable() runs before every instrument command, ack, measure request and control
+reply and logs "store: WHAT told while ..." when a transaction is open or a write awaits an
+fsync; no such line may appear.
 
 0. Negative control, on a lab of its own: the same cut on a store weakened to
    synchronous=NORMAL (LABLOOP_SYNCHRONOUS, test builds only) and no automatic checkpoint,
    killed at the second measurement commit: the cut finds the acked commits unsynced and
-   damages them, and the I1 check finds a measurement acked but not stored. This is what the
-   store's synchronous=FULL prevents, and it shows that the checks below can see a loss.
-1. migration: a fresh store loses power in the middle of migration 2; it stays at version 1
-   and the next start brings it to the current version.
+   damages them, store_check_durable reports actions told before durable, and the I1 check
+   finds a measurement acked but not stored. This is what the store's synchronous=FULL
+   prevents, and it shows that the checks below can see a loss.
+1. migration: a fresh store loses power in the middle of migration 2; every image stays at
+   version 1 and the next start brings it to the current version.
 2. One perovskite campaign (WAL checkpoint every 8 pages) through power cuts at: every kill
    point of test_daemon_killpoints (intent committed, start accepted, inside the ingest
    batch, before a result commit, measurement committed before its ack, a planner round
    written, a checkpoint write, start-up recovery), and, where the cut finds most to damage,
-   before the n-th fsync of the WAL (a commit's frames written, not durable; several n) and
-   of the database file (a checkpoint's pages written, not durable), each with its own seed.
-   At the points where the daemon is about to tell the outside world something it has
-   committed (intent_committed, measurement_committed, estop_latched) the cut must find
-   nothing unsynced. After each death a copy of the damaged files is checked
-   (daemon_helpers.check_midway: I7 integrity_check ok, foreign keys, event ids without gaps;
-   I4/I5 nothing ran twice or unknown to the store; I1 every acked measurement stored with its
-   bytes), and the next labloopd recovers the damaged files themselves. Over the VFS points
-   the cuts must have dropped or torn writes and changed bytes, or the test proves nothing.
-   The campaign must complete.
+   before the n-th WAL fsync that follows frame writes (a commit written, not durable;
+   several n) and the n-th database fsync that follows page writes (a checkpoint written,
+   not durable), each death with its own seed. At the points where the daemon is about to
+   tell the outside world something it has committed (intent_committed,
+   measurement_committed, estop_latched) the cut must find nothing unsynced. After each death
+   a copy of every image is checked (daemon_helpers.check_midway: I7 integrity_check ok,
+   foreign keys, event ids without gaps; I4/I5 nothing ran twice or unknown to the store; I1
+   every acked measurement stored with its bytes), and the next labloopd recovers image 1
+   itself. Over the VFS points the cuts must have dropped or torn at least 40 writes, or the
+   test proves little. The campaign must complete.
 3. estop_latched: e-stop during a second campaign, power cut after the latch and before any
    instrument is told: the next start finds the stop latched, and it holds until resumed.
 Afterwards daemon_helpers.check_invariants (I1, I3, I4/I5, I6, I7, I8, I9). The damage applied
@@ -195,7 +200,8 @@ def negative_control():
     db = sqlite3.connect(copy_store(tmp))
     try:
         check_acked_stored(db, tmp)
-    except (AssertionError, sqlite3.DatabaseError) as e:
+    except AssertionError as e:
+        assert "acked but not stored" in str(e), e
         print(f"control: I1 violated as expected: {e}")
     else:
         raise AssertionError("synchronous=NORMAL and a power cut lost no acked measurement: "
@@ -220,7 +226,7 @@ def main():
 
     tmp, run = new_lab("test_daemon_powerloss.")
     checks = [0]  # durability checks (store_check_durable) in the processes that lost power
-    summary = {}  # point -> [deaths, writes, kept, dropped, torn, truncates, changed]
+    summary = {}  # point -> {deaths, images, and the cuts' counts (KEYS) summed over every image}
 
     def tally(name, cuts):
         s = summary.setdefault(name, dict.fromkeys(("deaths", "images") + KEYS, 0))
@@ -230,8 +236,9 @@ def main():
             for k in KEYS:
                 s[k] += cut[k]
 
-    def die(name, n, check=True):
-        """A power cut at name:n; every image checked (check_midway), image 1 left in place."""
+    def die(name, n, check):
+        """A power cut at name:n; check(db_path) run on a copy of every image, image 1 left in
+        place for the next start."""
         since = log_size(tmp)
         seed = next_seed()
         p = start_daemon(tmp, run, f"{name}:{n}", seed)
