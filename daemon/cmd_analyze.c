@@ -7,6 +7,7 @@
  * empty or invalid input or data the analysis cannot use; 1 when out of memory.
  */
 #include "daemon/commands.h"
+#include "daemon/jsonmem.h"
 #include "models/analysis.h"
 #include "models/measurement.h"
 
@@ -98,7 +99,15 @@ int cmd_analyze(int argc, char **argv)
         fprintf(stderr, "labloop analyze: %s: empty file\n", path);
         goto out;
     }
+    /* jansson does not always say when it ran out of memory (jsonmem.h) */
+    jsonmem_install();
+    uint64_t json_failures = jsonmem_failures();
     r = measurement_parse(text, len, &m, &err);
+    if (r < 0 && jsonmem_failures() != json_failures) {
+        fprintf(stderr, "labloop analyze: %s: out of memory\n", path);
+        status = CMD_EXIT_FAILED;
+        goto out;
+    }
     if (r < 0) {
         fprintf(stderr, "labloop analyze: %s: %s\n", path, err.msg);
         status = r == -ENOMEM ? CMD_EXIT_FAILED : CMD_EXIT_USAGE;
@@ -118,7 +127,7 @@ int cmd_analyze(int argc, char **argv)
         goto out;
     }
     out = analysis_to_json(a);
-    if (out == NULL) {
+    if (out == NULL || jsonmem_failures() != json_failures) {
         fprintf(stderr, "labloop analyze: %s: out of memory\n", path);
         status = CMD_EXIT_FAILED;
         goto out;

@@ -2,7 +2,9 @@
 #include "daemon/ingest.h"
 
 #include "common/ll_failpoint.h"
+#include "common/ll_text.h"
 #include "common/ll_time.h"
+#include "daemon/jsonmem.h"
 #include "daemon/log.h"
 #include "models/analysis.h"
 #include "models/measurement.h"
@@ -56,6 +58,8 @@ struct ingest {
     struct ingest_options opt;
     struct station_info stations[INGEST_MAX_STATIONS];
     int n_stations;
+    struct station_info saved[INGEST_MAX_STATIONS]; /* stations before the batch (rollback) */
+    int n_saved;
     int64_t n_stored, n_duplicate, n_rejected;
     struct pending batch[INGEST_BATCH_MAX];
 };
@@ -71,6 +75,32 @@ static struct station_info *station_get(struct ingest *ing, const char *name)
     memset(s, 0, sizeof(*s));
     snprintf(s->name, sizeof(s->name), "%s", name);
     return s;
+}
+
+/* What the stations' counters and epochs say about the store, before a batch that may be rolled
+ * back: a batch that is not committed must not count (nor remember an epoch, nor a clock
+ * warning) — it is not in the store, and the stations will send it again. */
+static void stations_save(struct ingest *ing)
+{
+    memcpy(ing->saved, ing->stations, (size_t)ing->n_stations * sizeof(ing->stations[0]));
+    ing->n_saved = ing->n_stations;
+}
+
+/* After a rollback. Stations first seen in the batch stay known (they did talk to us), with
+ * nothing counted. */
+static void stations_restore(struct ingest *ing)
+{
+    static const struct station_info none;
+    for (int i = 0; i < ing->n_stations; i++) {
+        struct station_info *s = &ing->stations[i];
+        const struct station_info *b = i < ing->n_saved ? &ing->saved[i] : &none;
+        s->stored = b->stored;
+        s->duplicates = b->duplicates;
+        s->rejected = b->rejected;
+        s->skew_warned_ms = b->skew_warned_ms;
+        memcpy(s->epoch, b->epoch, sizeof(s->epoch));
+        s->epoch_known = b->epoch_known;
+    }
 }
 
 static int zmq_err(struct ll_error *err, const char *what)
@@ -170,6 +200,7 @@ int ingest_new(void *zctx,
                struct ingest **ret,
                struct ll_error *reterr)
 {
+    jsonmem_install();
     struct ingest *ing = calloc(1, sizeof(*ing));
     int r = 0;
     if (ing == NULL)
@@ -309,8 +340,8 @@ static int clock_check(struct ingest *ing,
 
 /* A station whose first measurement of a new sequence epoch was just stored (it lost its seq
  * state, or was replaced): an event says so, since its seq numbering starts again. Inside the
- * batch's transaction; one store lookup per change of a station's epoch (the cache is cleared
- * when a batch rolls back, ingest_process). */
+ * batch's transaction; one store lookup per change of a station's epoch (a batch that rolls
+ * back restores the cache, stations_restore). */
 static int epoch_check(struct ingest *ing,
                        struct station_info *si,
                        const char *epoch,
@@ -472,10 +503,20 @@ static int analyse_one(struct ingest *ing, json_t *row, struct ll_error *err)
     struct ll_error aerr;
     ll_error_clear(&aerr);
     int r = 0;
+    if (raw == NULL)
+        return ll_error_set(err, -EIO, "ingest: measurement %lld: no raw text", (long long)meas_id);
+    uint64_t json_failures = jsonmem_failures();
     int ar = measurement_parse(raw, strlen(raw), &m, &aerr);
     if (ar == 0)
         ar = analysis_run(m, &a, &aerr);
-    if (ar == 0) {
+    if (ar == -ENOMEM || jsonmem_failures() != json_failures) {
+        /* not the measurement's fault: the batch is rolled back and analysed again later */
+        r = ll_error_set(err,
+                         -ENOMEM,
+                         "ingest: analysing measurement %lld: %s",
+                         (long long)meas_id,
+                         ar == -ENOMEM ? aerr.msg : "out of memory in jansson");
+    } else if (ar == 0) {
         for (size_t k = 0; k < analysis_n_values(a) && r == 0; k++)
             r = store_derived_put(ing->store,
                                   meas_id,
@@ -521,7 +562,7 @@ int ingest_analyse(struct ingest *ing, int max, struct ll_error *reterr)
 }
 
 /* Processes one received message inside the batch transaction. */
-static int handle(struct ingest *ing, struct pending *p, struct ll_error *err)
+static int handle_message(struct ingest *ing, struct pending *p, struct ll_error *err)
 {
     const char *raw = zmq_msg_data(&p->body);
     size_t len = zmq_msg_size(&p->body);
@@ -537,7 +578,8 @@ static int handle(struct ingest *ing, struct pending *p, struct ll_error *err)
     int r = measurement_parse(raw, len, &m, &perr);
     if (r < 0) {
         if (r == -ENOMEM)
-            return ll_error_set(err, r, "ingest: out of memory");
+            return ll_error_set(
+                err, r, "ingest: message from '%s': %s", who != NULL ? who : "?", perr.msg);
         char epoch[MEASUREMENT_NAME_MAX + 1];
         measurement_epoch_hint(raw, len, epoch);
         return reject(ing,
@@ -589,6 +631,23 @@ static int handle(struct ingest *ing, struct pending *p, struct ll_error *err)
         r = handle_measurement(ing, p, m, err);
     }
     measurement_free(&m);
+    return r;
+}
+
+/* handle_message(), except that a jansson allocation that failed meanwhile fails it, whatever
+ * jansson returned (jsonmem.h): the batch is rolled back, nothing is acked, the station resends.
+ * An out-of-memory is never the message's fault, so it is never a rejection. */
+static int handle(struct ingest *ing, struct pending *p, struct ll_error *err)
+{
+    uint64_t json_failures = jsonmem_failures();
+    int r = handle_message(ing, p, err);
+    if (r == 0 && jsonmem_failures() != json_failures) {
+        char who[IDENTITY_MAX + 1];
+        memcpy(who, p->identity, p->identity_len);
+        who[p->identity_len] = '\0';
+        ll_utf8_sanitize(who);
+        r = ll_error_set(err, -ENOMEM, "ingest: message from '%s': out of memory in jansson", who);
+    }
     return r;
 }
 
@@ -650,6 +709,7 @@ int ingest_process(struct ingest *ing, struct ll_error *reterr)
                 n++;
     }
     int64_t before[3] = {ing->n_stored, ing->n_duplicate, ing->n_rejected};
+    stations_save(ing);
     int r = store_begin(ing->store, reterr);
     for (int i = 0; i < n && r == 0; i++)
         r = handle(ing, &ing->batch[i], reterr);
@@ -661,10 +721,7 @@ int ingest_process(struct ingest *ing, struct ll_error *reterr)
         ing->n_stored = before[0];
         ing->n_duplicate = before[1];
         ing->n_rejected = before[2];
-        /* epoch_check may have cached an epoch whose measurement and event were rolled back:
-         * forget every cached epoch, so the next measurement looks in the store again */
-        for (int i = 0; i < ing->n_stations; i++)
-            ing->stations[i].epoch_known = 0;
+        stations_restore(ing);
     }
     if (r == 0 && ing->n_stored > before[0])
         LL_FAILPOINT("measurement_committed"); /* committed; no ack sent yet */

@@ -10,6 +10,7 @@
 #include "common/ll_failpoint.h"
 #include "common/ll_text.h"
 #include "common/ll_time.h"
+#include "daemon/jsonmem.h"
 #include "daemon/log.h"
 #include "daemon/powerloss.h"
 #include "daemon/sha256.h"
@@ -201,6 +202,18 @@ static void note_ok(struct store *s)
     s->werr[0] = '\0';
 }
 
+/* "WHAT 'the start of the statement'", for a message that names the statement that failed. */
+static const char *statement_what(char *buf, size_t n, const char *what, const char *sql)
+{
+    snprintf(buf,
+             n,
+             "%s '%.48s%s'",
+             what,
+             sql != NULL ? sql : "?",
+             sql != NULL && strlen(sql) > 48 ? "..." : "");
+    return buf;
+}
+
 static int fail(struct store *s, int rc, struct ll_error *err, const char *what)
 {
     note_trouble(s, rc, what, sqlite3_errmsg(s->db));
@@ -232,7 +245,8 @@ prep(struct store *s, struct ll_error *err, const char *sql, const char *types, 
     if (st == NULL) {
         rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
         if (rc != SQLITE_OK) {
-            fail(s, rc, err, "prepare");
+            char what[96];
+            fail(s, rc, err, statement_what(what, sizeof(what), "prepare", sql));
             return NULL;
         }
         char *copy = strdup(sql);
@@ -280,7 +294,8 @@ prep(struct store *s, struct ll_error *err, const char *sql, const char *types, 
     }
     va_end(ap);
     if (rc != SQLITE_OK) {
-        fail(s, rc, err, "bind");
+        char what[96];
+        fail(s, rc, err, statement_what(what, sizeof(what), "bind", sql));
         release(s, st);
         return NULL;
     }
@@ -310,8 +325,10 @@ static int exec(struct store *s, const char *sql, struct ll_error *err)
     int r = 0;
     if (rc != SQLITE_OK) {
         const char *why = msg != NULL ? msg : sqlite3_errstr(rc);
-        note_trouble(s, rc, sql, why);
-        r = ll_error_set(err, map_rc(rc), "store: %s", why);
+        char what[96];
+        statement_what(what, sizeof(what), "exec", sql);
+        note_trouble(s, rc, what, why);
+        r = ll_error_set(err, map_rc(rc), "store: %s: %s", what, why);
     }
     sqlite3_free(msg);
     return r;
@@ -335,20 +352,24 @@ static json_t *text_json(const char *t)
 }
 
 /* Turns every row of st into an object (column name -> value) in a new array; finalizes st.
- * Columns whose name ends in "_json" are parsed and stored without the suffix. */
+ * Columns whose name ends in "_json" are parsed and stored without the suffix. Out of memory
+ * anywhere (jansson's included, jsonmem.h) fails the whole listing with -ENOMEM: a row or a
+ * field silently left out would be read as "not there" (an unknown request, no raw text). */
 static json_t *rows_json(struct store *s, sqlite3_stmt *st, struct ll_error *err)
 {
     if (st == NULL)
         return NULL;
+    uint64_t json_failures = jsonmem_failures();
     json_t *arr = json_array();
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int rc = SQLITE_ROW, bad = arr == NULL;
+    while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_t *obj = json_object();
+        bad = obj == NULL || json_array_append_new(arr, obj) != 0;
         int n = sqlite3_column_count(st);
-        for (int c = 0; c < n; c++) {
+        for (int c = 0; c < n && !bad; c++) {
             const char *name = sqlite3_column_name(st, c);
             json_t *v;
-            size_t nl = strlen(name);
+            size_t nl = name != NULL ? strlen(name) : 0;
             int is_json = nl > 5 && strcmp(name + nl - 5, "_json") == 0;
             switch (sqlite3_column_type(st, c)) {
             case SQLITE_INTEGER:
@@ -360,27 +381,42 @@ static json_t *rows_json(struct store *s, sqlite3_stmt *st, struct ll_error *err
             case SQLITE_NULL:
                 v = json_null();
                 break;
-            default:
-                if (is_json) {
-                    v = json_loads((const char *)sqlite3_column_text(st, c), 0, NULL);
+            default: {
+                const char *text = (const char *)sqlite3_column_text(st, c);
+                if (text == NULL) { /* SQLite could not make the text (out of memory) */
+                    v = NULL;
+                } else if (is_json) {
+                    v = json_loads(text, 0, NULL);
                     if (v == NULL)
                         v = json_null();
                 } else {
-                    v = text_json((const char *)sqlite3_column_text(st, c));
+                    v = text_json(text);
                 }
             }
-            if (is_json) {
+            }
+            if (name == NULL || v == NULL) {
+                json_decref(v);
+                bad = 1;
+            } else if (is_json) {
                 char key[128];
                 snprintf(key, sizeof(key), "%.*s", (int)(nl - 5), name);
-                json_object_set_new(obj, key, v);
+                bad = json_object_set_new(obj, key, v) != 0;
             } else {
-                json_object_set_new(obj, name, v);
+                bad = json_object_set_new(obj, name, v) != 0;
             }
         }
-        json_array_append_new(arr, obj);
     }
-    if (rc != SQLITE_DONE) {
-        fail(s, rc, err, "query");
+    if (!bad && jsonmem_failures() != json_failures)
+        bad = 1;
+    if (bad || rc != SQLITE_DONE) {
+        char what[96];
+        statement_what(what, sizeof(what), "query", sqlite3_sql(st));
+        if (bad) {
+            note_trouble(s, SQLITE_NOMEM, what, "out of memory");
+            ll_error_set(err, -ENOMEM, "store: %s: out of memory", what);
+        } else {
+            fail(s, rc, err, what);
+        }
         json_decref(arr);
         arr = NULL;
     }
@@ -396,12 +432,13 @@ static int one_int(struct store *s, sqlite3_stmt *st, int64_t *ret, struct ll_er
         return err != NULL && err->code != 0 ? err->code : -EIO;
     int rc = sqlite3_step(st);
     int r = 0;
+    char what[96];
     if (rc == SQLITE_ROW)
         *ret = sqlite3_column_int64(st, 0);
     else if (rc == SQLITE_DONE)
         r = -ENOENT;
     else
-        r = fail(s, rc, err, "query");
+        r = fail(s, rc, err, statement_what(what, sizeof(what), "query", sqlite3_sql(st)));
     release(s, st);
     return r;
 }
@@ -862,6 +899,7 @@ open_db(struct store *s, const char *path, int flags, const char *how, struct ll
 
 int store_open(const char *path, struct store **ret_store, struct ll_error *reterr)
 {
+    jsonmem_install();
     struct store *s = calloc(1, sizeof(*s));
     int r = 0;
     if (s == NULL)

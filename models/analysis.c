@@ -181,11 +181,13 @@ static int analyse_eis(const struct measurement *m, struct analysis *a, struct l
     struct eis_fit nearest_fit = {0};
     int r = 0;
 
+    /* details owns spectra from here on, even when the call fails */
+    if (spectra == NULL || json_object_set_new(a->details, "spectra", spectra) < 0)
+        return ll_error_set(err, -ENOMEM, "out of memory");
     temps = malloc(eis->n_spectra * sizeof(double));
     sig_tot = malloc(eis->n_spectra * sizeof(double));
     sig_bulk = malloc(eis->n_spectra * sizeof(double));
-    if (temps == NULL || sig_tot == NULL || sig_bulk == NULL || spectra == NULL ||
-        json_object_set_new(a->details, "spectra", spectra) < 0) {
+    if (temps == NULL || sig_tot == NULL || sig_bulk == NULL) {
         r = ll_error_set(err, -ENOMEM, "out of memory");
         goto out;
     }
@@ -206,8 +208,13 @@ static int analyse_eis(const struct measurement *m, struct analysis *a, struct l
             goto out;
         }
         double r_total = fit.r_bulk_ohm + fit.r_gb_ohm, kk = (double)NAN;
-        (void)eis_kk_residual(
-            sp->frequency_hz, sp->z_real_ohm, sp->z_imag_ohm, sp->n_points, &kk, NULL);
+        /* no KK test for unusable data (kk stays NaN), but never for want of memory */
+        if (eis_kk_residual(
+                sp->frequency_hz, sp->z_real_ohm, sp->z_imag_ohm, sp->n_points, &kk, NULL) ==
+            -ENOMEM) {
+            r = ll_error_set(err, -ENOMEM, "data.spectra[%zu]: out of memory", i);
+            goto out;
+        }
         temps[i] = sp->temperature_c;
         sig_bulk[i] = eis_conductivity(eis->thickness_cm, eis->area_cm2, fit.r_bulk_ohm);
         sig_tot[i] = eis_conductivity(eis->thickness_cm, eis->area_cm2, r_total);

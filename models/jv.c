@@ -171,8 +171,9 @@ static int fit_jsc(const struct point *p,
 
 /* V at J = 0 around the first sign change of J at k (J[k-1] > 0 >= J[k], k >= 1): root of
  * a least-squares polynomial through up to VOC_SIDE_POINTS points on each side, found by
- * bisection inside the bracket widened by one step; linear interpolation as fallback. */
-static double fit_voc(const struct point *p, size_t n, size_t k, double *x, double *y)
+ * bisection inside the bracket widened by one step; linear interpolation as fallback. Returns 0,
+ * or -ENOMEM (never the fallback: the result must not depend on the memory left). */
+static int fit_voc(const struct point *p, size_t n, size_t k, double *x, double *y, double *ret)
 {
     double v_lin, coef[6];
     size_t lo = k >= VOC_SIDE_POINTS ? k - VOC_SIDE_POINTS : 0;
@@ -183,19 +184,23 @@ static double fit_voc(const struct point *p, size_t n, size_t k, double *x, doub
     v_lin = p[k - 1].v;
     if (p[k - 1].j != p[k].j)
         v_lin = p[k - 1].v + p[k - 1].j * dv / (p[k - 1].j - p[k].j);
+    *ret = v_lin;
     while (degree > 1 && hi - lo < degree + 3)
         degree--;
     if (hi - lo < 3 || !(dv > 0.0))
-        return v_lin;
+        return 0;
     split(p + lo, hi - lo, x, y);
     double scale = p[hi - 1].v - p[lo].v;
-    if (!(scale > 0.0) || poly_fit(x, y, hi - lo, degree, v_lin, scale, coef, NULL) < 0)
-        return v_lin;
+    if (!(scale > 0.0))
+        return 0;
+    int r = poly_fit(x, y, hi - lo, degree, v_lin, scale, coef, NULL);
+    if (r < 0)
+        return r == -ENOMEM ? r : 0;
     /* the fitted J must change sign across the bracket widened by one step */
     double ta = (p[k - 1].v - dv - v_lin) / scale, tb = (p[k].v + dv - v_lin) / scale;
     double fa = poly_eval(coef, degree, ta), fb = poly_eval(coef, degree, tb);
     if (!(fa > 0.0 && fb < 0.0))
-        return v_lin;
+        return 0;
     for (int i = 0; i < 80; i++) {
         double tm = 0.5 * (ta + tb), fm = poly_eval(coef, degree, tm);
         if (fm > 0.0)
@@ -203,7 +208,8 @@ static double fit_voc(const struct point *p, size_t n, size_t k, double *x, doub
         else
             tb = tm;
     }
-    return v_lin + 0.5 * (ta + tb) * scale;
+    *ret = v_lin + 0.5 * (ta + tb) * scale;
+    return 0;
 }
 
 /* Maximum of P = V·J refined around the best sample b: a least-squares polynomial of P(V)
@@ -212,16 +218,16 @@ static double fit_voc(const struct point *p, size_t n, size_t k, double *x, doub
  * MPP_WINDOW_FRAC·Voc and is halved while the polynomial does not describe the points within
  * the noise (RMS residual above 2·noise_p + 0.1 % of the best power), down to three points:
  * sharp features keep a small window, noise gets a wide one. Keeps the best sample when no
- * maximum lies inside the window. */
-static void fit_pmax(const struct point *p,
-                     size_t n,
-                     size_t b,
-                     double voc,
-                     double noise_p,
-                     double *x,
-                     double *y,
-                     double *ret_p,
-                     double *ret_v)
+ * maximum lies inside the window. Returns 0, or -ENOMEM. */
+static int fit_pmax(const struct point *p,
+                    size_t n,
+                    size_t b,
+                    double voc,
+                    double noise_p,
+                    double *x,
+                    double *y,
+                    double *ret_p,
+                    double *ret_v)
 {
     enum { GRID = 64 };
     double coef[8], half = MPP_WINDOW_FRAC * voc, p_b = p[b].v * p[b].j, chisq = 0.0;
@@ -236,14 +242,17 @@ static void fit_pmax(const struct point *p,
         while (degree > 2 && cnt < 2 * degree + 1)
             degree--;
         if (cnt < 3)
-            return;
+            return 0;
         for (size_t i = 0; i < cnt; i++) {
             x[i] = p[lo + i].v;
             y[i] = p[lo + i].v * p[lo + i].j;
         }
         double scale = p[hi - 1].v - p[lo].v;
-        if (!(scale > 0.0) || poly_fit(x, y, cnt, degree, p[b].v, scale, coef, &chisq) < 0)
-            return;
+        if (!(scale > 0.0))
+            return 0;
+        int r = poly_fit(x, y, cnt, degree, p[b].v, scale, coef, &chisq);
+        if (r < 0)
+            return r == -ENOMEM ? r : 0;
         if (cnt <= degree + 1 ||
             sqrt(chisq / (double)(cnt - degree - 1)) <= 2.0 * noise_p + 1e-3 * p_b)
             break;
@@ -263,7 +272,7 @@ static void fit_pmax(const struct point *p,
         }
     }
     if (best == 0 || best == GRID) /* no maximum inside the window */
-        return;
+        return 0;
     /* golden-section search in the two grid cells around the best grid point */
     const double g = 0.5 * (sqrt(5.0) - 1.0);
     double a = t_lo + (t_hi - t_lo) * (double)(best - 1) / GRID;
@@ -280,6 +289,7 @@ static void fit_pmax(const struct point *p,
         *ret_p = pv;
         *ret_v = p[b].v + t * scale;
     }
+    return 0;
 }
 
 /* ---- single-diode fit --------------------------------------------------------------- */
@@ -475,27 +485,29 @@ static int diode_figures(
  * describes the data: the fit converges, its RMS residual is within twice the noise seen
  * near V = 0 (plus 0.001 % of Jsc for rounding), and its Pmax and Voc agree with the local ones
  * within 2 % and 10 mV. Otherwise leaves them alone (curves the model does not describe, e.g.
- * S-shapes, keep the model-free numbers). */
-static void try_diode(const struct point *p,
-                      size_t n,
-                      double *jsc,
-                      double *voc,
-                      double *pmax,
-                      double *vmp,
-                      double noise,
-                      struct jv_figures *ret)
+ * S-shapes, keep the model-free numbers). Returns 0, or -ENOMEM (never the model-free numbers
+ * for want of memory). */
+static int try_diode(const struct point *p,
+                     size_t n,
+                     double *jsc,
+                     double *voc,
+                     double *pmax,
+                     double *vmp,
+                     double noise,
+                     struct jv_figures *ret)
 {
     double th[DP_COUNT], rms, vt = 8.617333262e-5 * 298.15, voc_d, vmp_d, p_d;
 
-    if (diode_fit(p, n, *jsc, *voc, *voc + fmax(0.05, 0.05 * *voc), th, &rms) < 0)
-        return;
+    int r = diode_fit(p, n, *jsc, *voc, *voc + fmax(0.05, 0.05 * *voc), th, &rms);
+    if (r < 0)
+        return r == -ENOMEM ? r : 0;
     ret->fit_rms_ma_cm2 = rms;
     if (!(rms <= 2.0 * noise + 1e-5 * *jsc))
-        return;
+        return 0;
     if (diode_figures(th, vt, *voc, &voc_d, &vmp_d, &p_d) < 0)
-        return;
+        return 0;
     if (!(fabs(p_d - *pmax) <= 0.02 * *pmax) || !(fabs(voc_d - *voc) <= 0.01))
-        return;
+        return 0;
     ret->diode_fit = true;
     ret->diode_n = th[DP_N];
     ret->diode_j0_ma_cm2 = exp(th[DP_LNJ0]);
@@ -505,6 +517,7 @@ static void try_diode(const struct point *p,
     *voc = voc_d;
     *pmax = p_d;
     *vmp = vmp_d;
+    return 0;
 }
 
 static int figures(const double *v,
@@ -553,6 +566,8 @@ static int figures(const double *v,
     /* a first Jsc over ±50 mV decides the sign convention; the final one, after Voc, uses
      * a window that scales with Voc so that more points average the noise */
     r = fit_jsc(p, n, JSC_WINDOW_MIN_V, x, y, &jsc, NULL);
+    if (r == -ENOMEM)
+        goto out_of_memory;
     if (r < 0 || !isfinite(jsc)) {
         r = ll_error_set(reterr, -EINVAL, "no current at V = 0 could be fitted");
         goto out;
@@ -578,12 +593,15 @@ static int figures(const double *v,
                          p[n - 1].v);
         goto out;
     }
-    voc = fit_voc(p, n, k, x, y);
+    if (fit_voc(p, n, k, x, y, &voc) < 0)
+        goto out_of_memory;
     if (!(voc > 0.0)) {
         r = ll_error_set(reterr, -EINVAL, "Voc is not positive (%g V)", voc);
         goto out;
     }
     r = fit_jsc(p, n, fmax(JSC_WINDOW_MIN_V, JSC_WINDOW_FRAC * voc), x, y, &jsc, &noise);
+    if (r == -ENOMEM)
+        goto out_of_memory;
     if (r < 0 || !(jsc > 0.0)) {
         r = ll_error_set(reterr, -EINVAL, "no current at V = 0 could be fitted");
         goto out;
@@ -596,10 +614,11 @@ static int figures(const double *v,
         r = ll_error_set(reterr, -EINVAL, "no point with positive power between 0 and Voc");
         goto out;
     }
-    fit_pmax(p, n, b, voc, noise * p[b].v, x, y, &pmax, &vmp);
+    if (fit_pmax(p, n, b, voc, noise * p[b].v, x, y, &pmax, &vmp) < 0)
+        goto out_of_memory;
     ret->noise_ma_cm2 = noise;
-    if (allow_diode)
-        try_diode(p, n, &jsc, &voc, &pmax, &vmp, noise, ret);
+    if (allow_diode && try_diode(p, n, &jsc, &voc, &pmax, &vmp, noise, ret) < 0)
+        goto out_of_memory;
     ret->jsc_ma_cm2 = jsc;
     ret->voc_v = voc;
     ret->pmax_mw_cm2 = pmax;
@@ -608,6 +627,9 @@ static int figures(const double *v,
     ret->ff = pmax / (voc * jsc);
     ret->pce_pct = 100.0 * pmax / irradiance_mw_cm2;
     r = 0;
+    goto out;
+out_of_memory:
+    r = ll_error_set(reterr, -ENOMEM, "out of memory");
 out:
     free(y);
     free(x);
