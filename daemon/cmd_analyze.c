@@ -91,7 +91,11 @@ int cmd_analyze(int argc, char **argv)
     if (f != stdin)
         fclose(f);
     if (r < 0) {
-        fprintf(stderr, "labloop analyze: %s: cannot read: %s\n", path, strerror(-r));
+        fprintf(stderr,
+                "labloop analyze: %s: %s%s\n",
+                path,
+                r == -ENOMEM ? "" : "cannot read: ",
+                r == -ENOMEM ? "out of memory" : strerror(-r));
         status = r == -ENOMEM ? CMD_EXIT_FAILED : CMD_EXIT_USAGE;
         goto out;
     }
