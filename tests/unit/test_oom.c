@@ -85,6 +85,8 @@ static struct {
     size_t n_sites;
 } oom;
 
+/* the bounds of this program's code, from the linker (which gives the name) */
+// NOLINTNEXTLINE(bugprone-reserved-identifier)
 extern char __executable_start[], etext[];
 
 static int in_program(const void *pc)
@@ -173,7 +175,8 @@ static void disarm(void)
 #define CALLER __builtin_return_address(0)
 
 /* -Wl,--wrap=NAME sends this program's calls of NAME to __wrap_NAME; __real_NAME is the real
- * one (ASan's malloc under the sanitizer). */
+ * one (ASan's malloc under the sanitizer). The linker gives these names. */
+// NOLINTBEGIN(bugprone-reserved-identifier)
 void *__real_malloc(size_t size);
 void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t size);
@@ -198,6 +201,8 @@ __wrap_gsl_multifit_nlinear_alloc(const gsl_multifit_nlinear_type *type,
                                   const gsl_multifit_nlinear_parameters *params,
                                   size_t n,
                                   size_t p);
+
+// NOLINTEND(bugprone-reserved-identifier)
 
 void *__wrap_malloc(size_t size)
 {
