@@ -14,12 +14,15 @@
  * (station, seq) already stored with the same SHA-256 -> `duplicate`, with another hash ->
  * `rejected` (conflict; an event is logged); otherwise the raw text is stored (not yet
  * analysed) and acked `stored`. Anything wrong is stored in `rejections` with its reason and
- * answered `rejected`; nothing stops the daemon.
+ * answered `rejected`; nothing stops the daemon. Out of memory is never the message's fault:
+ * it fails the batch (-ENOMEM, rolled back, nothing acked), also when jansson hid it
+ * (daemon/jsonmem.h).
  *
  * Analysis is a second phase (ingest_analyse()): every stored measurement not yet analysed
  * is parsed again from its raw text, analysed with analysis_run(), every derived number
  * stored with analysis_version(), the hook called (the campaign engine turns numbers into
- * objectives and moves the step on) and the row marked analysed, in one transaction. So an
+ * objectives and moves the step on) and the row marked analysed, in one transaction; out of
+ * memory rolls it back (the measurement is not "failed" for it). So an
  * ack costs one fsync shared by the batch, never an analysis (a J-V fit takes milliseconds),
  * and a crash between the phases loses nothing: the next call (at start-up too) finds the
  * measurement still unanalysed.
