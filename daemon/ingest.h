@@ -22,10 +22,10 @@
  * is parsed again from its raw text, analysed with analysis_run(), every derived number
  * stored with analysis_version(), the hook called (the campaign engine turns numbers into
  * objectives and moves the step on) and the row marked analysed, in one transaction; out of
- * memory rolls it back (the measurement is not "failed" for it). So an
- * ack costs one fsync shared by the batch, never an analysis (a J-V fit takes milliseconds),
- * and a crash between the phases loses nothing: the next call (at start-up too) finds the
- * measurement still unanalysed.
+ * memory rolls it back (the measurement is not "failed" for it). So an ack costs one fsync
+ * shared by the batch, never an analysis (a J-V fit takes milliseconds), and a crash between
+ * the phases loses nothing: the next call (at start-up too) finds the measurement still
+ * unanalysed.
  *
  * Socket options: ZMQ_ROUTER_MANDATORY=1 (an unroutable send fails instead of vanishing),
  * ZMQ_ROUTER_HANDOVER=1 (a restarted station takes over its name), ZMTP heartbeats
