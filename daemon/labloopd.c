@@ -154,84 +154,103 @@ static void notifier_tick(struct notifier *nt, struct engine *engine, int64_t no
     }
 }
 
-int main(int argc, char **argv)
+/* Everything labloopd holds while it runs. */
+struct daemon {
+    struct store *store;
+    struct labconf *lab;
+    struct engine *engine;
+    struct ingest *ing;
+    struct control *ctl;
+    void *zctx;
+    int sfd;
+};
+
+/* Opens the lab, the store, the engine and the sockets, and recovers. Returns 0, or the exit
+ * status (EXIT_CONFIG for a lab that cannot be used, 1 otherwise) after logging why. */
+static int daemon_start(struct daemon *d, struct settings *set)
 {
-    gsl_set_error_handler_off();
-    struct settings set;
-    memset(&set, 0, sizeof(set));
-    int bad = parse_args(argc, argv, &set);
-    if (bad != 0)
-        return bad;
-    log_set_level(set.log_level);
     struct ll_error err;
     ll_error_clear(&err);
-    struct store *store = NULL;
-    struct labconf *lab = NULL;
-    struct engine *engine = NULL;
-    struct ingest *ing = NULL;
-    struct control *ctl = NULL;
-    void *zctx = NULL;
-    int sfd = -1, status = 1;
-
-    sfd = ll_signalfd_term(SFD_NONBLOCK);
-
-    if (mkdir(set.run_dir, 0750) != 0 && errno != EEXIST) {
+    d->sfd = ll_signalfd_term(SFD_NONBLOCK);
+    if (mkdir(set->run_dir, 0750) != 0 && errno != EEXIST) {
         log_line(
-            LOG_LVL_ERR, "labloopd: cannot create run dir %s: %s", set.run_dir, strerror(errno));
-        goto out;
+            LOG_LVL_ERR, "labloopd: cannot create run dir %s: %s", set->run_dir, strerror(errno));
+        return 1;
     }
     if (ll_failpoints_compiled())
         log_line(LOG_LVL_WARNING,
                  "labloopd: test build with kill and hang points (LABLOOP_FAILPOINT, "
                  "LABLOOP_FAILPOINT_HANG); not for a real lab");
     /* the lab first: a broken lab file never touches the database (no open, no migration) */
-    int r = set.lab[0] ? labconf_load_file(set.lab, &lab, &err) : labconf_load_default(&lab, &err);
+    int r = set->lab[0] ? labconf_load_file(set->lab, &d->lab, &err)
+                        : labconf_load_default(&d->lab, &err);
     if (r < 0) {
         log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
-        status = r == -ENOMEM ? 1 : EXIT_CONFIG;
-        goto out;
+        return r == -ENOMEM ? 1 : EXIT_CONFIG;
     }
-    if (store_open(set.db, &store, &err) < 0) {
+    if (store_open(set->db, &d->store, &err) < 0) {
         log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
-        goto out;
+        return 1;
     }
-    if (set.endpoint[0] == '\0')
-        snprintf(set.endpoint, sizeof(set.endpoint), "%s", lab->stations_endpoint);
-    struct engine_options eo = {.store = store,
-                                .lab = lab,
-                                .time_scale = set.time_scale,
-                                .poll_ms = set.poll_ms,
-                                .store_alarm_ms = (int64_t)set.store_alarm_s * 1000};
-    if (engine_new(&eo, &engine, &err) < 0) {
+    if (set->endpoint[0] == '\0')
+        snprintf(set->endpoint, sizeof(set->endpoint), "%s", d->lab->stations_endpoint);
+    struct engine_options eo = {.store = d->store,
+                                .lab = d->lab,
+                                .time_scale = set->time_scale,
+                                .poll_ms = set->poll_ms,
+                                .store_alarm_ms = (int64_t)set->store_alarm_s * 1000};
+    if (engine_new(&eo, &d->engine, &err) < 0) {
         log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
-        goto out;
+        return 1;
     }
-    zctx = zmq_ctx_new();
-    struct ingest_options io = {.endpoint = set.endpoint,
-                                .curve_secret_z85 = set.curve_secret,
-                                .keys = set.keys,
-                                .n_keys = set.n_keys,
-                                .group_commit_ms = set.group_commit_ms,
+    d->zctx = zmq_ctx_new();
+    struct ingest_options io = {.endpoint = set->endpoint,
+                                .curve_secret_z85 = set->curve_secret,
+                                .keys = set->keys,
+                                .n_keys = set->n_keys,
+                                .group_commit_ms = set->group_commit_ms,
                                 .on_measured = engine_on_measured,
-                                .ctx = engine};
-    if (ingest_new(zctx, store, &io, &ing, &err) < 0 ||
-        control_new(zctx, set.run_dir, &ctl, &err) < 0) {
+                                .ctx = d->engine};
+    if (ingest_new(d->zctx, d->store, &io, &d->ing, &err) < 0 ||
+        control_new(d->zctx, set->run_dir, &d->ctl, &err) < 0) {
         log_line(LOG_LVL_ERR, "labloopd: %s", err.msg);
-        goto out;
+        return 1;
     }
-    engine_set_ingest(engine, ing);
+    engine_set_ingest(d->engine, d->ing);
     log_line(LOG_LVL_INFO,
              "labloopd: started db=%s lab=%s stations=%s control=ipc://%s/control time_scale=%g",
-             set.db,
-             lab->source,
-             set.endpoint,
-             set.run_dir,
-             set.time_scale);
-    if (engine_recover(engine, &err) < 0) {
+             set->db,
+             d->lab->source,
+             set->endpoint,
+             set->run_dir,
+             set->time_scale);
+    if (engine_recover(d->engine, &err) < 0) {
         log_line(LOG_LVL_ERR, "labloopd: recovery: %s", err.msg);
-        goto out;
+        return 1;
     }
+    return 0;
+}
 
+static void daemon_stop(struct daemon *d)
+{
+    engine_free(&d->engine);
+    ingest_free(&d->ing);
+    control_free(&d->ctl);
+    if (d->zctx != NULL)
+        zmq_ctx_term(d->zctx);
+    store_close(&d->store);
+    labconf_free(&d->lab);
+    if (d->sfd >= 0)
+        close(d->sfd);
+}
+
+/* The event loop, until a signal (0) or a failed zmq_poll (1). */
+static int daemon_run(struct daemon *d)
+{
+    struct ll_error err;
+    ll_error_clear(&err);
+    struct engine *engine = d->engine;
+    struct ingest *ing = d->ing;
     struct notifier nt;
     notifier_init(&nt);
     int64_t started = ll_monotonic_ms();
@@ -240,8 +259,8 @@ int main(int argc, char **argv)
         zmq_pollitem_t items[MAX_POLL];
         int n = 0;
         items[n++] = (zmq_pollitem_t){.socket = ingest_socket(ing), .events = ZMQ_POLLIN};
-        items[n++] = (zmq_pollitem_t){.socket = control_socket(ctl), .events = ZMQ_POLLIN};
-        items[n++] = (zmq_pollitem_t){.fd = sfd, .events = ZMQ_POLLIN};
+        items[n++] = (zmq_pollitem_t){.socket = control_socket(d->ctl), .events = ZMQ_POLLIN};
+        items[n++] = (zmq_pollitem_t){.fd = d->sfd, .events = ZMQ_POLLIN};
         int fds[LABCONF_MAX_INSTRUMENTS];
         int nf = engine_fds(engine, fds, LABCONF_MAX_INSTRUMENTS);
         for (int i = 0; i < nf && n < MAX_POLL; i++)
@@ -257,11 +276,11 @@ int main(int argc, char **argv)
             timeout = nt.wd_every_ms;
         if (zmq_poll(items, n, timeout) < 0 && errno != EINTR) {
             log_line(LOG_LVL_ERR, "labloopd: zmq_poll: %s", zmq_strerror(errno));
-            break;
+            return 1;
         }
         if (items[2].revents & ZMQ_POLLIN) {
             struct signalfd_siginfo si;
-            if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            if (read(d->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
                 log_line(LOG_LVL_INFO, "labloopd: signal %u: shutting down", si.ssi_signo);
                 stop = 1;
             }
@@ -281,7 +300,7 @@ int main(int argc, char **argv)
         more_analysis = analysed == 16;
         engine_on_completions(engine, &err);
         if (items[1].revents & ZMQ_POLLIN)
-            control_process(ctl, engine, store);
+            control_process(d->ctl, engine, d->store);
         if (engine_tick(engine, &err) < 0)
             log_line(LOG_LVL_ERR, "engine: %s", err.msg);
         int64_t now = ll_monotonic_ms();
@@ -293,17 +312,23 @@ int main(int argc, char **argv)
         notifier_tick(&nt, engine, now);
     }
     sd_notify(0, "STOPPING=1");
-    status = 0;
-out:
-    engine_free(&engine);
-    ingest_free(&ing);
-    control_free(&ctl);
-    if (zctx != NULL)
-        zmq_ctx_term(zctx);
-    store_close(&store);
-    labconf_free(&lab);
-    if (sfd >= 0)
-        close(sfd);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    gsl_set_error_handler_off();
+    struct settings set;
+    memset(&set, 0, sizeof(set));
+    int status = parse_args(argc, argv, &set);
+    if (status != 0)
+        return status;
+    log_set_level(set.log_level);
+    struct daemon d = {.sfd = -1};
+    status = daemon_start(&d, &set);
+    if (status == 0)
+        status = daemon_run(&d);
+    daemon_stop(&d);
     if (status == 0)
         log_line(LOG_LVL_INFO, "labloopd: stopped cleanly");
     return status;
