@@ -3715,6 +3715,10 @@ json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
         json_object_set_new(out, "rack", rack);
     json_object_set_new(
         out, "stations", e->ing != NULL ? ingest_stations_json(e->ing) : json_array());
+    json_object_set_new(
+        out,
+        "handshakes_refused",
+        json_integer(e->ing != NULL ? (json_int_t)ingest_handshakes_refused(e->ing) : 0));
     int64_t stored = 0, rejected = 0;
     store_measurement_counts(e->store, &stored, &rejected, NULL);
     json_object_set_new(

@@ -51,6 +51,7 @@ struct ingest {
     pthread_t zap_thread;
     int zap_started;
     atomic_int zap_stop;
+    atomic_long zap_refused; /* CURVE handshakes refused since start */
     struct ingest_station_key keys[INGEST_MAX_STATIONS];
     uint8_t key_bin[INGEST_MAX_STATIONS][32]; /* the keys decoded once, at start */
     size_t n_keys;
@@ -109,12 +110,54 @@ static int zmq_err(struct ll_error *err, const char *what)
     return ll_error_set(err, -e, "%s: %s", what, zmq_strerror(e));
 }
 
+/* A refused handshake: counted, and logged with the peer's address and the key's first Z85
+ * characters, at most one line per ZAP_LOG_EVERY_MS, which also says how many it left out
+ * (a flood of strangers must not flood the journal). */
+#define ZAP_LOG_EVERY_MS 10000
+static void zap_refused(struct ingest *ing,
+                        zmq_msg_t *address,
+                        zmq_msg_t *key,
+                        int64_t *last_log_ms,
+                        long *quiet)
+{
+    atomic_fetch_add(&ing->zap_refused, 1);
+    int64_t now = ll_monotonic_ms();
+    if (*last_log_ms != 0 && now - *last_log_ms < ZAP_LOG_EVERY_MS) {
+        (*quiet)++;
+        return;
+    }
+    char z85[41] = "?";
+    if (key != NULL && zmq_msg_size(key) == 32)
+        zmq_z85_encode(z85, zmq_msg_data(key), 32);
+    int alen = (int)zmq_msg_size(address);
+    char more[96] = "";
+    if (*quiet > 0)
+        snprintf(more, sizeof(more), " (and %ld more since the last such line)", *quiet);
+    log_line(LOG_LVL_WARNING,
+             "ingest: CURVE handshake refused from %.*s: public key %.8s... is not in "
+             "daemon.station_keys%s",
+             alen > 64 ? 64 : alen,
+             (const char *)zmq_msg_data(address),
+             z85,
+             more);
+    *last_log_ms = now;
+    *quiet = 0;
+}
+
+long ingest_handshakes_refused(const struct ingest *ing)
+{
+    return atomic_load(&ing->zap_refused);
+}
+
 /* The ZAP handler (ZeroMQ RFC 27): answers each CURVE handshake with 200 and the station's
- * name as User-Id when the client's public key is in the allowed list, 400 otherwise.
- * libzmq's CURVE server admits ANY key when no handler is bound, hence this thread. */
+ * name as User-Id when the client's public key is in the allowed list, 400 otherwise (counted
+ * and logged, zap_refused). libzmq's CURVE server admits ANY key when no handler is bound,
+ * hence this thread. */
 static void *zap_main(void *arg)
 {
     struct ingest *ing = arg;
+    int64_t last_log_ms = 0;
+    long quiet = 0;
     while (!atomic_load(&ing->zap_stop)) {
         zmq_msg_t part[8];
         int n = 0, more = 1;
@@ -141,6 +184,8 @@ static void *zap_main(void *arg)
                 }
             }
         }
+        if (n >= 4 && strcmp(status, "200") != 0)
+            zap_refused(ing, &part[3], n >= 7 ? &part[6] : NULL, &last_log_ms, &quiet);
         if (n >= 2) {
             zmq_send(ing->zap, "1.0", 3, ZMQ_SNDMORE);
             zmq_send(ing->zap, zmq_msg_data(&part[1]), zmq_msg_size(&part[1]), ZMQ_SNDMORE);

@@ -121,6 +121,9 @@ int ingest_station_online(const struct ingest *ing, const char *station);
  * rejected}. Caller json_decref()s. */
 json_t *ingest_stations_json(const struct ingest *ing);
 
+/* CURVE handshakes the ZAP handler refused since start (0 without CURVE). */
+long ingest_handshakes_refused(const struct ingest *ing);
+
 /* Totals since start: messages acked stored / duplicate / rejected. */
 void ingest_counts(const struct ingest *ing,
                    int64_t *ret_stored,

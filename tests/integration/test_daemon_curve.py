@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """labloopd with CURVE on the stations socket (DESIGN.md "ZeroMQ is configured"): a station
 whose key is in daemon.station_keys is admitted and answered; a station with an unknown key
-is refused at the handshake (no answer at all); a station with an admitted key that claims
-another station's name is rejected with a reason naming the key's station."""
+is refused at the handshake (no answer at all), and so are a station without CURVE (NULL
+mechanism) and one with PLAIN user and password; a refused CURVE key is logged once with the
+peer's address and the key's first characters, and counted in status (`handshakes_refused`);
+a station with an admitted key that claims another station's name is rejected with a reason
+naming the key's station."""
 import json
 import os
 import shutil
@@ -85,6 +88,37 @@ def main():
         except zmq.Again:
             print("ok - unknown key: refused at the handshake, no answer")
 
+        # S1: other mechanisms against a CURVE server get no answer either
+        plain_null = ctx.socket(zmq.DEALER)
+        plain_null.setsockopt(zmq.ROUTING_ID, b"jv-1")
+        plain_null.setsockopt(zmq.LINGER, 0)
+        plain_null.setsockopt(zmq.RCVTIMEO, 3000)
+        plain_null.connect(f"tcp://127.0.0.1:{port}")
+        plain = ctx.socket(zmq.DEALER)
+        plain.setsockopt(zmq.ROUTING_ID, b"jv-1")
+        plain.setsockopt(zmq.LINGER, 0)
+        plain.setsockopt(zmq.RCVTIMEO, 3000)
+        plain.setsockopt(zmq.PLAIN_USERNAME, b"jv-1")
+        plain.setsockopt(zmq.PLAIN_PASSWORD, b"secret")
+        plain.connect(f"tcp://127.0.0.1:{port}")
+        for name, s in (("NULL", plain_null), ("PLAIN", plain)):
+            s.send(measurement("jv-1", 4))
+            try:
+                s.recv()
+                print(f"FAIL - {name} mechanism: got an answer")
+                failures += 1
+            except zmq.Again:
+                print(f"ok - {name} mechanism: refused at the handshake, no answer")
+            s.close()
+        st = json.loads(labloop(run_dir, "status", "--json").stdout)
+        logs = open(os.path.join(tmp, "labloopd.log")).read()
+        line = [x for x in logs.splitlines() if "CURVE handshake refused from" in x]
+        ok = (st.get("handshakes_refused", 0) >= 1 and len(line) == 1 and "127.0.0.1" in line[0]
+              and stranger[0].decode()[:8] in line[0])
+        print(("ok" if ok else "FAIL") + " - refused key counted (%s) and logged once: %s"
+              % (st.get("handshakes_refused"), line[:1]))
+        failures += not ok
+
         liar = dealer(ctx, "stab-1", server[0], jv, port)
         liar.send(measurement("stab-1", 3))
         ack = json.loads(liar.recv())
@@ -110,7 +144,7 @@ def main():
     failures += not ok
     if failures == 0:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (5 - failures, failures))
+    print("%d passed, %d failed" % (8 - failures, failures))
     sys.exit(1 if failures else 0)
 
 
