@@ -1,7 +1,22 @@
 /* ll_text — see ll_text.h. */
 #include "common/ll_text.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+
+int ll_parse_int(const char *s, long long min, long long max, long long *ret)
+{
+    char *end = NULL;
+    if (s == NULL || *s == '\0' || *s == ' ' || *s == '\t')
+        return -EINVAL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
 
 size_t ll_utf8_cut(const char *s, size_t max)
 {

@@ -16,6 +16,11 @@ size_t ll_utf8_cut(const char *s, size_t max);
  * replaced. */
 size_t ll_utf8_sanitize(char *s);
 
+/* Parses s as a whole decimal number in [min, max]: optional sign, digits, nothing else (no
+ * spaces, no trailing text). Returns 0 with *ret set, or -EINVAL (not a number, trailing text,
+ * out of range). For numbers typed by people, where atoi's silent 0 would be a wrong id. */
+int ll_parse_int(const char *s, long long min, long long max, long long *ret);
+
 /* 1 if host names this machine's loopback interface (127.x.y.z, ::1 or [::1], localhost),
  * else 0. */
 int ll_host_is_loopback(const char *host);

@@ -8,6 +8,7 @@
  * 3 the daemon could not be reached.
  */
 #include "common/ll_error.h"
+#include "common/ll_text.h"
 #include "daemon/commands.h"
 #include "daemon/control.h"
 #include "daemon/ingest.h"
@@ -18,10 +19,14 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* the largest --limit (lines of a listing) */
+#define CMD_LIMIT_MAX 1000000
 
 struct opts {
     int json;
@@ -34,6 +39,35 @@ struct opts {
     int limit;
     int width_px; /* plot */
 };
+
+/* The number of option opt (its text s) into *ret, in [min, max]; else an error naming the
+ * option and what was typed, and -EINVAL. */
+static int opt_number(
+    const char *cmd, const char *opt, const char *s, long long min, long long max, long long *ret)
+{
+    if (ll_parse_int(s, min, max, ret) == 0)
+        return 0;
+    fprintf(stderr,
+            "labloop %s: %s wants a whole number from %lld to %lld, not '%s'\n",
+            cmd,
+            opt,
+            min,
+            max,
+            s);
+    return -EINVAL;
+}
+
+/* An id typed as a positional argument (campaign, step): a whole number >= 1. */
+static int arg_id(const char *cmd, const char *what, const char *s, json_int_t *ret)
+{
+    long long v = 0;
+    if (ll_parse_int(s, 1, (long long)INT64_MAX, &v) != 0) {
+        fprintf(stderr, "labloop %s: %s must be a whole number >= 1, not '%s'\n", cmd, what, s);
+        return -EINVAL;
+    }
+    *ret = (json_int_t)v;
+    return 0;
+}
 
 static int parse(int argc, char **argv, struct opts *o, const char *usage)
 {
@@ -56,17 +90,29 @@ static int parse(int argc, char **argv, struct opts *o, const char *usage)
         } else if (next != NULL && strcmp(a, "--run-dir") == 0) {
             o->run_dir = argv[++i];
         } else if (next != NULL && strcmp(a, "--timeout") == 0) {
-            o->timeout_ms = atoi(argv[++i]);
+            long long v = 0;
+            if (opt_number(argv[0], a, argv[++i], 1, 3600000, &v) != 0)
+                return -EINVAL;
+            o->timeout_ms = (int)v;
         } else if (next != NULL && strcmp(a, "--campaign") == 0) {
-            o->campaign = atoll(argv[++i]);
+            long long v = 0;
+            if (opt_number(argv[0], a, argv[++i], 1, (long long)INT64_MAX, &v) != 0)
+                return -EINVAL;
+            o->campaign = (int64_t)v;
         } else if (next != NULL && strcmp(a, "--format") == 0) {
             o->format = argv[++i];
         } else if (next != NULL && (strcmp(a, "--output") == 0 || strcmp(a, "-o") == 0)) {
             o->output = argv[++i];
         } else if (next != NULL && strcmp(a, "--limit") == 0) {
-            o->limit = atoi(argv[++i]);
+            long long v = 0;
+            if (opt_number(argv[0], a, argv[++i], 1, CMD_LIMIT_MAX, &v) != 0)
+                return -EINVAL;
+            o->limit = (int)v;
         } else if (next != NULL && strcmp(a, "--width") == 0) {
-            o->width_px = atoi(argv[++i]);
+            long long v = 0;
+            if (opt_number(argv[0], a, argv[++i], 320, 4000, &v) != 0)
+                return -EINVAL;
+            o->width_px = (int)v;
         } else if (a[0] == '-' && a[1] == '-') {
             fprintf(
                 stderr, "labloop %s: unknown option '%s'\nusage: labloop %s\n", argv[0], a, usage);
@@ -339,13 +385,10 @@ int cmd_campaign(int argc, char **argv)
                         o.args[1]);
         free(text);
     } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0 || strcmp(op, "abort") == 0) {
-        req = json_pack("{s:s,s:s,s:I}",
-                        "cmd",
-                        "campaign",
-                        "op",
-                        op,
-                        "id",
-                        (json_int_t)(o.n_args > 1 ? atoll(o.args[1]) : 0));
+        json_int_t id = 0;
+        if (o.n_args > 1 && arg_id("campaign", "the campaign id", o.args[1], &id) != 0)
+            return CMD_EXIT_USAGE;
+        req = json_pack("{s:s,s:s,s:I}", "cmd", "campaign", "op", op, "id", id);
     } else {
         fprintf(stderr, "labloop campaign: unknown operation '%s'\nusage: labloop %s\n", op, usage);
         return CMD_EXIT_USAGE;
@@ -369,12 +412,11 @@ static int simple(int argc, char **argv, const char *cmd, const char *usage, con
     struct opts o;
     if (parse(argc, argv, &o, usage) < 0)
         return CMD_EXIT_USAGE;
+    json_int_t id = 0;
+    if (o.n_args > 0 && arg_id(argv[0], "the campaign id", o.args[0], &id) != 0)
+        return CMD_EXIT_USAGE;
     json_t *reply = NULL;
-    int r = call(
-        &o,
-        argv[0],
-        json_pack("{s:s,s:I}", "cmd", cmd, "id", (json_int_t)(o.n_args > 0 ? atoll(o.args[0]) : 0)),
-        &reply);
+    int r = call(&o, argv[0], json_pack("{s:s,s:I}", "cmd", cmd, "id", id), &reply);
     if (r == 0 && !o.json)
         printf("%s\n", done_msg);
     json_decref(reply);
@@ -975,16 +1017,13 @@ int cmd_resolve(int argc, char **argv)
         fprintf(stderr, "usage: labloop resolve STEP done|failed\n");
         return CMD_EXIT_USAGE;
     }
+    json_int_t step = 0;
+    if (arg_id("resolve", "STEP", o.args[0], &step) != 0)
+        return CMD_EXIT_USAGE;
     json_t *reply = NULL;
     int r = call(&o,
                  argv[0],
-                 json_pack("{s:s,s:I,s:s}",
-                           "cmd",
-                           "resolve",
-                           "step",
-                           (json_int_t)atoll(o.args[0]),
-                           "answer",
-                           o.args[1]),
+                 json_pack("{s:s,s:I,s:s}", "cmd", "resolve", "step", step, "answer", o.args[1]),
                  &reply);
     if (r == 0 && !o.json)
         printf("step %s recorded as %s\n", o.args[0], o.args[1]);

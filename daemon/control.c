@@ -80,6 +80,19 @@ static json_t *fail(const char *msg)
     return o != NULL ? o : json_pack("{s:b,s:s}", "ok", 0, "error", "failed");
 }
 
+/* The request's "limit" into *n when present: a JSON integer in 1..1000000 (0), else -EINVAL
+ * (a negative LIMIT would mean "everything" to SQLite). */
+static int limit_of(json_t *req, int *n)
+{
+    json_t *lim = json_object_get(req, "limit");
+    if (lim == NULL)
+        return 0;
+    if (!json_is_integer(lim) || json_integer_value(lim) < 1 || json_integer_value(lim) > 1000000)
+        return -EINVAL;
+    *n = (int)json_integer_value(lim);
+    return 0;
+}
+
 static json_t *ok_with(json_t *o)
 {
     if (o == NULL)
@@ -127,8 +140,9 @@ json_t *control_dispatch(struct engine *e, struct store *s, json_t *req)
         if (x != NULL)
             out = json_pack("{s:o}", "experiments", x);
     } else if (strcmp(cmd, "measurements") == 0) {
-        json_t *lim = json_object_get(req, "limit");
-        int n = json_is_integer(lim) ? (int)json_integer_value(lim) : 200;
+        int n = 200;
+        if (limit_of(req, &n) != 0)
+            return fail("limit: a whole number from 1 to 1000000 is required");
         json_t *x = json_is_true(json_object_get(req, "rejected"))
                         ? store_rejections_json(s, n, &err)
                         : store_measurements_json(s, id, n, &err);
@@ -144,9 +158,10 @@ json_t *control_dispatch(struct engine *e, struct store *s, json_t *req)
         if (x != NULL)
             out = json_pack("{s:o}", "fits", x);
     } else if (strcmp(cmd, "events") == 0) {
-        json_t *lim = json_object_get(req, "limit");
-        json_t *x = store_events_json(
-            s, id, json_is_integer(lim) ? (int)json_integer_value(lim) : 50, &err);
+        int n = 50;
+        if (limit_of(req, &n) != 0)
+            return fail("limit: a whole number from 1 to 1000000 is required");
+        json_t *x = store_events_json(s, id, n, &err);
         r = x == NULL ? -EIO : 0;
         if (x != NULL)
             out = json_pack("{s:o}", "events", x);

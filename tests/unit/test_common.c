@@ -87,6 +87,25 @@ static void test_failpoint_hang_blocks_only_the_named_pass(void **state)
     pthread_detach(t);
 }
 
+static void test_parse_int_is_strict(void **state)
+{
+    (void)state;
+    long long v = -1;
+    assert_int_equal(ll_parse_int("42", 1, 100, &v), 0);
+    assert_int_equal(v, 42);
+    assert_int_equal(ll_parse_int("-7", -10, 10, &v), 0);
+    assert_int_equal(v, -7);
+    const char *bad[] = {"", " 4", "4 ", "4x", "1 OR 1=1", "0x10", "1e3", "abc", "101", "0",
+                         "99999999999999999999", "4.0"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 5;
+        if (ll_parse_int(bad[i], 1, 100, &v) != -EINVAL)
+            fail_msg("'%s' was taken", bad[i]);
+        assert_int_equal(v, 5); /* untouched */
+    }
+    assert_int_equal(ll_parse_int(NULL, 1, 100, &v), -EINVAL);
+}
+
 static void test_host_is_loopback(void **state)
 {
     (void)state;
@@ -190,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_failpoint_spec_parse),
         cmocka_unit_test(test_failpoint_unnamed_passes_do_nothing),
         cmocka_unit_test(test_failpoint_hang_blocks_only_the_named_pass),
+        cmocka_unit_test(test_parse_int_is_strict),
         cmocka_unit_test(test_host_is_loopback),
         cmocka_unit_test(test_crc16_modbus_check_value),
         cmocka_unit_test(test_crc16_ccitt_false_matches_spn1_examples),
