@@ -107,6 +107,10 @@ struct flight {
     int settle_to;  /* PH_SETTLE_AT: the step state and result to store */
     int fault;      /* its failure makes the instrument unusable: FAULT_KIND or FAULT_REPEATED */
     int link_fault; /* its polls failed ENGINE_LINK_FAULT_CALLS times in a row: reported */
+    /* the experiment's first step (it was queued: its sample untouched) or a clean-up move (it
+     * must still bring the sample back): a start refused by a latched fault is retried after
+     * the reset (start_refused_retry) instead of failing */
+    int retry_refused;
     int64_t failing_since; /* monotonic ms of the first of the current failed polls; 0 none */
     char settle_result[DRV_TEXT_MAX + 64];
 };
@@ -880,6 +884,41 @@ static void flight_finish(struct engine *e, struct flight *f, int to, const char
     flight_drop(e, f);
 }
 
+/* 1 when a fault of instrument fi pauses campaign_id (it runs, and its recipe pauses on
+ * faults). */
+static int fault_pauses(struct engine *e, int fi, int64_t campaign_id)
+{
+    struct camp *c = camp_get(e, campaign_id);
+    return c != NULL && c->uses[fi] && recipe_fault_pauses(c->r) &&
+           store_campaign_get_state(e->store, c->id, NULL) == STORE_CAMPAIGN_RUNNING;
+}
+
+/* A start refused because the instrument reports a fault (a robot left in ERROR, e.g. by an
+ * e-stop's ABORT). A refused start is a step the instrument did not accept (drv_step_start):
+ * nothing happened. For an experiment's first step (nothing has been done to its sample yet)
+ * and for a clean-up move (the sample still has to come back) failing would lose an
+ * experiment, or leave a sample where the next one collides with it, for nothing: the step
+ * goes back to pending, to run again after the reset and the resume, while the fault pauses
+ * the campaign in the same commit as any fault does (the driver has commanded the safe state).
+ * Only when the fault does pause it: with on_instrument_fault = "continue" the step fails as
+ * before, or it would be refused again at once. Other steps fail (their sample has waited
+ * mid-process). Returns 1 when it settled the step. */
+static int start_refused_retry(struct engine *e, struct flight *f, int code, const char *why)
+{
+    if (code != DRV_EFAULT || !f->retry_refused || !fault_pauses(e, f->instr, f->campaign_id))
+        return 0;
+    char msg[DRV_TEXT_MAX + 128];
+    snprintf(msg,
+             sizeof(msg),
+             "%s; not started: it runs again after the instrument is reset and the campaign "
+             "resumed",
+             why);
+    e->instrs[f->instr].fails_in_row++;
+    f->fault = FAULT_KIND;
+    flight_finish(e, f, STORE_STEP_PENDING, msg);
+    return 1;
+}
+
 /* A step that its instrument failed (at start: it would not take it; running: it stopped
  * it). Decides by the fault table and the repeat rule whether the instrument is unusable;
  * if so, commands its safe state unless the driver already did (safe_done), and has
@@ -1055,7 +1094,8 @@ static void on_completion(struct engine *e, int instr, const struct drv_completi
             f->next_at = now + poll;
         } else {
             snprintf(why, sizeof(why), "%s: %s", drv_error_kind(c->rc), c->err.msg);
-            step_failed(e, f, 0, c->rc, 0, why);
+            if (!start_refused_retry(e, f, c->rc, why))
+                step_failed(e, f, 0, c->rc, 0, why);
         }
         break;
     case DRV_REQ_POLL:
@@ -1321,6 +1361,7 @@ static int start_step(struct engine *e, json_t *step, int exp_state)
     f->exp_id = exp_id;
     f->campaign_id = campaign_id;
     f->deadline_ms = deadline_ms_of(e, jint(step, "expected_ms"));
+    f->retry_refused = exp_state == STORE_EXP_QUEUED || jint(step, "idx") >= CLEANUP_IDX_BASE;
     snprintf(f->sample, sizeof(f->sample), "%s", jstr(step, "sample"));
     if (is_measure) {
         snprintf(f->station, sizeof(f->station), "%s", jstr(step, "instrument"));

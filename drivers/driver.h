@@ -183,7 +183,8 @@ int drv_step_check(const struct labconf_instrument *inst,
 /* Starts step (after drv_step_check). Returns 0 once the instrument has accepted it (it is
  * running), also when the instrument already runs or ran this step id (idempotent: the
  * robot and coater reconcile by id before sending). A DRV_ETIMEDOUT or DRV_ELINK result
- * leaves the outcome unknown: call drv_step_query() before retrying. A DRV_EFAULT result
+ * leaves the outcome unknown: call drv_step_query() before retrying (DRV_EPROTO too); any
+ * other error means the instrument did not accept the step. A DRV_EFAULT result
  * has commanded the safe state (the message says whether that worked); DRV_ECONFIG, once
  * seen by any call of this driver, is returned at once from then on. */
 int drv_step_start(struct drv *drv, const struct drv_step *step, struct ll_error *reterr);
