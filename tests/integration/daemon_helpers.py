@@ -321,7 +321,8 @@ def check_invariants(tmp, counts, db_path=None):
     """The crash tests' invariants (reliability.md §3) on tmp/l.db after the campaigns ended,
     against labsim's counts and the stations' ack files under tmp/sim/stations:
       I7 the store is sound (integrity_check ok, foreign keys hold, event ids without gaps);
-      I6 every experiment ended and no step is left started;
+      I6 every experiment ended and no step is left started; every failed step and experiment
+         has its reason (F23);
       I4/I5 every robot job and coater run executed exactly once and belongs to a step the
          store records as done or failed; every measurement request measured at most once;
       I1 every measurement a station had acked is stored with the station's exact bytes;
@@ -340,6 +341,11 @@ def check_invariants(tmp, counts, db_path=None):
     open_exp = db.execute("SELECT count(*) FROM experiments WHERE state NOT IN "
                           "('measured','failed','abandoned')").fetchone()[0]
     assert open_exp == 0, f"{open_exp} experiments not ended"
+    # F23: every failure says why (a step failed or of unknown fate, a failed experiment)
+    silent = db.execute("SELECT 'step', id FROM steps WHERE state IN ('failed', 'unknown') AND coalesce(result, '') = '' "
+                        "UNION ALL SELECT 'experiment', id FROM experiments WHERE state = 'failed' "
+                        "AND coalesce(reason, '') = ''").fetchall()
+    assert not silent, f"failures without a reason: {silent}"
     check_exactly_once(db, counts, ("done", "failed"))
     acked = check_acked_stored(db, tmp)
     fits = {(c, r): json.loads(f) for c, r, f in db.execute("SELECT campaign_id, round, fit FROM model_fits")}

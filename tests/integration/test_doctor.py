@@ -14,6 +14,7 @@ Nothing the doctor looks at changes (the database's bytes are compared before an
 """
 import hashlib
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -50,6 +51,20 @@ def main():
     for name in ("robot", "furnace", "coater"):
         assert any(ln.split()[1] == name for ln in lines(out, "ok")), f"{name} not ok"
     assert hashlib.sha256(open(db, "rb").read()).hexdigest() == before, "doctor changed the database"
+    # S9: the Debian package of each runtime library, as dpkg-query has it, and libmodbus
+    # older than 3.1.11 a warning that names the hardening it lacks
+    if subprocess.run(["dpkg-query", "--version"], capture_output=True).returncode == 0:
+        for pkg in ("libsqlite3-0", "libzmq5", "libmodbus5", "libgsl27", "libjansson4"):
+            got = [ln for ln in lines(out, "ok") if ln.split()[1:3] == ["package", pkg]]
+            want = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
+            if want.returncode == 0 and want.stdout:
+                assert got and got[0].split()[3] == want.stdout, (pkg, got, want.stdout)
+    m = re.search(r"^\s*(ok|WARN)\s+libmodbus\s+(\d+)\.(\d+)\.(\d+)", out, re.M)
+    assert m, out
+    old_modbus = tuple(int(x) for x in m.group(2, 3, 4)) < (3, 1, 11)
+    assert (m.group(1) == "WARN") == old_modbus, m.group(0)
+    if old_modbus:
+        assert "3.1.11" in [ln for ln in out.splitlines() if "libmodbus" in ln][0]
 
     bad_lab = os.path.join(tmp, "bad_lab.conf")
     open(bad_lab, "w").write(open(simlab).read() + "\nthis is not libconfig\n")

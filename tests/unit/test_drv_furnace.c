@@ -16,6 +16,7 @@
 #include "simulators/sim_furnace.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -213,6 +214,40 @@ static void test_furnace_program_end_bit_marks_done(void **state)
     }
 }
 
+/* X2: a ramp of 0 ("at once": the rate register's 0 means unlimited), below one raw unit,
+ * negative, above the limit or not a number is refused before any byte is sent: the
+ * controller's rate register and program stay as they were. */
+static void test_furnace_ramp_at_once_refused_nothing_sent(void **state)
+{
+    (void)state;
+    struct labconf_instrument in = furnace_inst("eurotherm3216");
+    struct server *s = server_start(&in);
+    struct drv *drv = NULL;
+    struct ll_error err = {0};
+    const double ramps[] = {0.0, 0.01, -5.0, 1000.0, (double)NAN};
+
+    snprintf(in.device, sizeof(in.device), "%s", s->slave_path);
+    assert_int_equal(drv_open(&in, &drv, &err), 0);
+    pthread_mutex_lock(&s->lock);
+    double rate_before = s->sim.sp_rate_c_min, seg_rate_before = s->sim.seg_rate_c_min;
+    long runs = s->sim.programs_run;
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < sizeof(ramps) / sizeof(ramps[0]); i++) {
+        struct drv_step step = anneal_step(40 + (uint32_t)i, 1.0);
+        step.anneal.ramp_c_min = ramps[i];
+        assert_int_equal(drv_step_check(&in, &step, &err), DRV_ELIMIT);
+        assert_int_equal(drv_step_start(drv, &step, &err), DRV_ELIMIT);
+        pthread_mutex_lock(&s->lock);
+        assert_true(s->sim.sp_rate_c_min == rate_before);
+        assert_true(s->sim.seg_rate_c_min == seg_rate_before);
+        assert_int_equal(s->sim.programs_run, runs);
+        assert_int_equal(s->sim.program, SIM_PROG_RESET);
+        pthread_mutex_unlock(&s->lock);
+    }
+    drv_close(&drv);
+    server_stop(s);
+}
+
 static void test_furnace_operator_reset_mid_anneal_fails(void **state)
 {
     (void)state;
@@ -254,6 +289,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_furnace_program_end_bit_marks_done),
         cmocka_unit_test(test_furnace_operator_reset_mid_anneal_fails),
+        cmocka_unit_test(test_furnace_ramp_at_once_refused_nothing_sent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
