@@ -114,11 +114,8 @@ static int zmq_err(struct ll_error *err, const char *what)
  * characters, at most one line per ZAP_LOG_EVERY_MS, which also says how many it left out
  * (a flood of strangers must not flood the journal). */
 #define ZAP_LOG_EVERY_MS 10000
-static void zap_refused(struct ingest *ing,
-                        zmq_msg_t *address,
-                        zmq_msg_t *key,
-                        int64_t *last_log_ms,
-                        long *quiet)
+static void zap_refused(
+    struct ingest *ing, zmq_msg_t *address, zmq_msg_t *key, int64_t *last_log_ms, long *quiet)
 {
     atomic_fetch_add(&ing->zap_refused, 1);
     int64_t now = ll_monotonic_ms();
@@ -569,6 +566,20 @@ static int analyse_one(struct ingest *ing, json_t *row, struct ll_error *err)
                                   analysis_value(a, k),
                                   analysis_version(),
                                   err);
+        /* what the analysis found doubtful (an implausible fill factor, a sweep out of order)
+         * is kept beside the numbers: an event per warning */
+        for (size_t k = 0; k < analysis_n_warnings(a) && r == 0; k++) {
+            char msg[600];
+            snprintf(msg,
+                     sizeof(msg),
+                     "measurement %lld (%s, sample %s): %s",
+                     (long long)meas_id,
+                     measurement_kind_name(measurement_kind(m)),
+                     measurement_sample(m),
+                     analysis_warning(a, k));
+            log_line(LOG_LVL_WARNING, "ingest: analysis: %s", msg);
+            r = store_event(ing->store, 0, exp_id, step_id, 4, "analysis.warning", msg, err);
+        }
     } else {
         log_line(LOG_LVL_WARNING,
                  "ingest: analysis failed measurement=%lld exp=%lld reason=\"%s\"",

@@ -96,6 +96,42 @@ static int set_number(json_t *obj, const char *key, double x)
 
 /* ---- jv ------------------------------------------------------------------------------ */
 
+/* A sweep whose voltage does not run one way, or repeats a voltage, is analysed sorted by
+ * voltage (jv_figures) with the same figures, but it says something about the source-measure
+ * unit or the station: a warning names how many reversals and repeats. */
+static void sweep_order_warnings(struct analysis *a, const struct measurement_jv_sweep *s, size_t i)
+{
+    size_t reversals = 0, repeats = 0;
+    int dir = 0;
+    for (size_t k = 1; k < s->n_points; k++) {
+        double d = s->voltage_v[k] - s->voltage_v[k - 1];
+        if (d == 0.0) {
+            repeats++;
+            continue;
+        }
+        int now = d > 0.0 ? 1 : -1;
+        if (dir != 0 && now != dir)
+            reversals++;
+        dir = now;
+    }
+    if (reversals > 0)
+        put_warning(a,
+                    "data.sweeps[%zu]: the voltage changes direction %zu time%s (analysed sorted "
+                    "by voltage; check the sweep)",
+                    i,
+                    reversals,
+                    reversals == 1 ? "" : "s");
+    if (repeats > 0)
+        put_warning(a,
+                    "data.sweeps[%zu]: %zu point%s repeat%s the voltage before %s (analysed "
+                    "together)",
+                    i,
+                    repeats,
+                    repeats == 1 ? "" : "s",
+                    repeats == 1 ? "s" : "",
+                    repeats == 1 ? "it" : "them");
+}
+
 static int analyse_jv(const struct measurement *m, struct analysis *a, struct ll_error *err)
 {
     const struct measurement_jv *jv = &m->jv;
@@ -150,6 +186,7 @@ static int analyse_jv(const struct measurement *m, struct analysis *a, struct ll
                         "and units)",
                         i,
                         fig[i].ff);
+        sweep_order_warnings(a, s, i);
     }
     json_object_set_new(a->details,
                         "reported_sweep",

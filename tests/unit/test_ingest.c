@@ -479,6 +479,40 @@ static void test_ingest_large_series_stored_and_memory_returns(void **state)
 /* B5: a well-formed measurement the analysis cannot use (a J-V curve that never crosses V = 0)
  * is acked `stored` and kept raw, byte for byte; the analysis error reaches the hook, and the
  * measurement lists with status "failed" and nothing derived. */
+/* An analysis warning (here a sweep that repeats a voltage) is kept beside the numbers: an
+ * analysis.warning event names the measurement, its sample and the warning. */
+static void test_ingest_records_analysis_warnings(void **state)
+{
+    struct fixture *f = *state;
+    static const char msg[] =
+        "{\"v\": 1, \"type\": \"measurement\", \"station\": \"jv-1\", \"seq\": 4, \"request\": "
+        "\"r-1\", \"kind\": \"jv\", \"sample\": \"S000001\", \"time\": \"2026-11-26T10:00:00Z\", "
+        "\"data\": {\"irradiance_mw_cm2\": 100, \"area_cm2\": 0.09, \"sweeps\": [{\"direction\": "
+        "\"reverse\", \"voltage_v\": [1.1, 0.9, 0.7, 0.5, 0.5, 0.1, 0.0, -0.1], "
+        "\"current_ma_cm2\": [-2, 10, 18, 20, 20.2, 21.5, 22, 22.1]}]}}";
+    json_t *ack = exchange(f, msg, strlen(msg), 1);
+    assert_string_equal(status_of(ack), "stored");
+    json_decref(ack);
+    assert_int_equal(f->hook_calls, 1);
+    assert_true(f->last_pce > 5.0);
+    struct ll_error err;
+    json_t *ev = store_events_json(f->store, 0, 50, &err);
+    int found = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(ev, i, e)
+    {
+        const char *kind = json_string_value(json_object_get(e, "kind"));
+        const char *text = json_string_value(json_object_get(e, "message"));
+        if (kind != NULL && strcmp(kind, "analysis.warning") == 0) {
+            found++;
+            assert_non_null(strstr(text, "(jv, sample S000001): data.sweeps[0]: 1 point repeats"));
+        }
+    }
+    json_decref(ev);
+    assert_int_equal(found, 1);
+}
+
 static void test_ingest_keeps_unanalysable_measurement_raw(void **state)
 {
     struct fixture *f = *state;
@@ -638,6 +672,7 @@ int main(void)
             test_ingest_stores_once_and_answers_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ingest_new_epoch_restarts_seq_without_conflict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_records_analysis_warnings, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ingest_keeps_unanalysable_measurement_raw, setup, teardown),
         cmocka_unit_test_setup_teardown(

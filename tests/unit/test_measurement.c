@@ -380,6 +380,57 @@ static void test_analysis_get_to_json_and_errors(void **state)
     measurement_free(&m);
 }
 
+/* B5: a sweep that changes direction or repeats a voltage is analysed (sorted by voltage, the
+ * same figures as the ordered sweep) with a warning that says so; an ordered sweep has none. */
+static void test_analysis_warns_about_sweep_order(void **state)
+{
+    (void)state;
+    static const char *const sweeps[] = {
+        /* ordered */
+        "[1.1, 0.9, 0.7, 0.5, 0.3, 0.1, 0.0, -0.1]",
+        /* the same points out of order (two reversals) */
+        "[1.1, 0.7, 0.9, 0.5, 0.3, 0.1, 0.0, -0.1]",
+        /* a repeated voltage */
+        "[1.1, 0.9, 0.7, 0.5, 0.5, 0.1, 0.0, -0.1]",
+    };
+    static const char *const currents[] = {
+        "[-2.0, 10.0, 18.0, 20.0, 21.0, 21.5, 22.0, 22.1]",
+        "[-2.0, 18.0, 10.0, 20.0, 21.0, 21.5, 22.0, 22.1]",
+        "[-2.0, 10.0, 18.0, 20.0, 20.2, 21.5, 22.0, 22.1]",
+    };
+    static const char *const want[] = {NULL, "changes direction 2 times", "1 point repeats"};
+    double pce_ordered = 0.0;
+    for (size_t i = 0; i < 3; i++) {
+        char text[1024];
+        snprintf(text,
+                 sizeof(text),
+                 "{" HDR HDR2 "\"kind\": \"jv\", \"data\": {\"irradiance_mw_cm2\": 100, "
+                 "\"area_cm2\": 0.09, \"sweeps\": [{\"direction\": \"reverse\", \"voltage_v\": %s, "
+                 "\"current_ma_cm2\": %s}]}}",
+                 sweeps[i],
+                 currents[i]);
+        struct measurement *m = NULL;
+        struct analysis *a = NULL;
+        struct ll_error err = {0};
+        assert_int_equal(measurement_parse(text, strlen(text), &m, &err), 0);
+        assert_int_equal(analysis_run(m, &a, &err), 0);
+        double pce = 0.0;
+        assert_int_equal(analysis_get(a, "pce_pct", &pce), 0);
+        if (i == 0) {
+            pce_ordered = pce;
+            assert_int_equal(analysis_n_warnings(a), 0);
+        } else {
+            assert_int_equal(analysis_n_warnings(a), 1);
+            assert_non_null(strstr(analysis_warning(a, 0), "data.sweeps[0]: "));
+            assert_non_null(strstr(analysis_warning(a, 0), want[i]));
+        }
+        if (i == 1) /* the same points: the same figures */
+            ll_assert_close(pce, pce_ordered, 1e-12, 0);
+        analysis_free(&a);
+        measurement_free(&m);
+    }
+}
+
 /* The example files parse, analyse, and give the numbers their generator's truth says. */
 static void test_example_files(void **state)
 {
@@ -460,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_measurement_epoch_and_hint),
         cmocka_unit_test(test_measurement_negative_zero_is_zero),
         cmocka_unit_test(test_analysis_get_to_json_and_errors),
+        cmocka_unit_test(test_analysis_warns_about_sweep_order),
         cmocka_unit_test(test_example_files),
     };
     ll_test_init();
