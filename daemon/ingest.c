@@ -257,6 +257,7 @@ int ingest_new(void *zctx,
         goto out;
     }
     int one = 1, zero = 0, hwm = 10000, hb_ivl = 5000, hb_timeout = 15000;
+    int handshake_ms = INGEST_HANDSHAKE_MS;
     int64_t ceiling = SOCKET_CEILING_BYTES;
     if (zmq_setsockopt(ing->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof(one)) != 0 ||
         zmq_setsockopt(ing->sock, ZMQ_ROUTER_HANDOVER, &one, sizeof(one)) != 0 ||
@@ -266,6 +267,7 @@ int ingest_new(void *zctx,
         zmq_setsockopt(ing->sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof(hb_ivl)) != 0 ||
         zmq_setsockopt(ing->sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof(hb_timeout)) != 0 ||
         zmq_setsockopt(ing->sock, ZMQ_HEARTBEAT_TTL, &hb_timeout, sizeof(hb_timeout)) != 0 ||
+        zmq_setsockopt(ing->sock, ZMQ_HANDSHAKE_IVL, &handshake_ms, sizeof(handshake_ms)) != 0 ||
         zmq_setsockopt(ing->sock, ZMQ_MAXMSGSIZE, &ceiling, sizeof(ceiling)) != 0) {
         r = zmq_err(reterr, "ingest: zmq_setsockopt");
         goto out;

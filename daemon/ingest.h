@@ -29,7 +29,7 @@
  *
  * Socket options: ZMQ_ROUTER_MANDATORY=1 (an unroutable send fails instead of vanishing),
  * ZMQ_ROUTER_HANDOVER=1 (a restarted station takes over its name), ZMTP heartbeats
- * 5 s / 15 s, high-water marks 10000, ZMQ_LINGER 0.
+ * 5 s / 15 s, high-water marks 10000, ZMQ_LINGER 0, ZMQ_HANDSHAKE_IVL INGEST_HANDSHAKE_MS.
  */
 #ifndef INGEST_H
 #define INGEST_H
@@ -42,6 +42,12 @@
 
 #define INGEST_BATCH_MAX 64
 #define INGEST_MAX_STATIONS 64
+/* A connection that has not finished its ZMTP handshake (greeting, and with CURVE the key
+ * exchange and ZAP) this long after it was accepted is closed (ZMQ_HANDSHAKE_IVL; libzmq's
+ * default is 30 s). A station on a LAN needs milliseconds; a peer that connects and sends
+ * nothing, or half a greeting (slowloris), holds a descriptor and a few KiB only this long, so
+ * n such connections a second hold at most n x 5 descriptors. */
+#define INGEST_HANDSHAKE_MS 5000
 /* a station's message time this far from the receipt time gets a warning event (the
  * measurement is stored anyway; times are never used for ordering) */
 #define INGEST_CLOCK_SKEW_MS (5 * 60 * 1000)
