@@ -9,17 +9,25 @@
 #include "models/analysis.h"
 #include "models/measurement.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/select.h>
 #include <zmq.h>
 
 #define IDENTITY_MAX 255
 #define STATION_OFFLINE_MS 15000
 #define SOCKET_CEILING_BYTES (64LL * 1024 * 1024)
+#define GUARD_COUNT_EVERY_MS 10  /* at most this often a count of the open descriptors */
+#define GUARD_PAUSE_MIN_MS 1000  /* the stations socket stays closed this long ... */
+#define GUARD_PAUSE_MAX_MS 30000 /* ... doubling up to this while the flood goes on */
+#define GUARD_CALM_MS 10000      /* a trip this long after reopening starts again at 1 s */
+#define GUARD_MONITOR_HWM 100000 /* accept events queued for the loop (2 frames each) */
 
 struct station_info {
     char name[MEASUREMENT_NAME_MAX + 1];
@@ -45,6 +53,14 @@ struct pending {
 
 struct ingest {
     void *sock;
+    /* the connection guard (ingest.h): the ROUTER's accept events, the endpoint as bound (for
+     * unbinding and binding again), and its state */
+    void *mon;
+    char bound[256];
+    int fd_high; /* open descriptors at which the stations socket closes; 0: no guard */
+    int closed;
+    int count_due; /* connections were accepted since the last count */
+    int64_t reopen_at_ms, pause_ms, opened_at_ms, counted_at_ms;
     /* CURVE: the ZAP handler thread and its REP socket (owned by the thread after start) */
     int curve;
     void *zap;
@@ -236,6 +252,139 @@ static int curve_setup(struct ingest *ing,
     return 0;
 }
 
+/* The number of descriptors this process has open (/proc/self/fd, less the one that reads
+ * it), or a negative errno. */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -errno;
+    int n = 0;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+/* The guard's threshold from RLIMIT_NOFILE, and a monitor of the ROUTER's accepted
+ * connections that wakes the loop (ingest_guard()). No guard (fd_high 0, logged) where
+ * /proc/self/fd cannot be read. */
+static int guard_setup(struct ingest *ing, void *zctx, struct ll_error *reterr)
+{
+    size_t n = sizeof(ing->bound);
+    if (zmq_getsockopt(ing->sock, ZMQ_LAST_ENDPOINT, ing->bound, &n) != 0)
+        return zmq_err(reterr, "ingest: ZMQ_LAST_ENDPOINT");
+    struct rlimit rl;
+    long budget = FD_SETSIZE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < (rlim_t)budget)
+        budget = (long)rl.rlim_cur;
+    if (open_fds() < 0) {
+        log_line(LOG_LVL_WARNING,
+                 "ingest: /proc/self/fd unreadable: no guard against connection floods");
+        return 0;
+    }
+    ing->fd_high = (int)(budget - budget / 4);
+    char ep[64];
+    snprintf(ep, sizeof(ep), "inproc://labloop-ingest-monitor-%p", (void *)ing);
+    int hwm = GUARD_MONITOR_HWM;
+    if (zmq_socket_monitor(ing->sock, ep, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_ACCEPT_FAILED) != 0 ||
+        (ing->mon = zmq_socket(zctx, ZMQ_PAIR)) == NULL ||
+        zmq_setsockopt(ing->mon, ZMQ_RCVHWM, &hwm, sizeof(hwm)) != 0 ||
+        zmq_connect(ing->mon, ep) != 0)
+        return zmq_err(reterr, "ingest: socket monitor");
+    ing->opened_at_ms = ll_monotonic_ms();
+    return 0;
+}
+
+/* Closes the stations socket: libzmq ends every connection its listener accepted. */
+static void guard_close(struct ingest *ing, int n_fds, int64_t now)
+{
+    if (zmq_unbind(ing->sock, ing->bound) != 0) {
+        log_line(LOG_LVL_ERR, "ingest: cannot unbind %s: %s", ing->bound, zmq_strerror(errno));
+        return;
+    }
+    if (ing->pause_ms == 0 || now - ing->opened_at_ms > GUARD_CALM_MS)
+        ing->pause_ms = GUARD_PAUSE_MIN_MS;
+    else if (ing->pause_ms < GUARD_PAUSE_MAX_MS)
+        ing->pause_ms =
+            ing->pause_ms * 2 < GUARD_PAUSE_MAX_MS ? ing->pause_ms * 2 : GUARD_PAUSE_MAX_MS;
+    ing->closed = 1;
+    ing->reopen_at_ms = now + ing->pause_ms;
+    char msg[300];
+    snprintf(msg,
+             sizeof(msg),
+             "%d descriptors open (limit %d): the stations socket %s is closed for %.0f s and "
+             "every station connection dropped (a connection flood?); stations reconnect and "
+             "resend what was not acked",
+             n_fds,
+             ing->fd_high,
+             ing->bound,
+             (double)ing->pause_ms / 1000.0);
+    log_line(LOG_LVL_WARNING, "ingest: %s", msg);
+    struct ll_error err;
+    if (store_event(ing->store, 0, 0, 0, 4, "ingest.flood", msg, &err) < 0)
+        log_line(LOG_LVL_ERR, "ingest: event not stored: %s", err.msg);
+}
+
+static void guard_reopen(struct ingest *ing, int64_t now)
+{
+    if (zmq_bind(ing->sock, ing->bound) != 0) {
+        /* the old listener may not be closed yet (libzmq closes it in its I/O thread) */
+        int e = errno;
+        ing->reopen_at_ms = now + (e == EADDRINUSE ? 100 : ing->pause_ms);
+        if (e != EADDRINUSE)
+            log_line(LOG_LVL_ERR, "ingest: cannot bind %s again: %s", ing->bound, zmq_strerror(e));
+        return;
+    }
+    ing->closed = 0;
+    ing->opened_at_ms = now;
+    log_line(LOG_LVL_NOTICE, "ingest: the stations socket %s is open again", ing->bound);
+}
+
+void *ingest_monitor_socket(struct ingest *ing)
+{
+    return ing->mon;
+}
+
+void ingest_guard(struct ingest *ing, int64_t now)
+{
+    if (ing->mon == NULL)
+        return;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    while (zmq_msg_recv(&m, ing->mon, ZMQ_DONTWAIT) >= 0)
+        ing->count_due = 1;
+    zmq_msg_close(&m);
+    if (ing->closed) {
+        ing->count_due = 0;
+        if (now >= ing->reopen_at_ms)
+            guard_reopen(ing, now);
+        return;
+    }
+    if (!ing->count_due || now - ing->counted_at_ms < GUARD_COUNT_EVERY_MS)
+        return; /* a count due waits (ingest_guard_timeout_ms()) */
+    ing->count_due = 0;
+    ing->counted_at_ms = now;
+    int n = open_fds();
+    if (n >= ing->fd_high)
+        guard_close(ing, n, now);
+}
+
+long ingest_guard_timeout_ms(const struct ingest *ing, int64_t now)
+{
+    int64_t at;
+    if (ing->closed)
+        at = ing->reopen_at_ms;
+    else if (ing->count_due)
+        at = ing->counted_at_ms + GUARD_COUNT_EVERY_MS;
+    else
+        return -1;
+    return at > now ? (long)(at - now) : 0;
+}
+
 int ingest_new(void *zctx,
                struct store *store,
                const struct ingest_options *opt,
@@ -282,6 +431,7 @@ int ingest_new(void *zctx,
         r = ll_error_set(reterr, -e, "ingest: cannot bind %s: %s", opt->endpoint, zmq_strerror(e));
         goto out;
     }
+    r = guard_setup(ing, zctx, reterr);
 out:
     if (r < 0)
         ingest_free(&ing);
@@ -293,6 +443,10 @@ void ingest_free(struct ingest **ing)
 {
     if (ing == NULL || *ing == NULL)
         return;
+    if ((*ing)->mon != NULL) {
+        zmq_socket_monitor((*ing)->sock, NULL, 0);
+        zmq_close((*ing)->mon);
+    }
     if ((*ing)->sock != NULL)
         zmq_close((*ing)->sock);
     if ((*ing)->zap_started) {

@@ -99,6 +99,28 @@ void ingest_free(struct ingest **ing);
 /* The ZeroMQ socket, for zmq_poll (ZMQ_POLLIN). */
 void *ingest_socket(struct ingest *ing);
 
+/* The connection guard. libzmq accepts every TCP connection to the stations socket and offers
+ * no limit on how many a listener holds (ZMQ_MAX_SOCKETS counts sockets of a context, not
+ * connections). Each costs a descriptor, so a flood of connections could take every
+ * descriptor labloopd may open: then new instrument connections fail, and libzmq aborts the
+ * whole process when the control socket cannot accept (its ipc listener asserts on EMFILE).
+ * So ingest watches: every accepted connection wakes the loop through a socket monitor
+ * (ingest_monitor_socket(), ZMQ_POLLIN), and ingest_guard() then counts the open descriptors
+ * (/proc/self/fd, at most every 10 ms). At three quarters of the budget, min(RLIMIT_NOFILE,
+ * FD_SETSIZE) (768 of systemd's 1024; FD_SETSIZE because libmodbus waits with select(), which
+ * cannot take a descriptor above it), it unbinds the stations socket, which ends every
+ * station connection, logs a warning and an `ingest.flood` event, and binds it again after
+ * 1 s (doubling to 30 s while the flood goes on). Stations reconnect on their own and resend
+ * what was not acked. The ROUTER's monitor events are only a wake-up; the count is exact. */
+void *ingest_monitor_socket(struct ingest *ing);
+
+/* Drains the monitor and acts as described above; call after every wake-up of the loop with
+ * the monotonic time. */
+void ingest_guard(struct ingest *ing, int64_t now_ms);
+
+/* Milliseconds until ingest_guard() must run again (the stations socket reopens), or -1. */
+long ingest_guard_timeout_ms(const struct ingest *ing, int64_t now_ms);
+
 /* Processes every waiting message as described above. Returns the number of messages
  * handled (0 when none was waiting) or a negative errno when the store failed (nothing was
  * acked; the daemon logs it and carries on). */

@@ -154,6 +154,30 @@ static void notifier_tick(struct notifier *nt, struct engine *engine, int64_t no
     }
 }
 
+/* The loop's poll timeout in ms (-1: none): the engine's next timer, at most 1 s while a
+ * campaign runs (stations coming online, approvals ...), 200 ms until recovery is done, 0 while
+ * analyses wait, and no later than the watchdog ping and the connection guard's next action. */
+static long poll_timeout_ms(const struct engine *engine,
+                            const struct ingest *ing,
+                            const struct notifier *nt,
+                            int ready,
+                            int more_analysis)
+{
+    long timeout = engine_timeout_ms(engine);
+    if (engine_busy(engine) && (timeout < 0 || timeout > 1000))
+        timeout = 1000;
+    if (!ready && (timeout < 0 || timeout > 200))
+        timeout = 200;
+    if (more_analysis)
+        timeout = 0;
+    if (nt->watchdog && (timeout < 0 || timeout > nt->wd_every_ms))
+        timeout = nt->wd_every_ms;
+    long guard_ms = ingest_guard_timeout_ms(ing, ll_monotonic_ms());
+    if (guard_ms >= 0 && (timeout < 0 || timeout > guard_ms))
+        timeout = guard_ms;
+    return timeout;
+}
+
 /* Everything labloopd holds while it runs. */
 struct daemon {
     struct store *store;
@@ -261,19 +285,14 @@ static int daemon_run(struct daemon *d)
         items[n++] = (zmq_pollitem_t){.socket = ingest_socket(ing), .events = ZMQ_POLLIN};
         items[n++] = (zmq_pollitem_t){.socket = control_socket(d->ctl), .events = ZMQ_POLLIN};
         items[n++] = (zmq_pollitem_t){.fd = d->sfd, .events = ZMQ_POLLIN};
+        if (ingest_monitor_socket(ing) != NULL)
+            items[n++] =
+                (zmq_pollitem_t){.socket = ingest_monitor_socket(ing), .events = ZMQ_POLLIN};
         int fds[LABCONF_MAX_INSTRUMENTS];
         int nf = engine_fds(engine, fds, LABCONF_MAX_INSTRUMENTS);
         for (int i = 0; i < nf && n < MAX_POLL; i++)
             items[n++] = (zmq_pollitem_t){.fd = fds[i], .events = ZMQ_POLLIN};
-        long timeout = engine_timeout_ms(engine);
-        if (engine_busy(engine) && (timeout < 0 || timeout > 1000))
-            timeout = 1000; /* re-check stations coming online, approvals ... */
-        if (!ready && (timeout < 0 || timeout > 200))
-            timeout = 200;
-        if (more_analysis)
-            timeout = 0;
-        if (nt.watchdog && (timeout < 0 || timeout > nt.wd_every_ms))
-            timeout = nt.wd_every_ms;
+        long timeout = poll_timeout_ms(engine, ing, &nt, ready, more_analysis);
         if (zmq_poll(items, n, timeout) < 0 && errno != EINTR) {
             log_line(LOG_LVL_ERR, "labloopd: zmq_poll: %s", zmq_strerror(errno));
             return 1;
@@ -285,6 +304,7 @@ static int daemon_run(struct daemon *d)
                 stop = 1;
             }
         }
+        ingest_guard(ing, ll_monotonic_ms());
         if (items[0].revents & ZMQ_POLLIN) {
             int got;
             while ((got = ingest_process(ing, &err)) > 0)
