@@ -39,6 +39,7 @@ struct station_info {
     char epoch[MEASUREMENT_NAME_MAX + 1];      /* of its last stored measurement */
     int epoch_known;                           /* epoch is set */
     char seen_epoch[MEASUREMENT_NAME_MAX + 1]; /* of its last message that had one (status) */
+    int reserved;                              /* a station of the lab: never replaced */
 };
 
 /* One received message waiting for the batch commit, and its ack once processed. */
@@ -81,14 +82,26 @@ struct ingest {
     struct pending batch[INGEST_BATCH_MAX];
 };
 
+/* The state of station `name`, created if new. The table is bounded (INGEST_MAX_STATIONS):
+ * the lab's stations have their entries from the start (reserved) and keep them; any other
+ * name takes a free entry, or that of the other name seen least recently. So names a peer makes
+ * up (a flood of them, without CURVE) can neither grow the table nor take a lab station's
+ * place, and a lab station is always known online or not (the engine sends measure requests
+ * only to a station online). NULL only when every entry is reserved. */
 static struct station_info *station_get(struct ingest *ing, const char *name)
 {
-    for (int i = 0; i < ing->n_stations; i++)
+    struct station_info *s = NULL;
+    for (int i = 0; i < ing->n_stations; i++) {
         if (strcmp(ing->stations[i].name, name) == 0)
             return &ing->stations[i];
-    if (ing->n_stations == INGEST_MAX_STATIONS)
+        if (!ing->stations[i].reserved &&
+            (s == NULL || ing->stations[i].last_seen_ms < s->last_seen_ms))
+            s = &ing->stations[i];
+    }
+    if (ing->n_stations < INGEST_MAX_STATIONS)
+        s = &ing->stations[ing->n_stations++];
+    if (s == NULL)
         return NULL;
-    struct station_info *s = &ing->stations[ing->n_stations++];
     memset(s, 0, sizeof(*s));
     snprintf(s->name, sizeof(s->name), "%s", name);
     return s;
@@ -398,6 +411,11 @@ int ingest_new(void *zctx,
         return ll_error_set(reterr, -ENOMEM, "ingest: out of memory");
     ing->store = store;
     ing->opt = *opt;
+    for (size_t i = 0; i < opt->n_lab_stations && i < INGEST_MAX_STATIONS; i++) {
+        struct station_info *si = station_get(ing, opt->lab_stations[i]);
+        if (si != NULL)
+            si->reserved = 1;
+    }
     if (ing->opt.group_commit_ms < 0)
         ing->opt.group_commit_ms = 0;
     ing->sock = zmq_socket(zctx, ZMQ_ROUTER);
@@ -1004,6 +1022,8 @@ json_t *ingest_stations_json(const struct ingest *ing)
     int64_t now = ll_monotonic_ms();
     for (int i = 0; i < ing->n_stations; i++) {
         const struct station_info *s = &ing->stations[i];
+        if (s->last_seen_ms == 0 && s->stored + s->duplicates + s->rejected == 0)
+            continue; /* a lab station not heard from yet */
         json_t *kinds = json_array();
         for (int k = MEASUREMENT_KIND_JV; k <= MEASUREMENT_KIND_STABILITY; k++)
             if (s->kinds & (1u << k))

@@ -82,6 +82,10 @@ struct ingest_options {
     const char *curve_secret_z85;
     const struct ingest_station_key *keys;
     size_t n_keys;
+    /* the lab's station names: their state is kept whatever other names connect (at most
+     * INGEST_MAX_STATIONS are used) */
+    const char *const *lab_stations;
+    size_t n_lab_stations;
     int group_commit_ms; /* how long to wait for more messages before a commit (default 2) */
     ingest_measured_fn on_measured;
     void *ctx;
@@ -145,7 +149,8 @@ int ingest_send_measure(struct ingest *ing,
 /* 1 when a hello or any message came from station within the last 15 s, else 0. */
 int ingest_station_online(const struct ingest *ing, const char *station);
 
-/* Stations seen so far: array of {name, kinds, online, last_seen_ms_ago, stored, duplicates,
+/* Stations seen so far (at most INGEST_MAX_STATIONS: the lab's, and of the other names those
+ * seen most recently): array of {name, kinds, online, last_seen_ms_ago, stored, duplicates,
  * rejected}. Caller json_decref()s. */
 json_t *ingest_stations_json(const struct ingest *ing);
 

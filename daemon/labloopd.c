@@ -228,7 +228,12 @@ static int daemon_start(struct daemon *d, struct settings *set)
         return 1;
     }
     d->zctx = zmq_ctx_new();
+    const char *lab_stations[LABCONF_MAX_STATIONS];
+    for (int i = 0; i < d->lab->n_stations; i++)
+        lab_stations[i] = d->lab->stations[i].name;
     struct ingest_options io = {.endpoint = set->endpoint,
+                                .lab_stations = lab_stations,
+                                .n_lab_stations = (size_t)d->lab->n_stations,
                                 .curve_secret_z85 = set->curve_secret,
                                 .keys = set->keys,
                                 .n_keys = set->n_keys,
