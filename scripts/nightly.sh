@@ -5,7 +5,9 @@
 #   2. B1/B7/B9/B10/B11 at N: every libFuzzer target, coverage-guided, for
 #      LL_FUZZ_SECONDS each (default 3600), under ASan + UBSan, from the checked-in corpus;
 #      a crash stops the script with the reproducer's path.
-#   3. the whole suite once more with another seed for the deterministic mutations
+#   3. L4 at N: test_daemon_peers with LL_PEERS_SECONDS (default 300) of 64 stations
+#      connecting and disconnecting every second instead of 30;
+#   4. the whole suite once more with another seed for the deterministic mutations
 #      (LL_FUZZ_SEED), the crash test's kill times (LL_CRASH_SEED) and the power-loss test's
 #      damage (LL_POWERLOSS_SEED).
 # Needs clang (scripts/install-deps.sh installs it). Builds in build-nightly/ (sanitizers,
@@ -15,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kills=${LL_CRASH_KILLS:-200}
+peers_s=${LL_PEERS_SECONDS:-300}
 fuzz_s=${LL_FUZZ_SECONDS:-3600}
 seed=${LL_NIGHTLY_SEED:-$(date +%Y%m%d)}
 scripts/install-deps.sh
@@ -47,7 +50,11 @@ for src in tests/fuzz/fuzz_*.c; do
     grep -E 'stat::number_of_executed_units|cov:' build-nightly-fuzz/"$name".log | tail -n 2
 done
 
-echo "== 3. the suite with seed $seed"
+echo "== 3. many peers (L4) for $peers_s s"
+LL_PEERS_SECONDS=$peers_s ctest --test-dir build-nightly -R '^test_daemon_peers$' \
+    --timeout $((peers_s + 300)) --output-on-failure
+
+echo "== 4. the suite with seed $seed"
 LL_FUZZ_SEED=$seed LL_CRASH_SEED=$seed LL_POWERLOSS_SEED=$seed ctest --test-dir build-nightly -LE bench -j"$(nproc)" \
     --output-on-failure
 echo "== nightly: all passed"
