@@ -506,6 +506,18 @@ static int reject(struct ingest *ing,
 {
     const char *raw = zmq_msg_data(&p->body);
     size_t len = zmq_msg_size(&p->body);
+    /* a connection's identity (and so a station name here) or a reason quoting the message
+     * can be any bytes: stored and shown as UTF-8, the bad bytes as '?' (JSON, and the
+     * store's readers, take nothing else) */
+    char name[IDENTITY_MAX + 1], why[LL_ERROR_MSG_MAX];
+    if (station != NULL) {
+        snprintf(name, sizeof(name), "%s", station);
+        ll_utf8_sanitize(name);
+        station = name;
+    }
+    snprintf(why, sizeof(why), "%s", reason);
+    ll_utf8_sanitize(why);
+    reason = why;
     int r = store_rejection_put(ing->store, station, epoch, seq, reason, raw, len, err);
     if (r < 0)
         return r;

@@ -539,6 +539,44 @@ static void test_ingest_keeps_unanalysable_measurement_raw(void **state)
     json_decref(rows);
 }
 
+/* A connection whose identity is not UTF-8 (any bytes are allowed by ZeroMQ) sends garbage:
+ * the rejection is stored with the station name made UTF-8 ('?' for the bad bytes), so the
+ * listing (JSON) and every reader of the store can show it. */
+static void test_ingest_rejection_from_non_utf8_identity_is_readable(void **state)
+{
+    struct fixture *f = *state;
+    void *odd = zmq_socket(f->zctx, ZMQ_DEALER);
+    int zero = 0, timeout = 5000;
+    static const char id[] = "st\xff\xfe-1";
+    zmq_setsockopt(odd, ZMQ_ROUTING_ID, id, sizeof(id) - 1);
+    zmq_setsockopt(odd, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(odd, ZMQ_RCVTIMEO, &timeout, sizeof(timeout));
+    char ep[600];
+    size_t eplen = sizeof(ep);
+    assert_int_equal(zmq_getsockopt(ingest_socket(f->ing), ZMQ_LAST_ENDPOINT, ep, &eplen), 0);
+    assert_int_equal(zmq_connect(odd, ep), 0);
+    assert_true(zmq_send(odd, "\x01 not json", 10, 0) >= 0);
+    struct ll_error err;
+    int handled = 0;
+    for (int tries = 0; tries < 500 && handled == 0; tries++) {
+        zmq_pollitem_t it = {.socket = ingest_socket(f->ing), .events = ZMQ_POLLIN};
+        zmq_poll(&it, 1, 10);
+        handled = ingest_process(f->ing, &err);
+        assert_true(handled >= 0);
+    }
+    assert_int_equal(handled, 1);
+    char buf[1024];
+    assert_true(zmq_recv(odd, buf, sizeof(buf), 0) > 0); /* answered rejected */
+    zmq_close(odd);
+    json_t *rows = store_rejections_json(f->store, 10, &err);
+    assert_non_null(rows);
+    assert_int_equal(json_array_size(rows), 1);
+    const char *station = json_string_value(json_object_get(json_array_get(rows, 0), "station"));
+    assert_non_null(station);
+    assert_string_equal(station, "st?\?-1");
+    json_decref(rows);
+}
+
 static void test_ingest_rejects_bad_input_and_changes_nothing_else(void **state)
 {
     struct fixture *f = *state;
@@ -679,6 +717,8 @@ int main(void)
             test_ingest_large_series_stored_and_memory_returns, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ingest_rejects_bad_input_and_changes_nothing_else, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_ingest_rejection_from_non_utf8_identity_is_readable, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ingest_warns_once_about_a_skewed_station_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(
