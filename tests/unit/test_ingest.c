@@ -1,5 +1,6 @@
 /* ingest: a station DEALER (in this process, over ipc) sends good, duplicate, conflicting and
  * bad messages; each gets the documented ack and only good ones change the store. */
+#include "common/ll_text.h"
 #include "common/ll_time.h"
 #include "daemon/ingest.h"
 #include "daemon/sha256.h"
@@ -11,6 +12,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@ struct fixture {
     int hook_calls;
     double last_pce;
     char last_error[256]; /* the analysis error the hook was given, "" when none */
+    char db_path[600];
 };
 
 static int on_measured(void *ctx,
@@ -59,6 +62,7 @@ static int setup(void **state)
     const char *dir = ll_test_tmpdir();
     char path[600], ep[600];
     snprintf(path, sizeof(path), "%s/ingest.db", dir);
+    snprintf(f->db_path, sizeof(f->db_path), "%s", path);
     struct ll_error err;
     ll_error_clear(&err);
     assert_int_equal(store_open(path, &f->store, &err), 0);
@@ -575,6 +579,19 @@ static void test_ingest_rejection_from_non_utf8_identity_is_readable(void **stat
     assert_non_null(station);
     assert_string_equal(station, "st?\?-1");
     json_decref(rows);
+    /* the stored bytes themselves, as any reader of the database sees them */
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(f->db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT station, reason FROM rejections", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "st?\?-1");
+    char reason[512];
+    snprintf(reason, sizeof(reason), "%s", (const char *)sqlite3_column_text(st, 1));
+    assert_int_equal(ll_utf8_sanitize(reason), 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
 }
 
 static void test_ingest_rejects_bad_input_and_changes_nothing_else(void **state)
