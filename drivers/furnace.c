@@ -11,8 +11,8 @@
  * below max_temp_c + 10 C as a second line. Each register write is FC06 and is read back
  * after a lost answer (drv__mb_write_reg); the loaded program is read back and compared
  * before RUN. Status bits come from the map's status_bits (3200 series by default: B0
- * alarm 1, B5 sensor break, B9 program end, B10 PV over-range). A program back in reset is
- * done only with the program-end bit set (the controller sets it at the end, whatever the
+ * alarm 1, B5 sensor break, B6 loop break, B9 program end, B10 PV over-range). A program back in
+ * reset is done only with the program-end bit set (the controller sets it at the end, whatever the
  * end type, and clears it at a start: docs/instruments.md §2); without it, it was reset
  * before its end (an operator, a power cycle) and the step fails.
  */
@@ -27,6 +27,7 @@
 /* The status bits of the map (labconf: status_bits, Eurotherm 3200 positions by default). */
 #define ST_ALARM1(m) (1u << (m)->status_bits.alarm1)
 #define ST_SENSOR_BREAK(m) (1u << (m)->status_bits.sensor_break)
+#define ST_LOOP_BREAK(m) (1u << (m)->status_bits.loop_break)
 #define ST_PROGRAM_END(m) (1u << (m)->status_bits.program_end)
 #define ST_OVER_RANGE(m) (1u << (m)->status_bits.over_range)
 
@@ -369,7 +370,7 @@ static void fill_readings(const struct drv *drv, const struct readings *rd, stru
         snprintf(ps, sizeof(ps), "%s", program_status_name(m, rd->ps));
     snprintf(ret->text,
              sizeof(ret->text),
-             "program=%s pv=%s working_sp=%s status=0x%04x%s%s%s%s",
+             "program=%s pv=%s working_sp=%s status=0x%04x%s%s%s%s%s",
              ps,
              /* its reason goes with the error drv_status() returns for it */
              rd->d_pv.invalid ? "INVALID" : temp_text(&rd->d_pv, "C", pv, sizeof(pv)),
@@ -377,6 +378,7 @@ static void fill_readings(const struct drv *drv, const struct readings *rd, stru
              (unsigned)rd->status,
              rd->status & ST_ALARM1(m) ? " ALARM1" : "",
              rd->status & ST_SENSOR_BREAK(m) ? " SENSOR_BREAK" : "",
+             rd->status & ST_LOOP_BREAK(m) ? " LOOP_BREAK" : "",
              rd->status & ST_OVER_RANGE(m) ? " OVER_RANGE" : "",
              rd->status & ST_PROGRAM_END(m) ? " PROGRAM_END" : "");
 }
@@ -386,6 +388,9 @@ static const char *fault_of(const struct labconf_furnace_map *m, uint16_t status
 {
     if (status & ST_SENSOR_BREAK(m))
         return "sensor break (status bit)";
+    if (status & ST_LOOP_BREAK(m))
+        return "loop break (status bit): full output without the temperature following (heater, "
+               "its supply or the thermocouple's place)";
     if (status & ST_OVER_RANGE(m))
         return "PV over-range (status bit)";
     if (status & ST_ALARM1(m))

@@ -263,13 +263,15 @@ static int parse_status_bits(struct parse *p,
                              const char *what,
                              struct labconf_status_bits *b)
 {
-    static const char *const keys[] = {"alarm1", "sensor_break", "program_end", "over_range", NULL};
+    static const char *const keys[] = {
+        "alarm1", "sensor_break", "loop_break", "program_end", "over_range", NULL};
     const config_setting_t *g = config_setting_get_member(map, "status_bits");
     char w[LABCONF_NAME_MAX + 64];
     int r;
 
     b->alarm1 = 0;
     b->sensor_break = 5;
+    b->loop_break = 6;
     b->program_end = 9;
     b->over_range = 10;
     if (!g)
@@ -282,6 +284,8 @@ static int parse_status_bits(struct parse *p,
         r = get_int(p, g, w, "alarm1", false, 0, 0, 15, &b->alarm1);
     if (r == 0)
         r = get_int(p, g, w, "sensor_break", false, 5, 0, 15, &b->sensor_break);
+    if (r == 0)
+        r = get_int(p, g, w, "loop_break", false, 6, 0, 15, &b->loop_break);
     if (r == 0)
         r = get_int(p, g, w, "program_end", false, 9, 0, 15, &b->program_end);
     if (r == 0)
@@ -1081,10 +1085,11 @@ static void write_map(FILE *out, const struct labconf_furnace_map *m)
             m->end_type_values.sp2,
             m->end_type_values.reset);
     fprintf(out,
-            "      status_bits = { alarm1 = %d; sensor_break = %d; program_end = %d; over_range = "
-            "%d; };\n",
+            "      status_bits = { alarm1 = %d; sensor_break = %d; loop_break = %d; program_end = "
+            "%d; over_range = %d; };\n",
             m->status_bits.alarm1,
             m->status_bits.sensor_break,
+            m->status_bits.loop_break,
             m->status_bits.program_end,
             m->status_bits.over_range);
     if (m->n_pv_error_codes > 0) {

@@ -56,9 +56,10 @@ struct labconf_end_type_values {
 };
 
 /* Bit numbers (0..15) in the status register; optional in a map (group `status_bits`),
- * defaults are the Eurotherm 3200's: alarm1 0, sensor_break 5, program_end 9, over_range 10. */
+ * defaults are the Eurotherm 3200's: alarm1 0, sensor_break 5, loop_break 6, program_end 9,
+ * over_range 10. */
 struct labconf_status_bits {
-    int alarm1, sensor_break, program_end, over_range;
+    int alarm1, sensor_break, loop_break, program_end, over_range;
 };
 
 /* A furnace controller's register map: PDU addresses (0-based on the wire, 0..65535) and

@@ -28,6 +28,7 @@ static const struct {
     {"furnace.garbage",      ARG_NONE},
     {"furnace.exception",    ARG_HEX },
     {"furnace.sensor_break", ARG_NONE},
+    {"furnace.loop_break",   ARG_NONE},
     {"coater.err",           ARG_NONE},
     {"coater.no_reply",      ARG_NONE},
     {"coater.garbage",       ARG_NONE},

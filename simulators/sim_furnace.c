@@ -14,10 +14,13 @@
 #include <math.h>
 #include <string.h>
 
-#define KP 0.05          /* output per °C of error */
-#define KI 0.0005        /* output per °C·s */
-#define NOISE_C 0.2      /* PV noise, standard deviation */
-#define FAULT_STEP_S 0.5 /* simulated seconds per furnace.sensor_break opportunity */
+#define KP 0.05            /* output per °C of error */
+#define KI 0.0005          /* output per °C·s */
+#define NOISE_C 0.2        /* PV noise, standard deviation */
+#define FAULT_STEP_S 0.5   /* simulated seconds per furnace.sensor_break opportunity */
+#define LOOP_BREAK_S 600.0 /* a furnace.loop_break cuts the heater off this long */
+#define LBT_S 60.0         /* loop-break time: full output this long without +LBR_RISE_C */
+#define LBR_RISE_C 2.0
 
 static uint64_t splitmix64(uint64_t *state)
 {
@@ -114,9 +117,16 @@ void sim_furnace_step(struct sim_furnace *f, double dt_s)
             f->sensor_break_s = 30.0;
             sim_log(SIM_LOG_WARNING, "fault=furnace.sensor_break duration_s=30");
         }
+        if (f->faults != NULL && f->heater_broken_s <= 0.0 &&
+            sim_fault_check(f->faults, "furnace.loop_break", NULL)) {
+            f->heater_broken_s = LOOP_BREAK_S;
+            sim_log(SIM_LOG_WARNING, "fault=furnace.loop_break duration_s=%.0f", LOOP_BREAK_S);
+        }
     }
     if (f->sensor_break_s > 0.0)
         f->sensor_break_s -= dt_s;
+    if (f->heater_broken_s > 0.0)
+        f->heater_broken_s -= dt_s;
 
     double sp_before = f->sp_work_c;
     if (f->program == SIM_PROG_RUN) {
@@ -142,6 +152,15 @@ void sim_furnace_step(struct sim_furnace *f, double dt_s)
     int fixed_u = 1;
     if (f->heater_off || f->alarm_latched || f->sensor_break_s > 0.0) {
         f->u = 0.0;
+    } else if (!f->manual && f->heater_broken_s > 0.0) {
+        /* the loop drives its output, nothing heats: the plant cools towards ambient */
+        double e = f->sp_work_c - f->temp_c;
+        f->integ += KI * e * dt_s;
+        f->integ = fmin(0.3, fmax(-0.3, f->integ));
+        double ff = (f->sp_work_c - f->amb_c + f->tau_s * sp_rate_c_s) / f->gain_c;
+        f->u = fmin(1.0, fmax(0.0, ff + KP * e + f->integ));
+        f->temp_c = (f->temp_c + h * f->amb_c) / (1.0 + h);
+        fixed_u = 0;
     } else if (!f->manual) {
         double e = f->sp_work_c - f->temp_c;
         double ff = (f->sp_work_c - f->amb_c + f->tau_s * sp_rate_c_s) / f->gain_c;
@@ -164,6 +183,21 @@ void sim_furnace_step(struct sim_furnace *f, double dt_s)
     f->pv_c = f->temp_c + NOISE_C * gaussian(&f->rng);
     if (f->pv_c > f->alarm1_c)
         f->alarm_latched = 1;
+    /* loop-break detection, as a controller does it */
+    if (f->u >= 0.99) {
+        if (f->lbr_clock_s == 0.0)
+            f->lbr_pv0_c = f->temp_c;
+        f->lbr_clock_s += dt_s;
+        if (f->temp_c - f->lbr_pv0_c >= LBR_RISE_C) {
+            f->lbr_clock_s = 0.0; /* it heats: start a new window */
+        } else if (f->lbr_clock_s >= LBT_S && !f->loop_break) {
+            f->loop_break = 1;
+            sim_log(SIM_LOG_WARNING, "furnace: loop break (output 100 %% for %.0f s)", LBT_S);
+        }
+    } else {
+        f->lbr_clock_s = 0.0;
+        f->loop_break = 0;
+    }
 }
 
 double sim_furnace_next_event_s(const struct sim_furnace *f)
@@ -171,6 +205,10 @@ double sim_furnace_next_event_s(const struct sim_furnace *f)
     double due = HUGE_VAL;
     if (f->sensor_break_s > 0.0)
         due = f->sensor_break_s;
+    if (f->heater_broken_s > 0.0)
+        due = fmin(due, f->heater_broken_s);
+    if (f->u >= 0.99 && !f->loop_break)
+        due = fmin(due, LBT_S - f->lbr_clock_s);
     if (f->program == SIM_PROG_RUN) {
         if (f->in_dwell)
             due = fmin(due, f->seg_dwell_min * 60.0 - f->dwell_elapsed_s);
@@ -192,6 +230,8 @@ uint16_t sim_furnace_status(const struct sim_furnace *f)
         s |= 1u << 4;
     if (f->sensor_break_s > 0.0)
         s |= 1u << b->sensor_break;
+    if (f->loop_break)
+        s |= 1u << b->loop_break;
     if (f->program_ended)
         s |= 1u << b->program_end;
     if (f->temp_c > 1.05 * f->max_temp_c)

@@ -42,7 +42,14 @@ struct sim_furnace {
     int program_ended;     /* status B9: set when a program reaches its end (any end type, also
                               reset), cleared when a new program is started */
     double sensor_break_s; /* remaining simulated seconds of a sensor break */
-    double fault_clock_s;  /* simulated seconds towards the next sensor-break opportunity */
+    /* furnace.loop_break: the heater is cut off (element or supply) for heater_broken_s more
+     * simulated seconds; the loop keeps driving its output. The controller's loop-break
+     * detection: output at 100 % for SIM_FURNACE_LBT_S without the PV rising 2 C sets
+     * loop_break (status B6) until the output drops. */
+    double heater_broken_s;
+    double lbr_clock_s, lbr_pv0_c; /* time at full output, and the PV when it began */
+    int loop_break;
+    double fault_clock_s; /* simulated seconds towards the next sensor-break opportunity */
     /* accounting */
     long eeprom_writes, programs_run;
     uint64_t rng;

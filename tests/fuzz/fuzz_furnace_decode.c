@@ -51,7 +51,8 @@ static void base_map(struct labconf_furnace_map *m, int vendorb)
     m->has_temp_range = true;
     m->temp_min_c = -200.0;
     m->temp_max_c = 1372.0;
-    m->status_bits = (struct labconf_status_bits){0, 5, 9, 10};
+    m->status_bits = (struct labconf_status_bits){
+        .alarm1 = 0, .sensor_break = 5, .loop_break = 6, .program_end = 9, .over_range = 10};
 }
 
 static uint16_t u16(const uint8_t *p)

@@ -283,6 +283,40 @@ static void test_furnace_operator_reset_mid_anneal_fails(void **state)
     server_stop(s);
 }
 
+/* F21: the heater cut off mid-anneal (the simulator's loop break: the loop drives 100 %
+ * output, the temperature does not follow); after the loop-break time the controller's status
+ * bit B6 fails the step as an instrument fault naming the loop break, with the safe state
+ * commanded (the program reset). */
+static void test_furnace_loop_break_fails_the_step(void **state)
+{
+    (void)state;
+    struct labconf_instrument in = furnace_inst("eurotherm3216");
+    struct server *s = server_start(&in);
+    struct drv *drv = NULL;
+    struct drv_status st;
+    struct ll_error err = {0};
+    struct drv_step step = anneal_step(60, 30.0); /* 30 min dwell: it runs long enough */
+    int program = -1;
+
+    snprintf(in.device, sizeof(in.device), "%s", s->slave_path);
+    assert_int_equal(drv_open(&in, &drv, &err), 0);
+    assert_int_equal(drv_step_start(drv, &step, &err), 0);
+    assert_int_equal(drv_step_poll(drv, &step, &st, &err), 0);
+    assert_int_equal(st.state, DRV_STEP_RUNNING);
+    pthread_mutex_lock(&s->lock);
+    s->sim.heater_broken_s = 3600.0;
+    pthread_mutex_unlock(&s->lock);
+    assert_int_equal(wait_end(drv, &step, &st), DRV_STEP_FAILED);
+    assert_int_equal(st.error, DRV_EFAULT);
+    if (!strstr(st.reason, "loop break (status bit)"))
+        fail_msg("reason: %s", st.reason);
+    assert_true(st.safe_commanded);
+    sim_status(s, &program);
+    assert_int_equal(program, SIM_PROG_RESET);
+    drv_close(&drv);
+    server_stop(s);
+}
+
 int main(void)
 {
     ll_test_init();
@@ -290,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_furnace_program_end_bit_marks_done),
         cmocka_unit_test(test_furnace_operator_reset_mid_anneal_fails),
         cmocka_unit_test(test_furnace_ramp_at_once_refused_nothing_sent),
+        cmocka_unit_test(test_furnace_loop_break_fails_the_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

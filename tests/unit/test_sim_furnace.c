@@ -271,6 +271,41 @@ static void test_sim_furnace_program_end_types_on_both_maps(void **state)
     }
 }
 
+/* furnace.loop_break: the heater cut off while a program runs; the loop drives its output to
+ * 100 %, the temperature falls, and after the loop-break time (60 s) without a 2 C rise the
+ * controller sets status B6; once the output drops (program reset: the safe setpoint) B6
+ * clears. A heating furnace at full output never sets it. */
+static void test_sim_furnace_loop_break(void **state)
+{
+    (void)state;
+    struct sim_furnace f;
+    init_with_map(&f, "eurotherm3216");
+    const struct labconf_furnace_map *m = &f.map;
+    const uint16_t b6 = 1u << m->status_bits.loop_break;
+    assert_int_equal(write_reg(&f, m->seg_target, 1200), 0);
+    assert_int_equal(write_reg(&f, m->seg_rate, (int)(30.0 / m->rate_scale)), 0);
+    assert_int_equal(write_reg(&f, m->seg_dwell, (int)(30.0 / m->dwell_scale)), 0);
+    assert_int_equal(write_reg(&f, m->program_status, m->program_status_values.run), 0);
+    for (int i = 0; i < 400; i++) { /* up to 120 C, never a loop break */
+        run_s(&f, 1);
+        assert_false(read_reg(&f, m->status) & b6);
+    }
+    double before = f.temp_c;
+    f.heater_broken_s = 600.0;
+    double t = 0;
+    while (!(read_reg(&f, m->status) & b6)) {
+        run_s(&f, 1);
+        t += 1;
+        assert_true(t < 300);
+    }
+    assert_true(t >= 60 && t <= 120);
+    assert_true(f.temp_c < before - 5.0);        /* no heat: cooling */
+    assert_true(read_reg(&f, m->output) >= 990); /* output at 100 % (0.1 % units) */
+    assert_int_equal(write_reg(&f, m->program_status, m->program_status_values.reset), 0);
+    run_s(&f, 2);
+    assert_false(read_reg(&f, m->status) & b6);
+}
+
 static void test_sim_furnace_long_steps_stay_stable(void **state)
 {
     (void)state;
@@ -296,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_sim_furnace_tracks_ramp_and_setpoint),
         cmocka_unit_test(test_sim_furnace_program_end_types_on_both_maps),
         cmocka_unit_test(test_sim_furnace_long_steps_stay_stable),
+        cmocka_unit_test(test_sim_furnace_loop_break),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
