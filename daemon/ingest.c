@@ -752,8 +752,9 @@ static int analyse_one(struct ingest *ing, json_t *row, struct ll_error *err)
                                   analysis_value(a, k),
                                   analysis_version(),
                                   err);
-        /* what the analysis found doubtful (an implausible fill factor, a sweep out of order)
-         * is kept beside the numbers: an event per warning */
+        /* what the analysis found doubtful (an implausible fill factor, a sweep out of order,
+         * a T80 that is an extrapolated lower bound) is kept beside the numbers: a notice
+         * event per warning (notice, not warning: most stability runs end before T80) */
         for (size_t k = 0; k < analysis_n_warnings(a) && r == 0; k++) {
             char msg[600];
             snprintf(msg,
@@ -763,8 +764,9 @@ static int analyse_one(struct ingest *ing, json_t *row, struct ll_error *err)
                      measurement_kind_name(measurement_kind(m)),
                      measurement_sample(m),
                      analysis_warning(a, k));
-            log_line(LOG_LVL_WARNING, "ingest: analysis: %s", msg);
-            r = store_event(ing->store, 0, exp_id, step_id, 4, "analysis.warning", msg, err);
+            log_line(LOG_LVL_NOTICE, "ingest: analysis: %s", msg);
+            r = store_event(
+                ing->store, 0, exp_id, step_id, LOG_LVL_NOTICE, "analysis.warning", msg, err);
         }
     } else {
         log_line(LOG_LVL_WARNING,
