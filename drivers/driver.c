@@ -20,12 +20,67 @@ static int64_t budget_deadline(const struct drv *drv, int factor)
     return ll_monotonic_ms() + factor * DRV_CALL_BUDGET(&drv->inst);
 }
 
+/* Puts a Modbus RTU driver on its line: bus (shared; checked to fit), or a bus of its own. */
+static int join_bus(struct drv *drv, struct drv_bus *bus, struct ll_error *reterr)
+{
+    int r;
+
+    if (bus) {
+        r = drv_bus_check(bus, &drv->inst, reterr);
+        if (r)
+            return r;
+        drv->bus = bus;
+    } else {
+        r = drv_bus_new(&drv->inst, &drv->bus, reterr);
+        if (r)
+            return r;
+        drv->own_bus = true;
+    }
+    r = drv__bus_attach(drv->bus, drv->inst.slave, reterr);
+    if (r && drv->own_bus)
+        drv_bus_free(&drv->bus);
+    if (r)
+        drv->bus = NULL;
+    return r;
+}
+
+/* Takes the driver off its line (and frees a bus of its own). */
+static void leave_bus(struct drv *drv)
+{
+    if (!drv->bus)
+        return;
+    drv__bus_detach(drv->bus, drv->inst.slave);
+    if (drv->own_bus)
+        drv_bus_free(&drv->bus);
+    drv->bus = NULL;
+}
+
+/* Sets the bus priority of the call that begins (Modbus RTU; nothing else uses it). */
+static void call_begin(struct drv *drv, enum drv_bus_priority prio)
+{
+    drv->bus_prio = prio;
+    drv->bus_first = true;
+}
+
 int drv_open(const struct labconf_instrument *inst, struct drv **ret_drv, struct ll_error *reterr)
+{
+    return drv_open_bus(inst, NULL, ret_drv, reterr);
+}
+
+int drv_open_bus(const struct labconf_instrument *inst,
+                 struct drv_bus *bus,
+                 struct drv **ret_drv,
+                 struct ll_error *reterr)
 {
     struct drv *drv;
     int r;
 
     *ret_drv = NULL;
+    if (bus && inst->driver != LABCONF_DRIVER_FURNACE_MODBUS_RTU)
+        return ll_error_set(reterr,
+                            -EINVAL,
+                            "instrument '%s': only a Modbus RTU instrument goes on a bus",
+                            inst->name);
     drv = calloc(1, sizeof(*drv));
     if (!drv)
         return ll_error_set(reterr, -ENOMEM, "out of memory");
@@ -54,9 +109,18 @@ int drv_open(const struct labconf_instrument *inst, struct drv **ret_drv, struct
     }
     drv->seq = 1;
     drv->fd = -1;
+    if (inst->driver == LABCONF_DRIVER_FURNACE_MODBUS_RTU) {
+        r = join_bus(drv, bus, reterr);
+        if (r) {
+            free(drv);
+            return ll_error_prefix(reterr, "instrument '%s'", inst->name);
+        }
+    }
+    call_begin(drv, DRV_BUS_COMMAND);
     r = drv->ops->connect(drv, budget_deadline(drv, 1), reterr);
     if (r) {
         drv->ops->disconnect(drv);
+        leave_bus(drv);
         free(drv);
         return ll_error_prefix(reterr, "instrument '%s'", inst->name);
     }
@@ -165,7 +229,10 @@ static void note_config_error(struct drv *drv, int r, const char *msg)
 int drv_describe(struct drv *drv, char *buf, size_t size, struct ll_error *reterr)
 {
     int64_t deadline = budget_deadline(drv, 1);
-    int r = ensure_connected(drv, deadline, reterr);
+    int r;
+
+    call_begin(drv, DRV_BUS_POLL);
+    r = ensure_connected(drv, deadline, reterr);
 
     if (r == 0)
         r = drv->ops->describe(drv, buf, size, deadline, reterr);
@@ -187,6 +254,7 @@ int drv_status(struct drv *drv, struct drv_status *ret, struct ll_error *reterr)
     int r;
 
     status_init(ret);
+    call_begin(drv, DRV_BUS_POLL);
     r = ensure_connected(drv, deadline, reterr);
     if (r == 0)
         r = drv->ops->status(drv, ret, deadline, reterr);
@@ -364,6 +432,7 @@ int drv_step_start(struct drv *drv, const struct drv_step *step, struct ll_error
         return ll_error_set(
             reterr, DRV_ECONFIG, "%s (seen before; not started: nothing sent)", drv->config_msg);
     deadline = budget_deadline(drv, 2);
+    call_begin(drv, DRV_BUS_COMMAND);
     r = ensure_connected(drv, deadline, reterr);
     if (r == 0)
         r = drv->ops->start(drv, step, deadline, reterr);
@@ -393,6 +462,7 @@ int drv_step_poll(struct drv *drv,
     int r;
 
     status_init(ret);
+    call_begin(drv, DRV_BUS_POLL);
     r = ensure_connected(drv, deadline, reterr);
     if (r == 0)
         r = drv->ops->poll(drv, step, ret, deadline, reterr);
@@ -422,6 +492,7 @@ int drv_step_poll(struct drv *drv,
     if (r == 0 && ret->state == DRV_STEP_FAILED) {
         struct ll_error safe_err = {0};
         size_t len = strlen(ret->reason);
+        call_begin(drv, DRV_BUS_COMMAND); /* the safe state is a command */
         ret->safe_commanded = drv->ops->safe(drv, budget_deadline(drv, 1), &safe_err) == 0;
         if (ret->safe_commanded)
             snprintf(ret->reason + len, sizeof(ret->reason) - len, "; safe state commanded");
@@ -443,6 +514,7 @@ int drv_step_query(struct drv *drv,
     int r;
 
     status_init(ret);
+    call_begin(drv, DRV_BUS_POLL);
     r = ensure_connected(drv, deadline, reterr);
     if (r == 0)
         r = drv->ops->query(drv, step, ret, deadline, reterr);
@@ -452,7 +524,10 @@ int drv_step_query(struct drv *drv,
 int drv_safe(struct drv *drv, struct ll_error *reterr)
 {
     int64_t deadline = budget_deadline(drv, 1);
-    int r = ensure_connected(drv, deadline, reterr);
+    int r;
+
+    call_begin(drv, DRV_BUS_COMMAND);
+    r = ensure_connected(drv, deadline, reterr);
 
     if (r == 0)
         r = drv->ops->safe(drv, deadline, reterr);
@@ -462,7 +537,10 @@ int drv_safe(struct drv *drv, struct ll_error *reterr)
 int drv_clear_fault(struct drv *drv, struct ll_error *reterr)
 {
     int64_t deadline = budget_deadline(drv, 1);
-    int r = ensure_connected(drv, deadline, reterr);
+    int r;
+
+    call_begin(drv, DRV_BUS_COMMAND);
+    r = ensure_connected(drv, deadline, reterr);
 
     if (r == 0)
         r = drv->ops->clear_fault(drv, deadline, reterr);
@@ -474,6 +552,7 @@ void drv_close(struct drv **drv)
     if (!drv || !*drv)
         return;
     (*drv)->ops->disconnect(*drv);
+    leave_bus(*drv);
     free(*drv);
     *drv = NULL;
 }

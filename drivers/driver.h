@@ -8,7 +8,9 @@
  *
  * Calls BLOCK on network or serial I/O, each for at most its deadline (below); the daemon
  * never calls them from its event loop but through drivers/worker.h (one thread per
- * instrument). A struct drv is used by one thread at a time.
+ * instrument). A struct drv is used by one thread at a time; drivers of instruments that
+ * share a Modbus RTU line share a struct drv_bus (drivers/bus.h), which serialises their
+ * transactions and may be used from any number of threads.
  *
  * Deadlines. Every call is bounded on CLOCK_MONOTONIC: a read or a command gets
  * the instrument's response_timeout_ms per attempt, and a whole call gets
@@ -63,6 +65,7 @@
 #define DRIVER_H
 
 #include "common/ll_error.h"
+#include "drivers/bus.h"
 #include "drivers/labconf.h"
 
 #include <errno.h>
@@ -161,6 +164,17 @@ struct drv;
  * driver; free with drv_close(). Errors: -EINVAL (inst is not usable: port 0 ...),
  * DRV_ELINK (cannot connect / open the device), -ENOMEM. */
 int drv_open(const struct labconf_instrument *inst, struct drv **ret_drv, struct ll_error *reterr);
+
+/* drv_open() on a shared Modbus RTU line: bus (NULL: a line of its own, as drv_open()) must
+ * have the instrument's device and serial settings, no other open driver on it may have the
+ * same slave id, and it must outlive the driver (drivers/bus.h). Every transaction of the
+ * driver then takes the bus's slot: commands (start, safe, clear fault) before polls, the
+ * inter-frame gap and the line budget kept. Errors: as drv_open(); -EINVAL (bus given for an
+ * instrument that is not Modbus RTU, or settings that differ), -EEXIST (slave id taken). */
+int drv_open_bus(const struct labconf_instrument *inst,
+                 struct drv_bus *bus,
+                 struct drv **ret_drv,
+                 struct ll_error *reterr);
 
 /* Instrument name and driver kind (no I/O). */
 const char *drv_name(const struct drv *drv);

@@ -6,6 +6,7 @@
 #define DRIVER_INTERNAL_H
 
 #include "common/ll_error.h"
+#include "drivers/bus.h"
 #include "drivers/driver.h"
 #include "drivers/labconf.h"
 
@@ -51,7 +52,15 @@ struct drv {
     uint32_t started_step_id;
     int64_t started_ms;
     /* backend state */
-    modbus_t *mb;         /* robot, furnace */
+    modbus_t *mb; /* robot; furnace: the bus's context while connected (borrowed) */
+    /* Modbus RTU: the line (drivers/bus.h), shared or made for this driver alone (own_bus);
+     * the port generation this driver last used; the priority of the call in progress and
+     * whether it has had a slot yet (driver.c sets both at each call) */
+    struct drv_bus *bus;
+    bool own_bus;
+    unsigned bus_gen;
+    enum drv_bus_priority bus_prio;
+    bool bus_first;
     struct sp_port *port; /* coater on a real serial port (libserialport) */
     int fd;               /* coater on a pseudo-terminal (termios), else -1 */
     uint16_t seq;         /* coater: next SPN/1 sequence number */
@@ -82,6 +91,41 @@ struct drv {
 extern const struct drv_ops drv__robot_ops;
 extern const struct drv_ops drv__furnace_ops;
 extern const struct drv_ops drv__coater_ops;
+
+/* ---- The Modbus RTU line (drivers/bus.c) ------------------------------------------ */
+
+/* Waits until this caller may use the line: the next by priority (prio, an enum
+ * drv_bus_priority) and order of arrival, nobody holding it, the inter-frame gap and the
+ * budget's pause over. Returns 0 with the bus held, or -ETIMEDOUT at deadline_ms (monotonic)
+ * with nothing held. first_of_call: count the wait as the call's wait for its first slot. */
+int drv__bus_acquire(struct drv_bus *bus,
+                     enum drv_bus_priority prio,
+                     bool first_of_call,
+                     int64_t deadline_ms);
+
+/* Gives the bus back after one transaction of tx_bytes request bytes and rx_bytes answer
+ * bytes (0: no answer), which it accounts as line time; tx_bytes 0: no transaction (no gap,
+ * no accounting). */
+void drv__bus_release(struct drv_bus *bus, size_t tx_bytes, size_t rx_bytes);
+
+/* With the bus held: its libmodbus context (the same pointer for the bus's whole life). */
+modbus_t *drv__bus_modbus(struct drv_bus *bus);
+
+/* With the bus held: opens the port unless it is open (DRV_ELINK with the OS's reason when it
+ * cannot be), and sets *gen to the port's generation. */
+int drv__bus_open(struct drv_bus *bus, unsigned *gen, struct ll_error *reterr);
+
+/* With the bus held: false when the port is closed (lost); else true, and *gen is set to the
+ * current generation (another instrument may have reopened it). */
+bool drv__bus_current(struct drv_bus *bus, unsigned *gen);
+
+/* With the bus held: the link is lost; the port is closed until someone reopens it. */
+void drv__bus_lost(struct drv_bus *bus);
+
+/* Registers a driver for slave id `slave` on the bus: -EEXIST when another driver already
+ * has that id (two drivers would each take the other's answers). detach undoes it. */
+int drv__bus_attach(struct drv_bus *bus, int slave, struct ll_error *reterr);
+void drv__bus_detach(struct drv_bus *bus, int slave);
 
 /* ---- Modbus helpers (drivers/mb.c) ----------------------------------------------- */
 
@@ -168,7 +212,9 @@ int drv__mb_write_regs_once(struct drv *drv,
  * when the deadline comes first, or the backend's other errors. */
 int drv__reconnect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr);
 
-/* Connects (or reconnects) drv->mb within deadline. */
+/* Connects (or reconnects) drv->mb within deadline: Modbus TCP opens a connection; Modbus
+ * RTU opens the bus's port, or adopts it when it is open (another instrument on the line
+ * opened it). */
 int drv__mb_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr);
 
 /* Back-off sleep for attempt k (25 ms doubling, capped at 400 ms and at the deadline).

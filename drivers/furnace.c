@@ -233,13 +233,11 @@ static int furnace_connect(struct drv *drv, int64_t deadline_ms, struct ll_error
     return drv__mb_connect(drv, deadline_ms, reterr);
 }
 
+/* The port is the bus's (drivers/bus.h): a driver only lets go of it; the bus closes it
+ * when the link is lost, and when it is freed. */
 static void furnace_disconnect(struct drv *drv)
 {
-    if (drv->mb) {
-        modbus_close(drv->mb);
-        modbus_free(drv->mb);
-        drv->mb = NULL;
-    }
+    drv->mb = NULL;
     drv->connected = false;
 }
 

@@ -23,7 +23,15 @@
  * driver's sync address, a request no driver otherwise sends, until an answer to it (data
  * or an exception) arrives. Anything older arrives before it and fails libmodbus's checks
  * (wrong length), so once it is answered no earlier answer is left to be mistaken for a
- * later one.
+ * later one. On a line shared by several slaves (drivers/bus.h), a late answer of slave A
+ * that arrives during B's transaction carries A's id and fails libmodbus's slave check
+ * (EMBBADSLAVE): B's read is retried after B resynchronises, and A resynchronises at its next
+ * request; an answer is only ever taken from the slave that was asked.
+ *
+ * The line (RTU). Every transaction takes the bus's slot first (take(): by the call's
+ * priority, after the inter-frame gap and the line budget's pause), points the line's one
+ * context at this slave, and gives the slot back (give()) with the bytes that crossed the
+ * line, so the bus can account line time; back-off sleeps happen with the line given back.
  *
  * Half-open TCP connections. A Modbus TCP server that lost a connection (rebooted behind a
  * dead cable, a firewall that dropped its state) or whose handler for it hangs never answers
@@ -94,26 +102,42 @@ void drv__mb_configure(struct drv *drv)
                                 (uint32_t)((drv->inst.response_timeout_ms % 1000) * 1000));
 }
 
+/* Modbus RTU: opens the bus's port, or adopts it when another instrument on the line has
+ * opened it already. */
+static int rtu_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
+{
+    int r;
+
+    if (drv__bus_acquire(drv->bus, drv->bus_prio, false, deadline_ms) != 0)
+        return ll_error_set(reterr,
+                            DRV_ETIMEDOUT,
+                            "no slot on the line %s to open it before the deadline",
+                            drv_bus_device(drv->bus));
+    r = drv__bus_open(drv->bus, &drv->bus_gen, reterr);
+    drv__bus_release(drv->bus, 0, 0);
+    if (r)
+        return r;
+    drv->mb = drv__bus_modbus(drv->bus);
+    drv->connected = true;
+    drv->mb_timeouts = 0;
+    return 0;
+}
+
 int drv__mb_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reterr)
 {
     const struct labconf_instrument *in = &drv->inst;
 
+    if (drv->bus)
+        return rtu_connect(drv, deadline_ms, reterr);
     if (!drv->mb) {
-        if (in->driver == LABCONF_DRIVER_ROBOT_MODBUS_TCP) {
-            char port[16];
-            snprintf(port, sizeof(port), "%d", in->port);
-            drv->mb = modbus_new_tcp_pi(in->host, port);
-        } else {
-            drv->mb =
-                modbus_new_rtu(in->device, in->baud, in->parity, in->data_bits, in->stop_bits);
-        }
+        char port[16];
+        snprintf(port, sizeof(port), "%d", in->port);
+        drv->mb = modbus_new_tcp_pi(in->host, port);
         if (!drv->mb)
             return ll_error_set(
                 reterr, -ENOMEM, "cannot create the Modbus context: %s", modbus_strerror(errno));
-        if (modbus_set_slave(drv->mb,
-                             in->driver == LABCONF_DRIVER_ROBOT_MODBUS_TCP ? in->unit_id
-                                                                           : in->slave) != 0)
-            return ll_error_set(reterr, -EINVAL, "bad slave id: %s", modbus_strerror(errno));
+        if (modbus_set_slave(drv->mb, in->unit_id) != 0)
+            return ll_error_set(reterr, -EINVAL, "bad unit id: %s", modbus_strerror(errno));
     } else {
         modbus_close(drv->mb);
     }
@@ -121,18 +145,13 @@ int drv__mb_connect(struct drv *drv, int64_t deadline_ms, struct ll_error *reter
     /* libmodbus bounds a TCP connect by the response timeout (non-blocking connect) */
     if (!set_attempt_timeout(drv, deadline_ms))
         return ll_error_set(reterr, DRV_ETIMEDOUT, "no time left to connect");
-    if (modbus_connect(drv->mb) != 0) {
-        int e = errno;
-        if (in->driver == LABCONF_DRIVER_ROBOT_MODBUS_TCP)
-            return ll_error_set(reterr,
-                                DRV_ELINK,
-                                "cannot connect to %s:%d: %s",
-                                in->host,
-                                in->port,
-                                modbus_strerror(e));
-        return ll_error_set(
-            reterr, DRV_ELINK, "cannot open %s: %s", in->device, modbus_strerror(e));
-    }
+    if (modbus_connect(drv->mb) != 0)
+        return ll_error_set(reterr,
+                            DRV_ELINK,
+                            "cannot connect to %s:%d: %s",
+                            in->host,
+                            in->port,
+                            modbus_strerror(errno));
     drv__mb_configure(drv);
     drv->connected = true;
     drv->mb_timeouts = 0;
@@ -219,38 +238,114 @@ bool drv__mb_refusal(int r)
     return r == DRV_EREFUSED || r == DRV_ECONFIG || r == DRV_EFAULT;
 }
 
-/* Makes the link ready for a request: flushes what has arrived, and after an unanswered or
- * garbled request (RTU) reads the sync registers until an answer to that read arrives (see
- * the top of this file). Returns 0, or the kind of the sync read's last failure (no answer,
- * garbled) with a sentence when the deadline comes first. */
-static int prepare(struct drv *drv, const char *what, int64_t deadline_ms, struct ll_error *reterr)
+/* Modbus RTU: waits for a slot on the line (by the call's priority, drivers/bus.h) and points
+ * the line's context at this instrument (slave id, time-outs). Returns 0 with the bus held;
+ * DRV_ETIMEDOUT (no slot before the deadline) or DRV_ELINK (another instrument found the
+ * line lost: reconnect) with nothing held. Modbus TCP: 0, nothing to take. */
+static int take(struct drv *drv, const char *what, int64_t deadline_ms, struct ll_error *reterr)
+{
+    if (!drv->bus)
+        return 0;
+    if (drv__bus_acquire(drv->bus, drv->bus_prio, drv->bus_first, deadline_ms - 5) != 0)
+        return ll_error_set(reterr,
+                            DRV_ETIMEDOUT,
+                            "%s: no slot on the line %s before the deadline",
+                            what,
+                            drv_bus_device(drv->bus));
+    drv->bus_first = false;
+    if (!drv__bus_current(drv->bus, &drv->bus_gen)) {
+        drv__bus_release(drv->bus, 0, 0);
+        drv->connected = false;
+        return ll_error_set(reterr,
+                            DRV_ELINK,
+                            "%s: link lost (the line %s is down)",
+                            what,
+                            drv_bus_device(drv->bus));
+    }
+    modbus_set_slave(drv->mb, drv->inst.slave);
+    drv__mb_configure(drv);
+    return 0;
+}
+
+/* Gives the line back after one transaction of tx request bytes and rx answer bytes (0:
+ * none came); a lost link this transaction found is the line's. */
+static void give(struct drv *drv, size_t tx, size_t rx)
+{
+    if (!drv->bus)
+        return;
+    if (!drv->connected)
+        drv__bus_lost(drv->bus);
+    drv__bus_release(drv->bus, tx, rx);
+}
+
+/* The answer bytes on the line of a transaction that failed with errno e, whose full answer
+ * has `full` bytes: an exception answer has 5, no answer 0, a garbled one about `full`. */
+static size_t answer_bytes(int e, size_t full)
+{
+    if (e > MODBUS_ENOBASE && e <= MODBUS_ENOBASE + 11)
+        return 5;
+    if (e == EMBBADCRC || e == EMBBADDATA || e == EMBBADEXC || e == EMBUNKEXC || e == EMBMDATA ||
+        e == EMBBADSLAVE)
+        return full;
+    return 0;
+}
+
+/* After an unanswered or garbled request (RTU), reads the sync registers until an answer to
+ * that read arrives (see the top of this file), one slot of the line per attempt, giving the
+ * line back during the back-off. Returns 0 (synchronised, or the link itself failed: the
+ * request will say so), or the kind of the last failure with a sentence when the deadline
+ * comes first. */
+static int resync(struct drv *drv, const char *what, int64_t deadline_ms, struct ll_error *reterr)
 {
     uint16_t sync[2];
-    int e;
 
-    modbus_flush(drv->mb);
-    if (!drv->mb_unsynced)
-        return 0;
-    for (int attempt = 0;; attempt++) {
-        if (modbus_read_registers(drv->mb, drv->mb_sync_addr, 2, sync) == 2)
-            break;
+    for (int attempt = 0; drv->mb_unsynced; attempt++) {
+        int got, e, r = take(drv, what, deadline_ms, reterr);
+
+        if (r)
+            return r;
+        if (!set_attempt_timeout(drv, deadline_ms)) {
+            give(drv, 0, 0);
+            return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no time left to resynchronise", what);
+        }
+        modbus_flush(drv->mb);
+        got = modbus_read_registers(drv->mb, drv->mb_sync_addr, 2, sync);
         e = errno;
-        if (e > MODBUS_ENOBASE && e <= MODBUS_ENOBASE + 11)
-            break; /* an exception is an answer too */
+        give(drv, 8, got == 2 ? 9 : answer_bytes(e, 9));
+        if (got == 2 || (e > MODBUS_ENOBASE && e <= MODBUS_ENOBASE + 11)) {
+            /* answered (an exception is an answer too): every older answer has arrived
+             * before this one and was dropped */
+            drv->mb_unsynced = false;
+            return 0;
+        }
         if (e != ETIMEDOUT && e < EMBBADCRC)
             return 0; /* the link itself failed: the request will say so */
-        modbus_flush(drv->mb);
-        if (!drv__backoff(attempt, deadline_ms) || !set_attempt_timeout(drv, deadline_ms))
+        if (!drv__backoff(attempt, deadline_ms))
             return ll_error_set(reterr,
                                 e == ETIMEDOUT ? DRV_ETIMEDOUT : DRV_EPROTO,
                                 "%s: %s while resynchronising after a lost or garbled answer",
                                 what,
                                 e == ETIMEDOUT ? "no answer (time-out)" : modbus_strerror(e));
     }
-    /* answered: every older answer has arrived before this one and was dropped */
-    drv->mb_unsynced = false;
-    if (!set_attempt_timeout(drv, deadline_ms))
-        return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no time left after resynchronising", what);
+    return 0;
+}
+
+/* Makes the link ready for a request: resynchronised if needed, a slot on the line taken,
+ * the attempt's time-out set and what has arrived flushed. Returns 0 with the bus held (RTU:
+ * give it back after the request), or a DRV_E* code with a sentence and nothing held. */
+static int prepare(struct drv *drv, const char *what, int64_t deadline_ms, struct ll_error *reterr)
+{
+    int r = resync(drv, what, deadline_ms, reterr);
+
+    if (r == 0)
+        r = take(drv, what, deadline_ms, reterr);
+    if (r)
+        return r;
+    if (!set_attempt_timeout(drv, deadline_ms)) {
+        give(drv, 0, 0);
+        return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no time left before the deadline", what);
+    }
+    modbus_flush(drv->mb);
     return 0;
 }
 
@@ -284,6 +379,7 @@ int drv__mb_read(struct drv *drv,
                  int64_t deadline_ms,
                  struct ll_error *reterr)
 {
+    size_t full = 5 + 2 * (size_t)n; /* the answer's bytes on the line */
     char what[96];
     int r = 0;
 
@@ -294,23 +390,31 @@ int drv__mb_read(struct drv *drv,
              addr,
              addr + n - 1);
     for (int attempt = 0;; attempt++) {
+        int got, e;
+
         if (!drv->connected) {
             r = drv__reconnect(drv, deadline_ms, reterr);
             if (r)
                 goto retry;
         }
-        if (!set_attempt_timeout(drv, deadline_ms))
+        if (ll_ms_until(deadline_ms) < 5)
             break;
         r = prepare(drv, what, deadline_ms, reterr);
+        if (r == DRV_ELINK)
+            goto retry; /* the line was found lost by another instrument: reconnect */
         if (r)
             break;
-        if ((input ? modbus_read_input_registers(drv->mb, addr, n, dest)
-                   : modbus_read_registers(drv->mb, addr, n, dest)) == n) {
+        got = input ? modbus_read_input_registers(drv->mb, addr, n, dest)
+                    : modbus_read_registers(drv->mb, addr, n, dest);
+        e = errno;
+        if (got == n) {
+            give(drv, 8, full);
             drv->mb_timeouts = 0;
             return 0;
         }
         /* busy (06) and accepted (05) are polled like no answer; refusals are final */
-        r = drv__mb_error(drv, errno, what, reterr);
+        r = drv__mb_error(drv, e, what, reterr);
+        give(drv, 8, answer_bytes(e, full));
         if (drv__mb_refusal(r))
             return r;
     retry:
@@ -331,25 +435,33 @@ int drv__mb_write_regs_once(struct drv *drv,
                             int64_t deadline_ms,
                             struct ll_error *reterr)
 {
+    size_t tx = 9 + 2 * (size_t)n;
     char what[96];
-    int r;
+    int r, got, e;
 
     snprintf(what, sizeof(what), "writing registers %d-%d", addr, addr + n - 1);
-    if (!drv->connected) {
-        r = drv__reconnect(drv, deadline_ms, reterr);
-        if (r)
-            return r;
+    for (int tries = 0; tries < 2; tries++) {
+        if (!drv->connected) {
+            r = drv__reconnect(drv, deadline_ms, reterr);
+            if (r)
+                return r;
+        }
+        r = prepare(drv, what, deadline_ms, reterr);
+        if (r != DRV_ELINK || drv->connected)
+            break; /* else nothing sent: the line was found lost by another instrument */
     }
-    if (!set_attempt_timeout(drv, deadline_ms))
-        return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no time left before the deadline", what);
-    r = prepare(drv, what, deadline_ms, reterr);
     if (r)
         return r;
-    if (modbus_write_registers(drv->mb, addr, n, src) == n) {
+    got = modbus_write_registers(drv->mb, addr, n, src);
+    e = errno;
+    if (got == n) {
+        give(drv, tx, 8);
         drv->mb_timeouts = 0;
         return 0;
     }
-    return drv__mb_error(drv, errno, what, reterr);
+    r = drv__mb_error(drv, e, what, reterr);
+    give(drv, tx, answer_bytes(e, 8));
+    return r;
 }
 
 /* Exception 05 to a write of value at addr: the instrument carries it out; read the
@@ -389,21 +501,27 @@ int drv__mb_write_reg(
 
     snprintf(what, sizeof(what), "writing register %d = %u", addr, (unsigned)value);
     for (int attempt = 0, busy = 0; attempt < 2;) {
+        int got, e;
+
         if (!drv->connected) {
             r = drv__reconnect(drv, deadline_ms, reterr);
             if (r)
                 return r;
         }
-        if (!set_attempt_timeout(drv, deadline_ms))
-            return ll_error_set(reterr, DRV_ETIMEDOUT, "%s: no time left", what);
         r = prepare(drv, what, deadline_ms, reterr);
+        if (r == DRV_ELINK && !drv->connected)
+            continue; /* nothing sent: the line was found lost by another instrument */
         if (r)
             return r;
-        if (modbus_write_register(drv->mb, addr, value) == 1) {
+        got = modbus_write_register(drv->mb, addr, value);
+        e = errno;
+        if (got == 1) {
+            give(drv, 8, 8);
             drv->mb_timeouts = 0;
             return 0;
         }
-        r = drv__mb_error(drv, errno, what, reterr);
+        r = drv__mb_error(drv, e, what, reterr);
+        give(drv, 8, answer_bytes(e, 8));
         if (drv__mb_refusal(r))
             return r;
         if (r == DRV__EACCEPTED)

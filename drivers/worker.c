@@ -29,7 +29,8 @@
 
 struct drv_worker {
     struct labconf_instrument inst;
-    struct drv *drv; /* owned by the thread */
+    struct drv_bus *bus; /* the caller's (shared Modbus RTU line), or NULL */
+    struct drv *drv;     /* owned by the thread */
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -53,7 +54,7 @@ run_request(struct drv_worker *w, const struct drv_request *req, struct drv_comp
     c->cookie = req->cookie;
     c->step_id = req->step.id;
     if (!w->drv) {
-        c->rc = drv_open(&w->inst, &w->drv, &c->err);
+        c->rc = drv_open_bus(&w->inst, w->bus, &w->drv, &c->err);
         if (c->rc)
             goto out;
     }
@@ -126,6 +127,14 @@ int drv_worker_start(const struct labconf_instrument *inst,
                      struct drv_worker **ret_worker,
                      struct ll_error *reterr)
 {
+    return drv_worker_start_bus(inst, NULL, ret_worker, reterr);
+}
+
+int drv_worker_start_bus(const struct labconf_instrument *inst,
+                         struct drv_bus *bus,
+                         struct drv_worker **ret_worker,
+                         struct ll_error *reterr)
+{
     struct drv_worker *w;
     int r;
 
@@ -134,6 +143,7 @@ int drv_worker_start(const struct labconf_instrument *inst,
     if (!w)
         return ll_error_set(reterr, -ENOMEM, "out of memory");
     w->inst = *inst;
+    w->bus = bus;
     w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
     if (w->efd < 0) {
         r = -errno;

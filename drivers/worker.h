@@ -73,6 +73,16 @@ int drv_worker_start(const struct labconf_instrument *inst,
                      struct drv_worker **ret_worker,
                      struct ll_error *reterr);
 
+/* drv_worker_start() for an instrument on a shared Modbus RTU line: the worker's driver is
+ * opened with drv_open_bus(inst, bus) (bus NULL: as drv_worker_start()). bus stays the
+ * caller's and must outlive the worker (drivers/bus.h). The workers of one line run their
+ * requests in parallel threads; the bus serialises their transactions, commands (START,
+ * SAFE, CLEAR) before polls (POLL, QUERY, STATUS, DESCRIBE). */
+int drv_worker_start_bus(const struct labconf_instrument *inst,
+                         struct drv_bus *bus,
+                         struct drv_worker **ret_worker,
+                         struct ll_error *reterr);
+
 /* The completion fd to poll for POLLIN (owned by the worker; do not close or read it). */
 int drv_worker_fd(const struct drv_worker *worker);
 

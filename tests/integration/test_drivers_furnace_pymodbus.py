@@ -108,13 +108,21 @@ class Furnace(ModbusSequentialDataBlock):
         if address == m["program_status"] and values[0] == m["ps"]["run"]:
             threading.Timer(self.finish_after_s, self.finish).start()
 
+    def pv_full_scale(self):
+        if self.sensor_break_on_run:  # not once the test has moved on
+            super().setValues(self.m["pv"], [32767])
+
     def finish(self):
         m = self.m
         if self.reg(m["program_status"]) != m["ps"]["run"]:
             return
         if self.sensor_break_on_run:
+            # the status bit first, PV at full scale 0.1 s later: a poll reads status before
+            # PV (one request each, 3.5 characters apart on the line), so setting both at
+            # once could fall between those reads and show the full-scale PV (an INVALID PV
+            # fault) without the bit that names the sensor break
             super().setValues(m["status"], [B5_SENSOR_BREAK])
-            super().setValues(m["pv"], [32767])
+            threading.Timer(0.1, self.pv_full_scale).start()
             return
         if self.overheat_on_run:  # output stuck on, no alarm configured: PV 215 C
             super().setValues(m["pv"], [2150])
