@@ -762,6 +762,79 @@ static int parse_station(struct parse *p, const config_setting_t *g, struct labc
     return 0;
 }
 
+/* Instruments whose serial `device` is the same share one line (docs/instruments.md "A
+ * shared Modbus RTU line"): only Modbus RTU instruments may, with the same serial settings
+ * (one line has one baud rate and framing) and distinct slave ids (a slave answers its own
+ * id only). Checks instrument in, parsed from g, against the ones before it. */
+static int check_shared_line(struct parse *p,
+                             const config_setting_t *g,
+                             const struct labconf *lab,
+                             const struct labconf_instrument *in)
+{
+    const config_setting_t *dev = config_setting_get_member(g, "device");
+
+    if (in->driver == LABCONF_DRIVER_ROBOT_MODBUS_TCP)
+        return 0;
+    for (int j = 0; j < lab->n_instruments; j++) {
+        const struct labconf_instrument *o = &lab->instruments[j];
+        const config_setting_t *at;
+
+        if (o->driver == LABCONF_DRIVER_ROBOT_MODBUS_TCP || strcmp(o->device, in->device) != 0)
+            continue;
+        if (in->driver != LABCONF_DRIVER_FURNACE_MODBUS_RTU ||
+            o->driver != LABCONF_DRIVER_FURNACE_MODBUS_RTU)
+            return fail(p,
+                        dev ? dev : g,
+                        "instrument '%s': device '%s' is also the line of instrument '%s' (line "
+                        "%d); only Modbus RTU instruments share a line (%s is not)",
+                        in->name,
+                        in->device,
+                        o->name,
+                        o->line,
+                        in->driver != LABCONF_DRIVER_FURNACE_MODBUS_RTU
+                            ? labconf_driver_name(in->driver)
+                            : labconf_driver_name(o->driver));
+        if (in->baud != o->baud || in->parity != o->parity || in->data_bits != o->data_bits ||
+            in->stop_bits != o->stop_bits) {
+            at = config_setting_get_member(g, "baud");
+            if (in->baud == o->baud)
+                at = in->parity != o->parity         ? config_setting_get_member(g, "parity")
+                     : in->data_bits != o->data_bits ? config_setting_get_member(g, "data_bits")
+                                                     : config_setting_get_member(g, "stop_bits");
+            return fail(p,
+                        at ? at : g,
+                        "instrument '%s': device '%s' is shared with instrument '%s' (line %d), "
+                        "so its serial settings must be the same: %d %c%d%d here, %d %c%d%d "
+                        "there",
+                        in->name,
+                        in->device,
+                        o->name,
+                        o->line,
+                        in->baud,
+                        in->parity,
+                        in->data_bits,
+                        in->stop_bits,
+                        o->baud,
+                        o->parity,
+                        o->data_bits,
+                        o->stop_bits);
+        }
+        if (in->slave == o->slave) {
+            at = config_setting_get_member(g, "slave");
+            return fail(p,
+                        at ? at : g,
+                        "instrument '%s': slave id %d on device '%s' is taken by instrument '%s' "
+                        "(line %d): each instrument on a shared line needs its own slave id",
+                        in->name,
+                        in->slave,
+                        in->device,
+                        o->name,
+                        o->line);
+        }
+    }
+    return 0;
+}
+
 static int parse_lab(struct parse *p, const config_t *cfg, struct labconf *lab)
 {
     static const char *const lab_keys[] = {
@@ -806,6 +879,9 @@ static int parse_lab(struct parse *p, const config_t *cfg, struct labconf *lab)
             return r;
         if (labconf_find_instrument(lab, lab->instruments[i].name))
             return fail(p, g, "instrument '%s' is defined twice", lab->instruments[i].name);
+        r = check_shared_line(p, g, lab, &lab->instruments[i]);
+        if (r)
+            return r;
         lab->n_instruments = i + 1;
     }
 

@@ -170,41 +170,67 @@ static char *default_with(const char *from, const char *to)
     return out;
 }
 
+/* A second furnace "f2" on the furnace's device, on one line, with extra settings. */
+#define F2(extra)                                                                                  \
+    "{ name = \"f2\"; driver = \"modbus_rtu_furnace\"; device = \"/dev/ttyUSB0\"; " extra          \
+    " map = \"vendorb\"; limits = { max_temp_c = 200.0; max_ramp_c_min = 30.0; "                   \
+    "safe_setpoint_c = 25.0; }; }, "
+
 static void test_labconf_bad_input_names_line_and_problem(void **state)
 {
     static const struct {
         const char *from, *to, *want;
     } cases[] = {
         {"max_temp_c = 200.0",
-         "max_temp = 200.0",                                            "t.conf:43: instrument 'furnace' limits: unknown key 'max_temp'"},
+         "max_temp = 200.0",                                               "t.conf:43: instrument 'furnace' limits: unknown key 'max_temp'"},
         {"map = \"eurotherm3216\"",
-         "map = \"nosuch\"",                                            "t.conf:40: instrument 'furnace': map 'nosuch' is not defined"  },
-        {"driver = \"spn1_coater\"", "driver = \"spn2\"",               "unknown driver 'spn2'"                                         },
-        {"slave = 1;",               "slave = 300;",                    "'slave' = 300 is outside 1..247"                               },
-        {"parity = \"N\"",           "parity = \"X\"",                  "parity must be N, E or O"                                      },
-        {"max_rpm = 8000;",          "",                                "'max_rpm' is missing"                                          },
-        {"max_rpm = 8000;",          "max_rpm = \"fast\";",             "'max_rpm' must be a number"                                    },
-        {"safe_setpoint_c = 25.0",   "safe_setpoint_c = 250.0",         "'safe_setpoint_c' is above"                                    },
-        {"pv = 1;",                  "pv = 70000;",                     "map 'eurotherm3216': 'pv' = 70000 is outside 0..65535"         },
-        {"temp_scale = 0.1;",        "temp_scale = 0.0;",               "'temp_scale' = 0 is outside"                                   },
+         "map = \"nosuch\"",                                               "t.conf:40: instrument 'furnace': map 'nosuch' is not defined"  },
+        {"driver = \"spn1_coater\"",    "driver = \"spn2\"",               "unknown driver 'spn2'"                                         },
+        {"slave = 1;",                  "slave = 300;",                    "'slave' = 300 is outside 1..247"                               },
+        {"parity = \"N\"",              "parity = \"X\"",                  "parity must be N, E or O"                                      },
+        {"max_rpm = 8000;",             "",                                "'max_rpm' is missing"                                          },
+        {"max_rpm = 8000;",             "max_rpm = \"fast\";",             "'max_rpm' must be a number"                                    },
+        {"safe_setpoint_c = 25.0",      "safe_setpoint_c = 250.0",         "'safe_setpoint_c' is above"                                    },
+        {"pv = 1;",                     "pv = 70000;",                     "map 'eurotherm3216': 'pv' = 70000 is outside 0..65535"         },
+        {"temp_scale = 0.1;",           "temp_scale = 0.0;",               "'temp_scale' = 0 is outside"                                   },
         {"host = \"127.0.0.1\";",
-         "host = \"127.0.0.1\"; device = \"/dev/x\";",                  "instrument 'robot': unknown key 'device'"                      },
-        {"place = \"eis\"",          "place = \"roof\"",                "place 'roof' is not a place of robot"                          },
-        {"name = \"coater\"",        "name = \"robot\"",                "instrument 'robot' is defined twice"                           },
-        {"lab: {",                   "lab: { @include \"/etc/passwd\"", "@include is not allowed"                                       },
-        {"lab: {",                   "lab: { x = ;",                    "syntax error"                                                  },
-        {"lab: {",                   "labx: {",                         "no 'lab' group"                                                },
-        {"rack = 0;",                "rack = 16;",                      "place 'rack' must be a slot 0..15"                             },
+         "host = \"127.0.0.1\"; device = \"/dev/x\";",                     "instrument 'robot': unknown key 'device'"                      },
+        {"place = \"eis\"",             "place = \"roof\"",                "place 'roof' is not a place of robot"                          },
+        {"name = \"coater\"",           "name = \"robot\"",                "instrument 'robot' is defined twice"                           },
+        {"lab: {",                      "lab: { @include \"/etc/passwd\"", "@include is not allowed"                                       },
+        {"lab: {",                      "lab: { x = ;",                    "syntax error"                                                  },
+        {"lab: {",                      "labx: {",                         "no 'lab' group"                                                },
+        {"rack = 0;",                   "rack = 16;",                      "place 'rack' must be a slot 0..15"                             },
         {"wells = 96;",
-         "wells = 97;",                                                 "t.conf:28: instrument 'robot': 'wells' = 97 is outside 1..96"  },
+         "wells = 97;",                                                    "t.conf:28: instrument 'robot': 'wells' = 97 is outside 1..96"  },
         {"wells = 96;",
-         "wells = 0;",                                                  "t.conf:28: instrument 'robot': 'wells' = 0 is outside 1..96"   },
+         "wells = 0;",                                                     "t.conf:28: instrument 'robot': 'wells' = 0 is outside 1..96"   },
         {"wells = 96;",
-         "wells = \"many\";",                                           "t.conf:28: instrument 'robot': 'wells' must be an integer"     },
+         "wells = \"many\";",                                              "t.conf:28: instrument 'robot': 'wells' must be an integer"     },
         {"end_type_values = {",
-         "status_bits = { sensor_break = 16; }; end_type_values = {",   "'sensor_break' = 16 is outside 0..15"                          },
+         "status_bits = { sensor_break = 16; }; end_type_values = {",      "'sensor_break' = 16 is outside 0..15"                          },
         {"end_type_values = {",
-         "status_bits = { b5 = 1; }; end_type_values = {",              "status_bits: unknown key 'b5'"                                 },
+         "status_bits = { b5 = 1; }; end_type_values = {",                 "status_bits: unknown key 'b5'"                                 },
+ /* a shared line: the same device means the same serial settings and distinct slave
+  * ids, and only Modbus RTU instruments share one */
+        {"{\n      name = \"coater\";",
+         F2("slave = 1;") "{\n      name = \"coater\";",
+         "t.conf:47: instrument 'f2': slave id 1 on device '/dev/ttyUSB0' is taken by "
+         "instrument 'furnace' (line 31): each instrument on a shared line needs its own "
+         "slave id"                                                                                                                        },
+        {"{\n      name = \"coater\";",
+         F2("") "{\n      name = \"coater\";",
+         "t.conf:47: instrument 'f2': slave id 1 on device '/dev/ttyUSB0' is taken"                                                        },
+        {"{\n      name = \"coater\";",
+         F2("slave = 2; baud = 19200;") "{\n      name = \"coater\";",
+         "t.conf:47: instrument 'f2': device '/dev/ttyUSB0' is shared with instrument 'furnace' "
+         "(line 31), so its serial settings must be the same: 19200 N81 here, 9600 N81 there"                                              },
+        {"{\n      name = \"coater\";",
+         F2("slave = 2; parity = \"E\";") "{\n      name = \"coater\";",
+         "its serial settings must be the same: 9600 E81 here, 9600 N81 there"                                                             },
+        {"device = \"/dev/ttyUSB1\";",
+         "device = \"/dev/ttyUSB0\";",                                     "t.conf:50: instrument 'coater': device '/dev/ttyUSB0' is also the line of instrument "
+         "'furnace' (line 31); only Modbus RTU instruments share a line (spn1_coater is not)"        },
     };
     (void)state;
 
@@ -245,6 +271,33 @@ static void test_labconf_sim_groups_are_ignored_and_maps_switch(void **state)
     free(text);
 }
 
+/* Instruments on one device with the same serial settings and distinct slave ids load (a
+ * shared line); the same slave id on another device is no conflict. */
+static void test_labconf_shared_line_loads(void **state)
+{
+    struct labconf *lab = NULL;
+    struct ll_error err = {0};
+    char *text =
+        default_with("{\n      name = \"coater\";", F2("slave = 2;") "{\n      name = \"coater\";");
+    (void)state;
+
+    if (labconf_load_string(text, "t.conf", &lab, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_string_equal(labconf_find_instrument(lab, "f2")->device, "/dev/ttyUSB0");
+    assert_int_equal(labconf_find_instrument(lab, "f2")->slave, 2);
+    labconf_free(&lab);
+    free(text);
+    text =
+        default_with("{\n      name = \"coater\";", F2("slave = 1;") "{\n      name = \"coater\";");
+    char *other = strstr(text, "device = \"/dev/ttyUSB0\"; slave = 1;");
+    assert_non_null(other);
+    memcpy(other, "device = \"/dev/ttyUSB2\"", strlen("device = \"/dev/ttyUSB2\""));
+    if (labconf_load_string(text, "t.conf", &lab, &err) != 0)
+        fail_msg("%s", err.msg);
+    labconf_free(&lab);
+    free(text);
+}
+
 static void test_labconf_missing_file(void **state)
 {
     struct labconf *lab = NULL;
@@ -264,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_labconf_write_then_load_gives_equal_structs),
         cmocka_unit_test(test_labconf_bad_input_names_line_and_problem),
         cmocka_unit_test(test_labconf_sim_groups_are_ignored_and_maps_switch),
+        cmocka_unit_test(test_labconf_shared_line_loads),
         cmocka_unit_test(test_labconf_missing_file),
     };
 
