@@ -38,6 +38,7 @@
 #include "simulators/sim_log.h"
 #include "simulators/sim_measure.h"
 #include "simulators/sim_robot.h"
+#include "simulators/sim_rtu.h"
 #include "simulators/sim_station.h"
 #include "simulators/world.h"
 
@@ -61,6 +62,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -158,12 +160,17 @@ out:
 #define TICK_MS 50
 #define FURNACE_STEP_S 0.5
 #define FURNACE_MAX_STEPS 5000
-#define MAX_LATE 32
+#define MAX_LATE 64
+#define MAX_FURNACES SIM_RTU_MAX_SLAVES
+#define MAX_PORTS 8
+#define RTU_TURNAROUND_US 0.0 /* labsim's controllers answer at once (an assumption) */
 
-/* A reply held back by a late-reply fault: sent on fd at due_ms. */
+/* A reply held back (a late-reply fault, or a serial answer still on the wire): sent on fd
+ * at due_ms. id: the Modbus RTU line's name for it (sim_rtu.h), 0 for others. */
 struct late_reply {
     int fd;
     int64_t due_ms;
+    uint64_t id;
     size_t len;
     uint8_t bytes[MODBUS_TCP_MAX_ADU_LENGTH];
 };
@@ -178,6 +185,17 @@ struct sim_tty {
     char link[PATH_MAX]; /* DIR/NAME.tty */
     int64_t replug_ms;   /* monotonic ms of the replug; 0 = plugged in */
     int unplugs;         /* how often it was unplugged */
+};
+
+/* A Modbus RTU line on a pseudo-terminal: the furnaces whose lab.conf `device` is the same
+ * share it (a multi-drop RS-485 line), and the pty and its symlink are named after the first
+ * of them. */
+struct sim_rtu_port {
+    struct sim_tty tty;
+    struct sim_rtu_line line;
+    char device[LABCONF_TEXT_MAX]; /* the configured device that groups the furnaces */
+    int first_inst;                /* instrument index the pty is named after */
+    int64_t last_rx_ms;
 };
 
 struct labsim_options {
@@ -217,10 +235,15 @@ struct labsim {
     long robot_stall_pending;    /* the same for robot.stall; -1 = none */
     int robot_mute[MAX_CLIENTS]; /* connections stalled for good: read, never answered */
     int robot_unplugs, robot_stalls;
-    /* furnace */
-    struct sim_furnace furnace;
-    struct sim_tty fur;
-    int64_t fur_last_rx_ms;
+    /* furnaces (furnace_i: the first, whose state status reports at the top level), each on
+     * a port (one per distinct device) and at a place of the robot */
+    struct sim_furnace furnaces[MAX_FURNACES];
+    int furnace_inst[MAX_FURNACES];
+    int furnace_port[MAX_FURNACES];
+    int furnace_slot[MAX_FURNACES];
+    int n_furnaces;
+    struct sim_rtu_port ports[MAX_PORTS];
+    int n_ports;
     /* coater */
     struct sim_coater coater;
     struct sim_tty coat;
@@ -269,12 +292,13 @@ static void write_all(int fd, const void *buf, size_t len)
 
 /* ---- late replies ------------------------------------------------------------------ */
 
-/* Sends a reply on fd delay_ms from now. A device answers in order: while an earlier reply
- * on fd is held back, this one waits behind it (so a late answer to one request arrives
- * before the answer to the next, as on a real serial line). */
-static void send_reply(struct labsim *ls, int fd, const uint8_t *bytes, size_t len, int delay_ms)
+/* Sends a reply on fd at due (monotonic ms). A device answers in order: while an earlier
+ * reply on fd is held back, this one waits behind it (so a late answer to one request
+ * arrives before the answer to the next, as on a real serial line). */
+static void
+send_reply_at(struct labsim *ls, int fd, const uint8_t *bytes, size_t len, int64_t due, uint64_t id)
 {
-    int64_t now = ll_monotonic_ms(), due = now + delay_ms;
+    int64_t now = ll_monotonic_ms();
     int queued = 0;
     for (int i = 0; i < ls->n_late; i++)
         if (ls->late[i].fd == fd) {
@@ -289,8 +313,25 @@ static void send_reply(struct labsim *ls, int fd, const uint8_t *bytes, size_t l
     struct late_reply *l = &ls->late[ls->n_late++];
     l->fd = fd;
     l->due_ms = due;
+    l->id = id;
     l->len = len;
     memcpy(l->bytes, bytes, len);
+}
+
+/* Sends a reply on fd delay_ms from now (in order, as send_reply_at). */
+static void send_reply(struct labsim *ls, int fd, const uint8_t *bytes, size_t len, int delay_ms)
+{
+    send_reply_at(ls, fd, bytes, len, ll_monotonic_ms() + delay_ms, 0);
+}
+
+/* A collision on a Modbus RTU line hit the answer `id` still held for fd: it arrives as
+ * noise (its length kept), as a garbled frame on RS-485 does. */
+static void garble_reply(struct labsim *ls, int fd, uint64_t id)
+{
+    for (int i = 0; i < ls->n_late; i++)
+        if (ls->late[i].fd == fd && ls->late[i].id == id)
+            for (size_t k = 0; k < ls->late[i].len; k++)
+                ls->late[i].bytes[k] = (uint8_t)(splitmix64(&ls->noise_rng) & 0xFF);
 }
 
 /* Sends the held-back replies that are due, in the order they were queued. */
@@ -818,16 +859,41 @@ static int tty_replug_due(struct sim_tty *t, const char *name, int64_t now)
     return 1;
 }
 
-static void furnace_readable(struct labsim *ls)
+static int64_t monotonic_us(void)
 {
-    uint8_t buf[512], out[2048];
-    ssize_t n = read(ls->fur.master, buf, sizeof(buf));
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Bytes from the master on a Modbus RTU line: every furnace on it hears them, the one
+ * addressed answers when its answer would have crossed the line (sim_rtu.h); a frame that
+ * collided garbles the answers it hit. */
+static void port_readable(struct labsim *ls, struct sim_rtu_port *p)
+{
+    uint8_t buf[512];
+    static struct sim_rtu_reply out[4]; /* large; one thread */
+    uint64_t garbled[SIM_RTU_MAX_PENDING];
+    int n_garbled = 0;
+    ssize_t n = read(p->tty.master, buf, sizeof(buf));
     if (n <= 0)
         return;
-    ls->fur_last_rx_ms = ll_monotonic_ms();
-    size_t r = sim_furnace_feed(&ls->furnace, buf, (size_t)n, out, sizeof(out));
-    if (r > 0)
-        send_reply(ls, ls->fur.master, out, r, ls->furnace.reply_delay_ms);
+    p->last_rx_ms = ll_monotonic_ms();
+    int64_t collisions = p->line.st.collisions;
+    int k = sim_rtu_rx(
+        &p->line, buf, (size_t)n, monotonic_us(), out, 4, garbled, SIM_RTU_MAX_PENDING, &n_garbled);
+    if (p->line.st.collisions != collisions)
+        sim_log(SIM_LOG_WARNING,
+                "line=%s event=collision bytes=%zd garbled_answers=%d collisions=%lld",
+                p->tty.link,
+                n,
+                n_garbled,
+                (long long)p->line.st.collisions);
+    for (int i = 0; i < n_garbled; i++)
+        garble_reply(ls, p->tty.master, garbled[i]);
+    for (int i = 0; i < k; i++)
+        send_reply_at(
+            ls, p->tty.master, out[i].bytes, out[i].len, (out[i].due_us + 999) / 1000, out[i].id);
 }
 
 static void coater_readable(struct labsim *ls)
@@ -887,7 +953,17 @@ static json_t *control_counts(struct labsim *ls)
         if (ls->faults.names[i].hits > 0)
             json_object_set_new(
                 faults, ls->faults.names[i].name, json_integer(ls->faults.names[i].hits));
-    return json_pack("{s:b,s:o,s:o,s:I,s:I,s:o,s:o,s:f}",
+    /* every furnace by name; the top-level keys are the first furnace's */
+    json_t *furnaces = json_object();
+    for (int i = 0; i < ls->n_furnaces; i++)
+        json_object_set_new(furnaces,
+                            ls->lab->instruments[ls->furnace_inst[i]].name,
+                            json_pack("{s:I,s:I}",
+                                      "programs",
+                                      (json_int_t)ls->furnaces[i].programs_run,
+                                      "eeprom_writes",
+                                      (json_int_t)ls->furnaces[i].eeprom_writes));
+    return json_pack("{s:b,s:o,s:o,s:I,s:I,s:o,s:o,s:o,s:f}",
                      "ok",
                      1,
                      "robot_jobs",
@@ -895,9 +971,11 @@ static json_t *control_counts(struct labsim *ls)
                      "coater_runs",
                      coater,
                      "furnace_programs",
-                     (json_int_t)ls->furnace.programs_run,
+                     (json_int_t)(ls->n_furnaces > 0 ? ls->furnaces[0].programs_run : 0),
                      "furnace_eeprom_writes",
-                     (json_int_t)ls->furnace.eeprom_writes,
+                     (json_int_t)(ls->n_furnaces > 0 ? ls->furnaces[0].eeprom_writes : 0),
+                     "furnaces",
+                     furnaces,
                      "measurements",
                      counts_object(ls->env.measurements, ls->env.n_measurements),
                      "faults",
@@ -960,15 +1038,90 @@ static json_t *control_samples(struct labsim *ls)
     return json_pack("{s:b,s:o}", "ok", 1, "samples", arr);
 }
 
+/* One furnace's state for status (the top-level furnace_* keys are the first furnace's). */
+static json_t *furnace_json(const struct labsim *ls, int i)
+{
+    const struct sim_furnace *f = &ls->furnaces[i];
+    const struct sim_rtu_port *p = &ls->ports[ls->furnace_port[i]];
+    return json_pack("{s:s,s:i,s:s,s:b,s:f,s:f,s:f,s:i,s:b,s:f,s:f,s:f,s:I}",
+                     "name",
+                     ls->lab->instruments[ls->furnace_inst[i]].name,
+                     "slave",
+                     f->slave,
+                     "link",
+                     p->tty.link,
+                     "plugged",
+                     p->tty.master >= 0,
+                     "pv_c",
+                     f->pv_c,
+                     "sp_work_c",
+                     f->sp_work_c,
+                     "sp_active_c",
+                     sim_furnace_active_sp(f),
+                     "program",
+                     (int)f->program,
+                     "program_ended",
+                     f->program_ended != 0,
+                     "seg_target_c",
+                     f->seg_target_c,
+                     "seg_rate_c_min",
+                     f->seg_rate_c_min,
+                     "seg_dwell_min",
+                     f->seg_dwell_min,
+                     "programs",
+                     (json_int_t)f->programs_run);
+}
+
+/* One Modbus RTU line's accounting (sim_rtu.h): busy_ms over labsim's monotonic clock is
+ * the line's utilisation. */
+static json_t *port_json(const struct labsim *ls, const struct sim_rtu_port *p)
+{
+    const struct sim_rtu_stats *st = &p->line.st;
+    json_t *names = json_array();
+    for (int i = 0; i < ls->n_furnaces; i++)
+        if (&ls->ports[ls->furnace_port[i]] == p)
+            json_array_append_new(names,
+                                  json_string(ls->lab->instruments[ls->furnace_inst[i]].name));
+    return json_pack("{s:s,s:s,s:o,s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+                     "link",
+                     p->tty.link,
+                     "device",
+                     p->tty.master >= 0 ? p->tty.path : "",
+                     "instruments",
+                     names,
+                     "char_us",
+                     p->line.char_us,
+                     "t35_us",
+                     p->line.t35_us,
+                     "busy_ms",
+                     (double)st->busy_us / 1000.0,
+                     "bytes_rx",
+                     (json_int_t)st->bytes_rx,
+                     "bytes_tx",
+                     (json_int_t)st->bytes_tx,
+                     "frames",
+                     (json_int_t)st->frames,
+                     "replies",
+                     (json_int_t)st->replies,
+                     "collisions",
+                     (json_int_t)st->collisions,
+                     "gap_violations",
+                     (json_int_t)st->gap_violations,
+                     "bad_frames",
+                     (json_int_t)st->bad_frames);
+}
+
 static json_t *control_status(struct labsim *ls)
 {
-    json_t *rep = json_pack("{s:b,s:i,s:s,s:s,s:f,s:f,s:i,s:f,s:f,s:f,s:i,s:b,s:s}",
+    const struct sim_furnace *f0 = ls->n_furnaces > 0 ? &ls->furnaces[0] : NULL;
+    const struct sim_tty *fur = ls->n_furnaces > 0 ? &ls->ports[ls->furnace_port[0]].tty : NULL;
+    json_t *rep = json_pack("{s:b,s:i,s:s,s:s,s:f,s:f,s:i,s:f,s:f,s:f,s:i,s:b,s:s,s:I}",
                             "ok",
                             1,
                             "robot_port",
                             ls->robot_port,
                             "furnace_device",
-                            ls->fur.master >= 0 ? ls->fur.path : "",
+                            fur && fur->master >= 0 ? fur->path : "",
                             "coater_device",
                             ls->coat.master >= 0 ? ls->coat.path : "",
                             "sim_time_s",
@@ -978,25 +1131,33 @@ static json_t *control_status(struct labsim *ls)
                             "robot_state",
                             (int)ls->robot.state,
                             "furnace_pv_c",
-                            ls->furnace.pv_c,
+                            f0 ? f0->pv_c : 0.0,
                             "furnace_sp_work_c",
-                            ls->furnace.sp_work_c,
+                            f0 ? f0->sp_work_c : 0.0,
                             "furnace_sp_active_c",
-                            sim_furnace_active_sp(&ls->furnace),
+                            f0 ? sim_furnace_active_sp(f0) : 0.0,
                             "furnace_program",
-                            (int)ls->furnace.program,
+                            f0 ? (int)f0->program : 0,
                             "furnace_program_ended",
-                            ls->furnace.program_ended != 0,
+                            f0 && f0->program_ended != 0,
                             "coater_state",
-                            sim_coater_state_name(ls->coater.state));
+                            sim_coater_state_name(ls->coater.state),
+                            "monotonic_ms",
+                            (json_int_t)ll_monotonic_ms());
+    json_t *furnaces = json_array(), *lines = json_array();
+    for (int i = 0; i < ls->n_furnaces; i++)
+        json_array_append_new(furnaces, furnace_json(ls, i));
+    for (int i = 0; i < ls->n_ports; i++)
+        json_array_append_new(lines, port_json(ls, &ls->ports[i]));
+    json_object_set_new(rep, "furnaces", furnaces);
+    json_object_set_new(rep, "lines", lines);
     /* the stable symlinks lab.conf names, and whether their cable is in (control "unplug") */
-    json_object_set_new(rep, "furnace_link", json_string(ls->fur.link));
+    json_object_set_new(rep, "furnace_link", json_string(fur ? fur->link : ""));
     json_object_set_new(rep, "coater_link", json_string(ls->coat.link));
-    json_object_set_new(
-        rep, "furnace_plugged", json_boolean(ls->furnace_i >= 0 && ls->fur.master >= 0));
+    json_object_set_new(rep, "furnace_plugged", json_boolean(fur && fur->master >= 0));
     json_object_set_new(
         rep, "coater_plugged", json_boolean(ls->coater_i >= 0 && ls->coat.master >= 0));
-    json_object_set_new(rep, "furnace_unplugs", json_integer(ls->fur.unplugs));
+    json_object_set_new(rep, "furnace_unplugs", json_integer(fur ? fur->unplugs : 0));
     json_object_set_new(rep, "coater_unplugs", json_integer(ls->coat.unplugs));
     /* the robot's link (control "unplug"/"stall") and its job-id registers */
     json_object_set_new(rep, "robot_plugged", json_boolean(ls->listen_fd >= 0));
@@ -1065,10 +1226,15 @@ static json_t *control_unplug(struct labsim *ls, json_t *req)
         robot_unplug(ls, llround(seconds * 1000.0));
         return json_pack("{s:b,s:i}", "ok", 1, "port", ls->robot_port);
     }
-    if (name != NULL && ls->furnace_i >= 0 &&
-        strcmp(name, ls->lab->instruments[ls->furnace_i].name) == 0) {
-        t = &ls->fur;
-        sim_furnace_flush_partial(&ls->furnace);
+    int fi = -1;
+    for (int i = 0; name != NULL && i < ls->n_furnaces; i++)
+        if (strcmp(name, ls->lab->instruments[ls->furnace_inst[i]].name) == 0)
+            fi = i;
+    if (fi >= 0) {
+        /* a furnace on a shared line: the line's cable, every furnace on it */
+        struct sim_rtu_port *p = &ls->ports[ls->furnace_port[fi]];
+        t = &p->tty;
+        sim_rtu_cut(&p->line);
     } else if (name != NULL && ls->coater_i >= 0 &&
                strcmp(name, ls->lab->instruments[ls->coater_i].name) == 0) {
         t = &ls->coat;
@@ -1227,17 +1393,22 @@ static void tick(struct labsim *ls)
             sim_lab_spun(&ls->slab, ls->coater.peak_rpm);
         }
     }
-    if (ls->furnace_i >= 0) {
+    if (ls->n_furnaces > 0) {
         int steps = (int)ceil(dt / FURNACE_STEP_S);
         if (steps > FURNACE_MAX_STEPS)
             steps = FURNACE_MAX_STEPS;
         double h = dt / steps;
-        for (int i = 0; i < steps; i++) {
-            sim_furnace_step(&ls->furnace, h);
-            sim_lab_furnace_step(&ls->slab, ls->furnace.temp_c, ls->furnace.sp_work_c, h);
+        for (int f = 0; f < ls->n_furnaces; f++) {
+            struct sim_furnace *fu = &ls->furnaces[f];
+            for (int i = 0; i < steps; i++) {
+                sim_furnace_step(fu, h);
+                sim_lab_furnace_step_at(
+                    &ls->slab, ls->furnace_slot[f], fu->temp_c, fu->sp_work_c, h);
+            }
         }
-        if (ls->furnace.n_rx > 0 && now - ls->fur_last_rx_ms > 50)
-            sim_furnace_flush_partial(&ls->furnace);
+        for (int p = 0; p < ls->n_ports; p++)
+            if (ls->ports[p].line.n_rx > 0 && now - ls->ports[p].last_rx_ms > 50)
+                sim_rtu_flush_partial(&ls->ports[p].line);
     }
     for (int i = 0; i < ls->n_stations; i++)
         sim_station_tick(&ls->stations[i], &ls->env, dt, now);
@@ -1261,8 +1432,8 @@ static int64_t next_due_ms(const struct labsim *ls)
         due_s = fmin(due_s, sim_robot_next_event_s(&ls->robot));
     if (ls->coater_i >= 0)
         due_s = fmin(due_s, sim_coater_next_event_s(&ls->coater));
-    if (ls->furnace_i >= 0)
-        due_s = fmin(due_s, sim_furnace_next_event_s(&ls->furnace));
+    for (int i = 0; i < ls->n_furnaces; i++)
+        due_s = fmin(due_s, sim_furnace_next_event_s(&ls->furnaces[i]));
     for (int i = 0; i < ls->n_stations; i++)
         due_s = fmin(due_s, sim_station_next_event_s(&ls->stations[i]));
     double real_ms = due_s / ls->opt.speed * 1000.0;
@@ -1275,9 +1446,11 @@ static int64_t next_due_ms(const struct labsim *ls)
 static void replug_due(struct labsim *ls)
 {
     int64_t now = ll_monotonic_ms();
-    if (ls->furnace_i >= 0 &&
-        tty_replug_due(&ls->fur, ls->lab->instruments[ls->furnace_i].name, now))
-        sim_furnace_flush_partial(&ls->furnace);
+    for (int i = 0; i < ls->n_ports; i++) {
+        struct sim_rtu_port *p = &ls->ports[i];
+        if (tty_replug_due(&p->tty, ls->lab->instruments[p->first_inst].name, now))
+            sim_rtu_cut(&p->line);
+    }
     if (ls->coater_i >= 0 &&
         tty_replug_due(&ls->coat, ls->lab->instruments[ls->coater_i].name, now))
         ls->n_line = 0, ls->discarding = 0;
@@ -1285,10 +1458,11 @@ static void replug_due(struct labsim *ls)
 
 static int run_loop(struct labsim *ls)
 {
-    struct pollfd pfd[8 + MAX_CLIENTS + 2 * MAX_STATIONS];
+    struct pollfd pfd[8 + MAX_PORTS + MAX_CLIENTS + 2 * MAX_STATIONS];
     while (!ls->stop) {
         int n = 0;
-        int i_sig = -1, i_listen = -1, i_fur = -1, i_coat = -1, i_clients = -1;
+        int i_sig = -1, i_listen = -1, i_coat = -1, i_clients = -1;
+        int i_port[MAX_PORTS];
         pfd[n] = (struct pollfd){.fd = ls->sigfd, .events = POLLIN};
         i_sig = n++;
         if (ls->robot_i >= 0) {
@@ -1300,9 +1474,12 @@ static int run_loop(struct labsim *ls)
             for (int c = 0; c < ls->n_clients; c++)
                 pfd[n++] = (struct pollfd){.fd = ls->clients[c], .events = POLLIN};
         }
-        if (ls->furnace_i >= 0 && ls->fur.master >= 0) {
-            pfd[n] = (struct pollfd){.fd = ls->fur.master, .events = POLLIN};
-            i_fur = n++;
+        for (int p = 0; p < ls->n_ports; p++) {
+            i_port[p] = -1;
+            if (ls->ports[p].tty.master >= 0) {
+                pfd[n] = (struct pollfd){.fd = ls->ports[p].tty.master, .events = POLLIN};
+                i_port[p] = n++;
+            }
         }
         if (ls->coater_i >= 0 && ls->coat.master >= 0) {
             pfd[n] = (struct pollfd){.fd = ls->coat.master, .events = POLLIN};
@@ -1355,8 +1532,9 @@ static int run_loop(struct labsim *ls)
             }
             if (i_listen >= 0 && (pfd[i_listen].revents & POLLIN))
                 robot_accept(ls);
-            if (i_fur >= 0 && (pfd[i_fur].revents & POLLIN))
-                furnace_readable(ls);
+            for (int p = 0; p < ls->n_ports; p++)
+                if (i_port[p] >= 0 && (pfd[i_port[p]].revents & POLLIN))
+                    port_readable(ls, &ls->ports[p]);
             if (i_coat >= 0 && (pfd[i_coat].revents & POLLIN))
                 coater_readable(ls);
         }
@@ -1407,6 +1585,67 @@ static int tty_setup(struct labsim *ls,
     return 0;
 }
 
+/* Every furnace on its Modbus RTU line: one pty per distinct configured device (furnaces
+ * with the same device share it as slaves of one RS-485 line, each answering its own id),
+ * named after the first furnace on it; the lab.conf labsim writes names the pty's symlink
+ * as the device of each. A furnace's samples are those at the robot's place of its name
+ * (the first furnace also takes the place "furnace"). */
+static int
+furnaces_setup(struct labsim *ls, const struct labconf_instrument *robot, struct ll_error *err)
+{
+    for (int f = 0; f < ls->n_furnaces; f++) {
+        struct labconf_instrument *inst = &ls->lab->instruments[ls->furnace_inst[f]];
+        struct sim_rtu_port *port = NULL;
+        int p, rc;
+
+        for (p = 0; p < ls->n_ports && port == NULL; p++)
+            if (strcmp(ls->ports[p].device, inst->device) == 0)
+                port = &ls->ports[p];
+        /* the first furnace keeps the seed, so a one-furnace lab runs as before */
+        sim_furnace_init(&ls->furnaces[f],
+                         inst,
+                         ls->opt.seed + 0x9E3779B97F4A7C15ull * (uint64_t)f,
+                         &ls->faults);
+        if (port == NULL) {
+            if (ls->n_ports == MAX_PORTS)
+                return ll_error_set(
+                    err, -ENOSPC, "%s: more than %d Modbus RTU lines", inst->name, MAX_PORTS);
+            port = &ls->ports[ls->n_ports++];
+            snprintf(port->device, sizeof(port->device), "%s", inst->device);
+            port->first_inst = ls->furnace_inst[f];
+            sim_rtu_init(&port->line, inst, RTU_TURNAROUND_US);
+            rc = tty_setup(ls, &port->tty, inst, err);
+            if (rc != 0)
+                return rc;
+        } else {
+            snprintf(inst->device, sizeof(inst->device), "%s", port->tty.link);
+        }
+        ls->furnace_port[f] = (int)(port - ls->ports);
+        rc = sim_rtu_add_slave(&port->line, &ls->furnaces[f]);
+        if (rc != 0)
+            return ll_error_set(err,
+                                rc,
+                                "%s: slave id %d: %s on its line",
+                                inst->name,
+                                inst->slave,
+                                rc == -EEXIST ? "taken" : "too many slaves");
+        ls->furnace_slot[f] = labconf_place_slot(robot, inst->name);
+        if (ls->furnace_slot[f] < 0 && f == 0)
+            ls->furnace_slot[f] = ls->slab.furnace_slot;
+        sim_log(SIM_LOG_INFO,
+                "instrument=%s event=listening device=%s link=%s map=%s slave=%d baud=%d "
+                "char_us=%.1f",
+                inst->name,
+                port->tty.path,
+                port->tty.link,
+                inst->map.name,
+                inst->slave,
+                inst->baud,
+                port->line.char_us);
+    }
+    return 0;
+}
+
 static int setup(struct labsim *ls, struct ll_error *err)
 {
     int rc;
@@ -1430,14 +1669,16 @@ static int setup(struct labsim *ls, struct ll_error *err)
         enum labconf_driver d = ls->lab->instruments[i].driver;
         if (d == LABCONF_DRIVER_ROBOT_MODBUS_TCP && ls->robot_i < 0)
             ls->robot_i = i;
-        else if (d == LABCONF_DRIVER_FURNACE_MODBUS_RTU && ls->furnace_i < 0)
-            ls->furnace_i = i;
+        else if (d == LABCONF_DRIVER_FURNACE_MODBUS_RTU && ls->n_furnaces < MAX_FURNACES)
+            ls->furnace_inst[ls->n_furnaces++] = i;
         else if (d == LABCONF_DRIVER_COATER_SPN1 && ls->coater_i < 0)
             ls->coater_i = i;
         else
             sim_log(SIM_LOG_WARNING,
-                    "instrument=%s event=not_simulated reason=\"only one instrument of each kind\"",
-                    ls->lab->instruments[i].name);
+                    "instrument=%s event=not_simulated reason=\"one robot, one coater, %d "
+                    "furnaces at most\"",
+                    ls->lab->instruments[i].name,
+                    MAX_FURNACES);
     }
     if (ls->robot_i < 0)
         return ll_error_set(err,
@@ -1454,20 +1695,10 @@ static int setup(struct labsim *ls, struct ll_error *err)
     rc = robot_open(ls, err);
     if (rc != 0)
         return rc;
-    if (ls->furnace_i >= 0) {
-        struct labconf_instrument *inst = &ls->lab->instruments[ls->furnace_i];
-        sim_furnace_init(&ls->furnace, inst, ls->opt.seed, &ls->faults);
-        rc = tty_setup(ls, &ls->fur, inst, err);
-        if (rc != 0)
-            return rc;
-        sim_log(SIM_LOG_INFO,
-                "instrument=%s event=listening device=%s link=%s map=%s slave=%d",
-                inst->name,
-                ls->fur.path,
-                ls->fur.link,
-                inst->map.name,
-                inst->slave);
-    }
+    ls->furnace_i = ls->n_furnaces > 0 ? ls->furnace_inst[0] : -1;
+    rc = furnaces_setup(ls, robot, err);
+    if (rc != 0)
+        return rc;
     if (ls->coater_i >= 0) {
         struct labconf_instrument *inst = &ls->lab->instruments[ls->coater_i];
         sim_coater_init(
@@ -1560,16 +1791,18 @@ static void teardown(struct labsim *ls)
         modbus_mapping_free(ls->map);
     if (ls->mb != NULL)
         modbus_free(ls->mb);
-    if (ls->fur.master > 0) {
-        close(ls->fur.master);
-        close(ls->fur.slave);
-    }
+    for (int i = 0; i < ls->n_ports; i++)
+        if (ls->ports[i].tty.master > 0) {
+            close(ls->ports[i].tty.master);
+            close(ls->ports[i].tty.slave);
+        }
     if (ls->coat.master > 0) {
         close(ls->coat.master);
         close(ls->coat.slave);
     }
-    if (ls->fur.link[0] != '\0')
-        unlink(ls->fur.link);
+    for (int i = 0; i < ls->n_ports; i++)
+        if (ls->ports[i].tty.link[0] != '\0')
+            unlink(ls->ports[i].tty.link);
     if (ls->coat.link[0] != '\0')
         unlink(ls->coat.link);
     sim_robot_free(&ls->robot);

@@ -131,7 +131,12 @@ void sim_lab_spun(struct sim_lab *lab, double peak_rpm)
 
 void sim_lab_furnace_step(struct sim_lab *lab, double temp_c, double sp_c, double dt_s)
 {
-    struct sim_sample *s = sim_lab_at(lab, lab->furnace_slot);
+    sim_lab_furnace_step_at(lab, lab->furnace_slot, temp_c, sp_c, dt_s);
+}
+
+void sim_lab_furnace_step_at(struct sim_lab *lab, int slot, double temp_c, double sp_c, double dt_s)
+{
+    struct sim_sample *s = sim_lab_at(lab, slot);
     if (s == NULL)
         return;
     if (s->n_hist == s->cap_hist) {

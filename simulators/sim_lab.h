@@ -81,8 +81,14 @@ struct sim_sample *sim_lab_at(struct sim_lab *lab, int slot);
 /* The coater spun whatever sits on the chuck up to peak_rpm. */
 void sim_lab_spun(struct sim_lab *lab, double peak_rpm);
 
-/* One furnace step of dt_s seconds at temperature temp_c with working setpoint sp_c. */
+/* One furnace step of dt_s seconds at temperature temp_c with working setpoint sp_c, for the
+ * sample at the place "furnace". */
 void sim_lab_furnace_step(struct sim_lab *lab, double temp_c, double sp_c, double dt_s);
+
+/* The same for the sample at slot (a lab with several furnaces: each is the place named
+ * like it); nothing for a slot < 0 or without a sample. */
+void sim_lab_furnace_step_at(
+    struct sim_lab *lab, int slot, double temp_c, double sp_c, double dt_s);
 
 /* The anneal the sample really got: setpoint = the working setpoint it spent the longest
  * time at (the program's dwell target), anneal_min = time with T >= setpoint - 5 °C (hotter

@@ -75,6 +75,11 @@ def main():
     old_dev = os.readlink(link)
 
     wait_for("the first anneal", lambda: sim()["furnace_program"] == 1, timeout=60, every=0.005)
+    # the answer to "run" crosses the line ~16 ms after labsim applied it (9600 baud, labsim's
+    # line timing): pull the cable once the driver has sent its next request (the first poll),
+    # so the cable goes while the anneal runs, not while its start waits for that answer
+    frames = sim()["lines"][0]["frames"]
+    wait_for("the first poll", lambda: sim()["lines"][0]["frames"] > frames, timeout=10, every=0.002)
     started = [sid for sid, state, _ in furnace_steps(tmp) if state == "started"]
     assert len(started) == 1, furnace_steps(tmp)
     step_id = started[0]
