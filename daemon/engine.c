@@ -9,6 +9,7 @@
 #include "common/ll_time.h"
 #include "daemon/log.h"
 #include "daemon/recipe.h"
+#include "drivers/bus.h"
 #include "drivers/worker.h"
 #include "models/analysis.h"
 #include "models/measurement.h"
@@ -123,6 +124,10 @@ struct engine {
     int n_camps;
     struct instr instrs[LABCONF_MAX_INSTRUMENTS];
     int n_instrs;
+    /* one per distinct device of the Modbus RTU instruments (drivers/bus.h): the workers of
+     * the instruments on a line share it; freed after every worker has stopped */
+    struct drv_bus *lines[LABCONF_MAX_INSTRUMENTS];
+    int n_lines;
     struct flight flights[MAX_FLIGHTS];
     int64_t missed_deadlines;
     int estop;
@@ -340,6 +345,28 @@ static void estop_command_safe(struct engine *e, const char *why)
              e->n_instrs);
 }
 
+/* The line of a Modbus RTU instrument (NULL for the others): the bus of the first instrument
+ * on its device, made on first use. lab.conf has checked that instruments on one device
+ * agree on its serial settings and have distinct slave ids (drivers/labconf.c). */
+static int line_of(struct engine *e,
+                   const struct labconf_instrument *inst,
+                   struct drv_bus **ret,
+                   struct ll_error *reterr)
+{
+    *ret = NULL;
+    if (inst->driver != LABCONF_DRIVER_FURNACE_MODBUS_RTU)
+        return 0;
+    for (int k = 0; k < e->n_lines; k++)
+        if (strcmp(drv_bus_device(e->lines[k]), inst->device) == 0) {
+            *ret = e->lines[k];
+            return drv_bus_check(*ret, inst, reterr);
+        }
+    int r = drv_bus_new(inst, &e->lines[e->n_lines], reterr);
+    if (r == 0)
+        *ret = e->lines[e->n_lines++];
+    return r;
+}
+
 int engine_new(const struct engine_options *opt, struct engine **ret, struct ll_error *reterr)
 {
     struct engine *e = calloc(1, sizeof(*e));
@@ -361,7 +388,10 @@ int engine_new(const struct engine_options *opt, struct engine **ret, struct ll_
         in->budget_ms = 2 * DRV_CALL_BUDGET(&opt->lab->instruments[i]);
         in->max_temp_c = opt->lab->instruments[i].limits.max_temp_c;
         if (!opt->no_instruments) {
-            r = drv_worker_start(&opt->lab->instruments[i], &in->w, reterr);
+            struct drv_bus *line = NULL;
+            r = line_of(e, &opt->lab->instruments[i], &line, reterr);
+            if (r == 0)
+                r = drv_worker_start_bus(&opt->lab->instruments[i], line, &in->w, reterr);
             if (r < 0)
                 goto out;
 #ifdef LL_FAILPOINTS
@@ -395,6 +425,8 @@ void engine_free(struct engine **e)
         return;
     for (int i = 0; i < (*e)->n_instrs; i++)
         drv_worker_stop(&(*e)->instrs[i].w);
+    for (int i = 0; i < (*e)->n_lines; i++)
+        drv_bus_free(&(*e)->lines[i]);
     for (int i = 0; i < (*e)->n_camps; i++)
         recipe_free(&(*e)->camps[i].r);
     for (int i = 0; i < MAX_FLIGHTS; i++)
@@ -3667,6 +3699,45 @@ static json_t *campaign_status_json(struct engine *e, json_t *c)
     return o;
 }
 
+/* The Modbus RTU lines (docs/daemon.md "Status"): device, instruments, share of time the
+ * line carried frames since labloopd started, and how long transactions waited for it. */
+static json_t *lines_json(struct engine *e)
+{
+    json_t *arr = json_array();
+    for (int k = 0; k < e->n_lines; k++) {
+        struct drv_bus_stats st;
+        json_t *names = json_array();
+        drv_bus_stats(e->lines[k], &st);
+        for (int i = 0; i < e->opt.lab->n_instruments; i++) {
+            const struct labconf_instrument *in = &e->opt.lab->instruments[i];
+            if (in->driver == LABCONF_DRIVER_FURNACE_MODBUS_RTU &&
+                strcmp(in->device, drv_bus_device(e->lines[k])) == 0)
+                json_array_append_new(names, json_string(in->name));
+        }
+        double pct = st.elapsed_us > 0 ? 100.0 * (double)st.line_us / (double)st.elapsed_us : 0.0;
+        json_array_append_new(arr,
+                              json_pack("{s:s,s:o,s:I,s:f,s:f,s:f,s:f}",
+                                        "device",
+                                        drv_bus_device(e->lines[k]),
+                                        "instruments",
+                                        names,
+                                        "transactions",
+                                        (json_int_t)st.transactions,
+                                        "busy_pct",
+                                        pct,
+                                        "command_wait_max_ms",
+                                        (double)st.call_wait_max_us[DRV_BUS_COMMAND] / 1000.0,
+                                        "command_wait_mean_ms",
+                                        st.calls[DRV_BUS_COMMAND] > 0
+                                            ? (double)st.call_wait_total_us[DRV_BUS_COMMAND] /
+                                                  1000.0 / (double)st.calls[DRV_BUS_COMMAND]
+                                            : 0.0,
+                                        "poll_wait_max_ms",
+                                        (double)st.wait_max_us[DRV_BUS_POLL] / 1000.0));
+    }
+    return arr;
+}
+
 json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
 {
     json_t *out = json_object();
@@ -3751,6 +3822,7 @@ json_t *engine_status_json(struct engine *e, struct ll_error *reterr)
         json_array_append_new(ins, o);
     }
     json_object_set_new(out, "instruments", ins);
+    json_object_set_new(out, "lines", lines_json(e));
     json_t *rack = engine_rack_json(e, NULL);
     if (rack != NULL)
         json_object_set_new(out, "rack", rack);
