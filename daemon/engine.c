@@ -231,16 +231,19 @@ static int poll_ms_of(const struct engine *e, int instr)
  * every millisecond) from one interval before its expected end to ten intervals after it,
  * so that the end of a step is seen soon and the next one on that instrument (or the next
  * sample's move) starts without waiting a whole interval. */
+int64_t engine_poll_next_at(int64_t poll, int64_t expected_end_at, int64_t now)
+{
+    int64_t fast = poll / 5 > 1 ? poll / 5 : 1;
+    if (expected_end_at > 0 && now >= expected_end_at - poll && now < expected_end_at + 10 * poll)
+        return now + fast;
+    if (expected_end_at > now && expected_end_at - poll < now + poll)
+        return expected_end_at - poll > now + fast ? expected_end_at - poll : now + fast;
+    return now + poll;
+}
+
 static int64_t poll_next_at(const struct engine *e, const struct flight *f, int64_t now)
 {
-    int64_t poll = poll_ms_of(e, f->instr);
-    int64_t fast = poll / 5 > 1 ? poll / 5 : 1;
-    if (f->expected_end_at > 0 && now >= f->expected_end_at - poll &&
-        now < f->expected_end_at + 10 * poll)
-        return now + fast;
-    if (f->expected_end_at > now && f->expected_end_at - poll < now + poll)
-        return f->expected_end_at - poll > now + fast ? f->expected_end_at - poll : now + fast;
-    return now + poll;
+    return engine_poll_next_at(poll_ms_of(e, f->instr), f->expected_end_at, now);
 }
 
 static int64_t deadline_ms_of(const struct engine *e, int64_t expected_ms)

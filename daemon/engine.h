@@ -136,6 +136,13 @@ int engine_workers_alive(
  * when pv_c or the limit is not a finite number (no usable reading). */
 int engine_furnace_may_load(double pv_c, double setpoint_c, double tolerance_c);
 
+/* When a running step is polled next (monotonic ms), now being when its last poll ended:
+ * every poll_ms, but five times as often (at least every millisecond) from one interval
+ * before its expected end (expected_end_at; 0 unknown) to ten intervals after it, so that
+ * the end of a step is seen soon. The daemon's poll schedule; pure (the bus budget test,
+ * reliability.md L7, polls by it). */
+int64_t engine_poll_next_at(int64_t poll_ms, int64_t expected_end_at, int64_t now);
+
 /* 1 when a wait that began waited_ms ago (real milliseconds) has lasted longer than warn_min
  * minutes of instrument time at time_scale (instrument seconds per real second). */
 int engine_furnace_wait_overdue(int64_t waited_ms, double time_scale, double warn_min);

@@ -20,6 +20,17 @@ pid_t ll_test_labsim_start(int speed,
                            size_t rt_cap,
                            struct labconf **ret_lab)
 {
+    return ll_test_labsim_start_lab(NULL, speed, poll_ms, furnace_map, rt, rt_cap, ret_lab);
+}
+
+pid_t ll_test_labsim_start_lab(const char *lab_path,
+                               int speed,
+                               int poll_ms,
+                               const char *furnace_map,
+                               char *rt,
+                               size_t rt_cap,
+                               struct labconf **ret_lab)
+{
     const char *labsim = getenv("LABSIM");
     const char *tmp = ll_test_tmpdir();
     char in_path[4200], ready[4200], out_path[4200], log_path[4200], speed_text[16];
@@ -37,8 +48,11 @@ pid_t ll_test_labsim_start(int speed,
     snprintf(out_path, sizeof(out_path), "%s/lab.conf", rt);
     snprintf(log_path, sizeof(log_path), "%s/labsim.log", tmp);
     snprintf(speed_text, sizeof(speed_text), "%d", speed);
-    if (labconf_load_default(&src, &err) != 0)
+    if ((lab_path != NULL ? labconf_load_file(lab_path, &src, &err)
+                          : labconf_load_default(&src, &err)) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
         return -1;
+    }
     src->instruments[labconf_instrument_index(src, "robot")].port = 0; /* labsim picks one */
     for (int i = 0; i < src->n_instruments && poll_ms > 0; i++)
         src->instruments[i].poll_ms = poll_ms;

@@ -23,6 +23,15 @@ pid_t ll_test_labsim_start(int speed,
                            size_t rt_cap,
                            struct labconf **ret_lab);
 
+/* The same on the lab definition in the file lab_path (NULL: the embedded default). */
+pid_t ll_test_labsim_start_lab(const char *lab_path,
+                               int speed,
+                               int poll_ms,
+                               const char *furnace_map,
+                               char *rt,
+                               size_t rt_cap,
+                               struct labconf **ret_lab);
+
 /* One request (consumed) on the control socket of the labsim running in rt; its parsed
  * answer (json_decref it). Fails the test when there is none within 5 s. */
 json_t *ll_test_labsim_control(void *zctx, const char *rt, json_t *req);

@@ -1,0 +1,419 @@
+/* test_bus_budget_labsim — reliability.md L7 "Bus budget": three Modbus RTU furnaces on one
+ * 9600-baud line (config/lab-shared-bus.conf: slave ids 1, 2, 3 on one device; labsim serves
+ * them as slaves of one pty and keeps the line's time, simulators/sim_rtu.h), driven as
+ * labloopd drives them: one worker per instrument on one shared bus (drivers/bus.h), every
+ * running step polled on the daemon's schedule (engine_poll_next_at() with the lab's poll_ms,
+ * 250 ms). The three anneals start 1.5 s apart, so each start meets the others' polls; while
+ * they run, each furnace also gets a step command every 3 s (drv_step_start() of its own
+ * running step: the daemon's idempotent re-start, five reads at command priority).
+ *
+ * Pass (the matrix row): the line is busy at most 50 % of the time — measured by labsim from
+ * the frames it carried (characters at 9600 8N1 and t3.5 after each), over the time all three
+ * run, over every 1 s window of it, and over the whole run — and a step command waits at most
+ * 200 ms for its first slot on the line (drv_bus_stats(): the wait of each command call before
+ * its first transaction). Also: every furnace is polled (no poll fails), labsim saw no
+ * collision and no frame inside another's t3.5, and each anneal ran once (labsim's program
+ * count) with its own setpoint (the loaded segment target). The figures go to stderr.
+ *
+ * To see what the bus prevents (not run by ctest): LL_L7_PRIVATE_LINES=1 gives each worker a
+ * line of its own (three libmodbus contexts on one pty, as before drivers/bus.h);
+ * LL_L7_BUDGET=1 turns the pacing off (only the inter-frame gap).
+ */
+#include "common/ll_time.h"
+#include "daemon/engine.h"
+#include "drivers/bus.h"
+#include "drivers/driver.h"
+#include "drivers/labconf.h"
+#include "drivers/worker.h"
+#include "ll_test.h"
+#include "ll_test_labsim.h"
+
+#include <math.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <zmq.h>
+
+#define N 3
+#define SPEED 20        /* labsim time scale: an anneal of ~3.5 min takes ~10 s */
+#define RAMP_C_MIN 30.0 /* as config/perovskite.conf's recipe */
+#define DWELL_MIN 2.0
+#define STAGGER_MS 1500      /* furnace k starts k x STAGGER_MS after the first */
+#define PROBE_MS 3000        /* a step command per running furnace this often */
+#define PROBE_MARGIN_MS 2500 /* no probe this close to the program's end (it would restart it) */
+#define MAX_UTIL 0.50        /* the matrix row */
+#define MAX_COMMAND_WAIT_MS 200.0
+#define RUN_LIMIT_MS 60000
+
+static const char *const names[N] = {"furnace", "furnace2", "furnace3"};
+static const double setpoints[N] = {60.0, 70.0, 80.0};
+
+/* LL_L7_PRIVATE_LINES: errors are counted and the furnace asked again, not failed at once */
+static bool count_errors;
+
+static pid_t labsim_pid;
+static struct labconf *lab;
+static char rt[4096];
+static void *zctx;
+
+static int start_labsim(void **state)
+{
+    char path[4200];
+    (void)state;
+    snprintf(path, sizeof(path), "%s/config/lab-shared-bus.conf", getenv("LL_SOURCE_DIR"));
+    labsim_pid = ll_test_labsim_start_lab(path, SPEED, 0, NULL, rt, sizeof(rt), &lab);
+    zctx = zmq_ctx_new();
+    return labsim_pid > 0 && zctx != NULL ? 0 : -1;
+}
+
+static int stop_labsim(void **state)
+{
+    (void)state;
+    ll_test_labsim_stop(labsim_pid);
+    labsim_pid = 0;
+    labconf_free(&lab);
+    if (zctx != NULL)
+        zmq_ctx_term(zctx);
+    return 0;
+}
+
+struct furnace {
+    const struct labconf_instrument *inst;
+    struct drv_worker *w;
+    struct drv_step step;
+    int64_t start_at, end_at, expected_end_at, next_poll_at, next_probe_at;
+    bool started, done, outstanding;
+    int polls, probes, errors;
+    char last_error[LL_ERROR_MSG_MAX];
+    int64_t last_poll_ms, poll_gap_total_ms, poll_gap_max_ms, start_call_ms;
+};
+
+/* labsim's view of the line: its monotonic clock and the line's busy time (ms). */
+struct line_sample {
+    int64_t at_ms;
+    double busy_ms;
+};
+
+static json_t *labsim_status(void)
+{
+    return ll_test_labsim_control(zctx, rt, json_pack("{s:s}", "cmd", "status"));
+}
+
+static struct line_sample line_sample(void)
+{
+    json_t *st = labsim_status();
+    json_t *line = json_array_get(json_object_get(st, "lines"), 0);
+    struct line_sample s = {
+        (int64_t)json_integer_value(json_object_get(st, "monotonic_ms")),
+        json_number_value(json_object_get(line, "busy_ms")),
+    };
+    assert_int_equal(json_array_size(json_object_get(st, "lines")), 1); /* one line */
+    json_decref(st);
+    return s;
+}
+
+static double util(struct line_sample a, struct line_sample b)
+{
+    return b.at_ms > a.at_ms ? (b.busy_ms - a.busy_ms) / (double)(b.at_ms - a.at_ms) : 0.0;
+}
+
+/* The anneal's real duration at SPEED (ramp from 25 C, then the dwell) and the daemon's
+ * expected duration (config/perovskite.conf: ramp + dwell + 60 s), in real ms. */
+static int64_t anneal_ms(double setpoint_c, double margin_s)
+{
+    double s = (setpoint_c - 25.0) / RAMP_C_MIN * 60.0 + DWELL_MIN * 60.0 + margin_s;
+    return (int64_t)(s * 1000.0 / SPEED);
+}
+
+static void submit(struct furnace *f, enum drv_request_op op, uint64_t cookie)
+{
+    struct ll_error err = {0};
+    struct drv_request req = {.op = op, .cookie = cookie, .step = f->step};
+    if (drv_worker_submit(f->w, &req, &err) != 0)
+        fail_msg("%s: submit: %s", f->inst->name, err.msg);
+    f->outstanding = true;
+}
+
+static void on_completion(struct furnace *f, const struct drv_completion *c, int poll_ms)
+{
+    int64_t now = ll_monotonic_ms();
+
+    f->outstanding = false;
+    if (c->rc != 0 && count_errors) {
+        f->errors++;
+        snprintf(f->last_error, sizeof(f->last_error), "%s", c->err.msg);
+        if (c->op == DRV_REQ_START && c->cookie == 1)
+            f->start_at = now + 100; /* ask again (its outcome is read back first) */
+        else
+            f->next_poll_at = now + poll_ms;
+        return;
+    }
+    if (c->rc != 0)
+        fail_msg("%s: %s (op %d) failed: %s",
+                 f->inst->name,
+                 c->op == DRV_REQ_POLL ? "poll" : "start",
+                 (int)c->op,
+                 c->err.msg);
+    if (c->op == DRV_REQ_START && c->cookie == 1) { /* the anneal's start */
+        f->started = true;
+        f->start_call_ms = c->elapsed_ms;
+        f->end_at = now + anneal_ms(f->step.anneal.setpoint_c, 0.0);
+        f->expected_end_at = now + anneal_ms(f->step.anneal.setpoint_c, 60.0);
+        f->next_poll_at = engine_poll_next_at(poll_ms, f->expected_end_at, now);
+        f->next_probe_at = now + PROBE_MS / 2;
+        return;
+    }
+    if (c->op == DRV_REQ_START) { /* a probe: the same step again, already running */
+        f->probes++;
+        return;
+    }
+    assert_int_equal(c->op, DRV_REQ_POLL);
+    if (f->polls > 0) {
+        int64_t gap = now - f->last_poll_ms;
+        f->poll_gap_total_ms += gap;
+        if (gap > f->poll_gap_max_ms)
+            f->poll_gap_max_ms = gap;
+    }
+    f->polls++;
+    f->last_poll_ms = now;
+    if (c->status.state == DRV_STEP_FAILED || c->status.state == DRV_STEP_UNKNOWN)
+        fail_msg("%s: step %s: %s",
+                 f->inst->name,
+                 drv_step_state_name(c->status.state),
+                 c->status.reason);
+    if (c->status.state == DRV_STEP_DONE) {
+        f->done = true;
+        return;
+    }
+    f->next_poll_at = engine_poll_next_at(poll_ms, f->expected_end_at, now);
+}
+
+static double ms(int64_t us)
+{
+    return (double)us / 1000.0;
+}
+
+static void test_three_furnaces_on_one_9600_line_keep_the_bus_budget(void **state)
+{
+    struct furnace fs[N];
+    struct drv_bus *bus = NULL;
+    struct ll_error err = {0};
+    const char *budget_env = getenv("LL_L7_BUDGET");
+    bool private_lines = getenv("LL_L7_PRIVATE_LINES") != NULL;
+    count_errors = private_lines;
+    struct line_sample first, all_running = {0}, first_done = {0}, last;
+    struct line_sample window_start;
+    double max_window = 0.0;
+    int poll_ms = 0, n_windows = 0;
+    (void)state;
+
+    memset(fs, 0, sizeof(fs));
+    for (int k = 0; k < N; k++) {
+        fs[k].inst = labconf_find_instrument(lab, names[k]);
+        assert_non_null(fs[k].inst);
+        assert_string_equal(fs[k].inst->device, labconf_find_instrument(lab, names[0])->device);
+        assert_int_equal(fs[k].inst->baud, 9600);
+        poll_ms = fs[k].inst->poll_ms; /* the lab's: 250 ms */
+    }
+    assert_int_equal(poll_ms, 250);
+    if (!private_lines) {
+        assert_int_equal(drv_bus_new(fs[0].inst, &bus, &err), 0);
+        if (budget_env != NULL)
+            assert_int_equal(drv_bus_set_budget(bus, atof(budget_env)), 0);
+    }
+    for (int k = 0; k < N; k++) {
+        if (drv_worker_start_bus(fs[k].inst, bus, &fs[k].w, &err) != 0)
+            fail_msg("%s", err.msg);
+        fs[k].step.id = (uint32_t)(100 + k);
+        fs[k].step.kind = DRV_STEP_ANNEAL;
+        fs[k].step.anneal.setpoint_c = setpoints[k];
+        fs[k].step.anneal.ramp_c_min = RAMP_C_MIN;
+        fs[k].step.anneal.dwell_min = DWELL_MIN;
+    }
+
+    int64_t t0 = ll_monotonic_ms(), next_sample = t0 + 1000;
+    for (int k = 0; k < N; k++)
+        fs[k].start_at = t0 + k * STAGGER_MS;
+    first = window_start = line_sample();
+    for (;;) {
+        int64_t now = ll_monotonic_ms();
+        bool all_done = true, all_started = true, any_done = false;
+        for (int k = 0; k < N; k++) {
+            all_done = all_done && fs[k].done;
+            all_started = all_started && fs[k].started;
+            any_done = any_done || fs[k].done;
+        }
+        if (all_done)
+            break;
+        if (now - t0 > RUN_LIMIT_MS)
+            fail_msg("the anneals did not end within %d s", RUN_LIMIT_MS / 1000);
+        if (all_started && all_running.at_ms == 0)
+            all_running = window_start = line_sample();
+        if (any_done && first_done.at_ms == 0 && all_running.at_ms != 0)
+            first_done = line_sample();
+        if (all_running.at_ms != 0 && first_done.at_ms == 0 && now >= next_sample) {
+            /* 1 s windows while all three run */
+            struct line_sample s = line_sample();
+            if (s.at_ms - window_start.at_ms >= 900) {
+                double u = util(window_start, s);
+                if (u > max_window)
+                    max_window = u;
+                n_windows++;
+                window_start = s;
+            }
+            next_sample = now + 1000;
+        }
+        for (int k = 0; k < N; k++) {
+            struct furnace *f = &fs[k];
+            if (f->outstanding || f->done)
+                continue;
+            if (!f->started && now >= f->start_at)
+                submit(f, DRV_REQ_START, 1);
+            else if (f->started && now >= f->next_probe_at && now < f->end_at - PROBE_MARGIN_MS) {
+                submit(f, DRV_REQ_START, 2);
+                f->next_probe_at = now + PROBE_MS;
+            } else if (f->started && now >= f->next_poll_at)
+                submit(f, DRV_REQ_POLL, 3);
+        }
+        struct pollfd pfd[N];
+        int64_t wake = now + 20;
+        for (int k = 0; k < N; k++) {
+            pfd[k] = (struct pollfd){.fd = drv_worker_fd(fs[k].w), .events = POLLIN};
+            if (fs[k].started && !fs[k].outstanding && !fs[k].done && fs[k].next_poll_at < wake)
+                wake = fs[k].next_poll_at;
+        }
+        assert_true(poll(pfd, N, wake > now ? (int)(wake - now) : 0) >= 0);
+        for (int k = 0; k < N; k++) {
+            struct drv_completion c;
+            while (drv_worker_next(fs[k].w, &c) == 1)
+                on_completion(&fs[k], &c, poll_ms);
+        }
+    }
+    last = line_sample();
+
+    /* what labsim saw: every furnace ran its anneal once, with its own setpoint; the line
+     * had no collision and no frame inside another's t3.5 */
+    json_t *st = labsim_status();
+    json_t *line = json_array_get(json_object_get(st, "lines"), 0);
+    json_t *furnaces = json_object_get(st, "furnaces");
+    long programs_of[N];
+    double target_of[N];
+    long collisions = (long)json_integer_value(json_object_get(line, "collisions"));
+    long gap_violations = (long)json_integer_value(json_object_get(line, "gap_violations"));
+    fprintf(stderr,
+            "L7: line %s: %lld frames, %lld answers, %ld collisions, %ld gap violations, %lld "
+            "bytes from the master, %lld from the slaves\n",
+            json_string_value(json_object_get(line, "link")),
+            (long long)json_integer_value(json_object_get(line, "frames")),
+            (long long)json_integer_value(json_object_get(line, "replies")),
+            collisions,
+            gap_violations,
+            (long long)json_integer_value(json_object_get(line, "bytes_rx")),
+            (long long)json_integer_value(json_object_get(line, "bytes_tx")));
+    for (int k = 0; k < N; k++) {
+        json_t *f = NULL;
+        size_t i;
+        json_t *v;
+        json_array_foreach(furnaces, i, v)
+        {
+            if (strcmp(json_string_value(json_object_get(v, "name")), names[k]) == 0)
+                f = v;
+        }
+        assert_non_null(f);
+        long programs = (long)json_integer_value(json_object_get(f, "programs"));
+        double target = json_number_value(json_object_get(f, "seg_target_c"));
+        fprintf(stderr,
+                "L7: %s (slave %d): %d polls, poll interval mean %.0f ms max %lld ms (the "
+                "daemon asks every %d ms), %d step commands while running, start call %lld ms, "
+                "programs %ld, segment target %.1f C; %d failed calls%s%s\n",
+                names[k],
+                fs[k].inst->slave,
+                fs[k].polls,
+                fs[k].polls > 1 ? (double)fs[k].poll_gap_total_ms / (fs[k].polls - 1) : 0.0,
+                (long long)fs[k].poll_gap_max_ms,
+                poll_ms,
+                fs[k].probes,
+                (long long)fs[k].start_call_ms,
+                programs,
+                target,
+                fs[k].errors,
+                fs[k].errors ? ", the last: " : "",
+                fs[k].last_error);
+        programs_of[k] = programs;
+        target_of[k] = target;
+    }
+    json_decref(st);
+
+    double u_all = util(all_running, first_done), u_run = util(first, last);
+    double command_wait_max_ms = 0.0;
+    long n_commands = 0;
+    fprintf(stderr,
+            "L7: line busy (labsim): %.1f %% while all three ran (%.1f s), max %.1f %% over %d "
+            "windows of 1 s, %.1f %% over the whole run (%.1f s)\n",
+            100.0 * u_all,
+            (double)(first_done.at_ms - all_running.at_ms) / 1000.0,
+            100.0 * max_window,
+            n_windows,
+            100.0 * u_run,
+            (double)(last.at_ms - first.at_ms) / 1000.0);
+    if (bus != NULL) {
+        struct drv_bus_stats bs;
+        drv_bus_stats(bus, &bs);
+        fprintf(stderr,
+                "L7: bus (drivers): %lld transactions, line time %.1f %% of %.1f s; step "
+                "command: first slot after mean %.1f ms, max %.1f ms (%lld calls); every "
+                "command transaction: mean %.1f ms, max %.1f ms (%lld); poll transactions "
+                "waited mean %.1f ms, max %.1f ms (%lld)\n",
+                (long long)bs.transactions,
+                100.0 * (double)bs.line_us / (double)bs.elapsed_us,
+                (double)bs.elapsed_us / 1e6,
+                ms(bs.call_wait_total_us[DRV_BUS_COMMAND]) /
+                    (double)(bs.calls[DRV_BUS_COMMAND] > 0 ? bs.calls[DRV_BUS_COMMAND] : 1),
+                ms(bs.call_wait_max_us[DRV_BUS_COMMAND]),
+                (long long)bs.calls[DRV_BUS_COMMAND],
+                ms(bs.wait_total_us[DRV_BUS_COMMAND]) /
+                    (double)(bs.waits[DRV_BUS_COMMAND] > 0 ? bs.waits[DRV_BUS_COMMAND] : 1),
+                ms(bs.wait_max_us[DRV_BUS_COMMAND]),
+                (long long)bs.waits[DRV_BUS_COMMAND],
+                ms(bs.wait_total_us[DRV_BUS_POLL]) /
+                    (double)(bs.waits[DRV_BUS_POLL] > 0 ? bs.waits[DRV_BUS_POLL] : 1),
+                ms(bs.wait_max_us[DRV_BUS_POLL]),
+                (long long)bs.waits[DRV_BUS_POLL]);
+        command_wait_max_ms = ms(bs.call_wait_max_us[DRV_BUS_COMMAND]);
+        n_commands = (long)bs.calls[DRV_BUS_COMMAND];
+    }
+
+    /* the verdict, once every figure is out */
+    for (int k = 0; k < N; k++) {
+        assert_int_equal(fs[k].errors, 0);
+        assert_true(fs[k].polls >= 5);
+        assert_int_equal(programs_of[k], 1);
+        ll_assert_close(target_of[k], setpoints[k], 0, 0.05);
+    }
+    assert_int_equal(collisions, 0);
+    assert_int_equal(gap_violations, 0);
+    assert_non_null(bus);
+    assert_int_equal(n_commands, N + fs[0].probes + fs[1].probes + fs[2].probes);
+    assert_true(command_wait_max_ms <= MAX_COMMAND_WAIT_MS);
+    assert_true(n_windows >= 3);
+    assert_true(u_all <= MAX_UTIL);
+    assert_true(max_window <= MAX_UTIL);
+    assert_true(u_run <= MAX_UTIL);
+
+    for (int k = 0; k < N; k++)
+        drv_worker_stop(&fs[k].w);
+    drv_bus_free(&bus);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_three_furnaces_on_one_9600_line_keep_the_bus_budget),
+    };
+
+    ll_test_init();
+    return cmocka_run_group_tests(tests, start_labsim, stop_labsim);
+}
