@@ -85,7 +85,9 @@ int drv_bus_new(const struct labconf_instrument *inst,
         return ll_error_set(reterr, -ENOMEM, "out of memory");
     snprintf(bus->device, sizeof(bus->device), "%s", inst->device);
     bus->baud = inst->baud > 0 ? inst->baud : 9600;
-    bus->parity = inst->parity ? inst->parity : 'N';
+    bus->parity = inst->parity;
+    if (!bus->parity)
+        bus->parity = 'N';
     bus->data_bits = inst->data_bits > 0 ? inst->data_bits : 8;
     bus->stop_bits = inst->stop_bits > 0 ? inst->stop_bits : 1;
     bits = 1 + bus->data_bits + (bus->parity == 'N' ? 0 : 1) + bus->stop_bits;

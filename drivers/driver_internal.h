@@ -48,19 +48,19 @@ struct drv {
     const struct drv_ops *ops;
     struct labconf_instrument inst;
     bool connected;
+    bool own_bus;   /* Modbus RTU: the bus is this driver's alone (below) */
+    bool bus_first; /* the call in progress has not had a slot on the line yet */
     /* the step this driver started last (0 none) and when (monotonic ms) */
     uint32_t started_step_id;
     int64_t started_ms;
     /* backend state */
     modbus_t *mb; /* robot; furnace: the bus's context while connected (borrowed) */
     /* Modbus RTU: the line (drivers/bus.h), shared or made for this driver alone (own_bus);
-     * the port generation this driver last used; the priority of the call in progress and
-     * whether it has had a slot yet (driver.c sets both at each call) */
+     * the port generation this driver last used; the priority of the call in progress
+     * (driver.c sets it and bus_first at each call) */
     struct drv_bus *bus;
-    bool own_bus;
     unsigned bus_gen;
     enum drv_bus_priority bus_prio;
-    bool bus_first;
     struct sp_port *port; /* coater on a real serial port (libserialport) */
     int fd;               /* coater on a pseudo-terminal (termios), else -1 */
     uint16_t seq;         /* coater: next SPN/1 sequence number */

@@ -194,8 +194,8 @@ struct sim_rtu_port {
     struct sim_tty tty;
     struct sim_rtu_line line;
     char device[LABCONF_TEXT_MAX]; /* the configured device that groups the furnaces */
-    int first_inst;                /* instrument index the pty is named after */
     int64_t last_rx_ms;
+    int first_inst; /* instrument index the pty is named after */
 };
 
 struct labsim_options {
@@ -241,9 +241,8 @@ struct labsim {
     int furnace_inst[MAX_FURNACES];
     int furnace_port[MAX_FURNACES];
     int furnace_slot[MAX_FURNACES];
-    int n_furnaces;
+    int n_furnaces, n_ports;
     struct sim_rtu_port ports[MAX_PORTS];
-    int n_ports;
     /* coater */
     struct sim_coater coater;
     struct sim_tty coat;

@@ -196,216 +196,262 @@ static double ms(int64_t us)
     return (double)us / 1000.0;
 }
 
-static void test_three_furnaces_on_one_9600_line_keep_the_bus_budget(void **state)
-{
+/* One run: the furnaces, their bus, labsim's line at the moments that bound the windows. */
+struct run {
     struct furnace fs[N];
-    struct drv_bus *bus = NULL;
+    struct drv_bus *bus; /* NULL with LL_L7_PRIVATE_LINES */
+    int poll_ms;
+    struct line_sample first, all_running, first_done, last, window_start;
+    double max_window; /* the busiest 1 s window while all three ran */
+    int n_windows;
+    long programs[N]; /* labsim: programs run, loaded segment target */
+    double target_c[N];
+    long collisions, gap_violations;
+    double command_wait_max_ms;
+    long n_commands;
+};
+
+/* The three furnaces of the lab, on one bus (or lines of their own), with their anneals. */
+static void setup_run(struct run *r)
+{
     struct ll_error err = {0};
     const char *budget_env = getenv("LL_L7_BUDGET");
     bool private_lines = getenv("LL_L7_PRIVATE_LINES") != NULL;
+
+    memset(r, 0, sizeof(*r));
     count_errors = private_lines;
-    struct line_sample first, all_running = {0}, first_done = {0}, last;
-    struct line_sample window_start;
-    double max_window = 0.0;
-    int poll_ms = 0, n_windows = 0;
-    (void)state;
-
-    memset(fs, 0, sizeof(fs));
     for (int k = 0; k < N; k++) {
-        fs[k].inst = labconf_find_instrument(lab, names[k]);
-        assert_non_null(fs[k].inst);
-        assert_string_equal(fs[k].inst->device, labconf_find_instrument(lab, names[0])->device);
-        assert_int_equal(fs[k].inst->baud, 9600);
-        poll_ms = fs[k].inst->poll_ms; /* the lab's: 250 ms */
+        r->fs[k].inst = labconf_find_instrument(lab, names[k]);
+        assert_non_null(r->fs[k].inst);
+        assert_string_equal(r->fs[k].inst->device, labconf_find_instrument(lab, names[0])->device);
+        assert_int_equal(r->fs[k].inst->baud, 9600);
+        r->poll_ms = r->fs[k].inst->poll_ms; /* the lab's: 250 ms */
     }
-    assert_int_equal(poll_ms, 250);
+    assert_int_equal(r->poll_ms, 250);
     if (!private_lines) {
-        assert_int_equal(drv_bus_new(fs[0].inst, &bus, &err), 0);
+        assert_int_equal(drv_bus_new(r->fs[0].inst, &r->bus, &err), 0);
         if (budget_env != NULL)
-            assert_int_equal(drv_bus_set_budget(bus, atof(budget_env)), 0);
+            assert_int_equal(drv_bus_set_budget(r->bus, atof(budget_env)), 0);
     }
     for (int k = 0; k < N; k++) {
-        if (drv_worker_start_bus(fs[k].inst, bus, &fs[k].w, &err) != 0)
+        struct furnace *f = &r->fs[k];
+        if (drv_worker_start_bus(f->inst, r->bus, &f->w, &err) != 0)
             fail_msg("%s", err.msg);
-        fs[k].step.id = (uint32_t)(100 + k);
-        fs[k].step.kind = DRV_STEP_ANNEAL;
-        fs[k].step.anneal.setpoint_c = setpoints[k];
-        fs[k].step.anneal.ramp_c_min = RAMP_C_MIN;
-        fs[k].step.anneal.dwell_min = DWELL_MIN;
+        f->step.id = (uint32_t)(100 + k);
+        f->step.kind = DRV_STEP_ANNEAL;
+        f->step.anneal.setpoint_c = setpoints[k];
+        f->step.anneal.ramp_c_min = RAMP_C_MIN;
+        f->step.anneal.dwell_min = DWELL_MIN;
     }
+}
 
+/* Samples labsim's line at the edges of the windows, and every second while all three run. */
+static void sample_windows(struct run *r, int64_t now, int64_t *next_sample)
+{
+    bool all_started = true, any_done = false;
+
+    for (int k = 0; k < N; k++) {
+        all_started = all_started && r->fs[k].started;
+        any_done = any_done || r->fs[k].done;
+    }
+    if (all_started && r->all_running.at_ms == 0)
+        r->all_running = r->window_start = line_sample();
+    if (any_done && r->first_done.at_ms == 0 && r->all_running.at_ms != 0)
+        r->first_done = line_sample();
+    if (r->all_running.at_ms != 0 && r->first_done.at_ms == 0 && now >= *next_sample) {
+        struct line_sample s = line_sample();
+        if (s.at_ms - r->window_start.at_ms >= 900) {
+            double u = util(r->window_start, s);
+            if (u > r->max_window)
+                r->max_window = u;
+            r->n_windows++;
+            r->window_start = s;
+        }
+        *next_sample = now + 1000;
+    }
+}
+
+/* Asks each furnace what is due (its start, a step command, a poll), waits for completions
+ * until the next poll is due, and takes them. */
+static void step_loop(struct run *r, int64_t now)
+{
+    struct pollfd pfd[N];
+    int64_t wake = now + 20;
+
+    for (int k = 0; k < N; k++) {
+        struct furnace *f = &r->fs[k];
+        if (f->outstanding || f->done)
+            continue;
+        if (!f->started && now >= f->start_at)
+            submit(f, DRV_REQ_START, 1);
+        else if (f->started && now >= f->next_probe_at && now < f->end_at - PROBE_MARGIN_MS) {
+            submit(f, DRV_REQ_START, 2);
+            f->next_probe_at = now + PROBE_MS;
+        } else if (f->started && now >= f->next_poll_at)
+            submit(f, DRV_REQ_POLL, 3);
+    }
+    for (int k = 0; k < N; k++) {
+        struct furnace *f = &r->fs[k];
+        pfd[k] = (struct pollfd){.fd = drv_worker_fd(f->w), .events = POLLIN};
+        if (f->started && !f->outstanding && !f->done && f->next_poll_at < wake)
+            wake = f->next_poll_at;
+    }
+    assert_true(poll(pfd, N, wake > now ? (int)(wake - now) : 0) >= 0);
+    for (int k = 0; k < N; k++) {
+        struct drv_completion c;
+        while (drv_worker_next(r->fs[k].w, &c) == 1)
+            on_completion(&r->fs[k], &c, r->poll_ms);
+    }
+}
+
+/* Starts the anneals STAGGER_MS apart and drives them to their ends. */
+static void drive(struct run *r)
+{
     int64_t t0 = ll_monotonic_ms(), next_sample = t0 + 1000;
+
     for (int k = 0; k < N; k++)
-        fs[k].start_at = t0 + k * STAGGER_MS;
-    first = window_start = line_sample();
+        r->fs[k].start_at = t0 + k * STAGGER_MS;
+    r->first = r->window_start = line_sample();
     for (;;) {
         int64_t now = ll_monotonic_ms();
-        bool all_done = true, all_started = true, any_done = false;
-        for (int k = 0; k < N; k++) {
-            all_done = all_done && fs[k].done;
-            all_started = all_started && fs[k].started;
-            any_done = any_done || fs[k].done;
-        }
+        bool all_done = true;
+        for (int k = 0; k < N; k++)
+            all_done = all_done && r->fs[k].done;
         if (all_done)
             break;
         if (now - t0 > RUN_LIMIT_MS)
             fail_msg("the anneals did not end within %d s", RUN_LIMIT_MS / 1000);
-        if (all_started && all_running.at_ms == 0)
-            all_running = window_start = line_sample();
-        if (any_done && first_done.at_ms == 0 && all_running.at_ms != 0)
-            first_done = line_sample();
-        if (all_running.at_ms != 0 && first_done.at_ms == 0 && now >= next_sample) {
-            /* 1 s windows while all three run */
-            struct line_sample s = line_sample();
-            if (s.at_ms - window_start.at_ms >= 900) {
-                double u = util(window_start, s);
-                if (u > max_window)
-                    max_window = u;
-                n_windows++;
-                window_start = s;
-            }
-            next_sample = now + 1000;
-        }
-        for (int k = 0; k < N; k++) {
-            struct furnace *f = &fs[k];
-            if (f->outstanding || f->done)
-                continue;
-            if (!f->started && now >= f->start_at)
-                submit(f, DRV_REQ_START, 1);
-            else if (f->started && now >= f->next_probe_at && now < f->end_at - PROBE_MARGIN_MS) {
-                submit(f, DRV_REQ_START, 2);
-                f->next_probe_at = now + PROBE_MS;
-            } else if (f->started && now >= f->next_poll_at)
-                submit(f, DRV_REQ_POLL, 3);
-        }
-        struct pollfd pfd[N];
-        int64_t wake = now + 20;
-        for (int k = 0; k < N; k++) {
-            pfd[k] = (struct pollfd){.fd = drv_worker_fd(fs[k].w), .events = POLLIN};
-            if (fs[k].started && !fs[k].outstanding && !fs[k].done && fs[k].next_poll_at < wake)
-                wake = fs[k].next_poll_at;
-        }
-        assert_true(poll(pfd, N, wake > now ? (int)(wake - now) : 0) >= 0);
-        for (int k = 0; k < N; k++) {
-            struct drv_completion c;
-            while (drv_worker_next(fs[k].w, &c) == 1)
-                on_completion(&fs[k], &c, poll_ms);
-        }
+        sample_windows(r, now, &next_sample);
+        step_loop(r, now);
     }
-    last = line_sample();
+    r->last = line_sample();
+}
 
-    /* what labsim saw: every furnace ran its anneal once, with its own setpoint; the line
-     * had no collision and no frame inside another's t3.5 */
+/* What labsim saw (the line, every furnace's programs and loaded target), printed. */
+static void report_labsim(struct run *r)
+{
     json_t *st = labsim_status();
     json_t *line = json_array_get(json_object_get(st, "lines"), 0);
     json_t *furnaces = json_object_get(st, "furnaces");
-    long programs_of[N];
-    double target_of[N];
-    long collisions = (long)json_integer_value(json_object_get(line, "collisions"));
-    long gap_violations = (long)json_integer_value(json_object_get(line, "gap_violations"));
+
+    r->collisions = (long)json_integer_value(json_object_get(line, "collisions"));
+    r->gap_violations = (long)json_integer_value(json_object_get(line, "gap_violations"));
     fprintf(stderr,
             "L7: line %s: %lld frames, %lld answers, %ld collisions, %ld gap violations, %lld "
             "bytes from the master, %lld from the slaves\n",
             json_string_value(json_object_get(line, "link")),
             (long long)json_integer_value(json_object_get(line, "frames")),
             (long long)json_integer_value(json_object_get(line, "replies")),
-            collisions,
-            gap_violations,
+            r->collisions,
+            r->gap_violations,
             (long long)json_integer_value(json_object_get(line, "bytes_rx")),
             (long long)json_integer_value(json_object_get(line, "bytes_tx")));
     for (int k = 0; k < N; k++) {
-        json_t *f = NULL;
+        const struct furnace *fk = &r->fs[k];
+        json_t *f = NULL, *v;
         size_t i;
-        json_t *v;
         json_array_foreach(furnaces, i, v)
         {
             if (strcmp(json_string_value(json_object_get(v, "name")), names[k]) == 0)
                 f = v;
         }
         assert_non_null(f);
-        long programs = (long)json_integer_value(json_object_get(f, "programs"));
-        double target = json_number_value(json_object_get(f, "seg_target_c"));
+        r->programs[k] = (long)json_integer_value(json_object_get(f, "programs"));
+        r->target_c[k] = json_number_value(json_object_get(f, "seg_target_c"));
         fprintf(stderr,
                 "L7: %s (slave %d): %d polls, poll interval mean %.0f ms max %lld ms (the "
                 "daemon asks every %d ms), %d step commands while running, start call %lld ms, "
                 "programs %ld, segment target %.1f C; %d failed calls%s%s\n",
                 names[k],
-                fs[k].inst->slave,
-                fs[k].polls,
-                fs[k].polls > 1 ? (double)fs[k].poll_gap_total_ms / (fs[k].polls - 1) : 0.0,
-                (long long)fs[k].poll_gap_max_ms,
-                poll_ms,
-                fs[k].probes,
-                (long long)fs[k].start_call_ms,
-                programs,
-                target,
-                fs[k].errors,
-                fs[k].errors ? ", the last: " : "",
-                fs[k].last_error);
-        programs_of[k] = programs;
-        target_of[k] = target;
+                fk->inst->slave,
+                fk->polls,
+                fk->polls > 1 ? (double)fk->poll_gap_total_ms / (fk->polls - 1) : 0.0,
+                (long long)fk->poll_gap_max_ms,
+                r->poll_ms,
+                fk->probes,
+                (long long)fk->start_call_ms,
+                r->programs[k],
+                r->target_c[k],
+                fk->errors,
+                fk->errors ? ", the last: " : "",
+                fk->last_error);
     }
     json_decref(st);
-
-    double u_all = util(all_running, first_done), u_run = util(first, last);
-    double command_wait_max_ms = 0.0;
-    long n_commands = 0;
     fprintf(stderr,
             "L7: line busy (labsim): %.1f %% while all three ran (%.1f s), max %.1f %% over %d "
             "windows of 1 s, %.1f %% over the whole run (%.1f s)\n",
-            100.0 * u_all,
-            (double)(first_done.at_ms - all_running.at_ms) / 1000.0,
-            100.0 * max_window,
-            n_windows,
-            100.0 * u_run,
-            (double)(last.at_ms - first.at_ms) / 1000.0);
-    if (bus != NULL) {
-        struct drv_bus_stats bs;
-        drv_bus_stats(bus, &bs);
-        fprintf(stderr,
-                "L7: bus (drivers): %lld transactions, line time %.1f %% of %.1f s; step "
-                "command: first slot after mean %.1f ms, max %.1f ms (%lld calls); every "
-                "command transaction: mean %.1f ms, max %.1f ms (%lld); poll transactions "
-                "waited mean %.1f ms, max %.1f ms (%lld)\n",
-                (long long)bs.transactions,
-                100.0 * (double)bs.line_us / (double)bs.elapsed_us,
-                (double)bs.elapsed_us / 1e6,
-                ms(bs.call_wait_total_us[DRV_BUS_COMMAND]) /
-                    (double)(bs.calls[DRV_BUS_COMMAND] > 0 ? bs.calls[DRV_BUS_COMMAND] : 1),
-                ms(bs.call_wait_max_us[DRV_BUS_COMMAND]),
-                (long long)bs.calls[DRV_BUS_COMMAND],
-                ms(bs.wait_total_us[DRV_BUS_COMMAND]) /
-                    (double)(bs.waits[DRV_BUS_COMMAND] > 0 ? bs.waits[DRV_BUS_COMMAND] : 1),
-                ms(bs.wait_max_us[DRV_BUS_COMMAND]),
-                (long long)bs.waits[DRV_BUS_COMMAND],
-                ms(bs.wait_total_us[DRV_BUS_POLL]) /
-                    (double)(bs.waits[DRV_BUS_POLL] > 0 ? bs.waits[DRV_BUS_POLL] : 1),
-                ms(bs.wait_max_us[DRV_BUS_POLL]),
-                (long long)bs.waits[DRV_BUS_POLL]);
-        command_wait_max_ms = ms(bs.call_wait_max_us[DRV_BUS_COMMAND]);
-        n_commands = (long)bs.calls[DRV_BUS_COMMAND];
-    }
+            100.0 * util(r->all_running, r->first_done),
+            (double)(r->first_done.at_ms - r->all_running.at_ms) / 1000.0,
+            100.0 * r->max_window,
+            r->n_windows,
+            100.0 * util(r->first, r->last),
+            (double)(r->last.at_ms - r->first.at_ms) / 1000.0);
+}
+
+static double mean_ms(int64_t total_us, int64_t n)
+{
+    return ms(total_us) / (double)(n > 0 ? n : 1);
+}
+
+/* What the bus saw (line time, waits for a slot by priority), printed. */
+static void report_bus(struct run *r)
+{
+    struct drv_bus_stats bs;
+
+    if (r->bus == NULL)
+        return;
+    drv_bus_stats(r->bus, &bs);
+    fprintf(stderr,
+            "L7: bus (drivers): %lld transactions, line time %.1f %% of %.1f s; step command: "
+            "first slot after mean %.1f ms, max %.1f ms (%lld calls); every command "
+            "transaction: mean %.1f ms, max %.1f ms (%lld); poll transactions waited mean %.1f "
+            "ms, max %.1f ms (%lld)\n",
+            (long long)bs.transactions,
+            100.0 * (double)bs.line_us / (double)bs.elapsed_us,
+            (double)bs.elapsed_us / 1e6,
+            mean_ms(bs.call_wait_total_us[DRV_BUS_COMMAND], bs.calls[DRV_BUS_COMMAND]),
+            ms(bs.call_wait_max_us[DRV_BUS_COMMAND]),
+            (long long)bs.calls[DRV_BUS_COMMAND],
+            mean_ms(bs.wait_total_us[DRV_BUS_COMMAND], bs.waits[DRV_BUS_COMMAND]),
+            ms(bs.wait_max_us[DRV_BUS_COMMAND]),
+            (long long)bs.waits[DRV_BUS_COMMAND],
+            mean_ms(bs.wait_total_us[DRV_BUS_POLL], bs.waits[DRV_BUS_POLL]),
+            ms(bs.wait_max_us[DRV_BUS_POLL]),
+            (long long)bs.waits[DRV_BUS_POLL]);
+    r->command_wait_max_ms = ms(bs.call_wait_max_us[DRV_BUS_COMMAND]);
+    r->n_commands = (long)bs.calls[DRV_BUS_COMMAND];
+}
+
+static void test_three_furnaces_on_one_9600_line_keep_the_bus_budget(void **state)
+{
+    static struct run r;
+    (void)state;
+
+    setup_run(&r);
+    drive(&r);
+    report_labsim(&r);
+    report_bus(&r);
 
     /* the verdict, once every figure is out */
     for (int k = 0; k < N; k++) {
-        assert_int_equal(fs[k].errors, 0);
-        assert_true(fs[k].polls >= 5);
-        assert_int_equal(programs_of[k], 1);
-        ll_assert_close(target_of[k], setpoints[k], 0, 0.05);
+        assert_int_equal(r.fs[k].errors, 0);
+        assert_true(r.fs[k].polls >= 5);
+        assert_int_equal(r.programs[k], 1);
+        ll_assert_close(r.target_c[k], setpoints[k], 0, 0.05);
     }
-    assert_int_equal(collisions, 0);
-    assert_int_equal(gap_violations, 0);
-    assert_non_null(bus);
-    assert_int_equal(n_commands, N + fs[0].probes + fs[1].probes + fs[2].probes);
-    assert_true(command_wait_max_ms <= MAX_COMMAND_WAIT_MS);
-    assert_true(n_windows >= 3);
-    assert_true(u_all <= MAX_UTIL);
-    assert_true(max_window <= MAX_UTIL);
-    assert_true(u_run <= MAX_UTIL);
+    assert_int_equal(r.collisions, 0);
+    assert_int_equal(r.gap_violations, 0);
+    assert_non_null(r.bus);
+    assert_int_equal(r.n_commands, N + r.fs[0].probes + r.fs[1].probes + r.fs[2].probes);
+    assert_true(r.command_wait_max_ms <= MAX_COMMAND_WAIT_MS);
+    assert_true(r.n_windows >= 3);
+    assert_true(util(r.all_running, r.first_done) <= MAX_UTIL);
+    assert_true(r.max_window <= MAX_UTIL);
+    assert_true(util(r.first, r.last) <= MAX_UTIL);
 
     for (int k = 0; k < N; k++)
-        drv_worker_stop(&fs[k].w);
-    drv_bus_free(&bus);
+        drv_worker_stop(&r.fs[k].w);
+    drv_bus_free(&r.bus);
 }
 
 int main(void)

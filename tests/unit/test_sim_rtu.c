@@ -17,7 +17,7 @@
 #define T35_US (3.5 * CHAR_US)
 
 static struct labconf *lab;
-static struct sim_furnace furnaces[2];
+static struct sim_furnace furnace1, furnace2;
 static struct sim_rtu_line line;
 
 static int setup(void **state)
@@ -40,12 +40,13 @@ static void two_slaves(void)
     assert_int_equal(inst.baud, 9600);
     assert_int_equal(inst.parity, 'N');
     sim_rtu_init(&line, &inst, 0.0);
-    for (int i = 0; i < 2; i++) {
-        inst.slave = i + 1;
-        sim_furnace_init(&furnaces[i], &inst, 1, NULL);
-        assert_int_equal(sim_rtu_add_slave(&line, &furnaces[i]), 0);
-    }
-    assert_int_equal(sim_rtu_add_slave(&line, &furnaces[1]), -EEXIST);
+    inst.slave = 1;
+    sim_furnace_init(&furnace1, &inst, 1, NULL);
+    assert_int_equal(sim_rtu_add_slave(&line, &furnace1), 0);
+    inst.slave = 2;
+    sim_furnace_init(&furnace2, &inst, 1, NULL);
+    assert_int_equal(sim_rtu_add_slave(&line, &furnace2), 0);
+    assert_int_equal(sim_rtu_add_slave(&line, &furnace2), -EEXIST);
     ll_assert_close(line.char_us, CHAR_US, 1e-9, 0);
     ll_assert_close(line.t35_us, T35_US, 1e-9, 0);
 }
