@@ -787,22 +787,40 @@ static int analyse_one(struct ingest *ing, json_t *row, struct ll_error *err)
 
 int ingest_analyse(struct ingest *ing, int max, struct ll_error *reterr)
 {
+    return ingest_analyse_for(ing, max, 0, reterr);
+}
+
+/* Whether a station's message waits on the ROUTER socket. */
+static int stations_waiting(struct ingest *ing)
+{
+    int events = 0;
+    size_t len = sizeof(events);
+    return zmq_getsockopt(ing->sock, ZMQ_EVENTS, &events, &len) == 0 && (events & ZMQ_POLLIN);
+}
+
+int ingest_analyse_for(struct ingest *ing, int max, int64_t budget_ms, struct ll_error *reterr)
+{
+    int64_t start = ll_monotonic_ms();
     json_t *rows = store_measurements_unanalysed(ing->store, max, reterr);
     if (rows == NULL)
         return reterr != NULL && reterr->code ? reterr->code : -EIO;
-    int n = (int)json_array_size(rows);
+    int n = (int)json_array_size(rows), done = 0;
     int r = 0;
     if (n > 0) {
         r = store_begin(ing->store, reterr);
-        for (int i = 0; i < n && r == 0; i++)
-            r = analyse_one(ing, json_array_get(rows, (size_t)i), reterr);
+        /* with a budget, stations' messages come first: an ack waits for no more than one
+         * analysis, and the analysis still gets one measurement per call */
+        while (done < n && r == 0 &&
+               (done == 0 || budget_ms <= 0 ||
+                (ll_monotonic_ms() - start < budget_ms && !stations_waiting(ing))))
+            r = analyse_one(ing, json_array_get(rows, (size_t)done++), reterr);
         if (r == 0)
             r = store_commit(ing->store, reterr);
         else
             store_rollback(ing->store);
     }
     json_decref(rows);
-    return r < 0 ? r : n;
+    return r < 0 ? r : done;
 }
 
 /* Processes one received message inside the batch transaction. */

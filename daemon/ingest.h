@@ -135,6 +135,13 @@ int ingest_process(struct ingest *ing, struct ll_error *reterr);
  * stay unanalysed for the next call). */
 int ingest_analyse(struct ingest *ing, int max, struct ll_error *reterr);
 
+/* The same, but stops before the next measurement once budget_ms have passed since the call
+ * or a station's message is waiting (at least one is analysed; budget_ms <= 0: neither
+ * limit), so that a caller's event loop bounds the time it spends here and acks never wait
+ * for a backlog of analyses: a J-V analysis takes milliseconds, and after an outage thousands
+ * may wait (reliability.md L2). */
+int ingest_analyse_for(struct ingest *ing, int max, int64_t budget_ms, struct ll_error *reterr);
+
 /* Sends a `measure` request to station. protocol may be NULL (an empty object is sent).
  * -EHOSTUNREACH when the station is not connected, -EAGAIN when its queue is full. */
 int ingest_send_measure(struct ingest *ing,

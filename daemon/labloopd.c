@@ -46,6 +46,12 @@
 #define EXIT_USAGE 2
 #define EXIT_CONFIG 78        /* EX_CONFIG: labloopd.conf or the lab file cannot be used */
 #define WORKER_MARGIN_MS 5000 /* beyond a worker's call budget before the watchdog pings stop */
+/* Time one pass of the loop gives at most to the stations' messages and to the analysis of
+ * stored ones; a control request waits at most about their sum (the status target is 200 ms,
+ * reliability.md L2). The analysis also stops when a station's message waits (acks first),
+ * but analyses one measurement per pass whatever comes, so that it never starves. */
+#define INGEST_SLICE_MS 50
+#define ANALYSIS_SLICE_MS 50
 
 static void usage(FILE *out)
 {
@@ -311,21 +317,28 @@ static int daemon_run(struct daemon *d)
         }
         ingest_guard(ing, ll_monotonic_ms());
         if (items[0].revents & ZMQ_POLLIN) {
+            /* batches for at most INGEST_SLICE_MS per pass: a station replaying its spool
+             * after an outage keeps messages waiting for minutes, and the operator, the
+             * watchdog and the engine cannot wait that long (reliability.md L2). What is
+             * left makes the next zmq_poll return at once. */
+            int64_t until = ll_monotonic_ms() + INGEST_SLICE_MS;
             int got;
-            while ((got = ingest_process(ing, &err)) > 0)
+            while ((got = ingest_process(ing, &err)) > 0 && ll_monotonic_ms() < until)
                 ;
             if (got < 0)
                 log_line(LOG_LVL_ERR, "ingest: batch not committed, nothing acked: %s", err.msg);
         }
-        /* phase 2 of ingest: analyse what was acked (a few at a time, so the loop stays
-         * responsive; at start-up this also picks up what a crash left unanalysed) */
-        int analysed = ingest_analyse(ing, 16, &err);
+        /* phase 2 of ingest: analyse what was acked, for at most ANALYSIS_SLICE_MS per pass
+         * and not while stations' messages wait (a J-V fit takes milliseconds and a backlog
+         * can hold thousands); at start-up this also picks up what a crash left unanalysed */
+        int analysed = ingest_analyse_for(ing, 16, ANALYSIS_SLICE_MS, &err);
         if (analysed < 0)
             log_line(LOG_LVL_ERR, "ingest: analysis batch not committed: %s", err.msg);
-        more_analysis = analysed == 16;
+        more_analysis = analysed > 0;
         engine_on_completions(engine, &err);
-        if (items[1].revents & ZMQ_POLLIN)
-            control_process(d->ctl, engine, d->store);
+        /* not only when zmq_poll saw a request: one that came while the stations' messages
+         * or the analysis were handled is answered in this pass, not after the next one */
+        control_process(d->ctl, engine, d->store);
         if (engine_tick(engine, &err) < 0)
             log_line(LOG_LVL_ERR, "engine: %s", err.msg);
         int64_t now = ll_monotonic_ms();
