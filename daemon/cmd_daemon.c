@@ -552,6 +552,67 @@ int cmd_experiments(int argc, char **argv)
     return r;
 }
 
+/* Experiments per request of `labloop export`: one page takes labloopd a few tens of
+ * milliseconds, so stations' acks and status requests are served between pages however large
+ * the campaign (reliability.md F16). */
+#define EXPORT_PAGE 1000
+
+/* The experiments of campaign (0: all) page by page, as one reply {"ok": true, "experiments":
+ * [...]}; the exit status. Rows come in id order, each read whole at one instant; the pages are
+ * read at different instants (see store_experiments_page_json). A labloopd that does not page
+ * answers everything at once, which is taken as the whole answer. */
+static int export_pages(const struct opts *o, const char *name, json_t **ret_reply)
+{
+    struct opts quiet = *o;
+    quiet.json = 0; /* the pages are printed as one reply, below */
+    json_t *all = json_array();
+    json_int_t after = 0;
+    int r = 0;
+    for (;;) {
+        json_t *page = NULL;
+        r = call(&quiet,
+                 name,
+                 json_pack("{s:s,s:I,s:I,s:i}",
+                           "cmd",
+                           "experiments",
+                           "id",
+                           (json_int_t)o->campaign,
+                           "after",
+                           after,
+                           "limit",
+                           EXPORT_PAGE),
+                 &page);
+        if (r != 0)
+            break;
+        json_t *x = json_object_get(page, "experiments");
+        size_t n = json_array_size(x), added = 0, i;
+        json_t *row;
+        json_array_foreach(x, i, row)
+        {
+            if (json_integer_value(json_object_get(row, "id")) > after) {
+                json_array_append(all, row);
+                added++;
+            }
+        }
+        if (added > 0)
+            after = json_integer_value(
+                json_object_get(json_array_get(all, json_array_size(all) - 1), "id"));
+        json_decref(page);
+        if (n != EXPORT_PAGE || added == 0)
+            break;
+    }
+    json_t *reply = json_pack("{s:o,s:b}", "experiments", all, "ok", 1);
+    if (r == 0 && o->json) {
+        json_dumpf(reply, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+        printf("\n");
+    }
+    if (r == 0)
+        *ret_reply = reply;
+    else
+        json_decref(reply);
+    return r;
+}
+
 int cmd_export(int argc, char **argv)
 {
     const char *usage = "export [--campaign ID] [--format csv|json] [--output FILE]";
@@ -563,10 +624,7 @@ int cmd_export(int argc, char **argv)
         return CMD_EXIT_USAGE;
     }
     json_t *reply = NULL, *fits = NULL;
-    int r = call(&o,
-                 argv[0],
-                 json_pack("{s:s,s:I}", "cmd", "experiments", "id", (json_int_t)o.campaign),
-                 &reply);
+    int r = export_pages(&o, argv[0], &reply);
     if (r == 0 && strcmp(o.format, "json") == 0 && o.campaign > 0)
         r = call(&o,
                  argv[0],

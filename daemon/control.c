@@ -7,6 +7,7 @@
 #include "daemon/store.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,7 +136,17 @@ json_t *control_dispatch(struct engine *e, struct store *s, json_t *req)
     } else if (strcmp(cmd, "approve") == 0 || strcmp(cmd, "deny") == 0) {
         r = engine_approve(e, id, strcmp(cmd, "approve") == 0, &err);
     } else if (strcmp(cmd, "experiments") == 0) {
-        json_t *x = store_experiments_json(s, id, &err);
+        /* optional paging (`labloop export`): "after" an experiment id, at most "limit" */
+        json_t *after = json_object_get(req, "after"), *limit = json_object_get(req, "limit");
+        json_t *x = store_experiments_page_json(
+            s,
+            id,
+            json_is_integer(after) ? (int64_t)json_integer_value(after) : 0,
+            json_is_integer(limit) && json_integer_value(limit) > 0 &&
+                    json_integer_value(limit) <= INT32_MAX
+                ? (int)json_integer_value(limit)
+                : 0,
+            &err);
         r = x == NULL ? -EIO : 0;
         if (x != NULL)
             out = json_pack("{s:o}", "experiments", x);

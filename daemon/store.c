@@ -1435,6 +1435,12 @@ int store_experiment_by_sample(struct store *s,
 
 json_t *store_experiments_json(struct store *s, int64_t campaign_id, struct ll_error *reterr)
 {
+    return store_experiments_page_json(s, campaign_id, 0, 0, reterr);
+}
+
+json_t *store_experiments_page_json(
+    struct store *s, int64_t campaign_id, int64_t after_id, int limit, struct ll_error *reterr)
+{
     return rows_json(
         s,
         prep(s,
@@ -1443,9 +1449,12 @@ json_t *store_experiments_json(struct store *s, int64_t campaign_id, struct ll_e
              "e.params AS params_json, e.acquisition, "
              "(SELECT json_group_object(o.name, o.value) FROM objectives o "
              " WHERE o.experiment_id = e.id) AS objectives_json, e.created_at, e.updated_at "
-             "FROM experiments e WHERE (?1 = 0 OR e.campaign_id = ?1) ORDER BY e.id",
-             "i",
-             campaign_id),
+             "FROM experiments e WHERE (?1 = 0 OR e.campaign_id = ?1) AND e.id > ?2 "
+             "ORDER BY e.id LIMIT ?3",
+             "iii",
+             campaign_id,
+             after_id,
+             (int64_t)(limit > 0 ? limit : -1)),
         reterr);
 }
 

@@ -258,6 +258,13 @@ int store_experiment_by_sample(struct store *s,
  * campaign_id idx round well sample state reason params (object) acquisition objectives
  * (object name -> value) created_at updated_at. */
 json_t *store_experiments_json(struct store *s, int64_t campaign_id, struct ll_error *reterr);
+/* The same, one page: the experiments with id > after_id, at most limit of them (limit <= 0:
+ * all). One statement each: a reader that pages through a large campaign (`labloop export`)
+ * never holds labloopd's loop, nor a read transaction, for long (reliability.md F16). Each row
+ * is read whole at one instant (state, parameters and objectives together); pages are read at
+ * different instants. */
+json_t *store_experiments_page_json(
+    struct store *s, int64_t campaign_id, int64_t after_id, int limit, struct ll_error *reterr);
 /* Count of a campaign's experiments and of those in a final state; experiments abandoned
  * with the reason "denied by operator" are not counted (they do not spend the budget). */
 int store_experiment_counts(
