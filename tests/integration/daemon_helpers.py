@@ -96,16 +96,44 @@ def start_labsim(tmp, lab, speed, procs):
     return p
 
 
-def start_labloopd(tmp, run, speed, procs, env=None, args=()):
+def spawn_labloopd(tmp, run, speed, procs, env=None, args=()):
     """labloopd on tmp/sim/lab.conf (labsim's copy) and tmp/l.db at time scale `speed`, 5 ms
     polls, more options in args, stderr appended to tmp/labloopd.log; added to procs; returns
-    once it answers."""
+    at once (the crash tests expect it to die at a kill point)."""
     p = subprocess.Popen([LABLOOPD, "--lab", os.path.join(tmp, "sim", "lab.conf"), "--db",
                           os.path.join(tmp, "l.db"), "--run-dir", run, "--time-scale", str(speed),
                           "--poll-ms", "5", *args], stderr=open(os.path.join(tmp, "labloopd.log"), "a"), env=env)
     procs.append(p)
+    return p
+
+
+def start_labloopd(tmp, run, speed, procs, env=None, args=()):
+    """spawn_labloopd, and returns once it answers."""
+    p = spawn_labloopd(tmp, run, speed, procs, env, args)
     wait_for("labloopd", lambda: labloop(run, "status").returncode == 0)
     return p
+
+
+def status_or_none(run):
+    """labloopd's status, or None when it does not answer within 1 s (it may be dying)."""
+    r = labloop(run, "status", "--json", "--timeout", "1000")
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def wait_up(run, p):
+    """Waits until labloopd (p) answers; asserts that it did not exit meanwhile."""
+    wait_for("labloopd to answer", lambda: p.poll() is not None or status_or_none(run) is not None, timeout=30)
+    assert p.poll() is None, f"labloopd exited with {p.returncode}"
+
+
+def answer_questions(run, p):
+    """Acts as the operator: a step whose fate cannot be known is answered "failed". Returns
+    the status, or None when labloopd (p) does not answer (it may be dying at its point)."""
+    st = status_or_none(run)
+    for q in (st or {}).get("questions", []):
+        r = labloop(run, "resolve", str(q["id"]), "failed", "--timeout", "1000")
+        assert r.returncode == 0 or p.poll() is not None, r.stderr
+    return st
 
 
 def stations_port(tmp):

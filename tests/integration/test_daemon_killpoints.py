@@ -27,7 +27,6 @@ Afterwards the invariants of daemon_helpers.check_invariants hold: every job and
 exactly once and known to the store, every acked measurement stored with its exact bytes, no
 step left started, every experiment ended, integrity_check ok, event ids without gaps.
 """
-import json
 import os
 import sqlite3
 import subprocess
@@ -36,44 +35,19 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (LABLOOP, LABLOOPD, check_invariants, check_midway, finish, labloop,  # noqa: E402
-                            labsim_counts,
-                            request, run_killing, start_labsim, wait_for, write_campaign, write_lab)
+from daemon_helpers import (LABLOOP, answer_questions, check_invariants, check_midway, finish,  # noqa: E402
+                            labloop, labsim_counts, request, run_killing, spawn_labloopd, start_labsim,
+                            status_or_none, wait_for, wait_up, write_campaign, write_lab)
 
 SPEED = 1000
 procs = []
-
-
-def status(run):
-    """labloopd's status, or None when it does not answer within 1 s (it may be dying)."""
-    r = labloop(run, "status", "--json", "--timeout", "1000")
-    return json.loads(r.stdout) if r.returncode == 0 else None
 
 
 def start_daemon(tmp, run, failpoint=None, speed=SPEED):
     env = dict(os.environ, LABLOOP_WAL_AUTOCHECKPOINT="8")
     if failpoint:
         env["LABLOOP_FAILPOINT"] = failpoint
-    p = subprocess.Popen([LABLOOPD, "--lab", os.path.join(tmp, "sim", "lab.conf"), "--db",
-                          os.path.join(tmp, "l.db"), "--run-dir", run, "--time-scale", str(speed),
-                          "--poll-ms", "5"], stderr=open(os.path.join(tmp, "labloopd.log"), "a"), env=env)
-    procs.append(p)
-    return p
-
-
-def wait_up(run, p):
-    wait_for("labloopd to answer", lambda: p.poll() is not None or status(run) is not None, timeout=30)
-    assert p.poll() is None, f"labloopd exited with {p.returncode}"
-
-
-def answer_questions(run, p):
-    """Acts as the operator: a step whose fate cannot be known is answered "failed". Returns
-    the status, or None when labloopd (p) does not answer (it may be dying at its point)."""
-    st = status(run)
-    for q in (st or {}).get("questions", []):
-        r = labloop(run, "resolve", str(q["id"]), "failed", "--timeout", "1000")
-        assert r.returncode == 0 or p.poll() is not None, r.stderr
-    return st
+    return spawn_labloopd(tmp, run, speed, procs, env)
 
 
 def expect_death(tmp, run, p, name, n, timeout=120):
@@ -178,16 +152,16 @@ def main():
     assert fur["furnace_program"] == 0 and not fur["furnace_program_ended"], fur
     print(f"{time.time() - t_start:6.1f} s: e-stop latched before the kill; furnace program reset "
           f"{time.time() - t0:.2f} s after the restart")
-    st = status(run)
+    st = status_or_none(run)
     assert st["estop"] and st["campaigns"][1]["state"] == "stopped", st["campaigns"][1]
     time.sleep(0.5)
-    assert status(run)["campaigns"][1]["state"] == "stopped", "the stop did not hold"
+    assert status_or_none(run)["campaigns"][1]["state"] == "stopped", "the stop did not hold"
     p.terminate()
     assert p.wait(timeout=30) == 0
     sim_request(tmp, {"cmd": "set", "what": "speed", "value": SPEED})
     p = start_daemon(tmp, run)
     wait_up(run, p)
-    st = status(run)
+    st = status_or_none(run)
     assert st["estop"] and st["campaigns"][1]["state"] == "stopped", "the stop did not survive a restart"
     assert labloop(run, "campaign", "resume").returncode == 0
     wait_for("campaign 2 to end", lambda: (answer_questions(run, p) or {"campaigns": [{}, {}]})["campaigns"][1].get(

@@ -39,7 +39,6 @@ fsync; no such line may appear.
 Afterwards daemon_helpers.check_invariants (I1, I3, I4/I5, I6, I7, I8, I9). The damage applied
 per point is printed. LL_POWERLOSS_SEED (default 1) picks the seeds.
 """
-import json
 import os
 import re
 import shutil
@@ -50,9 +49,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_helpers import (LABLOOP, LABLOOPD, check_acked_stored, check_invariants, check_midway,  # noqa: E402
-                            finish, labloop, labsim_counts, request, run_killing, start_labsim,
-                            wait_for, write_campaign, write_lab)
+from daemon_helpers import (LABLOOP, answer_questions, check_acked_stored, check_invariants,  # noqa: E402
+                            check_midway, finish, labloop, labsim_counts, request, run_killing,
+                            spawn_labloopd, start_labsim, status_or_none, wait_for, wait_up,
+                            write_campaign, write_lab)
 
 SPEED = 1000
 SEED = int(os.environ.get("LL_POWERLOSS_SEED", "1"))
@@ -74,11 +74,6 @@ def next_seed():
     return SEED * 1000 + seeds_used[0]
 
 
-def status(run):
-    r = labloop(run, "status", "--json", "--timeout", "1000")
-    return json.loads(r.stdout) if r.returncode == 0 else None
-
-
 def start_daemon(tmp, run, failpoint=None, seed=None, speed=SPEED, **env_extra):
     env = dict(os.environ, LABLOOP_WAL_AUTOCHECKPOINT="8")
     env.update(env_extra)
@@ -86,25 +81,7 @@ def start_daemon(tmp, run, failpoint=None, seed=None, speed=SPEED, **env_extra):
         env["LABLOOP_FAILPOINT"] = failpoint
     if seed is not None:
         env["LABLOOP_POWERLOSS"] = f"{seed}:{IMAGES}"
-    p = subprocess.Popen([LABLOOPD, "--lab", os.path.join(tmp, "sim", "lab.conf"), "--db",
-                          os.path.join(tmp, "l.db"), "--run-dir", run, "--time-scale", str(speed),
-                          "--poll-ms", "5"], stderr=open(os.path.join(tmp, "labloopd.log"), "a"), env=env)
-    procs.append(p)
-    return p
-
-
-def wait_up(run, p):
-    wait_for("labloopd to answer", lambda: p.poll() is not None or status(run) is not None, timeout=30)
-    assert p.poll() is None, f"labloopd exited with {p.returncode}"
-
-
-def answer_questions(run, p):
-    """The operator: a step whose fate cannot be known is answered "failed"."""
-    st = status(run)
-    for q in (st or {}).get("questions", []):
-        r = labloop(run, "resolve", str(q["id"]), "failed", "--timeout", "1000")
-        assert r.returncode == 0 or p.poll() is not None, r.stderr
-    return st
+    return spawn_labloopd(tmp, run, speed, procs, env)
 
 
 def log_size(tmp):
@@ -316,10 +293,10 @@ def main():
     print(f"{time.time() - t_start:6.1f} s: power cut at estop_latched:1 (seed {seed}): {fmt(cuts[0])}")
     p = start_daemon(tmp, run, seed=next_seed(), speed=SPEED // 10)
     wait_up(run, p)
-    st = status(run)
+    st = status_or_none(run)
     assert st["estop"] and st["campaigns"][1]["state"] == "stopped", "the e-stop did not survive the power cut"
     time.sleep(0.5)
-    assert status(run)["campaigns"][1]["state"] == "stopped", "the stop did not hold"
+    assert status_or_none(run)["campaigns"][1]["state"] == "stopped", "the stop did not hold"
     p.terminate()
     assert p.wait(timeout=30) == 0
     sim_request(tmp, {"cmd": "set", "what": "speed", "value": SPEED})
