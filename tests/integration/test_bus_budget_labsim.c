@@ -15,6 +15,10 @@
  * collision and no frame inside another's t3.5, and each anneal ran once (labsim's program
  * count) with its own setpoint (the loaded segment target). The figures go to stderr.
  *
+ * Then a silent device on the same line (a slave id nobody answers) next to the three: their
+ * calls are slowed but none fails or outlasts its budget, and commands still get the line
+ * within about one response time-out.
+ *
  * To see what the bus prevents (not run by ctest): LL_L7_PRIVATE_LINES=1 gives each worker a
  * line of its own (three libmodbus contexts on one pty, as before drivers/bus.h);
  * LL_L7_BUDGET=1 turns the pacing off (only the inter-frame gap).
@@ -454,10 +458,173 @@ static void test_three_furnaces_on_one_9600_line_keep_the_bus_budget(void **stat
     drv_bus_free(&r.bus);
 }
 
+/* ---- a silent device on the line ------------------------------------------------ */
+
+#define GHOST_SLAVE 9 /* no controller on the line answers it */
+#define SILENT_RUN_MS 8000
+#define SAFE_EVERY_MS 700
+#define MAX_COMMAND_WAIT_SILENT_MS 700.0 /* its time-out (500 ms) + two paced transactions */
+
+struct client {
+    struct labconf_instrument inst;
+    struct drv_worker *w;
+    bool outstanding, ghost;
+    int64_t next_at, next_safe_at;
+    int calls, fails, safes;
+    int64_t call_total_ms, call_max_ms;
+};
+
+static void client_submit(struct client *c, enum drv_request_op op)
+{
+    struct ll_error err = {0};
+    struct drv_request req = {.op = op};
+    if (drv_worker_submit(c->w, &req, &err) != 0)
+        fail_msg("%s: submit: %s", c->inst.name, err.msg);
+    c->outstanding = true;
+}
+
+static void client_done(struct client *c, const struct drv_completion *d)
+{
+    int64_t now = ll_monotonic_ms();
+
+    c->outstanding = false;
+    if (d->op == DRV_REQ_SAFE) {
+        if (d->rc != 0)
+            fail_msg("%s: safe state: %s", c->inst.name, d->err.msg);
+        c->safes++;
+        return;
+    }
+    c->calls++;
+    c->call_total_ms += d->elapsed_ms;
+    if (d->elapsed_ms > c->call_max_ms)
+        c->call_max_ms = d->elapsed_ms;
+    if (d->rc != 0) {
+        c->fails++;
+        if (!c->ghost)
+            fail_msg("%s: status failed next to a silent device: %s", c->inst.name, d->err.msg);
+        assert_int_equal(d->rc, DRV_ETIMEDOUT);
+    }
+    c->next_at = now + 250; /* the daemon's poll interval */
+}
+
+/* A fourth instrument on the line whose slave id nobody answers, asked for its status every
+ * 250 ms like two of the furnaces; the third gets a safe-state command every 0.7 s (when the
+ * last one is over), at times that do not depend on the line. Each attempt
+ * of the silent one holds the line for its response time-out (500 ms) and gives it back during
+ * its back-off, so the others are slowed (each of their transactions may wait one time-out)
+ * but keep working: none of their calls fails or runs out of its call budget, and a command
+ * waits at most about one time-out for the line, never the silent device's whole call budget
+ * (5 s). */
+static void test_a_silent_device_holds_the_line_one_time_out_at_a_time(void **state)
+{
+    struct client cl[N + 1];
+    struct drv_bus *bus = NULL;
+    struct drv_bus_stats bs;
+    struct ll_error err = {0};
+    (void)state;
+
+    memset(cl, 0, sizeof(cl));
+    for (int k = 0; k <= N; k++) {
+        cl[k].inst = *labconf_find_instrument(lab, names[k < N ? k : 0]);
+        cl[k].next_safe_at = ll_monotonic_ms() + 500 + 300 * k;
+    }
+    cl[N].ghost = true;
+    cl[N].inst.slave = GHOST_SLAVE;
+    snprintf(cl[N].inst.name, sizeof(cl[N].inst.name), "silent");
+    assert_int_equal(drv_bus_new(&cl[0].inst, &bus, &err), 0);
+    for (int k = 0; k <= N; k++)
+        if (drv_worker_start_bus(&cl[k].inst, bus, &cl[k].w, &err) != 0)
+            fail_msg("%s", err.msg);
+    json_t *st = labsim_status();
+    long collisions0 = (long)json_integer_value(
+        json_object_get(json_array_get(json_object_get(st, "lines"), 0), "collisions"));
+    json_decref(st);
+
+    int64_t end = ll_monotonic_ms() + SILENT_RUN_MS;
+    for (;;) {
+        int64_t now = ll_monotonic_ms();
+        bool busy = false;
+        struct pollfd pfd[N + 1];
+        for (int k = 0; k <= N; k++) {
+            struct client *c = &cl[k];
+            busy = busy || c->outstanding;
+            if (now >= end)
+                continue;
+            if (k == N - 1) {
+                /* commands only, at their times (skipped when the last one still runs), so
+                 * they meet the line in whatever state it is in */
+                if (now >= c->next_safe_at) {
+                    if (!c->outstanding)
+                        client_submit(c, DRV_REQ_SAFE);
+                    c->next_safe_at = now + SAFE_EVERY_MS;
+                }
+            } else if (!c->outstanding && now >= c->next_at)
+                client_submit(c, DRV_REQ_STATUS);
+        }
+        if (now >= end && !busy)
+            break;
+        for (int k = 0; k <= N; k++)
+            pfd[k] = (struct pollfd){.fd = drv_worker_fd(cl[k].w), .events = POLLIN};
+        assert_true(poll(pfd, N + 1, 20) >= 0);
+        for (int k = 0; k <= N; k++) {
+            struct drv_completion d;
+            while (drv_worker_next(cl[k].w, &d) == 1)
+                client_done(&cl[k], &d);
+        }
+    }
+    drv_bus_stats(bus, &bs);
+    st = labsim_status();
+    long collisions = (long)json_integer_value(json_object_get(
+                          json_array_get(json_object_get(st, "lines"), 0), "collisions")) -
+                      collisions0;
+    json_decref(st);
+    for (int k = 0; k <= N; k++)
+        fprintf(stderr,
+                "L7 silent: %s (slave %d): %d status calls (%d failed), call mean %.0f ms max "
+                "%lld ms, %d safe-state commands\n",
+                cl[k].inst.name,
+                cl[k].inst.slave,
+                cl[k].calls,
+                cl[k].fails,
+                (double)cl[k].call_total_ms / (cl[k].calls > 0 ? cl[k].calls : 1),
+                (long long)cl[k].call_max_ms,
+                cl[k].safes);
+    fprintf(stderr,
+            "L7 silent: bus: command first slot after mean %.1f ms, max %.1f ms (%lld calls); "
+            "poll calls' first slot after mean %.1f ms, max %.1f ms (%lld); poll transactions "
+            "waited mean %.1f ms, max %.1f ms; held %.0f %% of the time, line time %.1f %%; %ld "
+            "collisions\n",
+            mean_ms(bs.call_wait_total_us[DRV_BUS_COMMAND], bs.calls[DRV_BUS_COMMAND]),
+            ms(bs.call_wait_max_us[DRV_BUS_COMMAND]),
+            (long long)bs.calls[DRV_BUS_COMMAND],
+            mean_ms(bs.call_wait_total_us[DRV_BUS_POLL], bs.calls[DRV_BUS_POLL]),
+            ms(bs.call_wait_max_us[DRV_BUS_POLL]),
+            (long long)bs.calls[DRV_BUS_POLL],
+            mean_ms(bs.wait_total_us[DRV_BUS_POLL], bs.waits[DRV_BUS_POLL]),
+            ms(bs.wait_max_us[DRV_BUS_POLL]),
+            100.0 * (double)bs.held_us / (double)bs.elapsed_us,
+            100.0 * (double)bs.line_us / (double)bs.elapsed_us,
+            collisions);
+    for (int k = 0; k < N - 1; k++) {
+        assert_int_equal(cl[k].fails, 0);
+        assert_true(cl[k].calls >= 2);
+        assert_true(cl[k].call_max_ms < DRV_CALL_BUDGET(&cl[k].inst)); /* never starved */
+    }
+    assert_true(cl[N - 1].safes >= 4);
+    assert_true(cl[N].calls >= 1);
+    assert_int_equal(cl[N].fails, cl[N].calls);
+    assert_int_equal(collisions, 0);
+    assert_true(ms(bs.call_wait_max_us[DRV_BUS_COMMAND]) <= MAX_COMMAND_WAIT_SILENT_MS);
+    for (int k = 0; k <= N; k++)
+        drv_worker_stop(&cl[k].w);
+    drv_bus_free(&bus);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_three_furnaces_on_one_9600_line_keep_the_bus_budget),
+        cmocka_unit_test(test_a_silent_device_holds_the_line_one_time_out_at_a_time),
     };
 
     ll_test_init();
