@@ -468,10 +468,10 @@ static void test_three_furnaces_on_one_9600_line_keep_the_bus_budget(void **stat
 struct client {
     struct labconf_instrument inst;
     struct drv_worker *w;
-    bool outstanding, ghost;
     int64_t next_at, next_safe_at;
-    int calls, fails, safes;
     int64_t call_total_ms, call_max_ms;
+    int calls, fails, safes;
+    bool outstanding, ghost;
 };
 
 static void client_submit(struct client *c, enum drv_request_op op)
