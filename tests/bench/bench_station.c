@@ -44,6 +44,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gsl/gsl_errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -478,6 +479,16 @@ static int read_small(const char *dir, const char *name, char *out, size_t cap)
     return ok ? 0 : -1;
 }
 
+static void spool_close(struct spool *sp)
+{
+    free(sp->off);
+    free(sp->done);
+    if (sp->text != NULL)
+        munmap(sp->text, sp->text_len);
+    memset(sp, 0, sizeof(*sp));
+}
+
+/* Maps DIR/spool.jsonl and reads DIR/acked; 0, or -1 (release with spool_close() either way). */
 static int spool_open(const char *dir, struct spool *sp)
 {
     memset(sp, 0, sizeof(*sp));
@@ -493,12 +504,12 @@ static int spool_open(const char *dir, struct spool *sp)
             close(fd);
         return -1;
     }
-    sp->text_len = (size_t)sb.st_size;
-    void *m = mmap(NULL, sp->text_len, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (m == MAP_FAILED)
         return -1;
     sp->text = m;
+    sp->text_len = (size_t)sb.st_size;
     for (size_t i = 0; i < sp->text_len; i++)
         if (sp->text[i] == '\n')
             sp->n++;
@@ -584,7 +595,8 @@ static void replay_summary(const struct spool *sp,
                            int window,
                            int64_t already)
 {
-    qsort(lat->v, lat->n, sizeof(double), cmp_double);
+    if (lat->n > 0)
+        qsort(lat->v, lat->n, sizeof(double), cmp_double);
     double secs = (double)(c->last_ack_ms - c->first_ack_ms) / 1000.0;
     printf("summary {\"station\":\"%s\",\"spooled\":%lld,\"already_acked\":%lld,\"window\":%d,"
            "\"stored\":%lld,\"duplicate\":%lld,\"rejected\":%lld,\"resent\":%lld,"
@@ -607,6 +619,50 @@ static void replay_summary(const struct spool *sp,
     fflush(stdout);
 }
 
+/* The replay loop of cmd_replay: 1 when every spooled message was answered in time. */
+static int replay_run(
+    void *s, struct spool *sp, struct inflight *fl, int window, int64_t timeout_ms, FILE *acked)
+{
+    int64_t already = 0;
+    for (int64_t i = 0; i < sp->n; i++)
+        already += sp->done[i];
+    send_hello(s, sp->station, sp->epoch, "jv");
+    struct replay_counts c = {0};
+    struct lat lat = {0};
+    int64_t next = 1, start = ll_monotonic_ms(), tick = start + 1000;
+    while (c.answered + already < sp->n && ll_monotonic_ms() - start < timeout_ms) {
+        int64_t now = ll_monotonic_ms();
+        for (int i = 0; i < window; i++) {
+            if (fl[i].seq == 0) {
+                while (next <= sp->n && sp->done[next - 1])
+                    next++;
+                if (next > sp->n)
+                    continue;
+                fl[i] = (struct inflight){next, now, now + 1000, 1000};
+                spool_send(s, sp, next++);
+            } else if (now >= fl[i].next_ms) {
+                spool_send(s, sp, fl[i].seq);
+                fl[i].interval_ms = fl[i].interval_ms * 2 > 30000 ? 30000 : fl[i].interval_ms * 2;
+                fl[i].next_ms = now + fl[i].interval_ms;
+                c.resent++;
+            }
+        }
+        zmq_pollitem_t it = {.socket = s, .events = ZMQ_POLLIN};
+        zmq_poll(&it, 1, 50);
+        replay_acks(s, sp, fl, window, acked, &lat, &c);
+        if (ll_monotonic_ms() >= tick) {
+            int64_t total = c.answered + already;
+            printf("tick %" PRId64 " %" PRId64 "\n", ll_wall_ms(), total);
+            fflush(stdout);
+            fflush(acked);
+            tick += 1000;
+        }
+    }
+    replay_summary(sp, &c, &lat, window, already);
+    free(lat.v);
+    return c.answered + already == sp->n;
+}
+
 static int cmd_replay(int argc, char **argv)
 {
     if (argc < 4) {
@@ -620,65 +676,26 @@ static int cmd_replay(int argc, char **argv)
     struct spool sp;
     if (spool_open(argv[3], &sp) < 0) {
         fprintf(stderr, "bench_station: %s: no readable spool\n", argv[3]);
+        spool_close(&sp);
         return 2;
     }
-    int64_t already = 0;
-    for (int64_t i = 0; i < sp.n; i++)
-        already += sp.done[i];
     char path[4096];
     snprintf(path, sizeof(path), "%s/acked", argv[3]);
     FILE *acked = fopen(path, "a");
     struct inflight *fl = calloc((size_t)window, sizeof(*fl));
     void *zctx = zmq_ctx_new();
-    void *s = dealer_new(zctx, sp.station, argv[2]);
-    if (acked == NULL || fl == NULL || s == NULL)
-        return 1;
-    send_hello(s, sp.station, sp.epoch, "jv");
-    struct replay_counts c = {0};
-    struct lat lat = {0};
-    int64_t next = 1, start = ll_monotonic_ms(), tick = start + 1000;
-    int busy = 0;
-    while (c.answered + already < sp.n && ll_monotonic_ms() - start < timeout_ms) {
-        int64_t now = ll_monotonic_ms();
-        for (int i = 0; i < window; i++) {
-            if (fl[i].seq == 0) {
-                while (next <= sp.n && sp.done[next - 1])
-                    next++;
-                if (next > sp.n)
-                    continue;
-                fl[i] = (struct inflight){next, now, now + 1000, 1000};
-                spool_send(s, &sp, next++);
-                busy++;
-            } else if (now >= fl[i].next_ms) {
-                spool_send(s, &sp, fl[i].seq);
-                fl[i].interval_ms = fl[i].interval_ms * 2 > 30000 ? 30000 : fl[i].interval_ms * 2;
-                fl[i].next_ms = now + fl[i].interval_ms;
-                c.resent++;
-            }
-        }
-        zmq_pollitem_t it = {.socket = s, .events = ZMQ_POLLIN};
-        zmq_poll(&it, 1, 50);
-        busy -= replay_acks(s, &sp, fl, window, acked, &lat, &c);
-        if (ll_monotonic_ms() >= tick) {
-            printf("tick %lld %lld\n", (long long)ll_wall_ms(), (long long)(c.answered + already));
-            fflush(stdout);
-            fflush(acked);
-            tick += 1000;
-        }
-    }
-    fflush(acked);
-    fsync(fileno(acked));
-    fclose(acked);
-    replay_summary(&sp, &c, &lat, window, already);
-    int ok = c.answered + already == sp.n;
-    (void)busy;
-    zmq_close(s);
+    void *s = acked != NULL && fl != NULL ? dealer_new(zctx, sp.station, argv[2]) : NULL;
+    int ok = s != NULL && replay_run(s, &sp, fl, window, timeout_ms, acked);
+    if (s != NULL)
+        zmq_close(s);
     zmq_ctx_term(zctx);
+    if (acked != NULL) {
+        fflush(acked);
+        fsync(fileno(acked));
+        fclose(acked);
+    }
     free(fl);
-    free(lat.v);
-    free(sp.off);
-    free(sp.done);
-    munmap(sp.text, sp.text_len);
+    spool_close(&sp);
     return ok ? 0 : 1;
 }
 
@@ -687,16 +704,15 @@ static int cmd_replay(int argc, char **argv)
 struct loadgen {
     const char *endpoint;
     void *zctx;
-    char station[65], kind[16], epoch[17];
     const struct request *reqs[1024];
-    int n_reqs;
     const struct templates *tp;
-    int window;
-    int64_t stop_ms; /* monotonic: no new message after this */
     _Atomic int64_t *timeline;
+    int64_t stop_ms; /* monotonic: no new message after this */
     int64_t t0_ms;
     int64_t acked, rejected, unanswered;
     struct lat lat;
+    int n_reqs, window;
+    char station[65], kind[16], epoch[17];
 };
 
 static void load_send(void *s, const char *tmpl, int64_t seq, char *buf, size_t cap)
@@ -793,11 +809,13 @@ load_report(struct loadgen *gens, int n_st, _Atomic int64_t *timeline, int64_t t
         free(gens[i].lat.v);
     }
     int64_t last = (ll_monotonic_ms() - t0) / 1000;
-    for (int64_t s = 0; s <= last && s < TIMELINE_S; s++)
-        printf("tick %lld %lld\n",
-               (long long)(ll_wall_ms() - (ll_monotonic_ms() - t0) + s * 1000),
-               (long long)atomic_load(&timeline[s]));
-    qsort(all.v, all.n, sizeof(double), cmp_double);
+    int64_t wall_t0 = ll_wall_ms() - (ll_monotonic_ms() - t0);
+    for (int64_t s = 0; s <= last && s < TIMELINE_S; s++) {
+        int64_t at = wall_t0 + s * 1000, n = atomic_load(&timeline[s]);
+        printf("tick %" PRId64 " %" PRId64 "\n", at, n);
+    }
+    if (all.n > 0)
+        qsort(all.v, all.n, sizeof(double), cmp_double);
     printf("summary {\"stations\":%d,\"window\":%d,\"seconds\":%d,\"acked\":%lld,"
            "\"rejected\":%lld,\"unanswered\":%lld,\"acked_per_s\":%.0f,"
            "\"ack_latency_ms\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}}\n",
