@@ -95,8 +95,18 @@ static void test_parse_int_is_strict(void **state)
     assert_int_equal(v, 42);
     assert_int_equal(ll_parse_int("-7", -10, 10, &v), 0);
     assert_int_equal(v, -7);
-    const char *bad[] = {"", " 4", "4 ", "4x", "1 OR 1=1", "0x10", "1e3", "abc", "101", "0",
-                         "99999999999999999999", "4.0"};
+    const char *bad[] = {"",
+                         " 4",
+                         "4 ",
+                         "4x",
+                         "1 OR 1=1",
+                         "0x10",
+                         "1e3",
+                         "abc",
+                         "101",
+                         "0",
+                         "99999999999999999999",
+                         "4.0"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         v = 5;
         if (ll_parse_int(bad[i], 1, 100, &v) != -EINVAL)
