@@ -29,6 +29,13 @@ void sim_rtu_init(struct sim_rtu_line *l,
     l->next_id = 1;
 }
 
+void sim_rtu_untimed(struct sim_rtu_line *l)
+{
+    l->char_us = 0.0;
+    l->t35_us = 0.0;
+    l->turnaround_us = 0.0;
+}
+
 int sim_rtu_add_slave(struct sim_rtu_line *l, struct sim_furnace *f)
 {
     if (l->n_slaves == SIM_RTU_MAX_SLAVES)

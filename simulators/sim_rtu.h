@@ -80,6 +80,11 @@ void sim_rtu_init(struct sim_rtu_line *l,
                   const struct labconf_instrument *inst,
                   double turnaround_us);
 
+/* Makes l an instant line: no character time, no t3.5 and no turnaround (answers due at once,
+ * still in order, still after a furnace.late delay); its accounting counts frames and bytes
+ * but no busy time. */
+void sim_rtu_untimed(struct sim_rtu_line *l);
+
 /* Puts slave f (its own slave id) on the line; -ENOSPC when full, -EEXIST for an id taken. */
 int sim_rtu_add_slave(struct sim_rtu_line *l, struct sim_furnace *f);
 
