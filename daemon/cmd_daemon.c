@@ -861,11 +861,9 @@ int cmd_plot(int argc, char **argv)
     struct opts o;
     if (parse(argc, argv, &o, usage) < 0)
         return CMD_EXIT_USAGE;
-    if (o.width_px < 320 || o.width_px > 4000 || o.n_args > 0) {
-        fprintf(stderr,
-                "labloop plot: %s\nusage: labloop %s\n",
-                o.n_args > 0 ? "no positional argument expected" : "--width must be 320..4000",
-                usage);
+    if (o.n_args > 0) { /* --width was checked by parse() */
+        fprintf(
+            stderr, "labloop plot: no positional argument expected\nusage: labloop %s\n", usage);
         return CMD_EXIT_USAGE;
     }
     struct opts quiet = o; /* the replies are not printed: the plot (or its summary) is */

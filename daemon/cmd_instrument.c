@@ -30,6 +30,7 @@
  * for a stale socket). Without the socket they open the device directly, as the others.
  */
 #include "common/ll_error.h"
+#include "common/ll_text.h"
 #include "common/ll_time.h"
 #include "daemon/commands.h"
 #include "daemon/control.h"
@@ -99,15 +100,11 @@ static int parse_double(const char *s, double *ret)
 
 static int parse_int(const char *s, long min, long max, long *ret)
 {
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return -EINVAL;
-    *ret = v;
-    return 0;
+    long long v = 0;
+    int r = ll_parse_int(s, min, max, &v);
+    if (r == 0)
+        *ret = (long)v;
+    return r;
 }
 
 /* Parses KIND ARGS and the options from argv[i]; returns 0 or prints and returns -EINVAL. */

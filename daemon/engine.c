@@ -722,6 +722,14 @@ int engine_fault_unusable(int running, int code)
     return running;
 }
 
+/* 1 when a fault of instrument fi pauses campaign c: it runs, uses fi, and its recipe pauses
+ * on faults (fault_record pauses exactly these; start_refused_retry asks first). */
+static int fault_pauses(struct engine *e, int fi, const struct camp *c)
+{
+    return c != NULL && c->uses[fi] && recipe_fault_pauses(c->r) &&
+           store_campaign_get_state(e->store, c->id, NULL) == STORE_CAMPAIGN_RUNNING;
+}
+
 /* Records, inside the caller's transaction, that instrument fi is unusable because of `why`:
  * every running campaign that uses it and whose on_instrument_fault is "pause" becomes
  * paused with the reason FAULT_REASON_PREFIX NAME: why (their ids in paused[], count in
@@ -744,8 +752,7 @@ static int fault_record(struct engine *e,
     snprintf(reason, sizeof(reason), FAULT_REASON_PREFIX "%s: %s", e->instrs[fi].name, why);
     for (int i = 0; i < e->n_camps && r == 0; i++) {
         struct camp *c = &e->camps[i];
-        if (!c->uses[fi] || !recipe_fault_pauses(c->r) ||
-            store_campaign_get_state(e->store, c->id, NULL) != STORE_CAMPAIGN_RUNNING)
+        if (!fault_pauses(e, fi, c))
             continue;
         r = store_campaign_set_state(e->store, c->id, STORE_CAMPAIGN_PAUSED, reason, err);
         paused[n++] = c->id;
@@ -919,15 +926,6 @@ static void flight_finish(struct engine *e, struct flight *f, int to, const char
     flight_drop(e, f);
 }
 
-/* 1 when a fault of instrument fi pauses campaign_id (it runs, and its recipe pauses on
- * faults). */
-static int fault_pauses(struct engine *e, int fi, int64_t campaign_id)
-{
-    struct camp *c = camp_get(e, campaign_id);
-    return c != NULL && c->uses[fi] && recipe_fault_pauses(c->r) &&
-           store_campaign_get_state(e->store, c->id, NULL) == STORE_CAMPAIGN_RUNNING;
-}
-
 /* A start refused because the instrument reports a fault (a robot left in ERROR, e.g. by an
  * e-stop's ABORT). A refused start is a step the instrument did not accept (drv_step_start):
  * nothing happened. For an experiment's first step (nothing has been done to its sample yet)
@@ -940,7 +938,8 @@ static int fault_pauses(struct engine *e, int fi, int64_t campaign_id)
  * mid-process). Returns 1 when it settled the step. */
 static int start_refused_retry(struct engine *e, struct flight *f, int code, const char *why)
 {
-    if (code != DRV_EFAULT || !f->retry_refused || !fault_pauses(e, f->instr, f->campaign_id))
+    if (code != DRV_EFAULT || !f->retry_refused ||
+        !fault_pauses(e, f->instr, camp_get(e, f->campaign_id)))
         return 0;
     char msg[DRV_TEXT_MAX + 128];
     snprintf(msg,

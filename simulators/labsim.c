@@ -1649,8 +1649,12 @@ furnaces_setup(struct labsim *ls, const struct labconf_instrument *robot, struct
      * compressed anneal (the 54-experiment dry run took 60 s instead of 30, and its makespan
      * ratio went from 1.04 to 1.13). Shared lines keep it: there the timing is the point. */
     for (int p = 0; p < ls->n_ports; p++)
-        if (ls->ports[p].line.n_slaves == 1 && !ls->opt.line_timing_all)
+        if (ls->ports[p].line.n_slaves == 1 && !ls->opt.line_timing_all) {
             sim_rtu_untimed(&ls->ports[p].line);
+            sim_log(SIM_LOG_INFO,
+                    "line=%s event=untimed (one slave; --line-timing all times it)",
+                    ls->ports[p].tty.link);
+        }
     return 0;
 }
 
